@@ -1,0 +1,180 @@
+//! Wiring: from [`Settings`] to a running worker with real AWS clients, and the stop signal.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_sesv2::config::timeout::TimeoutConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::ses::SesMailer;
+use crate::aws::sqs::SqsQueue;
+use crate::config::Settings;
+use crate::domain::event::PackageEvent;
+use crate::domain::render::{template_data, Renderer};
+use crate::domain::route::RouteTable;
+use crate::worker::memory::EventMemory;
+use crate::worker::rate::RateLimiter;
+use crate::worker::{Backoff, Pipeline, Worker, WorkerOptions};
+
+/// A built-in sample event, used to try every template once at start-up.
+const SAMPLE_EVENT: &str = include_str!("../events/package-revision.json");
+
+/// Routes and templates, compiled and loaded: everything `validate` checks.
+pub struct Compiled {
+    /// The compiled routes.
+    pub routes: RouteTable,
+    /// The loaded templates.
+    pub renderer: Renderer,
+    /// Problems that do not stop start-up (a template that fails on the sample event may still
+    /// work on real ones), one line each, naming the route.
+    pub warnings: Vec<String>,
+}
+
+/// Compiles every route pattern and loads every template the routes name.
+///
+/// # Errors
+/// The first route or template that is invalid, named.
+pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
+    let routes = RouteTable::compile(&settings.routes)?;
+    let renderer = Renderer::load_dir(
+        &settings.templates.dir,
+        routes.routes().iter().map(|r| r.template.as_str()),
+    )
+    .with_context(|| format!("templates in {}", settings.templates.dir.display()))?;
+    let sample = PackageEvent::parse(SAMPLE_EVENT).context("built-in sample event")?;
+    let warnings = routes
+        .routes()
+        .iter()
+        .filter_map(|route| {
+            let data = template_data(&sample, settings.catalog.host.as_deref(), &route.name);
+            renderer.render(&route.template, &data).err().map(|e| {
+                format!(
+                    "route \"{}\": template \"{}\" fails on the sample package event: {e}",
+                    route.name, route.template
+                )
+            })
+        })
+        .collect();
+    Ok(Compiled {
+        routes,
+        renderer,
+        warnings,
+    })
+}
+
+/// The daemon, built from settings, ready to run.
+pub struct App {
+    worker: Worker<SqsQueue, SesMailer>,
+}
+
+impl App {
+    /// Compiles routes and templates and builds the AWS clients.
+    ///
+    /// # Errors
+    /// Invalid routes or templates, or no AWS region anywhere in the chain.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let compiled = compile(settings)?;
+        for warning in &compiled.warnings {
+            tracing::warn!("{warning}");
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &settings.aws.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            anyhow::bail!(
+                "no AWS region: set `aws.region`, QUILT_NOTIFY__AWS__REGION or AWS_REGION"
+            );
+        }
+
+        let wait = u64::from(settings.queue.wait_time_seconds);
+        let mut sqs_config = aws_sdk_sqs::config::Builder::from(&sdk);
+        sqs_config.set_endpoint_url(settings.queue.endpoint_url.clone());
+        let sqs_config = sqs_config
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(wait + 10))
+                    .build(),
+            )
+            .build();
+        let queue = SqsQueue::new(
+            aws_sdk_sqs::Client::from_conf(sqs_config),
+            &settings.queue.url,
+        );
+
+        let mut ses_config = aws_sdk_sesv2::config::Builder::from(&sdk);
+        ses_config.set_endpoint_url(settings.ses.endpoint_url.clone());
+        let ses_config = ses_config
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .build();
+        let mailer = SesMailer::new(
+            aws_sdk_sesv2::Client::from_conf(ses_config),
+            settings.ses.configuration_set.clone(),
+        );
+
+        let worker_settings = &settings.worker;
+        let pipeline = Pipeline::new(
+            compiled.routes,
+            compiled.renderer,
+            settings.catalog.host.clone(),
+            settings.ses.from.clone(),
+            mailer,
+            EventMemory::new(
+                Duration::from_secs(worker_settings.dedupe_window_seconds),
+                worker_settings.dedupe_capacity,
+            ),
+            RateLimiter::new(settings.ses.max_send_rate),
+        );
+        let options = WorkerOptions {
+            pollers: worker_settings.pollers,
+            concurrency: worker_settings.concurrency,
+            max_messages: settings.queue.max_messages,
+            wait_seconds: settings.queue.wait_time_seconds,
+            visibility_seconds: settings.queue.visibility_timeout_seconds,
+            backoff: Backoff::new(settings.retry.base_seconds, settings.retry.max_seconds),
+            shutdown_deadline: Duration::from_secs(worker_settings.shutdown_deadline_seconds),
+        };
+        Ok(Self {
+            worker: Worker::new(queue, pipeline, options),
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains within the deadline.
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.worker.run(shutdown).await;
+    }
+}
+
+/// Cancels `token` on the first SIGTERM or SIGINT; exits the process at once on the second.
+pub fn stop_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        if wait_for_signal().await.is_err() {
+            return;
+        }
+        token.cancel();
+        if wait_for_signal().await.is_ok() {
+            tracing::warn!("second stop signal: exiting at once");
+            std::process::exit(130);
+        }
+    });
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop signal received"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "stop signal received"),
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! SES v2 adapter for the [`Mailer`] port, and the classification of SES errors.
+
+use aws_sdk_sesv2::config::http::HttpResponse;
+use aws_sdk_sesv2::error::SdkError;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
+use aws_sdk_sesv2::Client;
+
+use super::{describe, error_code};
+use crate::ports::{Email, FailureKind, Mailer, SendError};
+
+/// Sends with SES v2 `SendEmail`, simple content.
+#[derive(Debug, Clone)]
+pub struct SesMailer {
+    client: Client,
+    configuration_set: Option<String>,
+}
+
+impl SesMailer {
+    /// Wraps a client; every email is sent with `configuration_set` when given.
+    pub fn new(client: Client, configuration_set: Option<String>) -> Self {
+        Self {
+            client,
+            configuration_set,
+        }
+    }
+}
+
+impl Mailer for SesMailer {
+    async fn send(&self, email: &Email) -> Result<String, SendError> {
+        let content = |data: &str| {
+            Content::builder()
+                .data(data)
+                .charset("UTF-8")
+                .build()
+                .map_err(|e| invalid(&e))
+        };
+        let message = Message::builder()
+            .subject(content(&email.subject)?)
+            .body(
+                Body::builder()
+                    .html(content(&email.html)?)
+                    .text(content(&email.text)?)
+                    .build(),
+            )
+            .build();
+        let tags = email
+            .tags
+            .iter()
+            .map(|(name, value)| {
+                MessageTag::builder()
+                    .name(tag_text(name))
+                    .value(tag_text(value))
+                    .build()
+                    .map_err(|e| invalid(&e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = self
+            .client
+            .send_email()
+            .from_email_address(&email.from)
+            .destination(
+                Destination::builder()
+                    .set_to_addresses(Some(email.to.clone()))
+                    .set_cc_addresses(Some(email.cc.clone()))
+                    .set_bcc_addresses(Some(email.bcc.clone()))
+                    .build(),
+            )
+            .set_reply_to_addresses((!email.reply_to.is_empty()).then(|| email.reply_to.clone()))
+            .content(EmailContent::builder().simple(message).build())
+            .set_email_tags(Some(tags))
+            .set_configuration_set_name(self.configuration_set.clone())
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(output.message_id().unwrap_or_default().to_owned())
+    }
+}
+
+fn invalid(err: &dyn std::fmt::Display) -> SendError {
+    SendError {
+        kind: FailureKind::Permanent,
+        code: "InvalidRequest".to_owned(),
+        message: err.to_string(),
+    }
+}
+
+/// SES tag names and values allow only ASCII letters, digits, `_`, `-`, `.` and `@`, up to 256.
+fn tag_text(raw: &str) -> String {
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(256)
+        .collect()
+}
+
+/// Maps an SES error to what the worker should do. By error code, not by SDK variant, so errors
+/// from emulators and proxies that speak the same protocol are classified the same way.
+pub fn classify<E>(err: &SdkError<E, HttpResponse>) -> SendError
+where
+    E: aws_sdk_sesv2::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let code = error_code(err);
+    let status = match err {
+        SdkError::ServiceError(ctx) => Some(ctx.raw().status().as_u16()),
+        _ => None,
+    };
+    SendError {
+        kind: kind_of(&code, status),
+        message: describe(err),
+        code,
+    }
+}
+
+/// The classification table: see `FailureKind` for what each kind makes the worker do.
+pub fn kind_of(code: &str, http_status: Option<u16>) -> FailureKind {
+    match code {
+        "TooManyRequestsException"
+        | "LimitExceededException"
+        | "Throttling"
+        | "ThrottlingException" => FailureKind::Throttled,
+        "AccountSuspendedException" | "SendingPausedException" => FailureKind::AccountPaused,
+        "MessageRejected"
+        | "BadRequestException"
+        | "MailFromDomainNotVerifiedException"
+        | "NotFoundException"
+        | "InvalidParameterValue"
+        | "ConstructionFailure"
+        | "InvalidRequest" => FailureKind::Permanent,
+        _ => match http_status {
+            Some(429) => FailureKind::Throttled,
+            Some(400..=499) if !matches!(http_status, Some(403) | Some(408)) => {
+                FailureKind::Permanent
+            }
+            _ => FailureKind::Transient,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ses_error_codes_map_to_what_the_worker_does() {
+        let table = [
+            (
+                "TooManyRequestsException",
+                Some(429),
+                FailureKind::Throttled,
+            ),
+            ("LimitExceededException", Some(400), FailureKind::Throttled),
+            (
+                "SendingPausedException",
+                Some(400),
+                FailureKind::AccountPaused,
+            ),
+            (
+                "AccountSuspendedException",
+                Some(400),
+                FailureKind::AccountPaused,
+            ),
+            ("MessageRejected", Some(400), FailureKind::Permanent),
+            ("BadRequestException", Some(400), FailureKind::Permanent),
+            (
+                "MailFromDomainNotVerifiedException",
+                Some(400),
+                FailureKind::Permanent,
+            ),
+            ("NotFoundException", Some(404), FailureKind::Permanent),
+            ("InternalFailure", Some(500), FailureKind::Transient),
+            ("ServiceUnavailable", Some(503), FailureKind::Transient),
+            ("DispatchFailure", None, FailureKind::Transient),
+            ("Timeout", None, FailureKind::Transient),
+            ("ResponseError", None, FailureKind::Transient),
+            ("Unknown", Some(429), FailureKind::Throttled),
+            ("Unknown", Some(403), FailureKind::Transient),
+            ("Unknown", Some(422), FailureKind::Permanent),
+        ];
+        for (code, status, kind) in table {
+            assert_eq!(kind_of(code, status), kind, "{code} {status:?}");
+        }
+    }
+
+    #[test]
+    fn tags_keep_only_characters_ses_allows() {
+        assert_eq!(tag_text("package-created"), "package-created");
+        assert_eq!(tag_text("a b/c<d>é"), "a_b_c_d__");
+        assert_eq!(tag_text(&"x".repeat(300)).len(), 256);
+    }
+}

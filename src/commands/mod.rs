@@ -1,0 +1,1 @@
+//! Sub-commands beyond `run` and `validate` that have enough logic to live in the library.

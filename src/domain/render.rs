@@ -1,0 +1,398 @@
+//! Rendering: template data from an event, and Handlebars templates into subject, HTML and text.
+//!
+//! Two registries, because escaping is a property of the output: the HTML part escapes every
+//! value, the subject and text parts do not (they are not HTML). Both are strict, so a template
+//! that names a variable the event lacks fails loudly instead of sending a hole.
+
+use std::path::{Path, PathBuf};
+
+use handlebars::Handlebars;
+use serde_json::{Map, Value};
+
+use super::event::PackageEvent;
+
+/// The three parts of one template, as source text.
+#[derive(Debug, Clone)]
+pub struct TemplateSource {
+    /// Subject line template.
+    pub subject: String,
+    /// HTML body template.
+    pub html: String,
+    /// Plain-text body template.
+    pub text: String,
+}
+
+/// A rendered email body, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedEmail {
+    /// One line, control characters removed.
+    pub subject: String,
+    /// HTML part.
+    pub html: String,
+    /// Plain-text part.
+    pub text: String,
+}
+
+/// Why a template could not be loaded or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A template file could not be read.
+    #[error("cannot read template {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A template does not parse.
+    #[error("template {0}")]
+    Syntax(Box<handlebars::TemplateError>),
+    /// Rendering failed, e.g. a variable this event does not have.
+    #[error("{0}")]
+    Render(Box<handlebars::RenderError>),
+    /// No template of that name was loaded.
+    #[error("no template named \"{0}\"")]
+    Unknown(String),
+}
+
+/// The file names of a template's parts inside its directory.
+const PARTS: [&str; 3] = ["subject.hbs", "html.hbs", "text.hbs"];
+
+/// Compiled templates, by name.
+#[derive(Debug, Clone)]
+pub struct Renderer {
+    html: Handlebars<'static>,
+    plain: Handlebars<'static>,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Renderer {
+    /// An empty renderer.
+    pub fn new() -> Self {
+        let mut html = Handlebars::new();
+        html.set_strict_mode(true);
+        let mut plain = Handlebars::new();
+        plain.set_strict_mode(true);
+        plain.register_escape_fn(handlebars::no_escape);
+        Self { html, plain }
+    }
+
+    /// Loads each named template from `dir/<name>/{subject,html,text}.hbs`.
+    ///
+    /// # Errors
+    /// A file is missing or unreadable, or a template does not parse (with file and line).
+    pub fn load_dir<'a>(
+        dir: &Path,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, RenderError> {
+        let mut renderer = Self::new();
+        for name in names {
+            if renderer.has(name) {
+                continue;
+            }
+            let read = |part: &str| {
+                let path = dir.join(name).join(part);
+                std::fs::read_to_string(&path).map_err(|source| RenderError::Read { path, source })
+            };
+            let source = TemplateSource {
+                subject: read(PARTS[0])?,
+                html: read(PARTS[1])?,
+                text: read(PARTS[2])?,
+            };
+            renderer.add(name, &source)?;
+        }
+        Ok(renderer)
+    }
+
+    /// Adds (or replaces) a template from source text.
+    ///
+    /// # Errors
+    /// A part does not parse.
+    pub fn add(&mut self, name: &str, source: &TemplateSource) -> Result<(), RenderError> {
+        let syntax = |e| RenderError::Syntax(Box::new(e));
+        let [subject, html, text] = PARTS.map(|part| format!("{name}/{part}"));
+        self.plain
+            .register_template_string(&subject, &source.subject)
+            .map_err(syntax)?;
+        self.html
+            .register_template_string(&html, &source.html)
+            .map_err(syntax)?;
+        self.plain
+            .register_template_string(&text, &source.text)
+            .map_err(syntax)?;
+        Ok(())
+    }
+
+    /// Whether a template of that name is loaded.
+    pub fn has(&self, name: &str) -> bool {
+        self.html.has_template(&format!("{name}/{}", PARTS[1]))
+    }
+
+    /// Renders one template with the given data.
+    ///
+    /// # Errors
+    /// Unknown template, or a strict-mode failure such as a variable missing from the data.
+    pub fn render(&self, name: &str, data: &Value) -> Result<RenderedEmail, RenderError> {
+        if !self.has(name) {
+            return Err(RenderError::Unknown(name.to_owned()));
+        }
+        let failed = |e| RenderError::Render(Box::new(e));
+        let subject = self
+            .plain
+            .render(&format!("{name}/{}", PARTS[0]), data)
+            .map_err(failed)?;
+        let html = self
+            .html
+            .render(&format!("{name}/{}", PARTS[1]), data)
+            .map_err(failed)?;
+        let text = self
+            .plain
+            .render(&format!("{name}/{}", PARTS[2]), data)
+            .map_err(failed)?;
+        Ok(RenderedEmail {
+            subject: one_line(&subject),
+            html,
+            text,
+        })
+    }
+}
+
+/// The data every template sees: the whole envelope plus derived fields (see DESIGN.md).
+/// `catalog_url` is `null` when no catalog host is configured, so `{{#if catalog_url}}` works.
+pub fn template_data(event: &PackageEvent, catalog_host: Option<&str>, route: &str) -> Value {
+    let mut data = match event.envelope() {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    let bucket = encode_path(event.bucket());
+    let handle = encode_path(event.handle());
+    let top_hash = encode_path(event.top_hash());
+    let catalog_url = catalog_host
+        .map(|host| {
+            let host = host.trim_end_matches('/');
+            let host = host
+                .strip_prefix("https://")
+                .or_else(|| host.strip_prefix("http://"))
+                .unwrap_or(host);
+            Value::String(format!(
+                "https://{host}/b/{bucket}/packages/{handle}/tree/{top_hash}/"
+            ))
+        })
+        .unwrap_or(Value::Null);
+    let fields = [
+        ("bucket", Value::from(event.bucket())),
+        ("handle", Value::from(event.handle())),
+        ("top_hash", Value::from(event.top_hash())),
+        (
+            "short_hash",
+            Value::from(event.top_hash().chars().take(7).collect::<String>()),
+        ),
+        ("type", Value::from(event.kind())),
+        ("time", Value::from(event.time())),
+        ("catalog_url", catalog_url),
+        (
+            "quilt_uri",
+            Value::String(format!("quilt+s3://{bucket}#package={handle}@{top_hash}")),
+        ),
+        ("route", Value::from(route)),
+    ];
+    for (key, value) in fields {
+        data.insert(key.to_owned(), value);
+    }
+    Value::Object(data)
+}
+
+/// Subjects are one header line: control characters (CR, LF, tabs…) become spaces, runs of
+/// white space collapse, so no value can inject a header or break the line.
+fn one_line(subject: &str) -> String {
+    subject
+        .split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters and `/`, so a hostile handle
+/// cannot break out of the URL it is placed in.
+fn encode_path(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCUMENTED: &str = include_str!("../../events/package-revision.json");
+
+    fn event(body: &str) -> PackageEvent {
+        PackageEvent::parse(body).expect("event")
+    }
+
+    fn renderer(subject: &str, html: &str, text: &str) -> Renderer {
+        let mut r = Renderer::new();
+        r.add(
+            "t",
+            &TemplateSource {
+                subject: subject.to_owned(),
+                html: html.to_owned(),
+                text: text.to_owned(),
+            },
+        )
+        .expect("template parses");
+        r
+    }
+
+    #[test]
+    fn template_data_has_the_derived_fields_and_the_envelope() {
+        let data = template_data(&event(DOCUMENTED), Some("catalog.example.com"), "r");
+        let hash = "a0fddace2eb2fd91faa697d237a5dbdcfa77f0fd38ca8b4c850dbd93d142ee69";
+        assert_eq!(data["bucket"], "example");
+        assert_eq!(data["handle"], "some/package");
+        assert_eq!(data["top_hash"], hash);
+        assert_eq!(data["short_hash"], "a0fddac");
+        assert_eq!(data["type"], "created");
+        assert_eq!(data["time"], "2024-04-25T14:46:51Z");
+        assert_eq!(data["route"], "r");
+        assert_eq!(
+            data["catalog_url"],
+            format!("https://catalog.example.com/b/example/packages/some/package/tree/{hash}/")
+        );
+        assert_eq!(
+            data["quilt_uri"],
+            format!("quilt+s3://example#package=some/package@{hash}")
+        );
+        assert_eq!(data["detail-type"], "package-revision");
+        assert_eq!(data["detail"]["topHash"], hash);
+    }
+
+    #[test]
+    fn catalog_url_is_null_without_a_host_and_tolerates_a_scheme() {
+        assert!(template_data(&event(DOCUMENTED), None, "r")["catalog_url"].is_null());
+        let data = template_data(&event(DOCUMENTED), Some("https://cat.example.com/"), "r");
+        let url = data["catalog_url"].as_str().expect("string");
+        assert!(url.starts_with("https://cat.example.com/b/"), "{url}");
+    }
+
+    #[test]
+    fn html_part_escapes_values_and_text_part_does_not() {
+        let hostile = DOCUMENTED.replace("some/package", "<b>x</b>&\\\"");
+        let r = renderer("{{handle}}", "<p>{{handle}}</p>", "{{handle}}");
+        let out = r
+            .render("t", &template_data(&event(&hostile), None, "r"))
+            .expect("renders");
+        assert_eq!(out.html, "<p>&lt;b&gt;x&lt;/b&gt;&amp;&quot;</p>");
+        assert_eq!(out.text, "<b>x</b>&\"");
+    }
+
+    #[test]
+    fn subjects_lose_control_characters() {
+        let hostile = DOCUMENTED.replace("some/package", "evil\\r\\nBcc: x@y.z\\u0000\\tname");
+        let r = renderer("New: {{handle}}  ", "", "");
+        let out = r
+            .render("t", &template_data(&event(&hostile), None, "r"))
+            .expect("renders");
+        assert_eq!(out.subject, "New: evil Bcc: x@y.z name");
+    }
+
+    #[test]
+    fn hostile_handles_cannot_break_out_of_urls() {
+        let hostile = DOCUMENTED.replace("some/package", "a/b\\\"><script>?#x y");
+        let data = template_data(&event(&hostile), Some("cat.example.com"), "r");
+        let url = data["catalog_url"].as_str().expect("url");
+        assert!(
+            url.contains("/packages/a/b%22%3E%3Cscript%3E%3F%23x%20y/tree/"),
+            "{url}"
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_not_an_empty_string() {
+        let r = renderer("{{no_such_field}}", "", "");
+        let err = r
+            .render("t", &template_data(&event(DOCUMENTED), None, "r"))
+            .expect_err("strict");
+        assert!(err.to_string().contains("no_such_field"), "{err}");
+    }
+
+    #[test]
+    fn optional_values_can_be_tested_with_if() {
+        let r = renderer(
+            "s",
+            "{{#if catalog_url}}<a href=\"{{catalog_url}}\">{{/if}}",
+            "",
+        );
+        let without = r
+            .render("t", &template_data(&event(DOCUMENTED), None, "r"))
+            .expect("renders");
+        assert_eq!(without.html, "");
+        let with = r
+            .render("t", &template_data(&event(DOCUMENTED), Some("c.io"), "r"))
+            .expect("renders");
+        assert!(with.html.starts_with("<a href=\"https://c.io/b/"));
+    }
+
+    #[test]
+    fn unknown_templates_and_syntax_errors_are_reported() {
+        let r = renderer("s", "h", "t");
+        assert!(matches!(
+            r.render("nope", &Value::Null),
+            Err(RenderError::Unknown(_))
+        ));
+        let mut r = Renderer::new();
+        let err = r
+            .add(
+                "broken",
+                &TemplateSource {
+                    subject: "{{#if x}}".to_owned(),
+                    html: String::new(),
+                    text: String::new(),
+                },
+            )
+            .expect_err("syntax");
+        assert!(err.to_string().contains("broken/subject.hbs"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_template_renders_the_documented_event() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
+        let r = Renderer::load_dir(&dir, ["package-created"]).expect("loads");
+        let hash = "a0fddace2eb2fd91faa697d237a5dbdcfa77f0fd38ca8b4c850dbd93d142ee69";
+        let out = r
+            .render(
+                "package-created",
+                &template_data(&event(DOCUMENTED), Some("catalog.example.com"), "r"),
+            )
+            .expect("renders");
+        assert!(out.subject.contains("some/package"), "{}", out.subject);
+        // Handlebars escapes `=` as `&#x3D;` in HTML; a browser shows it as `=`.
+        let html_as_shown = out.html.replace("&#x3D;", "=");
+        for part in [&html_as_shown, &out.text] {
+            assert!(part.contains(&format!("quilt+s3://example#package=some/package@{hash}")));
+            assert!(part.contains(&format!(
+                "https://catalog.example.com/b/example/packages/some/package/tree/{hash}/"
+            )));
+            assert!(part.contains("example"));
+            assert!(part.contains("2024-04-25"));
+        }
+        let without_catalog = r
+            .render(
+                "package-created",
+                &template_data(&event(DOCUMENTED), None, "r"),
+            )
+            .expect("renders without a catalog");
+        assert!(!without_catalog.html.contains("/b/example/packages"));
+    }
+}

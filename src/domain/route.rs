@@ -1,0 +1,310 @@
+//! Routes: which events become which emails, to whom.
+//!
+//! A [`RouteSpec`] is what the configuration file says; [`Route`] is the same route compiled once
+//! at start-up (pattern compiled, addresses checked), so nothing is parsed per message.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::pattern::{Pattern, PatternError};
+
+/// A route as written in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Unique name, used in logs, email tags and the `route` template variable.
+    pub name: String,
+    /// EventBridge event pattern: an object, or a string holding its JSON.
+    pub pattern: Value,
+    /// Template directory name under `templates.dir`.
+    pub template: String,
+    /// Recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Carbon-copy recipients.
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Blind-copy recipients.
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    /// Reply-To addresses.
+    #[serde(default)]
+    pub reply_to: Vec<String>,
+    /// Sender for this route instead of `ses.from`.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+/// An email address as SES accepts it: `user@domain` or `Name <user@domain>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// Checks the shape of an address; SES does the rest.
+    ///
+    /// # Errors
+    /// Empty, no `@`, control characters (header injection), or an unbalanced `<…>`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        if trimmed.chars().any(char::is_control) {
+            return Err(format!("{raw:?} contains control characters"));
+        }
+        let address = match (trimmed.find('<'), trimmed.strip_suffix('>')) {
+            (Some(open), Some(inner)) => &inner[open + 1..],
+            (None, None) => trimmed,
+            _ => return Err(format!("{raw:?} has an unbalanced <…>")),
+        };
+        let Some((local, domain)) = address.rsplit_once('@') else {
+            return Err(format!("{raw:?} is not an email address (no @)"));
+        };
+        if local.is_empty() || domain.is_empty() || address.contains(char::is_whitespace) {
+            return Err(format!("{raw:?} is not an email address"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The address as SES receives it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Who receives a route's email.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recipients {
+    /// To.
+    pub to: Vec<EmailAddress>,
+    /// Cc.
+    pub cc: Vec<EmailAddress>,
+    /// Bcc.
+    pub bcc: Vec<EmailAddress>,
+    /// Reply-To.
+    pub reply_to: Vec<EmailAddress>,
+}
+
+/// A route ready to use.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Unique name.
+    pub name: String,
+    /// Compiled pattern.
+    pub pattern: Pattern,
+    /// Template name.
+    pub template: String,
+    /// Recipients.
+    pub recipients: Recipients,
+    /// Sender override.
+    pub from: Option<EmailAddress>,
+}
+
+/// Why a route could not be compiled; always names the route.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum RouteError {
+    /// The pattern is not a valid EventBridge pattern.
+    #[error("route \"{route}\": pattern {source}")]
+    Pattern {
+        /// Route name.
+        route: String,
+        /// What the pattern compiler said.
+        source: PatternError,
+    },
+    /// The pattern string is not JSON.
+    #[error("route \"{route}\": pattern is a string but not JSON: {reason}")]
+    PatternJson {
+        /// Route name.
+        route: String,
+        /// Parser message.
+        reason: String,
+    },
+    /// An address is malformed.
+    #[error("route \"{route}\": `{field}`: {reason}")]
+    Address {
+        /// Route name.
+        route: String,
+        /// `to`, `cc`, `bcc`, `reply_to` or `from`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Nobody would receive the email.
+    #[error("route \"{route}\": has no recipients (`to`, `cc` and `bcc` are all empty)")]
+    NoRecipients {
+        /// Route name.
+        route: String,
+    },
+}
+
+impl Route {
+    /// Compiles a configured route.
+    ///
+    /// # Errors
+    /// The pattern is invalid, an address is malformed, or there are no recipients.
+    pub fn compile(spec: &RouteSpec) -> Result<Self, RouteError> {
+        let route = || spec.name.clone();
+        let pattern_value = match &spec.pattern {
+            Value::String(json) => {
+                serde_json::from_str(json).map_err(|e| RouteError::PatternJson {
+                    route: route(),
+                    reason: e.to_string(),
+                })?
+            }
+            other => other.clone(),
+        };
+        let pattern = Pattern::compile(&pattern_value).map_err(|source| RouteError::Pattern {
+            route: route(),
+            source,
+        })?;
+        let addresses = |field: &'static str, raw: &[String]| {
+            raw.iter()
+                .map(|a| EmailAddress::parse(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|reason| RouteError::Address {
+                    route: route(),
+                    field,
+                    reason,
+                })
+        };
+        let recipients = Recipients {
+            to: addresses("to", &spec.to)?,
+            cc: addresses("cc", &spec.cc)?,
+            bcc: addresses("bcc", &spec.bcc)?,
+            reply_to: addresses("reply_to", &spec.reply_to)?,
+        };
+        if recipients.to.is_empty() && recipients.cc.is_empty() && recipients.bcc.is_empty() {
+            return Err(RouteError::NoRecipients { route: route() });
+        }
+        let from = spec
+            .from
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(EmailAddress::parse)
+            .transpose()
+            .map_err(|reason| RouteError::Address {
+                route: route(),
+                field: "from",
+                reason,
+            })?;
+        Ok(Self {
+            name: spec.name.clone(),
+            pattern,
+            template: spec.template.clone(),
+            recipients,
+            from,
+        })
+    }
+}
+
+/// All routes, in configuration order.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Compiles every route.
+    ///
+    /// # Errors
+    /// The first route that fails to compile.
+    pub fn compile(specs: &[RouteSpec]) -> Result<Self, RouteError> {
+        let routes = specs.iter().map(Route::compile).collect::<Result<_, _>>()?;
+        Ok(Self { routes })
+    }
+
+    /// Every route, in order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The routes whose pattern matches the envelope, in configuration order.
+    pub fn matching<'a>(&'a self, envelope: &'a Value) -> impl Iterator<Item = &'a Route> + 'a {
+        self.routes
+            .iter()
+            .filter(move |route| route.pattern.matches(envelope))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(name: &str, pattern: Value) -> RouteSpec {
+        RouteSpec {
+            name: name.to_owned(),
+            pattern,
+            template: "package-created".to_owned(),
+            to: vec!["team@example.com".to_owned()],
+            cc: vec![],
+            bcc: vec![],
+            reply_to: vec![],
+            from: None,
+        }
+    }
+
+    fn documented() -> Value {
+        serde_json::from_str(include_str!("../../events/package-revision.json")).expect("json")
+    }
+
+    #[test]
+    fn routes_match_in_configuration_order() {
+        let table = RouteTable::compile(&[
+            spec("other-bucket", json!({"detail": {"bucket": ["other"]}})),
+            spec("example", json!({"detail": {"bucket": ["example"]}})),
+            spec("all-quilt", json!({"source": ["com.quiltdata"]})),
+        ])
+        .expect("compiles");
+        let event = documented();
+        let names: Vec<_> = table.matching(&event).map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["example", "all-quilt"]);
+    }
+
+    #[test]
+    fn a_pattern_may_be_the_rules_json_pasted_as_a_string() {
+        let pasted = r#"{"source":["com.quiltdata"],"detail-type":["package-revision"],
+            "detail":{"type":["created"],"handle":[{"prefix":"some/"}],"bucket":["example"]}}"#;
+        let table = RouteTable::compile(&[spec("pasted", Value::String(pasted.to_owned()))])
+            .expect("compiles");
+        assert_eq!(table.matching(&documented()).count(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_route() {
+        let mut bad_to = spec("r1", json!({"source": ["x"]}));
+        bad_to.to = vec!["not-an-address".to_owned()];
+        let mut injected = spec("r2", json!({"source": ["x"]}));
+        injected.cc = vec!["a@b.c\r\nBcc: evil@x.y".to_owned()];
+        let mut nobody = spec("r3", json!({"source": ["x"]}));
+        nobody.to.clear();
+        let cases = [
+            (
+                bad_to,
+                "route \"r1\": `to`: \"not-an-address\" is not an email address",
+            ),
+            (injected, "route \"r2\": `cc`:"),
+            (nobody, "route \"r3\": has no recipients"),
+            (
+                spec("r4", Value::String("{oops".to_owned())),
+                "route \"r4\": pattern is a string but not JSON",
+            ),
+            (spec("r5", json!("[]")), "route \"r5\": pattern"),
+        ];
+        for (spec, expected) in cases {
+            let err = Route::compile(&spec).expect_err(expected).to_string();
+            assert!(err.starts_with(expected), "got {err}, want {expected}");
+        }
+    }
+
+    #[test]
+    fn email_addresses_accept_display_names() {
+        for ok in [
+            "a@b.c",
+            "Quilt <quilt@example.com>",
+            "\"Data, Team\" <d@e.f>",
+        ] {
+            assert!(EmailAddress::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "@b.c", "a@", "a b@c.d", "Name <a@b.c", "a@b.c>"] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! quilt-notify: turns Quilt `package-revision` events, delivered by an EventBridge rule to an
+//! SQS queue, into templated emails sent with SES v2.
+//!
+//! Layers, each depending only on those below it: [`app`] (wiring) → [`worker`] (receive,
+//! process, acknowledge) → [`ports`] (the queue and mailer traits, implemented in [`aws`]) →
+//! [`domain`] (pure: event, pattern, route, render); [`config`] and [`telemetry`] on the side.
+
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod aws;
+pub mod commands;
+pub mod config;
+pub mod domain;
+pub mod ports;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,134 @@
+//! The `quilt-notify` command line: parses flags, sets up logging, calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use quilt_notify::app::{self, App};
+use quilt_notify::config::Settings;
+use quilt_notify::telemetry;
+
+/// Turns Quilt package-revision events into notification emails.
+///
+/// An EventBridge rule sends Quilt's `package-revision` events to an SQS queue; quilt-notify
+/// long-polls that queue, matches each event against the configured routes (EventBridge
+/// event patterns), renders the route's Handlebars templates and sends the email with SES v2.
+/// A message is deleted only after all its emails were accepted; failures are retried with
+/// backoff and end in the queue's dead-letter queue.
+#[derive(Debug, Parser)]
+#[command(name = "quilt-notify", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: poll the queue and send emails until SIGTERM or SIGINT.
+    ///
+    /// On the first signal it stops receiving, lets in-flight messages finish within
+    /// `worker.shutdown_deadline_seconds`, releases the rest to the queue, and exits 0.
+    /// A second signal exits at once.
+    Run(ConfigArgs),
+    /// Check a configuration without running: load it, compile every route pattern, load and
+    /// try every template. Exits 0 if the daemon would start, 2 with the offending key or route
+    /// otherwise.
+    Validate(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Configuration file (TOML or YAML). Built-in defaults apply below it and
+    /// QUILT_NOTIFY__<SECTION>__<KEY> environment variables above it.
+    #[arg(short, long, env = "QUILT_NOTIFY_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+/// Exit code for a configuration that cannot be used.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate(args) => validate(&args),
+        Command::Run(args) => run(&args),
+    }
+}
+
+fn load(args: &ConfigArgs) -> Result<Settings, ExitCode> {
+    Settings::load(args.config.as_deref()).map_err(|e| {
+        eprintln!("error: invalid configuration: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn validate(args: &ConfigArgs) -> ExitCode {
+    let settings = match load(args) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    match app::compile(&settings) {
+        Ok(compiled) => {
+            for warning in &compiled.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "ok: {} route(s), templates from {}",
+                compiled.routes.routes().len(),
+                settings.templates.dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn run(args: &ConfigArgs) -> ExitCode {
+    let settings = match load(args) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    if let Err(e) = telemetry::init(settings.log.format) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let app = match App::build(&settings).await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "cannot start");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let shutdown = CancellationToken::new();
+        app::stop_on_signals(shutdown.clone());
+        app.run(shutdown).await;
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,128 @@
+//! The two ports the worker talks through: a [`Queue`] it receives from and acknowledges to, and a
+//! [`Mailer`] it sends with. The AWS adapters in `aws/` implement them; tests put fault-injecting
+//! or recording implementations in their place. No AWS SDK type crosses this boundary.
+
+use std::future::Future;
+
+/// A message as received, with what the worker needs to acknowledge or release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// SQS message id (stable across receives).
+    pub message_id: String,
+    /// Receipt handle of this receive; needed to delete or change visibility.
+    pub receipt_handle: String,
+    /// The body, as sent.
+    pub body: String,
+    /// How many times SQS has handed this message out, this receive included.
+    pub receive_count: u32,
+}
+
+/// A new visibility timeout for one received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisibilityChange {
+    /// The message's id (for error reporting and batch entry ids).
+    pub message_id: String,
+    /// The receipt handle of the current receive.
+    pub receipt_handle: String,
+    /// Seconds until the message is visible again; 0 releases it now.
+    pub seconds: u32,
+}
+
+/// Why a queue call failed. The worker does not distinguish kinds: it retries the call later.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{operation} failed: {message}")]
+pub struct QueueError {
+    /// The SQS operation, e.g. `ReceiveMessage`.
+    pub operation: &'static str,
+    /// What went wrong, with the service's error code when there is one.
+    pub message: String,
+}
+
+/// A queue of message bodies with at-least-once delivery, like SQS.
+pub trait Queue: Send + Sync + 'static {
+    /// Long-polls for up to `max` messages, hiding them for `visibility_seconds`.
+    fn receive(
+        &self,
+        max: u8,
+        wait_seconds: u8,
+        visibility_seconds: u32,
+    ) -> impl Future<Output = Result<Vec<ReceivedMessage>, QueueError>> + Send;
+
+    /// Deletes messages by receipt handle; returns the ids of those that could not be deleted.
+    fn delete(
+        &self,
+        messages: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<String>, QueueError>> + Send;
+
+    /// Changes visibility timeouts; returns the ids of those that could not be changed.
+    fn change_visibility(
+        &self,
+        changes: &[VisibilityChange],
+    ) -> impl Future<Output = Result<Vec<String>, QueueError>> + Send;
+}
+
+/// One email, fully rendered and addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// Sender.
+    pub from: String,
+    /// To.
+    pub to: Vec<String>,
+    /// Cc.
+    pub cc: Vec<String>,
+    /// Bcc.
+    pub bcc: Vec<String>,
+    /// Reply-To.
+    pub reply_to: Vec<String>,
+    /// Subject line.
+    pub subject: String,
+    /// HTML part.
+    pub html: String,
+    /// Plain-text part.
+    pub text: String,
+    /// Name/value tags for SES event publishing (route, event id).
+    pub tags: Vec<(String, String)>,
+}
+
+/// What the worker should do about a failed send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Network, timeout or 5xx: try the message again later.
+    Transient,
+    /// The service asks us to slow down: try later, and slow the sending rate.
+    Throttled,
+    /// Retrying cannot help this message (rejected address, bad request): send it to the DLQ.
+    Permanent,
+    /// The whole account cannot send (paused, suspended): stop consuming, keep the messages.
+    AccountPaused,
+}
+
+impl FailureKind {
+    /// Stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Throttled => "throttled",
+            Self::Permanent => "permanent",
+            Self::AccountPaused => "account_paused",
+        }
+    }
+}
+
+/// Why a send failed, classified by what the caller should do.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{code}: {message}")]
+pub struct SendError {
+    /// What to do about it.
+    pub kind: FailureKind,
+    /// The service's error code (e.g. `MessageRejected`) or a short name for local failures.
+    pub code: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// Something that sends emails, like SES.
+pub trait Mailer: Send + Sync + 'static {
+    /// Sends one email; returns the provider's message id.
+    fn send(&self, email: &Email) -> impl Future<Output = Result<String, SendError>> + Send;
+}

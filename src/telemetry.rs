@@ -1,0 +1,28 @@
+//! Logging set-up: JSON lines for machines (ECS, CloudWatch, jq) or pretty lines for people.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. The level filter comes from `RUST_LOG` (default `info`, and
+/// the AWS SDK's chatter at `warn`). Logs go to stdout, as container platforms expect.
+///
+/// # Errors
+/// A subscriber was already installed.
+pub fn init(format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let result = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}

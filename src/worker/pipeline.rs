@@ -1,0 +1,187 @@
+//! One message in, one [`Outcome`] out: parse, dedupe, match, render, send.
+//!
+//! Knows the domain and the [`Mailer`] port; knows nothing of queues, batches or visibility,
+//! which the poller derives from the outcome.
+
+use std::time::{Duration, Instant};
+
+use crate::domain::event::PackageEvent;
+use crate::domain::render::{template_data, Renderer};
+use crate::domain::route::{Route, RouteTable};
+use crate::ports::{Email, FailureKind, Mailer, SendError};
+
+use super::memory::EventMemory;
+use super::outcome::Outcome;
+use super::rate::RateLimiter;
+
+/// How long every send waits after SES said "too many requests", on top of the rate limit.
+const THROTTLE_PAUSE: Duration = Duration::from_secs(1);
+
+/// Everything needed to turn a message body into sent emails.
+pub struct Pipeline<M> {
+    routes: RouteTable,
+    renderer: Renderer,
+    catalog_host: Option<String>,
+    default_from: String,
+    mailer: M,
+    memory: EventMemory,
+    limiter: RateLimiter,
+}
+
+/// What the log line reports besides the outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// EventBridge event id, when the body parsed.
+    pub event_id: Option<String>,
+    /// Package bucket.
+    pub bucket: Option<String>,
+    /// Package handle.
+    pub handle: Option<String>,
+    /// Package top hash.
+    pub top_hash: Option<String>,
+    /// Names of the routes that matched.
+    pub routes: Vec<String>,
+}
+
+impl<M: Mailer> Pipeline<M> {
+    /// Assembles a pipeline from compiled parts.
+    pub fn new(
+        routes: RouteTable,
+        renderer: Renderer,
+        catalog_host: Option<String>,
+        default_from: String,
+        mailer: M,
+        memory: EventMemory,
+        limiter: RateLimiter,
+    ) -> Self {
+        Self {
+            routes,
+            renderer,
+            catalog_host,
+            default_from,
+            mailer,
+            memory,
+            limiter,
+        }
+    }
+
+    /// Processes one message body. Never panics on any input; every failure is an outcome.
+    pub async fn process(&self, body: &str) -> (Outcome, Facts) {
+        let mut facts = Facts::default();
+        let event = match PackageEvent::parse(body) {
+            Ok(event) => event,
+            Err(e) => {
+                let outcome = Outcome::Failed {
+                    kind: FailureKind::Permanent,
+                    code: "invalid_event".to_owned(),
+                    error: e.to_string(),
+                };
+                return (outcome, facts);
+            }
+        };
+        facts.event_id = Some(event.id().to_owned());
+        facts.bucket = Some(event.bucket().to_owned());
+        facts.handle = Some(event.handle().to_owned());
+        facts.top_hash = Some(event.top_hash().to_owned());
+
+        if self.memory.is_done(event.id(), Instant::now()) {
+            return (Outcome::Duplicate, facts);
+        }
+        let matched: Vec<&Route> = self.routes.matching(event.envelope()).collect();
+        facts.routes = matched.iter().map(|r| r.name.clone()).collect();
+        if matched.is_empty() {
+            return (Outcome::Filtered, facts);
+        }
+
+        let mut worst: Option<Outcome> = None;
+        for route in matched {
+            if self
+                .memory
+                .was_sent(event.id(), &route.name, Instant::now())
+            {
+                continue;
+            }
+            if let Err(failure) = self.send_route(&event, route).await {
+                if worst.as_ref().is_none_or(|w| rank(&failure) > rank(w)) {
+                    worst = Some(failure);
+                }
+            }
+        }
+        match worst {
+            Some(failure) => (failure, facts),
+            None => {
+                self.memory.record_done(event.id(), Instant::now());
+                (Outcome::Sent, facts)
+            }
+        }
+    }
+
+    async fn send_route(&self, event: &PackageEvent, route: &Route) -> Result<(), Outcome> {
+        let data = template_data(event, self.catalog_host.as_deref(), &route.name);
+        let rendered =
+            self.renderer
+                .render(&route.template, &data)
+                .map_err(|e| Outcome::Failed {
+                    kind: FailureKind::Permanent,
+                    code: "render".to_owned(),
+                    error: format!("route \"{}\": {e}", route.name),
+                })?;
+        let addresses = |list: &[crate::domain::route::EmailAddress]| {
+            list.iter().map(|a| a.as_str().to_owned()).collect()
+        };
+        let email = Email {
+            from: route
+                .from
+                .as_ref()
+                .map_or_else(|| self.default_from.clone(), |f| f.as_str().to_owned()),
+            to: addresses(&route.recipients.to),
+            cc: addresses(&route.recipients.cc),
+            bcc: addresses(&route.recipients.bcc),
+            reply_to: addresses(&route.recipients.reply_to),
+            subject: rendered.subject,
+            html: rendered.html,
+            text: rendered.text,
+            tags: vec![
+                ("route".to_owned(), route.name.clone()),
+                ("event_id".to_owned(), event.id().to_owned()),
+            ],
+        };
+        self.limiter.acquire().await;
+        match self.mailer.send(&email).await {
+            Ok(_) => {
+                self.memory
+                    .record_sent(event.id(), &route.name, Instant::now());
+                Ok(())
+            }
+            Err(SendError {
+                kind,
+                code,
+                message,
+            }) => {
+                if kind == FailureKind::Throttled {
+                    self.limiter.slow_down(THROTTLE_PAUSE);
+                }
+                Err(Outcome::Failed {
+                    kind,
+                    code,
+                    error: format!("route \"{}\": {message}", route.name),
+                })
+            }
+        }
+    }
+}
+
+/// When routes fail differently, the message's fate follows the most hopeful failure: anything
+/// that may succeed later beats permanent, so a permanent error in one route cannot send a
+/// message to the DLQ while another route still deserves its retries.
+fn rank(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Failed { kind, .. } => match kind {
+            FailureKind::Permanent => 1,
+            FailureKind::Transient => 2,
+            FailureKind::Throttled => 3,
+            FailureKind::AccountPaused => 4,
+        },
+        _ => 0,
+    }
+}

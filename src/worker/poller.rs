@@ -1,0 +1,307 @@
+//! One long-poll loop, and the handling of each batch it receives.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::outcome::Outcome;
+use super::pipeline::Facts;
+use super::Shared;
+use crate::ports::{FailureKind, Mailer, Queue, ReceivedMessage, VisibilityChange};
+
+/// Pause after a failed receive, doubling up to the cap, so an unreachable queue is not hammered.
+const RECEIVE_RETRY_FIRST: Duration = Duration::from_millis(500);
+const RECEIVE_RETRY_MAX: Duration = Duration::from_secs(20);
+
+/// Receives until `stop` is cancelled. The stop is checked between long polls, never during one:
+/// abandoning a receive in flight would leave its batch hidden for a whole visibility timeout.
+pub(super) async fn poll<Q: Queue, M: Mailer>(
+    shared: Arc<Shared<Q, M>>,
+    index: usize,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut retry = RECEIVE_RETRY_FIRST;
+    while !stop.is_cancelled() {
+        let Some(mut permit) = take_slots(&shared, &stop).await else {
+            break;
+        };
+        let options = &shared.options;
+        let want = u8::try_from(permit.num_permits()).unwrap_or(options.max_messages);
+        let received = shared
+            .queue
+            .receive(want, options.wait_seconds, options.visibility_seconds)
+            .await;
+        match received {
+            Ok(messages) if messages.is_empty() => retry = RECEIVE_RETRY_FIRST,
+            Ok(messages) => {
+                retry = RECEIVE_RETRY_FIRST;
+                if stop.is_cancelled() {
+                    release_unstarted(&shared, &messages).await;
+                    break;
+                }
+                if let Some(extra) = permit.num_permits().checked_sub(messages.len()) {
+                    drop(permit.split(extra));
+                }
+                tracker.spawn(handle_batch(Arc::clone(&shared), messages, permit));
+            }
+            Err(e) => {
+                tracing::warn!(poller = index, error = %e, retry_in_ms = retry.as_millis() as u64, "receive failed");
+                drop(permit);
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => {}
+                    () = stop.cancelled() => {}
+                }
+                retry = (retry * 2).min(RECEIVE_RETRY_MAX);
+            }
+        }
+    }
+    tracing::debug!(poller = index, "poller stopped");
+}
+
+/// Waits for at least one free slot, then takes as many more as are free, up to a batch.
+async fn take_slots<Q, M>(
+    shared: &Shared<Q, M>,
+    stop: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    let mut permit = tokio::select! {
+        permit = Arc::clone(&shared.slots).acquire_owned() => permit.ok()?,
+        () = stop.cancelled() => return None,
+    };
+    while permit.num_permits() < usize::from(shared.options.max_messages) {
+        match Arc::clone(&shared.slots).try_acquire_owned() {
+            Ok(more) => permit.merge(more),
+            Err(_) => break,
+        }
+    }
+    Some(permit)
+}
+
+/// A batch that arrived after the stop signal goes straight back to the queue.
+async fn release_unstarted<Q: Queue, M>(shared: &Shared<Q, M>, messages: &[ReceivedMessage]) {
+    let changes: Vec<VisibilityChange> = messages
+        .iter()
+        .map(|m| VisibilityChange {
+            message_id: m.message_id.clone(),
+            receipt_handle: m.receipt_handle.clone(),
+            seconds: 0,
+        })
+        .collect();
+    if let Err(e) = shared.queue.change_visibility(&changes).await {
+        tracing::warn!(error = %e, count = changes.len(), "could not release messages received during shutdown; they return after the visibility timeout");
+    }
+}
+
+/// Processes a batch concurrently, renews its visibility while it runs, then settles every
+/// message with the queue. The permit (its slots) is held until then.
+async fn handle_batch<Q: Queue, M: Mailer>(
+    shared: Arc<Shared<Q, M>>,
+    messages: Vec<ReceivedMessage>,
+    _slots: OwnedSemaphorePermit,
+) {
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    let mut pending: HashMap<tokio::task::Id, ReceivedMessage> = HashMap::new();
+    for message in messages {
+        let worker = Arc::clone(&shared);
+        let body = message.body.clone();
+        let span = tracing::info_span!("message", message_id = %message.message_id, receive_count = message.receive_count);
+        let handle =
+            tasks.spawn(async move { worker.pipeline.process(&body).await }.instrument(span));
+        pending.insert(handle.id(), message);
+    }
+
+    let renew_every = Duration::from_secs(u64::from(shared.options.visibility_seconds.max(2) / 2));
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+    let mut results: Vec<(ReceivedMessage, Outcome, Facts)> = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        tokio::select! {
+            joined = tasks.join_next_with_id() => {
+                let Some(joined) = joined else { break };
+                let (id, result) = match joined {
+                    Ok((id, (outcome, facts))) => (id, (outcome, facts)),
+                    Err(e) => {
+                        // A panic is a bug in this program, never the message's fault: retry it.
+                        let outcome = Outcome::Failed { kind: FailureKind::Transient, code: "panic".to_owned(), error: e.to_string() };
+                        (e.id(), (outcome, Facts::default()))
+                    }
+                };
+                if let Some(message) = pending.remove(&id) {
+                    results.push((message, result.0, result.1));
+                }
+            }
+            _ = heartbeat.tick() => renew(&shared, pending.values()).await,
+            () = shared.deadline_passed.cancelled() => {
+                tasks.abort_all();
+                for (_, message) in pending.drain() {
+                    results.push((message, Outcome::Interrupted, Facts::default()));
+                }
+            }
+        }
+    }
+    settle(&shared, results, started).await;
+}
+
+/// Extends the visibility of messages still being worked on, before it runs out.
+async fn renew<'a, Q: Queue, M>(
+    shared: &Shared<Q, M>,
+    pending: impl Iterator<Item = &'a ReceivedMessage>,
+) {
+    let changes: Vec<VisibilityChange> = pending
+        .map(|m| VisibilityChange {
+            message_id: m.message_id.clone(),
+            receipt_handle: m.receipt_handle.clone(),
+            seconds: shared.options.visibility_seconds,
+        })
+        .collect();
+    match shared.queue.change_visibility(&changes).await {
+        Ok(failed) if failed.is_empty() => {
+            tracing::debug!(count = changes.len(), "visibility extended");
+        }
+        Ok(failed) => tracing::warn!(?failed, "could not extend visibility of some messages"),
+        Err(e) => tracing::warn!(error = %e, "could not extend visibility"),
+    }
+}
+
+/// Deletes settled messages in batches and hides failed ones for their backoff (permanent
+/// failures: visibility 0, so the redrive policy moves them to the DLQ within seconds). Then
+/// writes one log line per message.
+async fn settle<Q: Queue, M>(
+    shared: &Shared<Q, M>,
+    results: Vec<(ReceivedMessage, Outcome, Facts)>,
+    started: Instant,
+) {
+    let mut deletes = Vec::new();
+    let mut changes = Vec::new();
+    for (message, outcome, _) in &results {
+        if outcome.is_settled() {
+            deletes.push((message.message_id.clone(), message.receipt_handle.clone()));
+        } else {
+            changes.push(VisibilityChange {
+                message_id: message.message_id.clone(),
+                receipt_handle: message.receipt_handle.clone(),
+                seconds: release_after(shared, message, outcome),
+            });
+        }
+    }
+    let undeleted = settle_call(
+        "delete",
+        shared.queue.delete(&deletes),
+        &deletes.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+    )
+    .await;
+    let unreleased = settle_call(
+        "change visibility",
+        shared.queue.change_visibility(&changes),
+        &changes
+            .iter()
+            .map(|c| c.message_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .await;
+
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    for (message, outcome, facts) in &results {
+        let acknowledged =
+            !undeleted.contains(&message.message_id) && !unreleased.contains(&message.message_id);
+        log_outcome(
+            message,
+            outcome,
+            facts,
+            elapsed_ms,
+            acknowledged,
+            changes
+                .iter()
+                .find(|c| c.message_id == message.message_id)
+                .map(|c| c.seconds),
+        );
+    }
+}
+
+fn release_after<Q, M>(shared: &Shared<Q, M>, message: &ReceivedMessage, outcome: &Outcome) -> u32 {
+    match outcome {
+        Outcome::Failed {
+            kind: FailureKind::Permanent,
+            ..
+        }
+        | Outcome::Interrupted => 0,
+        _ => shared
+            .options
+            .backoff
+            .delay(message.receive_count, fastrand::f64()),
+    }
+}
+
+/// Runs one settling call; on a whole-call failure every message of it counts as unsettled.
+async fn settle_call(
+    what: &str,
+    call: impl std::future::Future<Output = Result<Vec<String>, crate::ports::QueueError>>,
+    ids: &[String],
+) -> Vec<String> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    match call.await {
+        Ok(failed) => failed,
+        Err(e) => {
+            tracing::error!(error = %e, count = ids.len(), "could not {what} messages; they return after their visibility timeout");
+            ids.to_vec()
+        }
+    }
+}
+
+/// The one line per message that operators query.
+fn log_outcome(
+    message: &ReceivedMessage,
+    outcome: &Outcome,
+    facts: &Facts,
+    elapsed_ms: f64,
+    acknowledged: bool,
+    visible_in_s: Option<u32>,
+) {
+    let routes = facts.routes.join(",");
+    macro_rules! line {
+        ($level:ident, $($extra:tt)*) => {
+            tracing::$level!(
+                message_id = %message.message_id,
+                receive_count = message.receive_count,
+                event_id = facts.event_id.as_deref(),
+                bucket = facts.bucket.as_deref(),
+                handle = facts.handle.as_deref(),
+                top_hash = facts.top_hash.as_deref(),
+                routes = %routes,
+                outcome = outcome.as_str(),
+                elapsed_ms,
+                acknowledged,
+                $($extra)*
+            )
+        };
+    }
+    match outcome {
+        Outcome::Failed {
+            kind: FailureKind::Permanent,
+            code,
+            error,
+        } => line!(
+            error, error.kind = "permanent", error.code = %code, error = %error, visible_in_s,
+            "message failed permanently; released to reach the dead-letter queue"
+        ),
+        Outcome::Failed { kind, code, error } => line!(
+            warn, error.kind = kind.as_str(), error.code = %code, error = %error, visible_in_s,
+            "message failed; will be retried"
+        ),
+        Outcome::Interrupted => line!(
+            warn,
+            visible_in_s,
+            "message released unfinished at shutdown"
+        ),
+        _ => line!(info, "message handled"),
+    }
+}
