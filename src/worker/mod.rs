@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ports::{Mailer, Queue};
+use memory::EventMemory;
 pub use backoff::Backoff;
 pub use pipeline::Pipeline;
 
@@ -51,6 +52,9 @@ struct Shared<Q, M> {
     slots: Arc<Semaphore>,
     /// Cancelled when the shutdown deadline has passed: unfinished messages are released.
     deadline_passed: CancellationToken,
+    /// Message ids whose permanent failure was already logged as an ERROR, so a poison message
+    /// makes one ERROR line on its way to the DLQ, not one per receive.
+    reported: EventMemory,
 }
 
 /// A configured worker, ready to run.
@@ -69,6 +73,7 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
                 options,
                 slots,
                 deadline_passed: CancellationToken::new(),
+                reported: EventMemory::new(Duration::from_secs(3600), 10_000),
             }),
         }
     }

@@ -211,17 +211,29 @@ async fn settle<Q: Queue, M>(
     for (message, outcome, facts) in &results {
         let acknowledged =
             !undeleted.contains(&message.message_id) && !unreleased.contains(&message.message_id);
-        log_outcome(
-            message,
-            outcome,
-            facts,
+        let visible_in_s = changes
+            .iter()
+            .find(|c| c.message_id == message.message_id)
+            .map(|c| c.seconds);
+        let first_report = match outcome {
+            Outcome::Failed {
+                kind: FailureKind::Permanent,
+                ..
+            } => {
+                let now = Instant::now();
+                let seen = shared.reported.is_done(&message.message_id, now);
+                shared.reported.record_done(&message.message_id, now);
+                !seen
+            }
+            _ => true,
+        };
+        let logged = Logged {
             elapsed_ms,
             acknowledged,
-            changes
-                .iter()
-                .find(|c| c.message_id == message.message_id)
-                .map(|c| c.seconds),
-        );
+            visible_in_s,
+            first_report,
+        };
+        log_outcome(message, outcome, facts, logged);
     }
 }
 
@@ -257,15 +269,18 @@ async fn settle_call(
     }
 }
 
-/// The one line per message that operators query.
-fn log_outcome(
-    message: &ReceivedMessage,
-    outcome: &Outcome,
-    facts: &Facts,
+/// How the settling went, for the log line.
+struct Logged {
     elapsed_ms: f64,
     acknowledged: bool,
     visible_in_s: Option<u32>,
-) {
+    /// False for a permanent failure this process already reported as an ERROR.
+    first_report: bool,
+}
+
+/// The one line per message that operators query.
+fn log_outcome(message: &ReceivedMessage, outcome: &Outcome, facts: &Facts, logged: Logged) {
+    let Logged { elapsed_ms, acknowledged, visible_in_s, first_report } = logged;
     let routes = facts.routes.join(",");
     macro_rules! line {
         ($level:ident, $($extra:tt)*) => {
@@ -285,6 +300,14 @@ fn log_outcome(
         };
     }
     match outcome {
+        Outcome::Failed {
+            kind: FailureKind::Permanent,
+            code,
+            error,
+        } if !first_report => line!(
+            warn, error.kind = "permanent", error.code = %code, error = %error, visible_in_s,
+            "message failed permanently again; on its way to the dead-letter queue"
+        ),
         Outcome::Failed {
             kind: FailureKind::Permanent,
             code,

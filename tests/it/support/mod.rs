@@ -1,0 +1,432 @@
+//! `TestStack`: a unique queue, DLQ and rule on LocalStack (made by the same
+//! `scripts/setup_resources.py` the local stack uses), a config file, and the real binary
+//! running against them, with its JSON log lines captured.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Where the emulators are; `scripts/test` exports these.
+pub struct Endpoints {
+    pub aws: String,
+    pub ses: String,
+    pub setup_command: Vec<String>,
+}
+
+impl Endpoints {
+    pub fn from_env() -> Self {
+        let setup = std::env::var("QN_SETUP_RESOURCES").unwrap_or_else(|_| {
+            panic!(
+                "QN_SETUP_RESOURCES is not set: integration tests need the emulators; \
+                 run them with `scripts/test` (unit tests alone: `cargo test --lib`)"
+            )
+        });
+        Self {
+            aws: env_or("QN_TEST_AWS_ENDPOINT", "http://127.0.0.1:4566"),
+            ses: env_or("QN_TEST_SES_ENDPOINT", "http://127.0.0.1:8005"),
+            setup_command: setup.split_whitespace().map(str::to_owned).collect(),
+        }
+    }
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn documented_event() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("events/package-revision.json"))
+            .expect("read event"),
+    )
+    .expect("event json")
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique across tests and runs (LocalStack lives across test runs).
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// Resource options for one stack.
+pub struct StackOptions {
+    pub max_receive_count: u32,
+    pub visibility_timeout: u32,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            max_receive_count: 3,
+            visibility_timeout: 30,
+        }
+    }
+}
+
+/// Queue, DLQ and rule for one test.
+pub struct TestStack {
+    pub endpoints: Endpoints,
+    pub name: String,
+    /// The bucket the rule passes; unique, so tests never see each other's events.
+    pub bucket: String,
+    /// A recipient unique to this stack, to find its mail in the shared SES store.
+    pub recipient: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub sqs: aws_sdk_sqs::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"),
+        ))
+        .build()
+}
+
+impl TestStack {
+    pub async fn spawn(options: StackOptions) -> Self {
+        let endpoints = Endpoints::from_env();
+        let name = unique("qn");
+        let bucket = format!("bucket-{name}");
+        let recipient = format!("{name}@example.com");
+        let mut command = Command::new(&endpoints.setup_command[0]);
+        command
+            .args(&endpoints.setup_command[1..])
+            .args(["--queue", &name, "--bucket", &bucket, "--json"])
+            .args(["--max-receive-count", &options.max_receive_count.to_string()])
+            .args(["--visibility-timeout", &options.visibility_timeout.to_string()])
+            .env("AWS_ENDPOINT_URL", &endpoints.aws);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("join")
+            .expect("run setup_resources");
+        assert!(
+            output.status.success(),
+            "setup_resources failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let created: Value = serde_json::from_slice(&output.stdout).expect("setup json");
+        let sdk = sdk_config(&endpoints.aws);
+        Self {
+            queue_url: created["queue_url"].as_str().expect("queue_url").to_owned(),
+            dlq_url: created["dlq_url"].as_str().expect("dlq_url").to_owned(),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            events: aws_sdk_eventbridge::Client::new(&sdk),
+            http: reqwest::Client::new(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            endpoints,
+            name,
+            bucket,
+            recipient,
+        }
+    }
+
+    /// A config that works against this stack; `extra` is appended (more sections, routes).
+    pub fn config(&self, ses_endpoint: &str, routes: &str, extra: &str) -> PathBuf {
+        let templates = repo_root().join("config/templates");
+        let text = format!(
+            r#"
+[aws]
+region = "us-east-1"
+[queue]
+url = "{queue}"
+endpoint_url = "{aws}"
+wait_time_seconds = 1
+visibility_timeout_seconds = 30
+[ses]
+endpoint_url = "{ses_endpoint}"
+from = "Quilt <quilt-notify@example.com>"
+[catalog]
+host = "catalog.example.com"
+[templates]
+dir = "{templates}"
+[worker]
+shutdown_deadline_seconds = 5
+[retry]
+base_seconds = 1
+max_seconds = 1
+{extra}
+{routes}
+"#,
+            queue = self.queue_url,
+            aws = self.endpoints.aws,
+            templates = templates.display(),
+        );
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// One route named `name` sending to this stack's recipient when `pattern` matches.
+    pub fn route(&self, name: &str, pattern: &Value) -> String {
+        format!(
+            "[[routes]]\nname = \"{name}\"\ntemplate = \"package-created\"\nto = [\"{}\"]\npattern = '''{pattern}'''\n",
+            self.recipient
+        )
+    }
+
+    /// The documented event, moved into this stack's bucket, with a fresh id and `handle`.
+    pub fn event(&self, handle: &str) -> Value {
+        let mut event = documented_event();
+        event["id"] = json!(unique("evt"));
+        event["detail"]["bucket"] = json!(self.bucket);
+        event["detail"]["handle"] = json!(handle);
+        event
+    }
+
+    /// Publishes an event's detail to the default bus, as a Quilt stack does.
+    pub async fn put_event(&self, event: &Value) {
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source(event["source"].as_str().expect("source"))
+            .detail_type(event["detail-type"].as_str().expect("detail-type"))
+            .detail(event["detail"].to_string())
+            .build();
+        let out = self
+            .events
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .expect("PutEvents");
+        assert_eq!(out.failed_entry_count(), 0, "PutEvents failed: {out:?}");
+    }
+
+    /// Sends a raw body straight to the queue.
+    pub async fn send_raw(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("SendMessage");
+    }
+
+    /// Mail in the SES emulator's store addressed to this stack's recipient.
+    pub async fn emails(&self) -> Vec<Value> {
+        let store: Value = self
+            .http
+            .get(format!("{}/store", self.endpoints.ses))
+            .send()
+            .await
+            .expect("GET /store")
+            .json()
+            .await
+            .expect("store json");
+        store["emails"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| {
+                let d = &m["destination"];
+                ["to", "cc", "bcc"].iter().any(|k| {
+                    d[k].as_array()
+                        .is_some_and(|a| a.iter().any(|r| r.as_str() == Some(&self.recipient)))
+                })
+            })
+            .collect()
+    }
+
+    /// Waits until at least `n` emails arrived for this stack.
+    pub async fn wait_for_emails(&self, n: usize, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let emails = self.emails().await;
+            if emails.len() >= n || Instant::now() > deadline {
+                return emails;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Receives from the DLQ until a message arrives or time runs out.
+    pub async fn wait_for_dlq(&self, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive DLQ");
+            let bodies: Vec<String> = out
+                .messages()
+                .iter()
+                .filter_map(|m| m.body().map(str::to_owned))
+                .collect();
+            if !bodies.is_empty() || Instant::now() > deadline {
+                return bodies;
+            }
+        }
+    }
+
+    /// Visible plus in-flight messages on a queue.
+    pub async fn depth(&self, url: &str) -> (u64, u64) {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("GetQueueAttributes");
+        let get = |a: A| {
+            out.attributes()
+                .and_then(|m| m.get(&a))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            get(A::ApproximateNumberOfMessages),
+            get(A::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    /// Starts the real binary on a config file.
+    pub fn start_worker(&self, config: &Path) -> Worker {
+        Worker::start(config)
+    }
+
+    async fn cleanup(&self) {
+        let mut command = Command::new(&self.endpoints.setup_command[0]);
+        command
+            .args(&self.endpoints.setup_command[1..])
+            .args(["--queue", &self.name, "--delete"])
+            .env("AWS_ENDPOINT_URL", &self.endpoints.aws)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = tokio::task::spawn_blocking(move || command.status()).await;
+    }
+
+    /// Deletes the queues and rule.
+    pub async fn delete(self) {
+        self.cleanup().await;
+    }
+}
+
+/// The `quilt-notify run` process and its captured JSON log lines.
+pub struct Worker {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Worker {
+    pub fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quilt-notify"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("QUILT_NOTIFY__LOG__FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start quilt-notify");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"unparsed": line}));
+                sink.lock().expect("lines").push(value);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Every log line so far.
+    pub fn lines(&self) -> Vec<Value> {
+        self.lines.lock().expect("lines").clone()
+    }
+
+    /// Log lines whose `outcome` is `outcome`.
+    pub fn outcomes(&self, outcome: &str) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l["outcome"] == outcome)
+            .collect()
+    }
+
+    /// Waits until `predicate` holds for the captured lines.
+    pub async fn wait_for_log(
+        &self,
+        within: Duration,
+        predicate: impl Fn(&[Value]) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if predicate(&self.lines()) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        predicate(&self.lines())
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then waits for exit; returns the exit code.
+    pub async fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
