@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::domain::event::PackageEvent;
 use crate::domain::render::{template_data, Renderer};
 use crate::domain::route::RouteTable;
+use crate::ports::{AccountStatus, Mailer};
 use crate::worker::memory::EventMemory;
 use crate::worker::rate::RateLimiter;
 use crate::worker::{Backoff, Pipeline, Worker, WorkerOptions};
@@ -121,6 +122,10 @@ impl App {
             settings.ses.configuration_set.clone(),
         );
 
+        let send_rate = match settings.ses.max_send_rate {
+            rate if rate > 0.0 => rate,
+            _ => discover_send_rate(&mailer).await,
+        };
         let worker_settings = &settings.worker;
         let pipeline = Pipeline::new(
             compiled.routes,
@@ -132,7 +137,7 @@ impl App {
                 Duration::from_secs(worker_settings.dedupe_window_seconds),
                 worker_settings.dedupe_capacity,
             ),
-            RateLimiter::new(settings.ses.max_send_rate),
+            RateLimiter::new(send_rate),
         );
         let options = WorkerOptions {
             pollers: worker_settings.pollers,
@@ -151,6 +156,27 @@ impl App {
     /// Runs until `shutdown` is cancelled, then drains within the deadline.
     pub async fn run(self, shutdown: CancellationToken) {
         self.worker.run(shutdown).await;
+    }
+}
+
+/// Asks SES for the account's maximum send rate; unlimited (0) if it will not say.
+async fn discover_send_rate(mailer: &SesMailer) -> f64 {
+    match mailer.account().await {
+        Ok(AccountStatus {
+            max_send_rate: Some(rate),
+            ..
+        }) if rate > 0.0 => {
+            tracing::info!(max_send_rate = rate, "send rate read from SES GetAccount");
+            rate
+        }
+        Ok(_) => {
+            tracing::info!("SES GetAccount gave no send rate; sending unthrottled");
+            0.0
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "could not read the send rate from SES GetAccount; sending unthrottled (set ses.max_send_rate to fix a rate)");
+            0.0
+        }
     }
 }
 

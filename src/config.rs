@@ -16,6 +16,10 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 /// Environment variables with this prefix (then `__`) override file settings.
 pub const ENV_PREFIX: &str = "QUILT_NOTIFY";
 
+/// An environment variable holding a whole TOML configuration, layered right above the file: how
+/// a container platform (an ECS task definition) passes routes without a file in the image.
+pub const INLINE_ENV: &str = "QUILT_NOTIFY_CONFIG_TOML";
+
 /// Everything the daemon can be told, after all layers were merged.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +83,7 @@ pub struct SesSettings {
     /// Configuration set to send with.
     #[serde(deserialize_with = "empty_as_none")]
     pub configuration_set: Option<String>,
-    /// SendEmail calls per second across the process; 0 means unlimited.
+    /// SendEmail calls per second across the process; 0 means "ask SES GetAccount".
     pub max_send_rate: f64,
 }
 
@@ -183,6 +187,13 @@ impl Settings {
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
         }
+        let inline = match &env {
+            Some(map) => map.get(INLINE_ENV).cloned(),
+            None => std::env::var(INLINE_ENV).ok(),
+        };
+        if let Some(text) = inline.filter(|t| !t.trim().is_empty()) {
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
         let environment = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
             .separator("__")
@@ -230,7 +241,7 @@ impl Settings {
             );
         }
         if !self.ses.max_send_rate.is_finite() || self.ses.max_send_rate < 0.0 {
-            return invalid("ses.max_send_rate", "must be 0 (unlimited) or more");
+            return invalid("ses.max_send_rate", "must be 0 (ask SES) or more");
         }
         if self.worker.pollers == 0 {
             return invalid("worker.pollers", "must be at least 1");
@@ -443,6 +454,19 @@ pattern = { source = ["com.quiltdata"] }
         );
         let msg = load(&twice, &[]).expect_err("must fail").to_string();
         assert!(msg.contains("used twice"), "{msg}");
+    }
+
+    #[test]
+    fn a_whole_config_can_come_from_one_environment_variable() {
+        let s = Settings::load_with_env(None, env(&[(INLINE_ENV, MINIMAL)])).expect("loads");
+        assert_eq!(s.routes[0].name, "all");
+        assert_eq!(s.ses.from, "quilt@example.com");
+        let overridden = Settings::load_with_env(
+            None,
+            env(&[(INLINE_ENV, MINIMAL), ("QUILT_NOTIFY__SES__FROM", "x@y.z")]),
+        )
+        .expect("loads");
+        assert_eq!(overridden.ses.from, "x@y.z", "single variables still win");
     }
 
     #[test]

@@ -121,8 +121,21 @@ pub struct SendError {
     pub message: String,
 }
 
+/// What the provider says about the sending account.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AccountStatus {
+    /// Whether the account may send now (false while paused or suspended).
+    pub sending_enabled: bool,
+    /// Most emails per second the account may send, when the provider says.
+    pub max_send_rate: Option<f64>,
+}
+
 /// Something that sends emails, like SES.
 pub trait Mailer: Send + Sync + 'static {
     /// Sends one email; returns the provider's message id.
     fn send(&self, email: &Email) -> impl Future<Output = Result<String, SendError>> + Send;
+
+    /// Asks about the account without sending: used to discover the send rate at start-up and
+    /// to probe a paused account without spending a message's receive count.
+    fn account(&self) -> impl Future<Output = Result<AccountStatus, SendError>> + Send;
 }

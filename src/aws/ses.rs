@@ -6,7 +6,7 @@ use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, Me
 use aws_sdk_sesv2::Client;
 
 use super::{describe, error_code};
-use crate::ports::{Email, FailureKind, Mailer, SendError};
+use crate::ports::{AccountStatus, Email, FailureKind, Mailer, SendError};
 
 /// Sends with SES v2 `SendEmail`, simple content.
 #[derive(Debug, Clone)]
@@ -73,6 +73,19 @@ impl Mailer for SesMailer {
             .await
             .map_err(|e| classify(&e))?;
         Ok(output.message_id().unwrap_or_default().to_owned())
+    }
+
+    async fn account(&self) -> Result<AccountStatus, SendError> {
+        let output = self
+            .client
+            .get_account()
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(AccountStatus {
+            sending_enabled: output.sending_enabled(),
+            max_send_rate: output.send_quota().map(|q| q.max_send_rate()),
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod memory;
 pub mod outcome;
+pub mod pause;
 pub mod pipeline;
 mod poller;
 pub mod rate;
@@ -19,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ports::{Mailer, Queue};
-use memory::EventMemory;
 pub use backoff::Backoff;
+use memory::EventMemory;
 pub use pipeline::Pipeline;
 
 /// How the worker polls and paces itself.
@@ -55,6 +56,8 @@ struct Shared<Q, M> {
     /// Message ids whose permanent failure was already logged as an ERROR, so a poison message
     /// makes one ERROR line on its way to the DLQ, not one per receive.
     reported: EventMemory,
+    /// Closed while the SES account cannot send.
+    pause: pause::Pause,
 }
 
 /// A configured worker, ready to run.
@@ -74,6 +77,7 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
                 slots,
                 deadline_passed: CancellationToken::new(),
                 reported: EventMemory::new(Duration::from_secs(3600), 10_000),
+                pause: pause::Pause::default(),
             }),
         }
     }

@@ -116,6 +116,11 @@ impl<M: Mailer> Pipeline<M> {
         }
     }
 
+    /// The mailer, for account probes.
+    pub fn mailer(&self) -> &M {
+        &self.mailer
+    }
+
     async fn send_route(&self, event: &PackageEvent, route: &Route) -> Result<(), Outcome> {
         let data = template_data(event, self.catalog_host.as_deref(), &route.name);
         let rendered =

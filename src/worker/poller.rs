@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::outcome::Outcome;
+use super::pause::Gate;
 use super::pipeline::Facts;
 use super::Shared;
 use crate::ports::{FailureKind, Mailer, Queue, ReceivedMessage, VisibilityChange};
@@ -29,6 +30,9 @@ pub(super) async fn poll<Q: Queue, M: Mailer>(
 ) {
     let mut retry = RECEIVE_RETRY_FIRST;
     while !stop.is_cancelled() {
+        if !wait_while_paused(&shared, &stop).await {
+            break;
+        }
         let Some(mut permit) = take_slots(&shared, &stop).await else {
             break;
         };
@@ -63,6 +67,44 @@ pub(super) async fn poll<Q: Queue, M: Mailer>(
         }
     }
     tracing::debug!(poller = index, "poller stopped");
+}
+
+/// Holds the poller while the account is paused; returns false if stop came first.
+async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &CancellationToken) -> bool {
+    loop {
+        let wait = match shared.pause.check() {
+            Gate::Open => return true,
+            Gate::Wait(wait) => wait,
+            Gate::Probe => {
+                match shared.pipeline.mailer().account().await {
+                    Ok(status) if status.sending_enabled => {
+                        shared.pause.resume();
+                        tracing::warn!("SES account can send again: resuming");
+                        return true;
+                    }
+                    Err(e) if e.kind != FailureKind::AccountPaused => {
+                        // The account cannot be asked (e.g. no ses:GetAccount permission):
+                        // resume and let the next send tell.
+                        shared.pause.resume();
+                        tracing::warn!(error = %e, "cannot probe the SES account; resuming to find out by sending");
+                        return true;
+                    }
+                    _ => {
+                        let next = shared.pause.extend();
+                        tracing::error!(
+                            next_probe_s = next.as_secs(),
+                            "SES account still cannot send; not receiving"
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return false,
+        }
+    }
 }
 
 /// Waits for at least one free slot, then takes as many more as are free, up to a batch.
@@ -178,6 +220,20 @@ async fn settle<Q: Queue, M>(
     results: Vec<(ReceivedMessage, Outcome, Facts)>,
     started: Instant,
 ) {
+    let account_paused = results.iter().any(|(_, outcome, _)| {
+        matches!(
+            outcome,
+            Outcome::Failed {
+                kind: FailureKind::AccountPaused,
+                ..
+            }
+        )
+    });
+    if account_paused && shared.pause.trip() {
+        tracing::error!(
+            "SES says the account cannot send (paused or suspended): stopping receives and keeping messages in the queue until a probe finds it enabled"
+        );
+    }
     let mut deletes = Vec::new();
     let mut changes = Vec::new();
     for (message, outcome, _) in &results {
@@ -244,6 +300,17 @@ fn release_after<Q, M>(shared: &Shared<Q, M>, message: &ReceivedMessage, outcome
             ..
         }
         | Outcome::Interrupted => 0,
+        // Not the message's fault: hide it until the next account probe, whatever its count.
+        Outcome::Failed {
+            kind: FailureKind::AccountPaused,
+            ..
+        } => {
+            let wait = shared
+                .pause
+                .remaining()
+                .unwrap_or(super::pause::FIRST_PROBE);
+            u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX)
+        }
         _ => shared
             .options
             .backoff
@@ -280,7 +347,12 @@ struct Logged {
 
 /// The one line per message that operators query.
 fn log_outcome(message: &ReceivedMessage, outcome: &Outcome, facts: &Facts, logged: Logged) {
-    let Logged { elapsed_ms, acknowledged, visible_in_s, first_report } = logged;
+    let Logged {
+        elapsed_ms,
+        acknowledged,
+        visible_in_s,
+        first_report,
+    } = logged;
     let routes = facts.routes.join(",");
     macro_rules! line {
         ($level:ident, $($extra:tt)*) => {
