@@ -67,6 +67,7 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
 /// The daemon, built from settings, ready to run.
 pub struct App {
     worker: Worker<SqsQueue, SesMailer>,
+    health: Option<(tokio::net::TcpListener, Duration)>,
 }
 
 impl App {
@@ -148,14 +149,38 @@ impl App {
             backoff: Backoff::new(settings.retry.base_seconds, settings.retry.max_seconds),
             shutdown_deadline: Duration::from_secs(worker_settings.shutdown_deadline_seconds),
         };
+        let health = match &settings.health.listen {
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("health.listen: cannot listen on {address}"))?;
+                tracing::info!(address = %address, "health endpoint on /healthz and /readyz");
+                Some((
+                    listener,
+                    Duration::from_secs(settings.health.ready_within_seconds),
+                ))
+            }
+            None => None,
+        };
         Ok(Self {
             worker: Worker::new(queue, pipeline, options),
+            health,
         })
     }
 
     /// Runs until `shutdown` is cancelled, then drains within the deadline.
     pub async fn run(self, shutdown: CancellationToken) {
+        let stop_health = CancellationToken::new();
+        if let Some((listener, ready_within)) = self.health {
+            tokio::spawn(crate::health::serve(
+                listener,
+                self.worker.status(),
+                ready_within,
+                stop_health.clone(),
+            ));
+        }
         self.worker.run(shutdown).await;
+        stop_health.cancel();
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Settings {
     pub catalog: CatalogSettings,
     /// Where templates live.
     pub templates: TemplateSettings,
+    /// The HTTP health listener.
+    pub health: HealthSettings,
     /// Log output.
     pub log: LogSettings,
     /// Which events become which emails.
@@ -128,6 +130,17 @@ pub struct CatalogSettings {
 pub struct TemplateSettings {
     /// Directory of templates, already resolved against the config file's directory.
     pub dir: PathBuf,
+}
+
+/// The HTTP health listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Listen address; `None` means no listener.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub listen: Option<String>,
+    /// `/readyz` needs a successful receive within this many seconds.
+    pub ready_within_seconds: u64,
 }
 
 /// Log output.
@@ -257,6 +270,14 @@ impl Settings {
                 "retry",
                 "need base_seconds <= max_seconds <= 43200 (SQS's longest visibility timeout)",
             );
+        }
+        if let Some(listen) = &self.health.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return invalid(
+                    "health.listen",
+                    &format!("{listen:?} is not an address like 0.0.0.0:8080"),
+                );
+            }
         }
         if self.routes.is_empty() {
             return invalid(

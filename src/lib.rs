@@ -12,6 +12,7 @@ pub mod aws;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod health;
 pub mod ports;
 pub mod telemetry;
 pub mod worker;

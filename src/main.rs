@@ -36,6 +36,19 @@ enum Command {
     /// try every template. Exits 0 if the daemon would start, 2 with the offending key or route
     /// otherwise.
     Validate(ConfigArgs),
+    /// Probe a running worker's health endpoint (see `health.listen`); for container
+    /// HEALTHCHECKs, which then need no curl and no shell. Exits 0 on HTTP 200, 1 otherwise.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+struct HealthArgs {
+    /// URL to probe: /healthz (alive) or /readyz (receiving and able to send).
+    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+    url: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 3)]
+    timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +67,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Run(args) => run(&args),
+        Command::Health(args) => health(&args),
     }
 }
 
@@ -84,6 +98,19 @@ fn validate(args: &ConfigArgs) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn health(args: &HealthArgs) -> ExitCode {
+    match quilt_notify::health::probe(&args.url, std::time::Duration::from_secs(args.timeout)) {
+        Ok(body) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod pause;
 pub mod pipeline;
 mod poller;
 pub mod rate;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,8 @@ struct Shared<Q, M> {
     reported: EventMemory,
     /// Closed while the SES account cannot send.
     pause: pause::Pause,
+    /// For the health endpoint.
+    status: Arc<status::Status>,
 }
 
 /// A configured worker, ready to run.
@@ -78,8 +81,14 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
                 deadline_passed: CancellationToken::new(),
                 reported: EventMemory::new(Duration::from_secs(3600), 10_000),
                 pause: pause::Pause::default(),
+                status: Arc::new(status::Status::default()),
             }),
         }
+    }
+
+    /// The worker's status, for a health endpoint.
+    pub fn status(&self) -> Arc<status::Status> {
+        Arc::clone(&self.shared.status)
     }
 
     /// Runs until `shutdown` is cancelled, then stops receiving, gives in-flight messages the

@@ -43,8 +43,12 @@ pub(super) async fn poll<Q: Queue, M: Mailer>(
             .receive(want, options.wait_seconds, options.visibility_seconds)
             .await;
         match received {
-            Ok(messages) if messages.is_empty() => retry = RECEIVE_RETRY_FIRST,
+            Ok(messages) if messages.is_empty() => {
+                shared.status.receive_succeeded();
+                retry = RECEIVE_RETRY_FIRST;
+            }
             Ok(messages) => {
+                shared.status.receive_succeeded();
                 retry = RECEIVE_RETRY_FIRST;
                 if stop.is_cancelled() {
                     release_unstarted(&shared, &messages).await;
@@ -79,6 +83,7 @@ async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &Cancellat
                 match shared.pipeline.mailer().account().await {
                     Ok(status) if status.sending_enabled => {
                         shared.pause.resume();
+                        shared.status.set_paused(false);
                         tracing::warn!("SES account can send again: resuming");
                         return true;
                     }
@@ -86,6 +91,7 @@ async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &Cancellat
                         // The account cannot be asked (e.g. no ses:GetAccount permission):
                         // resume and let the next send tell.
                         shared.pause.resume();
+                        shared.status.set_paused(false);
                         tracing::warn!(error = %e, "cannot probe the SES account; resuming to find out by sending");
                         return true;
                     }
@@ -230,6 +236,7 @@ async fn settle<Q: Queue, M>(
         )
     });
     if account_paused && shared.pause.trip() {
+        shared.status.set_paused(true);
         tracing::error!(
             "SES says the account cannot send (paused or suspended): stopping receives and keeping messages in the queue until a probe finds it enabled"
         );
