@@ -25,23 +25,41 @@ fn route_pattern(stack: &TestStack, handle_prefix: &str) -> Value {
 async fn a_documented_event_on_eventbridge_becomes_an_email_and_leaves_the_queue_empty() {
     let stack = TestStack::spawn(StackOptions::default()).await;
     let ses = stack.endpoints.ses.clone();
-    let config = stack.config(&ses, &stack.route("team-a", &route_pattern(&stack, "team-a/")), "");
+    let config = stack.config(
+        &ses,
+        &stack.route("team-a", &route_pattern(&stack, "team-a/")),
+        "",
+    );
     let worker = stack.start_worker(&config);
 
     let event = stack.event("team-a/sales");
     stack.put_event(&event).await;
 
     let emails = stack.wait_for_emails(1, SECONDS_30).await;
-    assert_eq!(emails.len(), 1, "one email: {emails:#?}\nlog: {:#?}", worker.lines());
+    assert_eq!(
+        emails.len(),
+        1,
+        "one email: {emails:#?}\nlog: {:#?}",
+        worker.lines()
+    );
     let email = &emails[0];
     let hash = "a0fddace2eb2fd91faa697d237a5dbdcfa77f0fd38ca8b4c850dbd93d142ee69";
     assert_eq!(
         email["subject"],
-        format!("New package revision: team-a/sales @ a0fddac in s3://{}", stack.bucket)
+        format!(
+            "New package revision: team-a/sales @ a0fddac in s3://{}",
+            stack.bucket
+        )
     );
     assert_eq!(email["destination"]["to"], json!([stack.recipient]));
-    assert!(email["from"].as_str().unwrap_or("").contains("quilt-notify@example.com"));
-    let html = email["body"]["html"].as_str().expect("html").replace("&#x3D;", "=");
+    assert!(email["from"]
+        .as_str()
+        .unwrap_or("")
+        .contains("quilt-notify@example.com"));
+    let html = email["body"]["html"]
+        .as_str()
+        .expect("html")
+        .replace("&#x3D;", "=");
     let text = email["body"]["text"].as_str().expect("text");
     let catalog = format!(
         "https://catalog.example.com/b/{}/packages/team-a/sales/tree/{hash}/",
@@ -54,7 +72,9 @@ async fn a_documented_event_on_eventbridge_becomes_an_email_and_leaves_the_queue
     }
 
     let logged = worker
-        .wait_for_log(SECONDS_30, |lines| lines.iter().any(|l| l["outcome"] == "sent"))
+        .wait_for_log(SECONDS_30, |lines| {
+            lines.iter().any(|l| l["outcome"] == "sent")
+        })
         .await;
     assert!(logged, "a `sent` line: {:#?}", worker.lines());
     let sent = &worker.outcomes("sent")[0];
@@ -67,7 +87,11 @@ async fn a_documented_event_on_eventbridge_becomes_an_email_and_leaves_the_queue
     assert!(sent["elapsed_ms"].is_number());
     assert!(sent["message_id"].is_string());
     assert_eq!(sent["acknowledged"], true);
-    assert_eq!(stack.depth(&stack.queue_url).await, (0, 0), "queue is empty");
+    assert_eq!(
+        stack.depth(&stack.queue_url).await,
+        (0, 0),
+        "queue is empty"
+    );
 
     assert_eq!(worker.stop().await, Some(0));
     stack.delete().await;
@@ -77,14 +101,20 @@ async fn a_documented_event_on_eventbridge_becomes_an_email_and_leaves_the_queue
 async fn an_event_no_route_matches_is_deleted_unsent_and_logged_as_filtered() {
     let stack = TestStack::spawn(StackOptions::default()).await;
     let ses = stack.endpoints.ses.clone();
-    let config = stack.config(&ses, &stack.route("team-a", &route_pattern(&stack, "team-a/")), "");
+    let config = stack.config(
+        &ses,
+        &stack.route("team-a", &route_pattern(&stack, "team-a/")),
+        "",
+    );
     let worker = stack.start_worker(&config);
 
     // The rule passes every handle in the bucket; the route only team-a's.
     stack.put_event(&stack.event("team-b/other")).await;
 
     let logged = worker
-        .wait_for_log(SECONDS_30, |lines| lines.iter().any(|l| l["outcome"] == "filtered"))
+        .wait_for_log(SECONDS_30, |lines| {
+            lines.iter().any(|l| l["outcome"] == "filtered")
+        })
         .await;
     assert!(logged, "a `filtered` line: {:#?}", worker.lines());
     let line = &worker.outcomes("filtered")[0];
@@ -116,7 +146,10 @@ async fn an_sns_wrapped_event_is_delivered_like_a_direct_one() {
 
     let emails = stack.wait_for_emails(1, SECONDS_30).await;
     assert_eq!(emails.len(), 1, "log: {:#?}", worker.lines());
-    assert!(emails[0]["subject"].as_str().unwrap_or("").contains("wrapped/pkg"));
+    assert!(emails[0]["subject"]
+        .as_str()
+        .unwrap_or("")
+        .contains("wrapped/pkg"));
     assert_eq!(worker.outcomes("sent")[0]["event_id"], event["id"]);
 
     assert_eq!(worker.stop().await, Some(0));
@@ -131,7 +164,11 @@ async fn when_ses_is_unreachable_the_message_is_kept_until_it_reaches_the_dlq_in
     })
     .await;
     // Port 9 (discard) has no listener: every send fails to connect.
-    let config = stack.config("http://127.0.0.1:9", &stack.route("all", &route_pattern(&stack, "")), "");
+    let config = stack.config(
+        "http://127.0.0.1:9",
+        &stack.route("all", &route_pattern(&stack, "")),
+        "",
+    );
     let worker = stack.start_worker(&config);
 
     let event = stack.event("unreachable/pkg");
@@ -139,14 +176,25 @@ async fn when_ses_is_unreachable_the_message_is_kept_until_it_reaches_the_dlq_in
     stack.send_raw(&body).await;
 
     let dead = stack.wait_for_dlq(Duration::from_secs(60)).await;
-    assert_eq!(dead, vec![body], "the body reaches the DLQ unchanged; log: {:#?}", worker.lines());
+    assert_eq!(
+        dead,
+        vec![body],
+        "the body reaches the DLQ unchanged; log: {:#?}",
+        worker.lines()
+    );
 
     let failed = worker.outcomes("failed");
     assert!(failed.len() >= 3, "one failure per receive: {failed:#?}");
     for line in &failed {
         assert_eq!(line["error.kind"], "transient", "{line}");
         assert_eq!(line["level"], "WARN");
-        assert!(line["error"].as_str().unwrap_or("").contains("route \"all\""), "{line}");
+        assert!(
+            line["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("route \"all\""),
+            "{line}"
+        );
     }
     assert!(worker.outcomes("sent").is_empty());
     assert!(worker.outcomes("filtered").is_empty());
@@ -172,17 +220,33 @@ async fn a_body_that_is_not_json_goes_to_the_dlq_with_one_error_line_and_the_wor
         .into_iter()
         .filter(|l| l["level"] == "ERROR")
         .collect();
-    assert_eq!(errors.len(), 1, "exactly one ERROR line: {:#?}", worker.lines());
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly one ERROR line: {:#?}",
+        worker.lines()
+    );
     for line in &errors {
         assert_eq!(line["outcome"], "failed");
         assert_eq!(line["error.kind"], "permanent");
         assert_eq!(line["error.code"], "invalid_event");
-        assert!(line["error"].as_str().unwrap_or("").contains("body is not JSON"), "{line}");
-        assert_eq!(line["visible_in_s"], 0, "released at once, so it reaches the DLQ fast");
+        assert!(
+            line["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("body is not JSON"),
+            "{line}"
+        );
+        assert_eq!(
+            line["visible_in_s"], 0,
+            "released at once, so it reaches the DLQ fast"
+        );
     }
 
     // The worker is still there and still delivers.
-    stack.send_raw(&stack.event("after/poison").to_string()).await;
+    stack
+        .send_raw(&stack.event("after/poison").to_string())
+        .await;
     let emails = stack.wait_for_emails(1, SECONDS_30).await;
     assert_eq!(emails.len(), 1, "log: {:#?}", worker.lines());
 

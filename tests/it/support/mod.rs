@@ -119,8 +119,14 @@ impl TestStack {
         command
             .args(&endpoints.setup_command[1..])
             .args(["--queue", &name, "--bucket", &bucket, "--json"])
-            .args(["--max-receive-count", &options.max_receive_count.to_string()])
-            .args(["--visibility-timeout", &options.visibility_timeout.to_string()])
+            .args([
+                "--max-receive-count",
+                &options.max_receive_count.to_string(),
+            ])
+            .args([
+                "--visibility-timeout",
+                &options.visibility_timeout.to_string(),
+            ])
             .env("AWS_ENDPOINT_URL", &endpoints.aws);
         let output = tokio::task::spawn_blocking(move || command.output())
             .await
@@ -361,8 +367,8 @@ impl Worker {
         let sink = Arc::clone(&lines);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| json!({"unparsed": line}));
+                let value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| json!({"unparsed": line}));
                 sink.lock().expect("lines").push(value);
             }
         });
