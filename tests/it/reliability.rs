@@ -1,0 +1,1 @@
+//! Delivery guarantees under injected faults (issue 4). Filled in by the reliability work.
