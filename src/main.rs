@@ -36,6 +36,9 @@ enum Command {
     /// try every template. Exits 0 if the daemon would start, 2 with the offending key or route
     /// otherwise.
     Validate(ConfigArgs),
+    /// Render the emails an event would produce, without sending: subject and text on the
+    /// terminal, or files to open in a browser with `--out`.
+    Render(quilt_notify::commands::render::RenderArgs),
     /// Probe a running worker's health endpoint (see `health.listen`); for container
     /// HEALTHCHECKs, which then need no curl and no shell. Exits 0 on HTTP 200, 1 otherwise.
     Health(HealthArgs),
@@ -68,6 +71,13 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate(&args),
         Command::Run(args) => run(&args),
         Command::Health(args) => health(&args),
+        Command::Render(args) => match quilt_notify::commands::render::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -1,1 +1,3 @@
 //! Sub-commands beyond `run` and `validate` that have enough logic to live in the library.
+
+pub mod render;

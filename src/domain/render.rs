@@ -4,6 +4,7 @@
 //! value, the subject and text parts do not (they are not HTML). Both are strict, so a template
 //! that names a variable the event lacks fails loudly instead of sending a hole.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use handlebars::Handlebars;
@@ -63,6 +64,9 @@ const PARTS: [&str; 3] = ["subject.hbs", "html.hbs", "text.hbs"];
 pub struct Renderer {
     html: Handlebars<'static>,
     plain: Handlebars<'static>,
+    /// Template name → registry keys of its subject, html and text parts. Keys are the file
+    /// paths when loaded from files, so render errors point at the file to fix.
+    keys: HashMap<String, [String; 3]>,
 }
 
 impl Default for Renderer {
@@ -79,7 +83,11 @@ impl Renderer {
         let mut plain = Handlebars::new();
         plain.set_strict_mode(true);
         plain.register_escape_fn(handlebars::no_escape);
-        Self { html, plain }
+        Self {
+            html,
+            plain,
+            keys: HashMap::new(),
+        }
     }
 
     /// Loads each named template from `dir/<name>/{subject,html,text}.hbs`.
@@ -104,7 +112,8 @@ impl Renderer {
                 html: read(PARTS[1])?,
                 text: read(PARTS[2])?,
             };
-            renderer.add(name, &source)?;
+            let keys = PARTS.map(|part| dir.join(name).join(part).display().to_string());
+            renderer.register(name, keys, &source)?;
         }
         Ok(renderer)
     }
@@ -114,23 +123,33 @@ impl Renderer {
     /// # Errors
     /// A part does not parse.
     pub fn add(&mut self, name: &str, source: &TemplateSource) -> Result<(), RenderError> {
+        self.register(name, PARTS.map(|part| format!("{name}/{part}")), source)
+    }
+
+    fn register(
+        &mut self,
+        name: &str,
+        keys: [String; 3],
+        source: &TemplateSource,
+    ) -> Result<(), RenderError> {
         let syntax = |e| RenderError::Syntax(Box::new(e));
-        let [subject, html, text] = PARTS.map(|part| format!("{name}/{part}"));
+        let [subject, html, text] = &keys;
         self.plain
-            .register_template_string(&subject, &source.subject)
+            .register_template_string(subject, &source.subject)
             .map_err(syntax)?;
         self.html
-            .register_template_string(&html, &source.html)
+            .register_template_string(html, &source.html)
             .map_err(syntax)?;
         self.plain
-            .register_template_string(&text, &source.text)
+            .register_template_string(text, &source.text)
             .map_err(syntax)?;
+        self.keys.insert(name.to_owned(), keys);
         Ok(())
     }
 
     /// Whether a template of that name is loaded.
     pub fn has(&self, name: &str) -> bool {
-        self.html.has_template(&format!("{name}/{}", PARTS[1]))
+        self.keys.contains_key(name)
     }
 
     /// Renders one template with the given data.
@@ -138,22 +157,13 @@ impl Renderer {
     /// # Errors
     /// Unknown template, or a strict-mode failure such as a variable missing from the data.
     pub fn render(&self, name: &str, data: &Value) -> Result<RenderedEmail, RenderError> {
-        if !self.has(name) {
+        let Some([subject, html, text]) = self.keys.get(name) else {
             return Err(RenderError::Unknown(name.to_owned()));
-        }
+        };
         let failed = |e| RenderError::Render(Box::new(e));
-        let subject = self
-            .plain
-            .render(&format!("{name}/{}", PARTS[0]), data)
-            .map_err(failed)?;
-        let html = self
-            .html
-            .render(&format!("{name}/{}", PARTS[1]), data)
-            .map_err(failed)?;
-        let text = self
-            .plain
-            .render(&format!("{name}/{}", PARTS[2]), data)
-            .map_err(failed)?;
+        let subject = self.plain.render(subject, data).map_err(failed)?;
+        let html = self.html.render(html, data).map_err(failed)?;
+        let text = self.plain.render(text, data).map_err(failed)?;
         Ok(RenderedEmail {
             subject: one_line(&subject),
             html,
@@ -325,6 +335,27 @@ mod tests {
             .render("t", &template_data(&event(DOCUMENTED), None, "r"))
             .expect_err("strict");
         assert!(err.to_string().contains("no_such_field"), "{err}");
+    }
+
+    #[test]
+    fn render_errors_of_loaded_templates_name_the_file_line_and_variable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let template = dir.path().join("t");
+        std::fs::create_dir(&template).expect("mkdir");
+        std::fs::write(template.join("subject.hbs"), "ok").expect("write");
+        std::fs::write(template.join("html.hbs"), "<p>\n{{detail.nope}}</p>").expect("write");
+        std::fs::write(template.join("text.hbs"), "").expect("write");
+        let r = Renderer::load_dir(dir.path(), ["t"]).expect("loads");
+        let err = r
+            .render("t", &template_data(&event(DOCUMENTED), None, "r"))
+            .expect_err("strict")
+            .to_string();
+        assert!(
+            err.contains(&template.join("html.hbs").display().to_string()),
+            "{err}"
+        );
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("nope"), "{err}");
     }
 
     #[test]
