@@ -1,0 +1,107 @@
+//! The per-message domain work and the whole in-process pipeline with no-op ports: what one
+//! message costs the worker's CPU before any network. `cargo bench --bench pipeline`.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use quilt_notify::domain::event::PackageEvent;
+use quilt_notify::domain::render::{template_data, Renderer};
+use quilt_notify::domain::route::{RouteSpec, RouteTable};
+use quilt_notify::ports::{AccountStatus, Email, Mailer, SendError};
+use quilt_notify::worker::memory::EventMemory;
+use quilt_notify::worker::outcome::Outcome;
+use quilt_notify::worker::rate::RateLimiter;
+use quilt_notify::worker::Pipeline;
+
+const EVENT: &str = include_str!("../events/package-revision.json");
+
+/// Accepts every email at once.
+struct NoopMailer;
+
+impl Mailer for NoopMailer {
+    async fn send(&self, email: &Email) -> Result<String, SendError> {
+        Ok(email.subject.len().to_string())
+    }
+    async fn account(&self) -> Result<AccountStatus, SendError> {
+        Ok(AccountStatus {
+            sending_enabled: true,
+            max_send_rate: None,
+        })
+    }
+}
+
+fn routes() -> RouteTable {
+    let spec: RouteSpec = serde_json::from_value(serde_json::json!({
+        "name": "package-created",
+        "template": "package-created",
+        "to": ["data-team@example.com"],
+        "pattern": {
+            "source": ["com.quiltdata"],
+            "detail-type": ["package-revision"],
+            "detail": {"type": ["created"], "handle": [{"prefix": ""}], "bucket": ["example"]}
+        }
+    }))
+    .expect("route spec");
+    RouteTable::compile(&[spec]).expect("routes")
+}
+
+fn renderer() -> Renderer {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
+    Renderer::load_dir(&dir, ["package-created"]).expect("templates")
+}
+
+fn domain(c: &mut Criterion) {
+    let mut group = c.benchmark_group("domain");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("parse", |b| {
+        b.iter(|| PackageEvent::parse(std::hint::black_box(EVENT)))
+    });
+    let event = PackageEvent::parse(EVENT).expect("event");
+    let table = routes();
+    group.bench_function("match_docs_route", |b| {
+        b.iter(|| {
+            table
+                .matching(std::hint::black_box(event.envelope()))
+                .count()
+        })
+    });
+    let renderer = renderer();
+    group.bench_function("template_data+render", |b| {
+        b.iter(|| {
+            let data = template_data(&event, Some("catalog.example.com"), "package-created");
+            renderer.render("package-created", &data)
+        })
+    });
+    group.finish();
+}
+
+fn pipeline(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pipeline = Pipeline::new(
+        routes(),
+        renderer(),
+        Some("catalog.example.com".to_owned()),
+        "quilt@example.com".to_owned(),
+        NoopMailer,
+        // A window of zero: every message is new, as in steady state with distinct events.
+        EventMemory::new(Duration::ZERO, 1),
+        RateLimiter::new(0.0),
+    );
+    for _ in 0..2 {
+        let (outcome, _) = runtime.block_on(pipeline.process(EVENT));
+        assert_eq!(outcome, Outcome::Sent, "every iteration does the full work");
+    }
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("process_one_message_noop_ports", |b| {
+        b.to_async(&runtime)
+            .iter(|| pipeline.process(std::hint::black_box(EVENT)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, domain, pipeline);
+criterion_main!(benches);
