@@ -12,6 +12,8 @@ pub mod pipeline;
 mod poller;
 pub mod rate;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -185,7 +185,11 @@ async fn handle_batch<Q: Queue, M: Mailer>(
                     results.push((message, result.0, result.1));
                 }
             }
-            _ = heartbeat.tick() => renew(&shared, pending.values()).await,
+            // Finished messages wait for the batch's delete, so they are renewed too: one slow
+            // message must not let its finished neighbours reappear and be sent again.
+            _ = heartbeat.tick() => {
+                renew(&shared, pending.values().chain(results.iter().map(|(m, _, _)| m))).await;
+            }
             () = shared.deadline_passed.cancelled() => {
                 tasks.abort_all();
                 for (_, message) in pending.drain() {

@@ -39,14 +39,16 @@ impl RateLimiter {
         tokio::time::sleep_until(slot).await;
     }
 
-    /// Pushes every slot back by `pause`, after the service said we were too fast.
+    /// Holds every slot back until at least `pause` from now, after the service said we were
+    /// too fast. Throttling answers to sends that were in flight together are one signal, not
+    /// many: they do not add up (twenty at once would otherwise stop sending for twenty pauses).
     pub fn slow_down(&self, pause: Duration) {
         if self.interval.is_none() {
             return;
         }
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        *next = Some(next.map_or(now, |n| n.max(now)) + pause);
+        *next = Some(next.map_or(now, |n| n.max(now)).max(now + pause));
     }
 }
 
@@ -81,6 +83,23 @@ mod tests {
         let start = Instant::now();
         limiter.slow_down(Duration::from_secs(3));
         limiter.acquire().await;
-        assert_eq!(start.elapsed(), Duration::from_millis(3100));
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        limiter.acquire().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(3100),
+            "then the rate again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttles_that_arrive_together_pause_once() {
+        let limiter = RateLimiter::new(10.0);
+        let start = Instant::now();
+        for _ in 0..20 {
+            limiter.slow_down(Duration::from_secs(1));
+        }
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 }

@@ -1,0 +1,386 @@
+//! The worker loop against in-memory ports: what is deleted, released or kept, decided without
+//! a network. (The same promises are proven against the real emulators in `tests/it/`.)
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::memory::EventMemory;
+use super::rate::RateLimiter;
+use super::{Backoff, Pipeline, Worker, WorkerOptions};
+use crate::domain::render::{Renderer, TemplateSource};
+use crate::domain::route::{RouteSpec, RouteTable};
+use crate::ports::{
+    AccountStatus, Email, FailureKind, Mailer, Queue, QueueError, ReceivedMessage, SendError,
+    VisibilityChange,
+};
+
+#[derive(Default)]
+struct QueueState {
+    waiting: VecDeque<ReceivedMessage>,
+    deleted: Vec<String>,
+    changes: Vec<(String, u32)>,
+    receives: usize,
+}
+
+/// A queue in memory: released messages (visibility 0) come back at once, others do not.
+#[derive(Clone, Default)]
+struct MemoryQueue(Arc<Mutex<QueueState>>);
+
+impl MemoryQueue {
+    fn push(&self, id: &str, body: &str) {
+        self.0.lock().unwrap().waiting.push_back(ReceivedMessage {
+            message_id: id.to_owned(),
+            receipt_handle: format!("rh-{id}"),
+            body: body.to_owned(),
+            receive_count: 1,
+        });
+    }
+    fn deleted(&self) -> Vec<String> {
+        self.0.lock().unwrap().deleted.clone()
+    }
+    fn changes(&self) -> Vec<(String, u32)> {
+        self.0.lock().unwrap().changes.clone()
+    }
+    fn receives(&self) -> usize {
+        self.0.lock().unwrap().receives
+    }
+}
+
+impl Queue for MemoryQueue {
+    async fn receive(
+        &self,
+        max: u8,
+        _wait: u8,
+        _visibility: u32,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let batch: Vec<_> = {
+            let mut state = self.0.lock().unwrap();
+            state.receives += 1;
+            let n = usize::from(max).min(state.waiting.len());
+            state.waiting.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(batch)
+    }
+
+    async fn delete(&self, messages: &[(String, String)]) -> Result<Vec<String>, QueueError> {
+        let mut state = self.0.lock().unwrap();
+        state
+            .deleted
+            .extend(messages.iter().map(|(id, _)| id.clone()));
+        Ok(Vec::new())
+    }
+
+    async fn change_visibility(
+        &self,
+        changes: &[VisibilityChange],
+    ) -> Result<Vec<String>, QueueError> {
+        let mut state = self.0.lock().unwrap();
+        for change in changes {
+            state
+                .changes
+                .push((change.message_id.clone(), change.seconds));
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// A mailer that answers from a script (then succeeds), records what it sent, and can be held
+/// mid-send by a gate.
+#[derive(Clone)]
+struct ScriptedMailer {
+    script: Arc<Mutex<VecDeque<Result<(), FailureKind>>>>,
+    sent: Arc<Mutex<Vec<Email>>>,
+    gate: Arc<Semaphore>,
+    sending_enabled: Arc<Mutex<bool>>,
+}
+
+impl ScriptedMailer {
+    fn new(script: Vec<Result<(), FailureKind>>) -> Self {
+        Self {
+            script: Arc::new(Mutex::new(script.into())),
+            sent: Arc::default(),
+            gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            sending_enabled: Arc::new(Mutex::new(true)),
+        }
+    }
+    fn subjects(&self) -> Vec<String> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.subject.clone())
+            .collect()
+    }
+}
+
+impl Mailer for ScriptedMailer {
+    async fn send(&self, email: &Email) -> Result<String, SendError> {
+        let _permit = self.gate.acquire().await.map_err(|_| SendError {
+            kind: FailureKind::Transient,
+            code: "closed".into(),
+            message: "gate closed".into(),
+        })?;
+        match self.script.lock().unwrap().pop_front().unwrap_or(Ok(())) {
+            Ok(()) => {
+                self.sent.lock().unwrap().push(email.clone());
+                Ok("id".to_owned())
+            }
+            Err(kind) => Err(SendError {
+                kind,
+                code: "Scripted".into(),
+                message: format!("scripted {}", kind.as_str()),
+            }),
+        }
+    }
+
+    async fn account(&self) -> Result<AccountStatus, SendError> {
+        Ok(AccountStatus {
+            sending_enabled: *self.sending_enabled.lock().unwrap(),
+            max_send_rate: None,
+        })
+    }
+}
+
+fn route(name: &str, handle_prefix: &str) -> RouteSpec {
+    serde_json::from_value(json!({
+        "name": name, "template": "t", "to": ["a@example.com"],
+        "pattern": {"detail": {"handle": [{"prefix": handle_prefix}]}}
+    }))
+    .unwrap()
+}
+
+fn event(id: &str, handle: &str) -> String {
+    json!({
+        "version": "0", "id": id, "detail-type": "package-revision", "source": "com.quiltdata",
+        "account": "1", "time": "2024-04-25T14:46:51Z", "region": "us-east-1", "resources": [],
+        "detail": {"version": "0.1", "type": "created", "bucket": "b", "handle": handle, "topHash": "abc"}
+    })
+    .to_string()
+}
+
+fn worker(
+    queue: &MemoryQueue,
+    mailer: &ScriptedMailer,
+    routes: &[RouteSpec],
+    deadline: Duration,
+) -> Worker<MemoryQueue, ScriptedMailer> {
+    let mut renderer = Renderer::new();
+    renderer
+        .add(
+            "t",
+            &TemplateSource {
+                subject: "{{route}} {{handle}}".into(),
+                html: "<p>{{handle}}</p>".into(),
+                text: "{{handle}}".into(),
+            },
+        )
+        .unwrap();
+    let pipeline = Pipeline::new(
+        RouteTable::compile(routes).unwrap(),
+        renderer,
+        None,
+        "from@example.com".into(),
+        mailer.clone(),
+        EventMemory::new(Duration::from_secs(3600), 1000),
+        RateLimiter::new(0.0),
+    );
+    let options = WorkerOptions {
+        pollers: 2,
+        concurrency: 4,
+        max_messages: 10,
+        wait_seconds: 0,
+        visibility_seconds: 30,
+        backoff: Backoff::new(5, 300),
+        shutdown_deadline: deadline,
+    };
+    Worker::new(queue.clone(), pipeline, options)
+}
+
+/// Runs the worker until `done` holds (checked every 10 ms, at most 5 s), then stops it.
+async fn run_until(
+    worker: Worker<MemoryQueue, ScriptedMailer>,
+    done: impl Fn() -> bool,
+) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    for _ in 0..500 {
+        if done() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("worker stops")
+        .expect("no panic");
+    stop
+}
+
+#[tokio::test]
+async fn sent_and_filtered_messages_are_deleted_and_only_matches_are_sent() {
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![]);
+    queue.push("m1", &event("e1", "team-a/x"));
+    queue.push("m2", &event("e2", "team-b/y"));
+    let w = worker(
+        &queue,
+        &mailer,
+        &[route("a", "team-a/")],
+        Duration::from_secs(5),
+    );
+    let q = queue.clone();
+    run_until(w, move || q.deleted().len() == 2).await;
+    assert_eq!(mailer.subjects(), ["a team-a/x"]);
+    let mut deleted = queue.deleted();
+    deleted.sort();
+    assert_eq!(deleted, ["m1", "m2"]);
+    assert!(queue.changes().is_empty());
+}
+
+#[tokio::test]
+async fn a_transient_failure_keeps_the_message_hidden_for_its_backoff() {
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![Err(FailureKind::Transient)]);
+    queue.push("m1", &event("e1", "x"));
+    let w = worker(&queue, &mailer, &[route("all", "")], Duration::from_secs(5));
+    let q = queue.clone();
+    run_until(w, move || !q.changes().is_empty()).await;
+    assert!(queue.deleted().is_empty(), "not deleted unsent");
+    let (id, seconds) = queue.changes()[0].clone();
+    assert_eq!(id, "m1");
+    assert!(
+        (4..=5).contains(&seconds),
+        "first backoff ~5 s, got {seconds}"
+    );
+}
+
+#[tokio::test]
+async fn permanent_failures_are_released_at_once_toward_the_dlq() {
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![Err(FailureKind::Permanent)]);
+    queue.push("rejected", &event("e1", "x"));
+    queue.push("garbage", "not json");
+    let w = worker(&queue, &mailer, &[route("all", "")], Duration::from_secs(5));
+    let q = queue.clone();
+    run_until(w, move || q.changes().len() == 2).await;
+    assert!(queue.deleted().is_empty());
+    let mut changes = queue.changes();
+    changes.sort();
+    assert_eq!(
+        changes,
+        [("garbage".to_owned(), 0), ("rejected".to_owned(), 0)]
+    );
+}
+
+#[tokio::test]
+async fn a_redelivery_sends_only_the_routes_that_failed() {
+    let queue = MemoryQueue::default();
+    // Route a succeeds, route b fails once; the same message comes back.
+    let mailer = ScriptedMailer::new(vec![Ok(()), Err(FailureKind::Transient)]);
+    queue.push("m1", &event("e1", "x"));
+    let w = worker(
+        &queue,
+        &mailer,
+        &[route("a", ""), route("b", "")],
+        Duration::from_secs(5),
+    );
+    let q = queue.clone();
+    let redelivered = Arc::new(Mutex::new(false));
+    let flag = Arc::clone(&redelivered);
+    run_until(w, move || {
+        let mut again = flag.lock().unwrap();
+        if !*again && !q.changes().is_empty() {
+            *again = true;
+            q.push("m1", &event("e1", "x"));
+        }
+        !q.deleted().is_empty()
+    })
+    .await;
+    assert_eq!(mailer.subjects(), ["a x", "b x"], "a once, b once");
+    assert_eq!(queue.deleted(), ["m1"]);
+}
+
+#[tokio::test]
+async fn a_duplicate_event_is_deleted_without_sending_again() {
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![]);
+    queue.push("m1", &event("e1", "x"));
+    let w = worker(&queue, &mailer, &[route("all", "")], Duration::from_secs(5));
+    let q = queue.clone();
+    let pushed = Arc::new(Mutex::new(false));
+    run_until(w, move || {
+        let mut pushed = pushed.lock().unwrap();
+        if !*pushed && q.deleted() == ["m1"] {
+            *pushed = true;
+            q.push("m2", &event("e1", "x"));
+        }
+        q.deleted().len() == 2
+    })
+    .await;
+    assert_eq!(mailer.subjects().len(), 1);
+    assert_eq!(queue.deleted(), ["m1", "m2"]);
+}
+
+#[tokio::test]
+async fn at_the_shutdown_deadline_unfinished_messages_are_released_at_once() {
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![]);
+    mailer.gate.forget_permits(Semaphore::MAX_PERMITS); // every send hangs
+    queue.push("m1", &event("e1", "x"));
+    let w = worker(
+        &queue,
+        &mailer,
+        &[route("all", "")],
+        Duration::from_millis(200),
+    );
+    let q = queue.clone();
+    run_until(w, move || q.receives() > 2).await;
+    assert!(queue.deleted().is_empty());
+    assert_eq!(queue.changes(), [("m1".to_owned(), 0)]);
+    assert!(mailer.subjects().is_empty());
+}
+
+#[tokio::test]
+async fn a_paused_account_stops_receiving_until_a_probe_finds_it_enabled() {
+    tokio::time::pause();
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![Err(FailureKind::AccountPaused)]);
+    *mailer.sending_enabled.lock().unwrap() = false;
+    queue.push("m1", &event("e1", "x"));
+    let w = worker(&queue, &mailer, &[route("all", "")], Duration::from_secs(5));
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(w.run(stop.clone()));
+
+    // Let it fail once and trip the gate.
+    while queue.changes().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(queue.deleted().is_empty());
+    assert!(queue.changes()[0].1 >= 1, "held back, not released at once");
+    // Paused: the queue is left alone for several probe intervals.
+    queue.push("m1", &event("e1", "x"));
+    let receives = queue.receives();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(
+        queue.receives() <= receives + 2,
+        "no receiving while paused"
+    );
+    assert!(queue.deleted().is_empty());
+
+    *mailer.sending_enabled.lock().unwrap() = true;
+    while queue.deleted().is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(mailer.subjects(), ["all x"]);
+    stop.cancel();
+    running.await.expect("no panic");
+}
