@@ -36,6 +36,11 @@ enum Command {
     /// try every template. Exits 0 if the daemon would start, 2 with the offending key or route
     /// otherwise.
     Validate(ConfigArgs),
+    /// Check whether events match EventBridge event patterns, without AWS: one pattern and one
+    /// event (prints true or false), every route of a configuration (`--config`), or a corpus of
+    /// `{"pattern": …, "event": …}` lines on stdin (`--jsonl`). Exits 0 on a match, 1 on none,
+    /// 2 on an invalid pattern, configuration or input.
+    Match(quilt_notify::commands::pattern_match::MatchArgs),
     /// Render the emails an event would produce, without sending: subject and text on the
     /// terminal, or files to open in a browser with `--out`.
     Render(quilt_notify::commands::render::RenderArgs),
@@ -71,6 +76,18 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate(&args),
         Command::Run(args) => run(&args),
         Command::Health(args) => health(&args),
+        Command::Match(args) => {
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            match quilt_notify::commands::pattern_match::run(&args, stdin, stdout) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
         Command::Render(args) => match quilt_notify::commands::render::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
