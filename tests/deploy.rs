@@ -1,0 +1,977 @@
+//! The deployment files, checked without a container engine or an AWS account: the
+//! CloudFormation stack (`deploy/quilt-notify.yaml`), the compose file (`compose.yaml`), the
+//! `Dockerfile` and `.dockerignore`.
+//!
+//! What the tools themselves would do is done with the emulator venv's Python
+//! (`.emulators/venv`, made by `scripts/install-emulators`, which `scripts/test` runs): `cfn-lint`,
+//! PyYAML, `jsonschema` against the Compose Specification's schema, and
+//! `tests/deploy_data/deploy_check.py`, which resolves the template's intrinsic functions for
+//! sample parameters. What the worker would do is done with the crate itself: the environment
+//! that compose and the task definition give the worker is loaded with
+//! [`Settings::load_with_env`] and compiled with [`app::compile`], so a misspelt variable, a bad
+//! route or a missing template fails here, not at `docker compose up` or in ECS.
+//!
+//! A missing venv fails these tests (with how to make it); they never skip.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use quilt_notify::app;
+use quilt_notify::config::Settings;
+
+/// Where the image puts the binary; the health checks and the entrypoint run it from there.
+const IMAGE_BINARY: &str = "/usr/local/bin/quilt-notify";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(relative: &str) -> String {
+    let path = repo().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The emulator venv's Python: the first word of `QN_SETUP_RESOURCES` (set by `scripts/test`),
+/// else `.emulators/venv/bin/python` in the repository.
+fn venv_python() -> PathBuf {
+    let from_harness = std::env::var("QN_SETUP_RESOURCES")
+        .ok()
+        .and_then(|cmd| cmd.split_whitespace().next().map(PathBuf::from))
+        .filter(|p| p.is_file());
+    let python = from_harness.unwrap_or_else(|| repo().join(".emulators/venv/bin/python"));
+    assert!(
+        python.is_file(),
+        "no Python venv with cfn-lint, PyYAML and jsonschema at {}: run scripts/install-emulators \
+         (scripts/test does), or run these tests through scripts/test",
+        python.display()
+    );
+    python
+}
+
+fn run(program: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `tests/deploy_data/deploy_check.py ARGS` and parses the JSON it prints.
+fn deploy_check(args: &[&str]) -> Value {
+    let script = repo().join("tests/deploy_data/deploy_check.py");
+    let mut all = vec![script.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = run(&venv_python(), &all);
+    assert_eq!(code, 0, "deploy_check.py {args:?} failed:\n{stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("deploy_check.py {args:?}: bad JSON ({e}):\n{stdout}"))
+}
+
+// ------------------------------------------------------------------ CloudFormation
+
+/// Sample values for the parameters without a default (and a few with one).
+fn stack_params(bucket: &str, prefix: &str) -> Value {
+    json!({
+        "PackageBucket": bucket,
+        "PackageNamePrefix": prefix,
+        "EmailToSubscribe": "data-team@example.com",
+        "SenderEmail": "quilt-notify@example.com",
+        "CatalogHost": "catalog.example.com",
+        "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/quilt-notify:0.1.0",
+        "Subnets": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+        "SecurityGroup": "sg-0123456789abcdef0",
+        "VisibilityTimeout": "90",
+    })
+}
+
+/// The template's resources, resolved for `params` (conditional ones left out when false).
+fn stack(params: &Value) -> Value {
+    let resolved = deploy_check(&["cfn", "deploy/quilt-notify.yaml", &params.to_string()]);
+    let violations = resolved["violations"].as_array().expect("violations");
+    assert!(
+        violations.is_empty(),
+        "sample parameters refused: {violations:?}"
+    );
+    resolved["resources"].clone()
+}
+
+/// The worker's container definition in the task definition.
+fn worker_container(resources: &Value) -> Value {
+    let containers = resources["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+        .as_array()
+        .expect("ContainerDefinitions");
+    assert_eq!(containers.len(), 1, "one container: the worker");
+    containers[0].clone()
+}
+
+/// The container's environment as a map, the way ECS hands it to the process.
+fn container_env(container: &Value) -> HashMap<String, String> {
+    container["Environment"]
+        .as_array()
+        .expect("Environment")
+        .iter()
+        .map(|kv| {
+            let value = match &kv["Value"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (kv["Name"].as_str().expect("Name").to_owned(), value)
+        })
+        .collect()
+}
+
+/// A route's pattern as a JSON value (a route may hold it as a JSON string).
+fn pattern_value(pattern: &Value) -> Value {
+    match pattern {
+        Value::String(text) => serde_json::from_str(text).expect("route pattern is JSON"),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn cloudformation_template_passes_cfn_lint() {
+    let python = venv_python();
+    let cfn_lint = python.with_file_name("cfn-lint");
+    assert!(
+        cfn_lint.is_file(),
+        "cfn-lint is not installed at {} (scripts/localstack-requirements.txt pins it; run \
+         scripts/install-emulators)",
+        cfn_lint.display()
+    );
+    // Informational findings too (I…), so stateful resources keep explicit deletion policies.
+    let (code, stdout, stderr) = run(
+        &cfn_lint,
+        &["--include-checks", "I", "--", "deploy/quilt-notify.yaml"],
+    );
+    assert_eq!(
+        code, 0,
+        "cfn-lint found problems in deploy/quilt-notify.yaml:\n{stdout}{stderr}"
+    );
+}
+
+#[test]
+fn the_rule_pattern_is_the_same_in_the_stack_the_setup_script_and_the_local_config() {
+    // The Quilt docs' pattern with PackageBucket = example and an empty prefix, four ways.
+    let resources = stack(&stack_params("example", ""));
+    let rule = resources["Rule"]["Properties"]["EventPattern"].clone();
+
+    let setup = deploy_check(&["setup-pattern"]);
+    let file: Value =
+        serde_json::from_str(&read("config/rule-pattern.json")).expect("rule-pattern.json");
+
+    let local = Settings::load_with_env(
+        Some(&repo().join("config/local.toml")),
+        Some(HashMap::new()),
+    )
+    .expect("config/local.toml loads");
+    assert_eq!(local.routes.len(), 1, "config/local.toml has one route");
+    let local_route = pattern_value(&local.routes[0].pattern);
+
+    let mut env = container_env(&worker_container(&resources));
+    env.insert(
+        "QUILT_NOTIFY__TEMPLATES__DIR".into(),
+        repo().join("config/templates").display().to_string(),
+    );
+    let worker = Settings::load_with_env(None, Some(env)).expect("the stack's worker config loads");
+    let stack_route = pattern_value(&worker.routes[0].pattern);
+
+    assert_eq!(rule["source"], json!(["com.quiltdata"]), "{rule}");
+    assert_eq!(setup, rule, "setup_resources.py vs the stack's rule");
+    assert_eq!(file, rule, "config/rule-pattern.json vs the stack's rule");
+    assert_eq!(local_route, rule, "config/local.toml's route vs the rule");
+    assert_eq!(stack_route, rule, "the stack's route vs its rule");
+}
+
+#[test]
+fn the_stack_rule_and_route_follow_the_bucket_and_prefix_parameters() {
+    let resources = stack(&stack_params("quilt-data", "raw/"));
+    let rule = resources["Rule"]["Properties"]["EventPattern"].clone();
+    let setup = deploy_check(&["setup-pattern", "quilt-data", "raw/"]);
+    assert_eq!(rule["detail"]["bucket"], json!(["quilt-data"]));
+    assert_eq!(rule["detail"]["handle"], json!([{ "prefix": "raw/" }]));
+    assert_eq!(
+        setup, rule,
+        "setup_resources.py --bucket --prefix vs the stack"
+    );
+
+    let mut env = container_env(&worker_container(&resources));
+    env.insert(
+        "QUILT_NOTIFY__TEMPLATES__DIR".into(),
+        repo().join("config/templates").display().to_string(),
+    );
+    let worker = Settings::load_with_env(None, Some(env)).expect("loads");
+    assert_eq!(pattern_value(&worker.routes[0].pattern), rule);
+}
+
+#[test]
+fn the_stack_worker_config_loads_and_compiles() {
+    let params = stack_params("example", "");
+    let resources = stack(&params);
+    let container = worker_container(&resources);
+    let mut env = container_env(&container);
+    assert!(env.contains_key("QUILT_NOTIFY_CONFIG_TOML"), "{env:?}");
+    // The image's templates are at /etc/quilt-notify/templates; here, the repository's.
+    env.insert(
+        "QUILT_NOTIFY__TEMPLATES__DIR".into(),
+        repo().join("config/templates").display().to_string(),
+    );
+
+    // As the brief's ECS task sees it: no file, only the environment.
+    let settings = Settings::load_with_env(None, Some(env.clone()))
+        .unwrap_or_else(|e| panic!("the task definition's environment does not load: {e}"));
+    let compiled = app::compile(&settings)
+        .unwrap_or_else(|e| panic!("the stack's routes do not compile: {e:#}"));
+    assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+    assert_eq!(settings.routes.len(), 1);
+    assert_eq!(
+        settings.routes[0].to,
+        vec![params["EmailToSubscribe"]
+            .as_str()
+            .expect("email")
+            .to_owned()]
+    );
+    assert_eq!(settings.ses.from, params["SenderEmail"]);
+    assert_eq!(
+        settings.catalog.host.as_deref(),
+        Some("catalog.example.com")
+    );
+    assert_eq!(settings.queue.url, env["QUILT_NOTIFY__QUEUE__URL"]);
+    assert_eq!(
+        settings.ses.configuration_set, None,
+        "empty parameter: none"
+    );
+    assert!(
+        settings.health.listen.is_some(),
+        "the health check needs the listener"
+    );
+
+    // The worker asks for the queue's own visibility timeout.
+    let queue = &resources["Queue"]["Properties"];
+    assert_eq!(queue["VisibilityTimeout"], json!("90"));
+    assert_eq!(settings.queue.visibility_timeout_seconds, 90);
+    assert_eq!(queue["SqsManagedSseEnabled"], json!(true));
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"],
+        json!("DeadLetterQueue.Arn")
+    );
+
+    // As the image runs it: the baked-in config file under the same environment.
+    let in_image = Settings::load_with_env(Some(&repo().join("deploy/container.toml")), Some(env))
+        .unwrap_or_else(|e| panic!("deploy/container.toml + the task environment: {e}"));
+    app::compile(&in_image).expect("compiles with the image's config file too");
+
+    // SIGTERM → the worker drains for shutdown_deadline_seconds → ECS kills at StopTimeout.
+    let stop_timeout = container["StopTimeout"].as_u64().expect("StopTimeout");
+    assert!(
+        settings.worker.shutdown_deadline_seconds + 5 <= stop_timeout,
+        "the shutdown deadline ({} s) must end well before ECS's StopTimeout ({stop_timeout} s)",
+        settings.worker.shutdown_deadline_seconds
+    );
+    assert_eq!(
+        container["HealthCheck"]["Command"],
+        json!(["CMD", IMAGE_BINARY, "health"])
+    );
+    assert_eq!(container["Image"], params["Image"]);
+}
+
+#[test]
+fn the_stack_grants_only_what_the_worker_needs() {
+    let resources = stack(&stack_params("example", ""));
+    let statements = resources["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        ["Statement"]
+        .as_array()
+        .expect("task role statements")
+        .clone();
+    let mut actions = BTreeSet::new();
+    for statement in &statements {
+        let list = match &statement["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().expect("action").to_owned())
+                .collect(),
+            other => panic!("Action {other}"),
+        };
+        for action in list {
+            assert!(!action.contains('*'), "no wildcard actions: {action}");
+            let resource = &statement["Resource"];
+            match action.as_str() {
+                a if a.starts_with("sqs:") => assert_eq!(resource, "Queue.Arn", "{a}"),
+                "ses:SendEmail" => {
+                    let arns = resource.as_array().expect("identity ARNs");
+                    assert!(
+                        arns.iter()
+                            .all(|arn| arn.as_str().is_some_and(|s| s.contains(":identity/"))),
+                        "ses:SendEmail only on the sender's identities: {resource}"
+                    );
+                }
+                "ses:GetAccount" => assert_eq!(resource, "*"),
+                other => panic!("unexpected permission {other}"),
+            }
+            actions.insert(action);
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "ses:SendEmail",
+        "ses:GetAccount",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(actions, expected);
+
+    // Only this rule may send to the queue.
+    let policy = &resources["QueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(policy["Effect"], "Allow");
+    assert_eq!(policy["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(policy["Action"], "sqs:SendMessage");
+    assert_eq!(
+        policy["Condition"]["ArnEquals"]["aws:SourceArn"],
+        "Rule.Arn"
+    );
+
+    // A configuration set, when given, is a resource of SendEmail too.
+    let mut with_set = stack_params("example", "");
+    with_set["SesConfigurationSet"] = json!("quilt");
+    let resources = stack(&with_set);
+    let send =
+        &resources["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][1];
+    assert!(
+        send["Resource"]
+            .to_string()
+            .contains(":configuration-set/quilt"),
+        "{send}"
+    );
+}
+
+#[test]
+fn stack_parameters_refuse_values_that_would_break_the_routes_toml() {
+    // The route TOML is built with !Sub: quotes, newlines or TOML/JSON syntax in a parameter
+    // must be refused by CloudFormation before they reach it.
+    for (name, value) in [
+        ("PackageNamePrefix", "raw\"/"),
+        ("PackageNamePrefix", "'''"),
+        ("PackageNamePrefix", "a\nb"),
+        ("PackageBucket", "Example\""),
+        ("EmailToSubscribe", "a\"@example.com"),
+        ("EmailToSubscribe", "Team <team@example.com>"),
+        ("EmailToSubscribe", "a@example.com, b@example.com"),
+        ("SenderEmail", "x@example.com\"]"),
+        ("CatalogHost", "https://catalog.example.com/"),
+    ] {
+        let mut params = stack_params("example", "");
+        params[name] = json!(value);
+        let resolved = deploy_check(&["cfn", "deploy/quilt-notify.yaml", &params.to_string()]);
+        let violations = resolved["violations"].as_array().expect("violations");
+        assert!(
+            violations
+                .iter()
+                .any(|v| v.as_str().is_some_and(|v| v.starts_with(name))),
+            "{name}={value:?} should be refused: {violations:?}"
+        );
+    }
+}
+
+#[test]
+fn the_stack_has_alarms_scaling_and_outputs() {
+    let text = read("deploy/quilt-notify.yaml");
+    for output in [
+        "QueueUrl:",
+        "DeadLetterQueueUrl:",
+        "RuleArn:",
+        "LogGroupName:",
+    ] {
+        assert!(text.contains(&format!("  {output}")), "output {output}");
+    }
+    let resources = stack(&stack_params("example", ""));
+    let dlq = &resources["DeadLetterQueueAlarm"]["Properties"];
+    assert_eq!(dlq["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(dlq["Dimensions"][0]["Value"], "DeadLetterQueue.QueueName");
+    assert_eq!(dlq["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(dlq["Threshold"], 0);
+    let age = &resources["OldestMessageAlarm"]["Properties"];
+    assert_eq!(age["MetricName"], "ApproximateAgeOfOldestMessage");
+    assert_eq!(age["Dimensions"][0]["Value"], "Queue.QueueName");
+
+    let scaling = &resources["BacklogPerTaskScaling"]["Properties"];
+    assert_eq!(scaling["PolicyType"], "TargetTrackingScaling");
+    let metrics = scaling["TargetTrackingScalingPolicyConfiguration"]
+        ["CustomizedMetricSpecification"]["Metrics"]
+        .as_array()
+        .expect("metric math");
+    let returned: Vec<&Value> = metrics
+        .iter()
+        .filter(|m| m["ReturnData"] == json!(true))
+        .collect();
+    assert_eq!(returned.len(), 1, "one time series for target tracking");
+    assert_eq!(returned[0]["Expression"], "visible / tasks");
+
+    let log_group = &resources["LogGroup"]["Properties"];
+    assert_eq!(log_group["RetentionInDays"], json!("30"));
+    let logging = &worker_container(&resources)["LogConfiguration"];
+    assert_eq!(logging["LogDriver"], "awslogs");
+    assert_eq!(logging["Options"]["awslogs-group"], "quilt-notify-LogGroup");
+}
+
+// ------------------------------------------------------------------ compose
+
+/// compose.yaml as docker compose reads it (interpolated), after schema validation.
+fn compose_model() -> Value {
+    let checked = deploy_check(&[
+        "compose",
+        "compose.yaml",
+        "tests/deploy_data/compose-spec.schema.json",
+    ]);
+    let errors = checked["errors"].as_array().expect("errors");
+    assert!(
+        errors.is_empty(),
+        "compose.yaml does not validate against the Compose Specification schema:\n{}",
+        errors
+            .iter()
+            .map(|e| e.as_str().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    checked["model"].clone()
+}
+
+/// A service's environment (map or `KEY=VALUE` list form) as a map.
+fn service_env(service: &Value) -> HashMap<String, String> {
+    match &service["environment"] {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (k.clone(), value)
+            })
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                let text = item.as_str().expect("KEY=VALUE");
+                let (k, v) = text.split_once('=').unwrap_or((text, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect(),
+        Value::Null => HashMap::new(),
+        other => panic!("environment {other}"),
+    }
+}
+
+/// A service's bind mounts as (host path in the repository, container path).
+fn bind_mounts(service: &Value) -> Vec<(PathBuf, String)> {
+    let Some(volumes) = service["volumes"].as_array() else {
+        return Vec::new();
+    };
+    volumes
+        .iter()
+        .map(|volume| {
+            let (source, target) = match volume {
+                Value::String(short) => {
+                    let mut parts = short.split(':');
+                    let source = parts.next().expect("source").to_owned();
+                    let target = parts.next().expect("target").to_owned();
+                    (source, target)
+                }
+                Value::Object(long) => (
+                    long["source"].as_str().expect("source").to_owned(),
+                    long["target"].as_str().expect("target").to_owned(),
+                ),
+                other => panic!("volume {other}"),
+            };
+            assert!(
+                source.starts_with("./"),
+                "bind mounts come from the repository: {source}"
+            );
+            (repo().join(&source[2..]), target)
+        })
+        .collect()
+}
+
+/// The host file behind a container path, through the service's bind mounts.
+fn host_path(service: &Value, container_path: &str) -> Option<PathBuf> {
+    bind_mounts(service).into_iter().find_map(|(host, target)| {
+        if container_path == target {
+            Some(host)
+        } else {
+            container_path
+                .strip_prefix(&format!("{target}/"))
+                .map(|rest| host.join(rest))
+        }
+    })
+}
+
+#[test]
+fn compose_file_validates_against_the_compose_spec_schema() {
+    let model = compose_model();
+    let services = model["services"].as_object().expect("services");
+    let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["localstack", "sample-event", "ses", "worker"]
+            .into_iter()
+            .collect()
+    );
+}
+
+#[test]
+fn compose_services_reference_files_that_exist() {
+    let model = compose_model();
+    for (name, service) in model["services"].as_object().expect("services") {
+        for (host, target) in bind_mounts(service) {
+            assert!(
+                host.exists(),
+                "service {name}: mounts {} at {target}, which does not exist",
+                host.display()
+            );
+        }
+        if let Some(build) = service.get("build") {
+            let context = repo().join(build["context"].as_str().expect("context"));
+            assert!(context.is_dir(), "service {name}: build context");
+            let dockerfile = build["dockerfile"].as_str().unwrap_or("Dockerfile");
+            assert!(
+                context.join(dockerfile).is_file(),
+                "service {name}: {dockerfile}"
+            );
+        }
+    }
+    let services = &model["services"];
+
+    // LocalStack's ready hook: a .py that LocalStack runs, mounted from deploy/, which runs the
+    // shared set-up script, mounted with the rule pattern it reads.
+    let localstack = &services["localstack"];
+    assert!(localstack["image"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("localstack/localstack:4.12")));
+    let hook = "/etc/localstack/init/ready.d/quilt-notify.py";
+    let hook_file = host_path(localstack, hook).expect("the ready hook is mounted");
+    let hook_text = std::fs::read_to_string(&hook_file).expect("hook");
+    assert!(hook_text.contains("/quilt-notify/scripts/setup_resources.py"));
+    assert_eq!(
+        host_path(localstack, "/quilt-notify/scripts/setup_resources.py"),
+        Some(repo().join("scripts/setup_resources.py"))
+    );
+    assert_eq!(
+        host_path(localstack, "/quilt-notify/config/rule-pattern.json"),
+        Some(repo().join("config/rule-pattern.json"))
+    );
+    let services_env = service_env(localstack);
+    let emulated: BTreeSet<&str> = services_env["SERVICES"].split(',').collect();
+    assert!(emulated.contains("sqs") && emulated.contains("events"));
+
+    // The sample event: the shared script, with the event file it reads.
+    let sample = &services["sample-event"];
+    let entrypoint: Vec<&str> = sample["entrypoint"]
+        .as_array()
+        .expect("exec-form entrypoint")
+        .iter()
+        .map(|v| v.as_str().expect("arg"))
+        .collect();
+    assert_eq!(
+        host_path(sample, entrypoint[1]),
+        Some(repo().join("scripts/send_sample_event.py"))
+    );
+    assert_eq!(
+        host_path(sample, "/quilt-notify/events/package-revision.json"),
+        Some(repo().join("events/package-revision.json"))
+    );
+    assert_eq!(
+        host_path(sample, "/quilt-notify/scripts/setup_resources.py"),
+        Some(repo().join("scripts/setup_resources.py")),
+        "send_sample_event.py imports setup_resources.py"
+    );
+
+    // The SES emulator installs from the harness's own lock file, and answers GetAccount as the
+    // harness's does (it refuses an account JSON that lacks any field, and the worker then
+    // sends unthrottled).
+    let ses = &services["ses"];
+    let account: Value = serde_json::from_str(&service_env(ses)["AWS_SES_ACCOUNT"])
+        .expect("AWS_SES_ACCOUNT is JSON");
+    let start_emulators = read("scripts/start-emulators");
+    let harness_account = start_emulators
+        .split("default_ses_account='")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("scripts/start-emulators sets default_ses_account");
+    assert_eq!(
+        account,
+        serde_json::from_str::<Value>(harness_account).expect("harness account JSON"),
+        "compose's AWS_SES_ACCOUNT vs scripts/start-emulators"
+    );
+    for file in ["package.json", "package-lock.json", ".npmrc"] {
+        let path = host_path(ses, &format!("/quilt-notify/scripts/ses/{file}"))
+            .unwrap_or_else(|| panic!("ses mounts scripts/ses/{file}"));
+        assert!(path.is_file(), "{}", path.display());
+    }
+}
+
+#[test]
+fn compose_starts_each_service_when_what_it_needs_is_healthy() {
+    let model = compose_model();
+    let services = &model["services"];
+    for (service, needs) in [
+        ("worker", vec!["localstack", "ses"]),
+        ("sample-event", vec!["worker"]),
+    ] {
+        for need in needs {
+            assert_eq!(
+                services[service]["depends_on"][need]["condition"], "service_healthy",
+                "{service} waits for {need} to be healthy"
+            );
+            assert!(
+                services[need]["healthcheck"]["test"].is_array(),
+                "{need} has an exec-form health check"
+            );
+        }
+    }
+    assert_eq!(
+        services["worker"]["healthcheck"]["test"],
+        json!(["CMD", IMAGE_BINARY, "health"])
+    );
+    let ports: Vec<&str> = services["ses"]["ports"]
+        .as_array()
+        .expect("ses ports")
+        .iter()
+        .map(|p| p.as_str().expect("short port syntax"))
+        .collect();
+    assert!(
+        ports.contains(&"127.0.0.1:8005:8005"),
+        "the inbox is on localhost:8005: {ports:?}"
+    );
+}
+
+#[test]
+fn compose_worker_environment_is_accepted_by_the_config_loader() {
+    let model = compose_model();
+    let services = &model["services"];
+    let worker = &services["worker"];
+    let env = service_env(worker);
+    let config_in_container = env
+        .get("QUILT_NOTIFY_CONFIG")
+        .expect("the worker names its config file");
+    let config = host_path(worker, config_in_container).expect("the config file is mounted");
+    assert_eq!(config, repo().join("config/local.toml"));
+    assert!(
+        host_path(worker, "/etc/quilt-notify/templates").is_some(),
+        "local.toml's relative templates dir is /etc/quilt-notify/templates"
+    );
+
+    let settings = Settings::load_with_env(Some(&config), Some(env.clone()))
+        .unwrap_or_else(|e| panic!("config/local.toml + the worker's environment: {e}"));
+    app::compile(&settings).unwrap_or_else(|e| panic!("{e:#}"));
+
+    // The loader refuses unknown keys, so the check above would catch a misspelt variable.
+    let mut misspelt = env.clone();
+    misspelt.insert("QUILT_NOTIFY__QUEUE__ENDPOINT".into(), "x".into());
+    assert!(Settings::load_with_env(Some(&config), Some(misspelt)).is_err());
+
+    // Endpoints name compose services, on the ports they listen on.
+    assert_eq!(
+        settings.queue.endpoint_url.as_deref(),
+        Some("http://localstack:4566")
+    );
+    assert_eq!(
+        settings.ses.endpoint_url.as_deref(),
+        Some("http://ses:8005")
+    );
+    assert!(settings
+        .queue
+        .url
+        .starts_with("http://localstack:4566/queue/us-east-1/000000000000/"));
+    assert!(
+        services["ses"]["command"]
+            .to_string()
+            .contains("--host 0.0.0.0 --port 8005"),
+        "the SES emulator listens on 8005 for other containers"
+    );
+
+    // The queue the worker polls is the one the hook creates, with the same visibility timeout.
+    let hook_env = service_env(&services["localstack"]);
+    let queue_name = hook_env
+        .get("QN_QUEUE_NAME")
+        .map(String::as_str)
+        .unwrap_or("quilt-notify");
+    assert!(
+        settings.queue.url.ends_with(&format!("/{queue_name}")),
+        "{} vs QN_QUEUE_NAME={queue_name}",
+        settings.queue.url
+    );
+    if let Some(visibility) = hook_env.get("QN_VISIBILITY_TIMEOUT") {
+        assert_eq!(
+            settings.queue.visibility_timeout_seconds.to_string(),
+            *visibility
+        );
+    }
+    assert!(
+        settings.health.listen.is_some(),
+        "the health check needs it"
+    );
+}
+
+// ------------------------------------------------------------------ Dockerfile
+
+/// Dockerfile instructions, continuation lines joined, comments dropped: (INSTRUCTION, rest).
+fn dockerfile() -> Vec<(String, String)> {
+    let text = read("Dockerfile");
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(trimmed);
+        let (instruction, rest) = current.split_once(char::is_whitespace).expect("arguments");
+        out.push((instruction.to_uppercase(), rest.trim().to_owned()));
+        current.clear();
+    }
+    out
+}
+
+/// The instructions of the last stage (the image that ships).
+fn final_stage() -> Vec<(String, String)> {
+    let all = dockerfile();
+    let start = all.iter().rposition(|(i, _)| i == "FROM").expect("a FROM");
+    all[start..].to_vec()
+}
+
+/// Matches one `.dockerignore` pattern against a path, or any of its parents, as Docker does.
+fn ignore_pattern_matches(pattern: &str, path: &str) -> bool {
+    fn glob(pattern: &[u8], text: &[u8]) -> bool {
+        match (pattern.first(), text.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                glob(&pattern[1..], text)
+                    || (!text.is_empty() && text[0] != b'/' && glob(pattern, &text[1..]))
+            }
+            (Some(b'?'), Some(&c)) if c != b'/' => glob(&pattern[1..], &text[1..]),
+            (Some(&p), Some(&c)) if p == c => glob(&pattern[1..], &text[1..]),
+            _ => false,
+        }
+    }
+    let pattern = pattern.trim_end_matches('/');
+    let mut prefix = String::new();
+    for part in path.split('/') {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if glob(pattern.as_bytes(), prefix.as_bytes()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether `.dockerignore` leaves `path` in the build context (last matching rule wins).
+fn in_build_context(path: &str) -> bool {
+    let mut included = true;
+    for line in read(".dockerignore").lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (negated, pattern) = match line.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, line),
+        };
+        if ignore_pattern_matches(pattern, path) {
+            included = negated;
+        }
+    }
+    included
+}
+
+/// A JSON (exec-form) argument list, e.g. of HEALTHCHECK CMD or ENTRYPOINT.
+fn exec_form(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not exec form ({e}): {text}"))
+}
+
+#[test]
+fn dockerfile_copies_only_files_that_exist_and_are_in_the_build_context() {
+    let mut copies = 0;
+    for (instruction, rest) in dockerfile() {
+        if instruction != "COPY" && instruction != "ADD" {
+            continue;
+        }
+        assert_eq!(instruction, "COPY", "COPY, not ADD");
+        if rest.starts_with("--from=") {
+            continue;
+        }
+        let args: Vec<&str> = rest
+            .split_whitespace()
+            .filter(|a| !a.starts_with("--"))
+            .collect();
+        let (sources, _destination) = args.split_at(args.len() - 1);
+        for source in sources {
+            copies += 1;
+            if *source == "." {
+                continue;
+            }
+            assert!(
+                repo().join(source).exists(),
+                "Dockerfile copies {source}, which does not exist"
+            );
+            assert!(
+                in_build_context(source),
+                "Dockerfile copies {source}, which .dockerignore leaves out of the context"
+            );
+        }
+    }
+    assert!(copies > 5, "found the COPY instructions");
+    // What the planner's `COPY . .` must see for `cargo chef prepare`.
+    for path in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/main.rs",
+        "src/lib.rs",
+        "benches/pipeline.rs",
+        "config/default.toml",
+        "events/package-revision.json",
+    ] {
+        assert!(
+            in_build_context(path),
+            "{path} must be in the build context"
+        );
+    }
+    for path in [
+        "target/release/quilt-notify",
+        ".emulators/venv",
+        ".git/HEAD",
+    ] {
+        assert!(
+            !in_build_context(path),
+            "{path} must stay out of the context"
+        );
+    }
+}
+
+#[test]
+fn dockerfile_builds_locked_and_caches_dependencies_apart_from_the_code() {
+    let all = dockerfile();
+    let runs: Vec<&str> = all
+        .iter()
+        .filter(|(i, _)| i == "RUN")
+        .map(|(_, r)| r.as_str())
+        .collect();
+    let cook = runs
+        .iter()
+        .position(|r| r.contains("cargo chef cook"))
+        .expect("dependencies are built from a cargo-chef recipe");
+    let build = runs
+        .iter()
+        .position(|r| r.contains("cargo build"))
+        .expect("cargo build");
+    assert!(cook < build);
+    assert!(runs[cook].contains("--release") && runs[cook].contains("--locked"));
+    assert!(runs[build].contains("--release") && runs[build].contains("--locked"));
+    // Between the two, only manifests and sources are copied: the cook layer does not depend on them.
+    let index_of = |needle: &str| {
+        all.iter()
+            .position(|(i, r)| i == "RUN" && r.contains(needle))
+            .expect(needle)
+    };
+    let between = &all[index_of("cargo chef cook")..index_of("cargo build")];
+    assert!(between.iter().any(|(i, r)| i == "COPY" && r == "src src"));
+}
+
+#[test]
+fn dockerfile_image_is_distroless_non_root_and_checks_health_with_the_binary() {
+    let stage = final_stage();
+    let get = |name: &str| -> Vec<String> {
+        stage
+            .iter()
+            .filter(|(i, _)| i == name)
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
+    let from = &get("FROM")[0];
+    assert!(
+        from.starts_with("gcr.io/distroless/cc-debian12:nonroot"),
+        "{from}"
+    );
+    assert!(
+        get("RUN").is_empty(),
+        "no shell in the runtime image to RUN with"
+    );
+    assert_eq!(get("USER"), vec!["nonroot:nonroot"]);
+
+    let healthcheck = &get("HEALTHCHECK")[0];
+    let cmd = healthcheck
+        .split_once("CMD ")
+        .map(|(_, c)| c)
+        .expect("HEALTHCHECK CMD");
+    assert_eq!(exec_form(cmd), vec![IMAGE_BINARY, "health"]);
+    assert_eq!(exec_form(&get("ENTRYPOINT")[0]), vec![IMAGE_BINARY]);
+    assert_eq!(exec_form(&get("CMD")[0]), vec!["run"]);
+
+    let copies = get("COPY");
+    assert!(
+        copies
+            .iter()
+            .any(|c| c.starts_with("--from=builder") && c.ends_with(IMAGE_BINARY)),
+        "the binary is installed at {IMAGE_BINARY}: {copies:?}"
+    );
+    assert!(copies.contains(&"config/templates /etc/quilt-notify/templates".to_owned()));
+    assert!(copies.contains(&"deploy/container.toml /etc/quilt-notify/config.toml".to_owned()));
+
+    // The default config path and the health listener.
+    let env = get("ENV").join(" ");
+    assert!(
+        env.contains("QUILT_NOTIFY_CONFIG=/etc/quilt-notify/config.toml"),
+        "{env}"
+    );
+    assert!(
+        env.contains("QUILT_NOTIFY__HEALTH__LISTEN=0.0.0.0:8080"),
+        "{env}"
+    );
+}
+
+#[test]
+fn the_image_config_file_points_at_the_baked_templates() {
+    // deploy/container.toml as the image has it, with the queue and sender from the environment.
+    let env: HashMap<String, String> = [
+        ("QUILT_NOTIFY__QUEUE__URL", "https://sqs.example/q"),
+        ("QUILT_NOTIFY__SES__FROM", "quilt@example.com"),
+        (
+            "QUILT_NOTIFY_CONFIG_TOML",
+            "[[routes]]\nname = \"all\"\ntemplate = \"package-created\"\nto = [\"a@example.com\"]\npattern = { source = [\"com.quiltdata\"] }\n",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let settings = Settings::load_with_env(Some(&repo().join("deploy/container.toml")), Some(env))
+        .unwrap_or_else(|e| panic!("deploy/container.toml: {e}"));
+    assert_eq!(
+        settings.templates.dir,
+        PathBuf::from("/etc/quilt-notify/templates")
+    );
+    assert_eq!(settings.health.listen.as_deref(), Some("0.0.0.0:8080"));
+    assert_eq!(settings.log.format, quilt_notify::config::LogFormat::Json);
+    // Every template a route can name by default is baked in.
+    assert!(repo()
+        .join("config/templates/package-created/subject.hbs")
+        .is_file());
+}
