@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +19,8 @@ use serde_json::{json, Value};
 pub struct Endpoints {
     pub aws: String,
     pub ses: String,
+    /// moto server: SES v2 that rejects unverified senders.
+    pub moto: String,
     pub setup_command: Vec<String>,
 }
 
@@ -31,6 +35,7 @@ impl Endpoints {
         Self {
             aws: env_or("QN_TEST_AWS_ENDPOINT", "http://127.0.0.1:4566"),
             ses: env_or("QN_TEST_SES_ENDPOINT", "http://127.0.0.1:8005"),
+            moto: env_or("QN_TEST_MOTO_ENDPOINT", "http://127.0.0.1:5000"),
             setup_command: setup.split_whitespace().map(str::to_owned).collect(),
         }
     }
@@ -98,7 +103,8 @@ pub struct TestStack {
     pub dir: tempfile::TempDir,
 }
 
-fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+/// SDK configuration for an emulator: us-east-1, credentials test/test.
+pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
@@ -223,15 +229,117 @@ max_seconds = 1
         assert_eq!(out.failed_entry_count(), 0, "PutEvents failed: {out:?}");
     }
 
-    /// Sends a raw body straight to the queue.
-    pub async fn send_raw(&self, body: &str) {
+    /// Sends a raw body straight to the queue; returns the SQS message id.
+    pub async fn send_raw(&self, body: &str) -> String {
         self.sqs
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
             .send()
             .await
-            .expect("SendMessage");
+            .expect("SendMessage")
+            .message_id()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Sends bodies straight to `queue_url` with SendMessageBatch, ten per call; returns the
+    /// SQS message ids in order.
+    pub async fn send_batch(&self, queue_url: &str, bodies: &[String]) -> Vec<String> {
+        let mut ids = Vec::with_capacity(bodies.len());
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .expect("batch entry")
+                })
+                .collect();
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("SendMessageBatch");
+            assert!(out.failed().is_empty(), "SendMessageBatch: {out:?}");
+            let mut sent: Vec<(usize, String)> = out
+                .successful()
+                .iter()
+                .map(|e| (e.id().parse().unwrap_or(0), e.message_id().to_owned()))
+                .collect();
+            sent.sort();
+            ids.extend(sent.into_iter().map(|(_, id)| id));
+        }
+        ids
+    }
+
+    /// Receives and deletes from the DLQ until `n` bodies were taken or time runs out.
+    pub async fn drain_dlq(&self, n: usize, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut bodies = Vec::new();
+        while bodies.len() < n && Instant::now() < deadline {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive DLQ");
+            for message in out.messages() {
+                bodies.push(message.body().unwrap_or_default().to_owned());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.dlq_url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete from DLQ");
+            }
+        }
+        bodies
+    }
+
+    /// Redrives the DLQ by hand, as an operator would where `StartMessageMoveTask` is not
+    /// available (LocalStack): receive from the DLQ, send to the source queue, delete from the
+    /// DLQ, until the DLQ is empty. Returns how many messages were moved.
+    pub async fn redrive(&self) -> usize {
+        let mut moved = 0;
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive DLQ");
+            if out.messages().is_empty() {
+                if self.depth(&self.dlq_url).await == (0, 0) {
+                    return moved;
+                }
+                continue;
+            }
+            for message in out.messages() {
+                self.send_raw(message.body().unwrap_or_default()).await;
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.dlq_url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete from DLQ");
+                moved += 1;
+            }
+        }
     }
 
     /// Mail in the SES emulator's store addressed to this stack's recipient.
@@ -325,6 +433,12 @@ max_seconds = 1
         Worker::start(config)
     }
 
+    /// Starts the real binary with extra environment variables (`QUILT_NOTIFY__…` overrides,
+    /// `AWS_MAX_ATTEMPTS`…).
+    pub fn start_worker_with_env(&self, config: &Path, env: &[(&str, String)]) -> Worker {
+        Worker::start_with_env(config, env)
+    }
+
     async fn cleanup(&self) {
         let mut command = Command::new(&self.endpoints.setup_command[0]);
         command
@@ -350,6 +464,11 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// As [`Worker::start`], with extra environment variables.
+    pub fn start_with_env(config: &Path, env: &[(&str, String)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_quilt-notify"))
             .args(["run", "--config"])
             .arg(config)
@@ -358,6 +477,7 @@ impl Worker {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env_remove("AWS_PROFILE")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -409,14 +529,26 @@ impl Worker {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// SIGTERM, then waits for exit; returns the exit code.
-    pub async fn stop(mut self) -> Option<i32> {
+    /// SIGKILL (`kill -9`): no shutdown, no settling; returns once the process is gone. The
+    /// captured lines stay readable.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) without waiting.
+    pub fn signal(&self, signal: libc::c_int) {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: sending a signal to our own child process.
         unsafe {
-            libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, signal);
         }
-        let deadline = Instant::now() + Duration::from_secs(40);
+    }
+
+    /// Waits up to `within` for the process to exit; returns its exit code, or `None` if it
+    /// is still running (then it is killed) or died by a signal.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.code();
@@ -427,6 +559,17 @@ impl Worker {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// SIGTERM, then waits for exit; returns the exit code. The captured lines stay readable.
+    pub async fn terminate(&mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(40)).await
+    }
+
+    /// SIGTERM, then waits for exit; returns the exit code.
+    pub async fn stop(mut self) -> Option<i32> {
+        self.terminate().await
     }
 }
 
