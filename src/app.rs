@@ -1,9 +1,12 @@
-//! Wiring: from [`Settings`] to a running worker with real AWS clients, and the stop signal.
+//! Wiring: from [`Settings`] to a running worker with real AWS clients, its health listener and
+//! metrics reporter, and the stop signal. The AWS clients are built here for every command, so
+//! `run`, `send-test-event` and `dlq` reach the same endpoints with the same region.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +18,7 @@ use crate::domain::render::{template_data, Renderer};
 use crate::domain::route::RouteTable;
 use crate::ports::{AccountStatus, Mailer};
 use crate::worker::memory::EventMemory;
+use crate::worker::metrics::{EmfReporter, Metrics};
 use crate::worker::rate::RateLimiter;
 use crate::worker::{Backoff, Pipeline, Worker, WorkerOptions};
 
@@ -64,10 +68,76 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
     })
 }
 
+/// Loads the AWS SDK configuration (credentials, region) from the standard chain, with
+/// `aws.region` on top. Every command that talks to AWS starts here.
+///
+/// # Errors
+/// No region anywhere in the chain.
+pub async fn sdk_config(settings: &Settings) -> anyhow::Result<SdkConfig> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &settings.aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        anyhow::bail!("no AWS region: set `aws.region`, QUILT_NOTIFY__AWS__REGION or AWS_REGION");
+    }
+    Ok(sdk)
+}
+
+/// An SQS client for `queue.endpoint_url`, with attempts long enough for the configured long poll.
+pub fn sqs_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_sqs::Client {
+    let wait = u64::from(settings.queue.wait_time_seconds);
+    let mut config = aws_sdk_sqs::config::Builder::from(sdk);
+    config.set_endpoint_url(settings.queue.endpoint_url.clone());
+    let config = config
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(wait + 10))
+                .build(),
+        )
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// An SES v2 client for `ses.endpoint_url`.
+pub fn ses_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_sesv2::Client {
+    let mut config = aws_sdk_sesv2::config::Builder::from(sdk);
+    config.set_endpoint_url(settings.ses.endpoint_url.clone());
+    let config = config
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .build();
+    aws_sdk_sesv2::Client::from_conf(config)
+}
+
+/// An EventBridge client for `events.endpoint_url` (only `send-test-event` uses one).
+pub fn events_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_eventbridge::Client {
+    let mut config = aws_sdk_eventbridge::config::Builder::from(sdk);
+    config.set_endpoint_url(settings.events.endpoint_url.clone());
+    let config = config
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .build();
+    aws_sdk_eventbridge::Client::from_conf(config)
+}
+
 /// The daemon, built from settings, ready to run.
 pub struct App {
     worker: Worker<SqsQueue, SesMailer>,
     health: Option<(tokio::net::TcpListener, Duration)>,
+    /// EMF reporter and its interval, when EMF lines are on.
+    emf: Option<(EmfReporter, Duration)>,
 }
 
 impl App {
@@ -80,46 +150,10 @@ impl App {
         for warning in &compiled.warnings {
             tracing::warn!("{warning}");
         }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = &settings.aws.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        let sdk = loader.load().await;
-        if sdk.region().is_none() {
-            anyhow::bail!(
-                "no AWS region: set `aws.region`, QUILT_NOTIFY__AWS__REGION or AWS_REGION"
-            );
-        }
-
-        let wait = u64::from(settings.queue.wait_time_seconds);
-        let mut sqs_config = aws_sdk_sqs::config::Builder::from(&sdk);
-        sqs_config.set_endpoint_url(settings.queue.endpoint_url.clone());
-        let sqs_config = sqs_config
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(wait + 10))
-                    .build(),
-            )
-            .build();
-        let queue = SqsQueue::new(
-            aws_sdk_sqs::Client::from_conf(sqs_config),
-            &settings.queue.url,
-        );
-
-        let mut ses_config = aws_sdk_sesv2::config::Builder::from(&sdk);
-        ses_config.set_endpoint_url(settings.ses.endpoint_url.clone());
-        let ses_config = ses_config
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(10))
-                    .operation_timeout(Duration::from_secs(30))
-                    .build(),
-            )
-            .build();
+        let sdk = sdk_config(settings).await?;
+        let queue = SqsQueue::new(sqs_client(&sdk, settings), &settings.queue.url);
         let mailer = SesMailer::new(
-            aws_sdk_sesv2::Client::from_conf(ses_config),
+            ses_client(&sdk, settings),
             settings.ses.configuration_set.clone(),
         );
 
@@ -154,7 +188,7 @@ impl App {
                 let listener = tokio::net::TcpListener::bind(address)
                     .await
                     .with_context(|| format!("health.listen: cannot listen on {address}"))?;
-                tracing::info!(address = %address, "health endpoint on /healthz and /readyz");
+                tracing::info!(address = %address, "health endpoint on /healthz, /readyz and /metrics");
                 Some((
                     listener,
                     Duration::from_secs(settings.health.ready_within_seconds),
@@ -162,26 +196,101 @@ impl App {
             }
             None => None,
         };
+        let emf = match settings.metrics.emf_interval_seconds {
+            0 => None,
+            seconds => Some((
+                EmfReporter::new(
+                    settings.metrics.namespace.clone(),
+                    queue_name(&settings.queue.url),
+                ),
+                Duration::from_secs(seconds),
+            )),
+        };
         Ok(Self {
             worker: Worker::new(queue, pipeline, options),
             health,
+            emf,
         })
     }
 
     /// Runs until `shutdown` is cancelled, then drains within the deadline.
     pub async fn run(self, shutdown: CancellationToken) {
         let stop_health = CancellationToken::new();
+        let metrics = self.worker.metrics();
         if let Some((listener, ready_within)) = self.health {
             tokio::spawn(crate::health::serve(
                 listener,
                 self.worker.status(),
+                Arc::clone(&metrics),
                 ready_within,
                 stop_health.clone(),
             ));
         }
+        let reporter = self.emf.map(|(reporter, every)| {
+            tokio::spawn(report_emf(
+                reporter,
+                every,
+                Arc::clone(&metrics),
+                stop_health.clone(),
+            ))
+        });
         self.worker.run(shutdown).await;
         stop_health.cancel();
+        if let Some(reporter) = reporter {
+            // The last line covers the last partial interval; a lost one would undercount.
+            let _ = reporter.await;
+        }
     }
+}
+
+/// Writes an EMF line every `every`, and a last one when `stop` is cancelled.
+async fn report_emf(
+    mut reporter: EmfReporter,
+    every: Duration,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = ticks.tick() => false,
+            () = stop.cancelled() => true,
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        write_line(&reporter.line(&metrics, now_ms));
+        if last {
+            return;
+        }
+    }
+}
+
+/// Writes one line to stdout in a single `write_all` under the stdout lock, as the log
+/// subscriber does, so an EMF line never interleaves with a log line. EMF needs `_aws` at the
+/// top level of the JSON object, which a tracing field cannot produce: hence not a log event.
+fn write_line(line: &str) {
+    use std::io::Write;
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        tracing::warn!(error = %e, "could not write the metrics line");
+    }
+}
+
+/// The queue's name: the last path segment of its URL (the EMF `Queue` dimension).
+pub fn queue_name(url: &str) -> String {
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(url)
+        .to_owned()
 }
 
 /// Asks SES for the account's maximum send rate; unlimited (0) if it will not say.

@@ -40,6 +40,10 @@ pub struct Settings {
     pub templates: TemplateSettings,
     /// The HTTP health listener.
     pub health: HealthSettings,
+    /// Metrics: the `/metrics` endpoint and CloudWatch Embedded Metric Format log lines.
+    pub metrics: MetricsSettings,
+    /// EventBridge, for `send-test-event --to-bus`.
+    pub events: EventsSettings,
     /// Log output.
     pub log: LogSettings,
     /// Which events become which emails.
@@ -141,6 +145,25 @@ pub struct HealthSettings {
     pub listen: Option<String>,
     /// `/readyz` needs a successful receive within this many seconds.
     pub ready_within_seconds: u64,
+}
+
+/// Metrics export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Seconds between CloudWatch EMF log lines; 0 turns them off.
+    pub emf_interval_seconds: u64,
+    /// CloudWatch namespace of the EMF metrics.
+    pub namespace: String,
+}
+
+/// EventBridge, used only by `send-test-event --to-bus`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSettings {
+    /// Endpoint override, e.g. LocalStack; `None` means AWS.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub endpoint_url: Option<String>,
 }
 
 /// Log output.
@@ -279,6 +302,12 @@ impl Settings {
                 );
             }
         }
+        if self.metrics.emf_interval_seconds > 0 && self.metrics.namespace.trim().is_empty() {
+            return invalid(
+                "metrics.namespace",
+                "must not be empty while metrics.emf_interval_seconds is above 0",
+            );
+        }
         if self.routes.is_empty() {
             return invalid(
                 "routes",
@@ -356,6 +385,9 @@ pattern = { source = ["com.quiltdata"] }
         assert_eq!(s.worker.pollers, 2);
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.catalog.host, None);
+        assert_eq!(s.metrics.emf_interval_seconds, 60);
+        assert_eq!(s.metrics.namespace, "QuiltNotify");
+        assert_eq!(s.events.endpoint_url, None);
         assert_eq!(s.routes.len(), 1);
         assert_eq!(s.routes[0].pattern["source"][0], "com.quiltdata");
     }

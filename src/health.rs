@@ -1,9 +1,10 @@
 //! The health endpoint: a minimal HTTP/1.1 listener for container health checks, and the client
 //! side that `quilt-notify health` uses (so an image needs no curl and no shell).
 //!
-//! Two paths: `/healthz` (the process answers) and `/readyz` (a receive succeeded recently and
-//! the SES account is not paused). Hand-written rather than a web framework: two fixed answers
-//! do not earn a server crate's compile time.
+//! Three paths: `/healthz` (the process answers), `/readyz` (a receive succeeded recently and
+//! the SES account is not paused) and `/metrics` (the worker's counters in Prometheus text
+//! format). Hand-written rather than a web framework: three fixed answers do not earn a server
+//! crate's compile time.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,12 +15,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::worker::metrics::Metrics;
 use crate::worker::status::Status;
 
-/// Serves `/healthz` and `/readyz` on `listener` until `stop` is cancelled.
+/// Content type of the Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `stop` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     status: Arc<Status>,
+    metrics: Arc<Metrics>,
     ready_within: Duration,
     stop: CancellationToken,
 ) {
@@ -34,14 +40,20 @@ pub async fn serve(
             continue;
         };
         let status = Arc::clone(&status);
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             let Some(request) = read_head(&mut stream).await else {
                 return;
             };
             let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (code, body) = answer(path, &status, ready_within);
+            let (code, content_type, body) = if path == "/metrics" {
+                ("200 OK", PROMETHEUS_TEXT, metrics.prometheus())
+            } else {
+                let (code, body) = answer(path, &status, ready_within);
+                (code, "text/plain", body)
+            };
             let response = format!(
-                "HTTP/1.1 {code}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {code}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes()).await;
@@ -76,7 +88,10 @@ fn answer(path: &str, status: &Status, ready_within: Duration) -> (&'static str,
             Ok(()) => ("200 OK", "ready\n".to_owned()),
             Err(reason) => ("503 Service Unavailable", format!("not ready: {reason}\n")),
         },
-        _ => ("404 Not Found", "try /healthz or /readyz\n".to_owned()),
+        _ => (
+            "404 Not Found",
+            "try /healthz, /readyz or /metrics\n".to_owned(),
+        ),
     }
 }
 
@@ -123,10 +138,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("addr");
         let status = Arc::new(Status::default());
+        let metrics = Arc::new(Metrics::default());
         let stop = CancellationToken::new();
         tokio::spawn(serve(
             listener,
             Arc::clone(&status),
+            Arc::clone(&metrics),
             Duration::from_secs(60),
             stop.clone(),
         ));
@@ -145,6 +162,10 @@ mod tests {
         status.receive_succeeded();
         assert_eq!(get("/readyz").await.expect("join").expect("200"), "ready");
         assert!(get("/nope").await.expect("join").is_err());
+
+        metrics.add(crate::worker::metrics::Counter::Sent, 7);
+        let text = get("/metrics").await.expect("join").expect("200");
+        assert!(text.contains("\nquilt_notify_sent_total 7\n"), "{text}");
         stop.cancel();
     }
 

@@ -46,7 +46,17 @@ enum Command {
     Render(quilt_notify::commands::render::RenderArgs),
     /// Probe a running worker's health endpoint (see `health.listen`); for container
     /// HEALTHCHECKs, which then need no curl and no shell. Exits 0 on HTTP 200, 1 otherwise.
+    /// `--url http://HOST:PORT/metrics` prints the metrics.
     Health(HealthArgs),
+    /// Publish a realistic package-revision event (fresh id, now as its time, a random top
+    /// hash) to EventBridge's default bus or straight to the queue, and print its id: a smoke
+    /// test for a deployment. With `--wait`, watch the queue drain and exit 0 only if the worker
+    /// handled the event. Endpoints and region come from the configuration, as for `run`.
+    SendTestEvent(quilt_notify::commands::send_test_event::SendTestEventArgs),
+    /// Look into the dead-letter queue (`inspect`, which consumes nothing) or move its messages
+    /// back to the queue (`redrive`). The DLQ is the queue's RedrivePolicy target, or
+    /// `--dlq-url`.
+    Dlq(quilt_notify::commands::dlq::DlqArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +105,30 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::SendTestEvent(args) => {
+            operator_exit(quilt_notify::commands::send_test_event::run(&args))
+        }
+        Command::Dlq(args) => operator_exit(quilt_notify::commands::dlq::run(&args)),
+    }
+}
+
+/// Exit code of an operator command: 0 done, 1 not done (or an AWS call failed), 2 when the
+/// configuration cannot be used.
+fn operator_exit(result: anyhow::Result<bool>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e)
+            if e.downcast_ref::<quilt_notify::config::ConfigError>()
+                .is_some() =>
+        {
+            eprintln!("error: invalid configuration: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,8 +1,11 @@
 //! AWS adapters: the SQS [`Queue`](crate::ports::Queue) and SES v2 [`Mailer`](crate::ports::Mailer).
 //!
+//! Also the SQS and EventBridge calls of the operator commands ([`admin`]).
+//!
 //! Thin by design: translate our port types to SDK calls and SDK errors to our classified errors.
 //! Every `aws_sdk_*` type stops here.
 
+pub mod admin;
 pub mod ses;
 pub mod sqs;
 

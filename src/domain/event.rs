@@ -105,6 +105,13 @@ impl PackageEvent {
         &self.time
     }
 
+    /// [`time`](Self::time) as an instant, when it is valid RFC 3339.
+    pub fn timestamp(&self) -> Option<std::time::SystemTime> {
+        time::OffsetDateTime::parse(&self.time, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(std::time::SystemTime::from)
+    }
+
     /// `detail.type`, e.g. `created`.
     pub fn kind(&self) -> &str {
         &self.kind
@@ -189,6 +196,20 @@ mod tests {
             "a0fddace2eb2fd91faa697d237a5dbdcfa77f0fd38ca8b4c850dbd93d142ee69"
         );
         assert_eq!(event.envelope()["detail-type"], "package-revision");
+    }
+
+    #[test]
+    fn the_event_time_is_read_as_an_instant() {
+        let event = PackageEvent::parse(DOCUMENTED).expect("parses");
+        let at = event.timestamp().expect("valid time");
+        let unix = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        assert_eq!(unix, 1_714_056_411);
+        let odd = PackageEvent::parse(&DOCUMENTED.replace("2024-04-25T14:46:51Z", "yesterday"))
+            .expect("parses");
+        assert_eq!(odd.timestamp(), None);
     }
 
     #[test]

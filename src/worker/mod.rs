@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod memory;
+pub mod metrics;
 pub mod outcome;
 pub mod pause;
 pub mod pipeline;
@@ -63,6 +64,8 @@ struct Shared<Q, M> {
     pause: pause::Pause,
     /// For the health endpoint.
     status: Arc<status::Status>,
+    /// Counters and histograms, shared with the pipeline and the exporters.
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// A configured worker, ready to run.
@@ -74,6 +77,7 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
     /// Assembles a worker from its ports and pipeline.
     pub fn new(queue: Q, pipeline: Pipeline<M>, options: WorkerOptions) -> Self {
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        let metrics = pipeline.metrics();
         Self {
             shared: Arc::new(Shared {
                 queue,
@@ -84,6 +88,7 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
                 reported: EventMemory::new(Duration::from_secs(3600), 10_000),
                 pause: pause::Pause::default(),
                 status: Arc::new(status::Status::default()),
+                metrics,
             }),
         }
     }
@@ -91,6 +96,11 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
     /// The worker's status, for a health endpoint.
     pub fn status(&self) -> Arc<status::Status> {
         Arc::clone(&self.shared.status)
+    }
+
+    /// The worker's metrics, for `/metrics` and EMF lines.
+    pub fn metrics(&self) -> Arc<metrics::Metrics> {
+        Arc::clone(&self.shared.metrics)
     }
 
     /// Runs until `shutdown` is cancelled, then stops receiving, gives in-flight messages the

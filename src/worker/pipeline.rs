@@ -3,7 +3,8 @@
 //! Knows the domain and the [`Mailer`] port; knows nothing of queues, batches or visibility,
 //! which the poller derives from the outcome.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::domain::event::PackageEvent;
 use crate::domain::render::{template_data, Renderer};
@@ -11,6 +12,7 @@ use crate::domain::route::{Route, RouteTable};
 use crate::ports::{Email, FailureKind, Mailer, SendError};
 
 use super::memory::EventMemory;
+use super::metrics::{Counter, Histogram, Metrics};
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
 
@@ -26,6 +28,7 @@ pub struct Pipeline<M> {
     mailer: M,
     memory: EventMemory,
     limiter: RateLimiter,
+    metrics: Arc<Metrics>,
 }
 
 /// What the log line reports besides the outcome.
@@ -62,11 +65,26 @@ impl<M: Mailer> Pipeline<M> {
             mailer,
             memory,
             limiter,
+            metrics: Arc::default(),
         }
+    }
+
+    /// The metrics this pipeline records into (processing time, SES calls, event age, emails
+    /// sent); the worker records the rest into the same instance.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Processes one message body. Never panics on any input; every failure is an outcome.
     pub async fn process(&self, body: &str) -> (Outcome, Facts) {
+        let started = Instant::now();
+        let result = self.process_body(body).await;
+        self.metrics
+            .observe(Histogram::ProcessingTime, started.elapsed());
+        result
+    }
+
+    async fn process_body(&self, body: &str) -> (Outcome, Facts) {
         let mut facts = Facts::default();
         let event = match PackageEvent::parse(body) {
             Ok(event) => event,
@@ -152,8 +170,17 @@ impl<M: Mailer> Pipeline<M> {
             ],
         };
         self.limiter.acquire().await;
-        match self.mailer.send(&email).await {
+        let call = Instant::now();
+        let sent = self.mailer.send(&email).await;
+        self.metrics.observe(Histogram::SesCall, call.elapsed());
+        match sent {
             Ok(_) => {
+                self.metrics.add(Counter::EmailsSent, 1);
+                if let Some(at) = event.timestamp() {
+                    // An event stamped in the future (clock skew) counts as age 0.
+                    let age = SystemTime::now().duration_since(at).unwrap_or_default();
+                    self.metrics.observe(Histogram::EventAge, age);
+                }
                 self.memory
                     .record_sent(event.id(), &route.name, Instant::now());
                 Ok(())

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::metrics::Counter;
 use super::outcome::Outcome;
 use super::pause::Gate;
 use super::pipeline::Facts;
@@ -49,6 +50,7 @@ pub(super) async fn poll<Q: Queue, M: Mailer>(
             }
             Ok(messages) => {
                 shared.status.receive_succeeded();
+                shared.metrics.add(Counter::Received, messages.len() as u64);
                 retry = RECEIVE_RETRY_FIRST;
                 if stop.is_cancelled() {
                     release_unstarted(&shared, &messages).await;
@@ -141,6 +143,7 @@ async fn release_unstarted<Q: Queue, M>(shared: &Shared<Q, M>, messages: &[Recei
             seconds: 0,
         })
         .collect();
+    shared.metrics.add(Counter::Released, changes.len() as u64);
     if let Err(e) = shared.queue.change_visibility(&changes).await {
         tracing::warn!(error = %e, count = changes.len(), "could not release messages received during shutdown; they return after the visibility timeout");
     }
@@ -273,6 +276,21 @@ async fn settle<Q: Queue, M>(
             .collect::<Vec<_>>(),
     )
     .await;
+
+    // Counted before the log lines are written, so whoever sees a line sees its counts.
+    let metrics = &shared.metrics;
+    for (_, outcome, _) in &results {
+        metrics.add(Counter::for_outcome(outcome), 1);
+    }
+    let deleted = deletes
+        .iter()
+        .filter(|(id, _)| !undeleted.contains(id))
+        .count();
+    metrics.add(Counter::Deleted, deleted as u64);
+    metrics.add(
+        Counter::Unacknowledged,
+        (undeleted.len() + unreleased.len()) as u64,
+    );
 
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     for (message, outcome, facts) in &results {

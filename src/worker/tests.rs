@@ -384,3 +384,45 @@ async fn a_paused_account_stops_receiving_until_a_probe_finds_it_enabled() {
     stop.cancel();
     running.await.expect("no panic");
 }
+
+// ---- metrics (operations) ----
+
+#[tokio::test]
+async fn metrics_count_each_outcome_delete_send_and_duration() {
+    use super::metrics::{Counter, Histogram};
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![]);
+    queue.push("m1", &event("e1", "team-a/x"));
+    queue.push("m2", &event("e2", "team-b/y"));
+    queue.push("m3", "not json");
+    let w = worker(
+        &queue,
+        &mailer,
+        &[route("a", "team-a/")],
+        Duration::from_secs(5),
+    );
+    let metrics = w.metrics();
+    let q = queue.clone();
+    run_until(w, move || q.deleted().len() == 2 && q.changes().len() == 1).await;
+
+    let counts: Vec<(&str, u64)> = Counter::ALL
+        .iter()
+        .map(|c| (c.name(), metrics.count(*c)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("received", 3),
+            ("sent", 1),
+            ("filtered", 1),
+            ("failed_permanent", 1),
+            ("deleted", 2),
+            ("emails_sent", 1),
+        ]
+    );
+    assert_eq!(metrics.observations(Histogram::ProcessingTime), 3);
+    assert_eq!(metrics.observations(Histogram::SesCall), 1);
+    // The event's time is in 2024: its age at send lands in the open bucket, but it is counted.
+    assert_eq!(metrics.observations(Histogram::EventAge), 1);
+}

@@ -4,4 +4,5 @@
 mod support;
 
 mod delivery;
+mod operations;
 mod reliability;
