@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use crate::domain::json_kind;
+
 /// A parsed event: the whole envelope (for pattern matching and templates) and the fields that
 /// every email needs, checked once here.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +68,7 @@ impl PackageEvent {
         let Some(object) = envelope.as_object() else {
             return Err(EventError::NotAnEnvelope(format!(
                 "expected a JSON object, found {}",
-                kind_of(&envelope)
+                json_kind(&envelope)
             )));
         };
         if !object.contains_key("detail-type") || !object.contains_key("source") {
@@ -163,17 +165,6 @@ fn string_at(value: &Value, path: &'static str, keys: &[&str]) -> Result<String,
             path,
             problem: "must be a string",
         }),
-    }
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

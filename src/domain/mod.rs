@@ -5,3 +5,16 @@ pub mod event;
 pub mod pattern;
 pub mod render;
 pub mod route;
+
+/// What kind of JSON value this is, with its article, for error messages ("found an array").
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

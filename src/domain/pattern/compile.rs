@@ -10,6 +10,7 @@ use super::cidr::{parse_ip, IpRange};
 use super::leaf::{lowercase, AnythingBut, Matcher, NumericRange, NUMERIC_LIMIT};
 use super::wildcard::Wildcard;
 use super::{Field, Leaf, Node, ObjectNode, PatternError};
+use crate::domain::json_kind;
 
 /// The path reported for errors about the pattern as a whole.
 const ROOT: &str = "(root)";
@@ -61,17 +62,6 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Compiles a whole pattern: a non-empty JSON object.
 pub(super) fn root(pattern: &Value) -> Result<ObjectNode> {
     match pattern {
@@ -79,7 +69,10 @@ pub(super) fn root(pattern: &Value) -> Result<ObjectNode> {
         Value::Object(map) => object(map, "", false),
         other => Err(error(
             "",
-            format!("a pattern must be a JSON object, found {}", kind(other)),
+            format!(
+                "a pattern must be a JSON object, found {}",
+                json_kind(other)
+            ),
         )),
     }
 }
@@ -110,7 +103,7 @@ fn object(map: &Map<String, Value>, path: &str, in_or: bool) -> Result<ObjectNod
                     &child,
                     format!(
                         "must be an object or an array of values to match, found {}",
-                        kind(other)
+                        json_kind(other)
                     ),
                 ))
             }
@@ -131,7 +124,10 @@ fn or(value: &Value, path: &str) -> Result<Box<[ObjectNode]>> {
     let Value::Array(branches) = value else {
         return Err(error(
             &here,
-            format!("$or must be an array of objects, found {}", kind(value)),
+            format!(
+                "$or must be an array of objects, found {}",
+                json_kind(value)
+            ),
         ));
     };
     if branches.len() < 2 {
@@ -146,7 +142,10 @@ fn or(value: &Value, path: &str) -> Result<Box<[ObjectNode]>> {
                 Value::Object(map) => object(map, &branch_path, true),
                 other => Err(error(
                     &branch_path,
-                    format!("only objects are allowed in $or, found {}", kind(other)),
+                    format!(
+                        "only objects are allowed in $or, found {}",
+                        json_kind(other)
+                    ),
                 )),
             }
         })
@@ -213,7 +212,7 @@ fn string_operand<'a>(operand: &'a Value, path: &str, name: &str) -> Result<&'a 
             path,
             format!(
                 "{name} match pattern must be a string, found {}",
-                kind(operand)
+                json_kind(operand)
             ),
         )
     })
@@ -265,7 +264,7 @@ fn operator(op: &Map<String, Value>, path: &str) -> Result<Matcher> {
                     path,
                     format!(
                         "exists match pattern must be either true or false, found {}",
-                        kind(other)
+                        json_kind(other)
                     ),
                 ))
             }
@@ -359,7 +358,7 @@ fn anything_but(operand: &Value, path: &str) -> Result<AnythingBut> {
             path,
             format!(
                 "anything-but must be a string, a number, an array of them, or an object; found {}",
-                kind(other)
+                json_kind(other)
             ),
         )),
     }
@@ -391,7 +390,7 @@ fn numeric_operand(value: &Value, path: &str) -> Result<f64> {
     let Some(v) = value.as_f64() else {
         return Err(error(
             path,
-            format!("expected a number, found {}", kind(value)),
+            format!("expected a number, found {}", json_kind(value)),
         ));
     };
     if !(-NUMERIC_LIMIT..=NUMERIC_LIMIT).contains(&v) {
@@ -415,7 +414,7 @@ fn numeric(operand: &Value, path: &str) -> Result<NumericRange> {
             path,
             format!(
                 "numeric must be an array like [\">\", 0, \"<=\", 5], found {}",
-                kind(operand)
+                json_kind(operand)
             ),
         ));
     };
