@@ -425,6 +425,38 @@ fn the_stack_has_alarms_scaling_and_outputs() {
     assert_eq!(logging["Options"]["awslogs-group"], "quilt-notify-LogGroup");
 }
 
+#[test]
+fn the_stacks_worker_metric_alarms_and_dashboard_use_metrics_the_worker_emits() {
+    let defaults = read("config/default.toml");
+    let emitted = |name: &str| defaults.contains(&format!(" / {name} "));
+    let resources = stack(&stack_params("example", ""));
+    for alarm in ["PermanentFailureAlarm", "AccountPausedAlarm"] {
+        let properties = &resources[alarm]["Properties"];
+        assert_eq!(properties["Namespace"], "QuiltNotify", "{alarm}");
+        assert_eq!(properties["Dimensions"][0]["Name"], "Queue", "{alarm}");
+        let name = properties["MetricName"].as_str().expect("metric name");
+        assert!(
+            emitted(name),
+            "{alarm} watches {name}, which the worker does not emit"
+        );
+    }
+    let text = read("deploy/quilt-notify.yaml");
+    let dashboard = &text[text.find("  Dashboard:").expect("a dashboard")..];
+    for name in [
+        "Sent",
+        "Filtered",
+        "FailedPermanent",
+        "EventAge",
+        "ProcessingTime",
+    ] {
+        assert!(
+            dashboard.contains(&format!("\"{name}\"")),
+            "dashboard shows {name}"
+        );
+        assert!(emitted(name), "dashboard metric {name} is emitted");
+    }
+}
+
 // ------------------------------------------------------------------ compose
 
 /// compose.yaml as docker compose reads it (interpolated), after schema validation.
