@@ -115,11 +115,16 @@ async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &Cancellat
     }
 }
 
-/// Waits for at least one free slot, then takes as many more as are free, up to a batch.
+/// Waits for at least one free slot, then takes as many more as are free, up to a batch. One
+/// poller at a time: the others wait for their turn, not for slots.
 async fn take_slots<Q, M>(
     shared: &Shared<Q, M>,
     stop: &CancellationToken,
 ) -> Option<OwnedSemaphorePermit> {
+    let _turn = tokio::select! {
+        turn = shared.taking.lock() => turn,
+        () = stop.cancelled() => return None,
+    };
     let mut permit = tokio::select! {
         permit = Arc::clone(&shared.slots).acquire_owned() => permit.ok()?,
         () = stop.cancelled() => return None,

@@ -25,6 +25,8 @@ struct QueueState {
     deleted: Vec<String>,
     changes: Vec<(String, u32)>,
     receives: usize,
+    /// Size of each receive that returned messages.
+    batches: Vec<usize>,
 }
 
 /// A queue in memory: released messages (visibility 0) come back at once, others do not.
@@ -49,6 +51,9 @@ impl MemoryQueue {
     fn receives(&self) -> usize {
         self.0.lock().unwrap().receives
     }
+    fn batches(&self) -> Vec<usize> {
+        self.0.lock().unwrap().batches.clone()
+    }
 }
 
 impl Queue for MemoryQueue {
@@ -62,6 +67,9 @@ impl Queue for MemoryQueue {
             let mut state = self.0.lock().unwrap();
             state.receives += 1;
             let n = usize::from(max).min(state.waiting.len());
+            if n > 0 {
+                state.batches.push(n);
+            }
             state.waiting.drain(..n).collect()
         };
         if batch.is_empty() {
@@ -172,6 +180,24 @@ fn worker(
     routes: &[RouteSpec],
     deadline: Duration,
 ) -> Worker<MemoryQueue, ScriptedMailer> {
+    let options = WorkerOptions {
+        pollers: 2,
+        concurrency: 4,
+        max_messages: 10,
+        wait_seconds: 0,
+        visibility_seconds: 30,
+        backoff: Backoff::new(5, 300),
+        shutdown_deadline: deadline,
+    };
+    worker_with(queue, mailer, routes, options)
+}
+
+fn worker_with(
+    queue: &MemoryQueue,
+    mailer: &ScriptedMailer,
+    routes: &[RouteSpec],
+    options: WorkerOptions,
+) -> Worker<MemoryQueue, ScriptedMailer> {
     let mut renderer = Renderer::new();
     renderer
         .add(
@@ -192,15 +218,6 @@ fn worker(
         EventMemory::new(Duration::from_secs(3600), 1000),
         RateLimiter::new(0.0),
     );
-    let options = WorkerOptions {
-        pollers: 2,
-        concurrency: 4,
-        max_messages: 10,
-        wait_seconds: 0,
-        visibility_seconds: 30,
-        backoff: Backoff::new(5, 300),
-        shutdown_deadline: deadline,
-    };
     Worker::new(queue.clone(), pipeline, options)
 }
 
@@ -425,4 +442,37 @@ async fn metrics_count_each_outcome_delete_send_and_duration() {
     assert_eq!(metrics.observations(Histogram::SesCall), 1);
     // The event's time is in 2024: its age at send lands in the open bucket, but it is counted.
     assert_eq!(metrics.observations(Histogram::EventAge), 1);
+}
+
+// ---- batching (performance) ----
+
+#[tokio::test]
+async fn under_a_backlog_the_pollers_receive_full_batches() {
+    // Two pollers share 20 slots. When a batch settles, its 10 slots must go to one receive of
+    // 10, not be split between the waiting pollers into receives of 9 and 1: small receives
+    // multiply the SQS calls per message (receive and delete) and halve the throughput.
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![]);
+    for i in 0..200 {
+        queue.push(&format!("m{i}"), &event(&format!("e{i}"), "x"));
+    }
+    let options = WorkerOptions {
+        pollers: 2,
+        concurrency: 20,
+        max_messages: 10,
+        wait_seconds: 0,
+        visibility_seconds: 30,
+        backoff: Backoff::new(5, 300),
+        shutdown_deadline: Duration::from_secs(5),
+    };
+    let w = worker_with(&queue, &mailer, &[route("all", "")], options);
+    let q = queue.clone();
+    run_until(w, move || q.deleted().len() == 200).await;
+    assert_eq!(queue.deleted().len(), 200);
+    let batches = queue.batches();
+    assert_eq!(batches.iter().sum::<usize>(), 200);
+    assert!(
+        batches.iter().all(|&n| n == 10),
+        "receives of other than 10 messages: {batches:?}"
+    );
 }

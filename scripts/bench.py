@@ -1,0 +1,1219 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of the quilt-notify worker against the local emulators.
+
+Run through scripts/bench, which starts the emulators and builds the release binary first; this
+file does the measuring. Phases, each on a fresh queue of its own (made with setup_resources.py,
+deleted at the end):
+
+  startup   the worker on an empty queue, a few times: time from spawn to the first
+            ReceiveMessage leaving the process, and the idle RSS while it long-polls.
+  send      N events pre-loaded with SendMessageBatch, then the worker with the default worker
+            settings drains them, sending one email per event to the SES emulator. Then, with the
+            worker still running, a trickle of events sent one at a time (steady-state latency).
+  filtered  the same N events and worker, but the route matches nothing (another bucket): every
+            message is received, parsed, matched, logged `filtered` and deleted. This is the
+            worker's receive + delete ceiling without sending, and no production flag is needed.
+  loop      a plain receive/delete loop (raw SQS JSON protocol over keep-alive HTTP, no SDK) with
+            the worker's batch size, parallelism and long poll: the emulator's own ceiling.
+
+Per phase: messages/s, CPU seconds (user + sys) of the worker process alone per 1,000 messages,
+peak RSS, latency percentiles, and the CPU the emulators and everything else on the machine used
+in the same interval, so noise is visible. Results: results.json, results.md, throughput.svg in
+--out; the worker logs in --logs.
+
+Needs only the standard library (run with .emulators/venv/bin/python so setup_resources.py finds
+boto3).
+"""
+
+import argparse
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SETTLED = ("sent", "filtered", "duplicate")
+# LocalStack routes by the signing scope and does not check signatures.
+AUTH = "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0"
+# The first SDK request of the worker: with ses.max_send_rate set there is no GetAccount call at
+# start-up, so the first request that enters the transmit phase is a ReceiveMessage.
+TRANSMIT_TARGET = "aws_smithy_runtime_api::client::interceptors::context"
+TRANSMIT_MESSAGE = "entering 'transmit' phase"
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# A minimal SQS client: the JSON protocol the SDK speaks, one keep-alive connection per thread.
+
+
+class Sqs:
+    def __init__(self, endpoint):
+        url = urlparse(endpoint)
+        self.host = url.hostname or "127.0.0.1"
+        self.port = url.port or 80
+        self.local = threading.local()
+
+    def _conn(self, timeout):
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            self.local.conn = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def call(self, action, payload, timeout=40):
+        body = json.dumps(payload)
+        headers = {
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": f"AmazonSQS.{action}",
+            "Authorization": AUTH,
+        }
+        for attempt in range(3):
+            conn = self._conn(timeout)
+            try:
+                conn.request("POST", "/", body, headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise BenchError(f"SQS {action}: {exc}") from exc
+                time.sleep(0.2)
+                continue
+            if response.status != 200:
+                raise BenchError(f"SQS {action}: HTTP {response.status}: {data[:300]!r}")
+            return json.loads(data) if data else {}
+        raise AssertionError("unreachable")
+
+    def depth(self, url):
+        attrs = self.call(
+            "GetQueueAttributes",
+            {"QueueUrl": url, "AttributeNames": ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]},
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc readings
+
+
+def proc_cpu(pid):
+    """User + system CPU seconds of one process (and its reaped children, which it has none of)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14-17.
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def proc_mem_kb(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def group_cpu(pgid):
+    """CPU seconds of every live process in a process group (an emulator and its children)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += sum(int(x) for x in fields[11:15]) / CLK_TCK
+    return total
+
+
+def system_cpu():
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq + steal
+    return busy / CLK_TCK, (busy + idle + iowait) / CLK_TCK
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def self_cpu():
+    t = os.times()
+    return t.user + t.system
+
+
+def listener_pgid(port):
+    """Process group of whatever listens on 127.0.0.1:PORT (to count an emulator's CPU)."""
+    try:
+        out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return None
+    match = re.search(r"pid=(\d+)", out)
+    if not match:
+        return None
+    try:
+        return os.getpgid(int(match.group(1)))
+    except OSError:
+        return None
+
+
+class Machine:
+    """CPU of the emulators, of this script and of the machine, between two snapshots."""
+
+    def __init__(self, emulators):
+        self.emulators = emulators  # name -> pgid or None
+
+    def snapshot(self):
+        busy, total = system_cpu()
+        return {
+            "t": time.time(),
+            "busy": busy,
+            "total": total,
+            "self": self_cpu(),
+            "load": loadavg(),
+            "emulators": {name: (group_cpu(pgid) if pgid else None) for name, pgid in self.emulators.items()},
+        }
+
+    @staticmethod
+    def delta(a, b, worker_cpu, messages):
+        per_k = lambda s: None if s is None else round(s / messages * 1000, 4)  # noqa: E731
+        emu = {}
+        emu_total = 0.0
+        for name, start in a["emulators"].items():
+            end = b["emulators"].get(name)
+            used = None if start is None or end is None else max(0.0, end - start)
+            emu[name] = {"cpu_s": None if used is None else round(used, 3), "cpu_s_per_1000": per_k(used)}
+            emu_total += used or 0.0
+        busy = b["busy"] - a["busy"]
+        wall = b["t"] - a["t"]
+        bench = b["self"] - a["self"]
+        others = max(0.0, busy - (worker_cpu or 0.0) - emu_total - bench)
+        return {
+            "wall_s": round(wall, 3),
+            "machine_busy_cpu_s": round(busy, 3),
+            "machine_busy_cores": round(busy / wall, 2) if wall > 0 else None,
+            "emulators": emu,
+            "bench_script_cpu_s": round(bench, 3),
+            "other_processes_cpu_s": round(others, 3),
+            "other_processes_cores": round(others / wall, 2) if wall > 0 else None,
+            "load_average_start": a["load"],
+            "load_average_end": b["load"],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+def make_event(run_id, index, bucket):
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "package-revision",
+        "source": "com.quiltdata",
+        "account": "012345678901",
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "version": "0.1",
+            "type": "created",
+            "bucket": bucket,
+            "handle": f"bench/{run_id}/{index:06d}",
+            "topHash": secrets.token_hex(32),
+        },
+    }
+
+
+def preload(sqs, url, events, threads=4):
+    """SendMessageBatch in tens, a few calls at once. Returns {event id: time the call returned}."""
+    enqueued = {}
+    lock = threading.Lock()
+
+    def send(chunk):
+        entries = [{"Id": str(i), "MessageBody": json.dumps(e, separators=(",", ":"))} for i, e in enumerate(chunk)]
+        result = sqs.call("SendMessageBatch", {"QueueUrl": url, "Entries": entries})
+        if result.get("Failed"):
+            raise BenchError(f"SendMessageBatch failed entries: {result['Failed'][:3]}")
+        now = time.time()
+        with lock:
+            for e in chunk:
+                enqueued[e["id"]] = now
+
+    chunks = [events[i : i + 10] for i in range(0, len(events), 10)]
+    started = time.time()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(send, chunks))
+    log(f"pre-loaded {len(events)} events in {time.time() - started:.1f} s")
+    return enqueued
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker process
+
+TS_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def parse_ts(text):
+    match = TS_RE.match(text)
+    if not match:
+        return None
+    base, frac, zone = match.groups()
+    dt = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
+    return dt.timestamp() + (float("0." + frac) if frac else 0.0)
+
+
+class Worker:
+    """The release binary as a child process; its log lines parsed as they come."""
+
+    def __init__(self, binary, config, env, log_path):
+        self.lock = threading.Lock()
+        self.started_ts = None
+        self.first_transmit_ts = None
+        self.outcomes = []  # (timestamp, event_id, outcome)
+        self.settled = {}  # event id -> timestamp of its settled outcome line
+        self.counts = {}
+        self.rusage = None
+        self.exit_status = None
+        self.errors = []
+        self.log_file = open(log_path, "w")
+        self.spawned = time.time()
+        self.proc = subprocess.Popen(
+            [str(binary), "run", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
+        self.pid = self.proc.pid
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.log_file.write(line)
+            if not line.startswith("{"):
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            ts = parse_ts(obj.get("timestamp", ""))
+            message = obj.get("message")
+            with self.lock:
+                if message == "worker started" and self.started_ts is None:
+                    self.started_ts = ts
+                elif message == TRANSMIT_MESSAGE and self.first_transmit_ts is None:
+                    self.first_transmit_ts = ts
+                outcome = obj.get("outcome")
+                if outcome:
+                    event_id = obj.get("event_id")
+                    self.outcomes.append((ts, event_id, outcome))
+                    self.counts[outcome] = self.counts.get(outcome, 0) + 1
+                    if outcome in SETTLED and event_id and event_id not in self.settled:
+                        self.settled[event_id] = ts
+                elif obj.get("level") in ("ERROR", "WARN") and len(self.errors) < 20:
+                    self.errors.append(obj.get("message"))
+        self.log_file.flush()
+
+    def alive(self):
+        if self.rusage is not None:
+            return False
+        pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
+        if pid == 0:
+            return True
+        self._reaped(status, rusage)
+        return False
+
+    def _reaped(self, status, rusage):
+        self.rusage = rusage
+        self.exit_status = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = self.exit_status  # so Popen never waits for it again
+
+    def cpu(self):
+        return proc_cpu(self.pid)
+
+    def mem(self):
+        return proc_mem_kb(self.pid)
+
+    def wait_for(self, predicate, seconds, what):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            with self.lock:
+                if predicate():
+                    return
+            if not self.alive():
+                raise BenchError(f"the worker exited ({self.exit_status}) while waiting for {what}; log: {self.log_file.name}")
+            time.sleep(0.02)
+        raise BenchError(f"timed out after {seconds:.0f} s waiting for {what}; log: {self.log_file.name}")
+
+    def stop(self, sig=signal.SIGTERM, grace=30):
+        """Signals the worker and reaps it; SIGKILL if it takes longer than `grace` seconds."""
+        if self.alive():
+            os.kill(self.pid, sig)
+            deadline = time.time() + grace
+            while self.alive() and time.time() < deadline:
+                time.sleep(0.05)
+            if self.alive():
+                log(f"worker {self.pid} still running {grace} s after {sig.name}; SIGKILL")
+                os.kill(self.pid, signal.SIGKILL)
+                _, status, rusage = os.wait4(self.pid, 0)
+                self._reaped(status, rusage)
+        self.reader.join(timeout=5)
+        self.log_file.close()
+        return {
+            "cpu_user_s": round(self.rusage.ru_utime, 4),
+            "cpu_sys_s": round(self.rusage.ru_stime, 4),
+            # Includes the forked bench process before exec: VmHWM is the worker's own peak.
+            "ru_maxrss_kb_incl_pre_exec": self.rusage.ru_maxrss,
+            "exit_status": self.exit_status,
+        }
+
+
+class Sampler(threading.Thread):
+    """Samples the worker's CPU and memory every `every` seconds."""
+
+    def __init__(self, pid, every=0.2):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.every = every
+        self.samples = []  # (t, cpu_s, rss_kb, hwm_kb)
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                mem = proc_mem_kb(self.pid)
+                self.samples.append((time.time(), proc_cpu(self.pid), mem.get("VmRSS"), mem.get("VmHWM")))
+            except (OSError, IndexError, ValueError):
+                return
+            self.halt.wait(self.every)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+def percentile(values, p):
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_summary(values):
+    if not values:
+        return None
+    r = lambda v: round(v, 3)  # noqa: E731
+    return {
+        "count": len(values),
+        "min_s": r(min(values)),
+        "p50_s": r(percentile(values, 50)),
+        "p95_s": r(percentile(values, 95)),
+        "p99_s": r(percentile(values, 99)),
+        "max_s": r(max(values)),
+    }
+
+
+def per_tenth(timestamps, origin):
+    """Messages settled in each tenth of a second since `origin` (the chart rebins these)."""
+    if not timestamps:
+        return []
+    bins = [0] * (int((max(timestamps) - origin) * 10) + 1)
+    for t in timestamps:
+        bins[max(0, int((t - origin) * 10))] += 1
+    return bins
+
+
+# ---------------------------------------------------------------------------------------------
+# Phases
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.run_id = args.run_id or (datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(2))
+        self.sqs = Sqs(args.endpoint)
+        self.out = Path(args.out)
+        self.logs = Path(args.logs)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.queues = []
+        self.bucket = f"qn-bench-{self.run_id}"
+        self.recipient = f"bench-{self.run_id}@example.com"
+        ses_port = urlparse(args.ses_endpoint).port
+        ls_port = urlparse(args.endpoint).port
+        self.machine = Machine({"localstack": listener_pgid(ls_port), "ses_emulator": listener_pgid(ses_port)})
+        self.env = self._worker_env()
+
+    # -- resources
+
+    def make_queue(self, phase):
+        name = f"qn-bench-{self.run_id}-{phase}"
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "scripts/setup_resources.py"), "--endpoint", self.args.endpoint,
+             "--queue", name, "--bucket", self.bucket, "--json"],
+            capture_output=True, text=True, check=False,
+        )
+        if out.returncode != 0:
+            raise BenchError(f"setup_resources.py --queue {name}: {out.stderr.strip()}")
+        self.queues.append(name)
+        return json.loads(out.stdout)["queue_url"]
+
+    def delete_queues(self):
+        for name in self.queues:
+            out = subprocess.run(
+                [sys.executable, str(ROOT / "scripts/setup_resources.py"), "--endpoint", self.args.endpoint,
+                 "--queue", name, "--delete", "--json"],
+                capture_output=True, text=True, check=False,
+            )
+            if out.returncode != 0:
+                log(f"warning: could not delete queue {name}: {out.stderr.strip()}")
+        self.queues = []
+
+    def _worker_env(self):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("QUILT_NOTIFY", "AWS_", "RUST_LOG"))}
+        env.update({
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "QUILT_NOTIFY__LOG__FORMAT": "json",
+            # The SES emulator's account says 14/s; the bench measures the worker, not that quota.
+            "QUILT_NOTIFY__SES__MAX_SEND_RATE": str(self.args.max_send_rate),
+        })
+        for setting in self.args.set:
+            key, _, value = setting.partition("=")
+            env["QUILT_NOTIFY__" + "__".join(part.upper() for part in key.split("."))] = value
+        return env
+
+    def write_config(self, phase, queue_url, bucket):
+        pattern = {
+            "source": ["com.quiltdata"],
+            "detail-type": ["package-revision"],
+            "detail": {"type": ["created"], "bucket": [bucket], "handle": [{"prefix": "bench/"}]},
+        }
+        text = f"""# Written by scripts/bench.py for the {phase} phase of run {self.run_id}.
+# Everything else comes from config/default.toml (the worker defaults under test).
+[aws]
+region = "us-east-1"
+
+[queue]
+url = {json.dumps(queue_url)}
+endpoint_url = {json.dumps(self.args.endpoint)}
+
+[ses]
+endpoint_url = {json.dumps(self.args.ses_endpoint)}
+from = "Quilt notifications <quilt-notify@example.com>"
+
+[catalog]
+host = "catalog.example.com"
+
+[templates]
+dir = {json.dumps(str(ROOT / "config/templates"))}
+
+[[routes]]
+name = "package-created"
+template = "package-created"
+to = [{json.dumps(self.recipient)}]
+pattern = {json.dumps(json.dumps(pattern))}
+"""
+        path = self.logs / f"{phase}.toml"
+        path.write_text(text)
+        return path
+
+    # -- startup
+
+    def startup(self):
+        runs = []
+        url = self.make_queue("startup")
+        config = self.write_config("startup", url, self.bucket)
+        env = dict(self.env, RUST_LOG=f"info,aws_config=warn,aws_smithy_runtime=warn,{TRANSMIT_TARGET}=debug")
+        for k in range(self.args.startup_runs):
+            worker = Worker(self.args.binary, config, env, self.logs / f"startup-{k + 1}.log")
+            try:
+                worker.wait_for(lambda: worker.first_transmit_ts is not None, 30, "the first ReceiveMessage")
+                time.sleep(max(0.0, worker.spawned + self.args.idle_seconds - time.time()))
+                mem = worker.mem()
+                cpu = worker.cpu()
+            finally:
+                # Idle on an empty queue: nothing to hand back, and SIGTERM would wait out a 20 s
+                # long poll.
+                usage = worker.stop(signal.SIGKILL, grace=5)
+            runs.append({
+                "first_receive_ms": round((worker.first_transmit_ts - worker.spawned) * 1000, 1),
+                "worker_started_ms": round((worker.started_ts - worker.spawned) * 1000, 1) if worker.started_ts else None,
+                "idle_rss_kb": mem.get("VmRSS"),
+                "idle_hwm_kb": mem.get("VmHWM"),
+                "idle_after_s": self.args.idle_seconds,
+                "cpu_s_until_idle_sample": round(cpu, 3),
+            })
+            log(f"startup {k + 1}: first ReceiveMessage {runs[-1]['first_receive_ms']} ms after spawn, "
+                f"idle RSS {mem.get('VmRSS')} kB")
+        ordered = sorted(r["first_receive_ms"] for r in runs)
+        return {
+            "runs": runs,
+            "first_receive_ms_median": ordered[len(ordered) // 2],
+            "first_receive_ms_max": ordered[-1],
+            "idle_rss_kb_max": max(r["idle_rss_kb"] for r in runs),
+        }
+
+    # -- a worker run (send or filtered)
+
+    def worker_phase(self, phase, send):
+        n = self.args.events
+        url = self.make_queue(phase)
+        config = self.write_config(phase, url, self.bucket if send else f"{self.bucket}-matches-nothing")
+        events = [make_event(self.run_id, i, self.bucket) for i in range(n)]
+        ids_by_index = [e["id"] for e in events]
+        preload_started = time.time()
+        enqueued = preload(self.sqs, url, events)
+        before = self.machine.snapshot()
+        worker = Worker(self.args.binary, config, self.env, self.logs / f"{phase}.log")
+        sampler = Sampler(worker.pid)
+        sampler.start()
+        result = {"phase": phase, "events": n}
+        try:
+            worker.wait_for(lambda: worker.started_ts is not None, 30, "the worker to start")
+            cpu_started = worker.cpu()
+            deadline = time.time() + self.args.timeout
+            ids = set(enqueued)
+            last_report = time.time()
+            while True:
+                with worker.lock:
+                    done = sum(1 for i in worker.settled if i in ids)
+                if done >= n and sum(self.sqs.depth(url)) == 0:
+                    break
+                if not worker.alive():
+                    raise BenchError(f"the worker exited ({worker.exit_status}); log: {worker.log_file.name}")
+                if time.time() > deadline:
+                    raise BenchError(
+                        f"{phase}: queue not drained within {self.args.timeout} s ({done}/{n} settled, "
+                        f"outcomes {worker.counts}); log: {worker.log_file.name}")
+                if time.time() - last_report > 10:
+                    log(f"{phase}: {done}/{n} settled")
+                    last_report = time.time()
+                time.sleep(0.25)
+            cpu_drained = worker.cpu()
+            mem_drained = worker.mem()
+            after = self.machine.snapshot()
+            with worker.lock:
+                settled = {i: worker.settled[i] for i in ids}
+                counts = dict(worker.counts)
+                errors = list(worker.errors)
+            last = max(settled.values())
+            window = last - worker.started_ts
+            drain_cpu = cpu_drained - cpu_started
+            result.update({
+                "preload_s": round(before["t"] - preload_started, 3),
+                "drain_s": round(window, 3),
+                "messages_per_s": round(n / window, 1),
+                "outcomes": counts,
+                "worker_warnings_errors": errors,
+                "worker_cpu_s": round(drain_cpu, 3),
+                "worker_cpu_s_per_1000": round(drain_cpu / n * 1000, 4),
+                "worker_cpu_us_per_message": round(drain_cpu / n * 1e6, 1),
+                "worker_cpu_cores": round(drain_cpu / window, 3),
+                "rss_kb_at_drain": mem_drained.get("VmRSS"),
+                "machine": Machine.delta(before, after, drain_cpu, n),
+            })
+            lat_log = [settled[i] - enqueued[i] for i in ids]
+            result["latency_enqueue_to_outcome_line"] = latency_summary(lat_log)
+            result["settled_per_100ms"] = per_tenth(list(settled.values()), worker.started_ts)
+            if send and self.args.trickle > 0:
+                result["trickle"] = self.trickle(worker, url)
+        finally:
+            sampler.halt.set()
+            sampler.join(timeout=2)
+            try:
+                hwm = worker.mem().get("VmHWM") if worker.alive() else None
+            except OSError:
+                hwm = None
+            usage = worker.stop()
+        result["worker_process_total"] = usage
+        # VmHWM, not ru_maxrss: a child's ru_maxrss also counts the forked Python before exec.
+        result["peak_rss_kb"] = max([hwm or 0] + [s[3] or 0 for s in sampler.samples])
+        t0 = worker.started_ts or worker.spawned
+        result["samples"] = [
+            {"t": round(t - t0, 2), "cpu_s": round(c, 3), "rss_kb": r} for t, c, r, _ in sampler.samples
+        ]
+        if send:
+            self.check_mail(result, enqueued, ids_by_index, preload_started)
+        return result
+
+    def trickle(self, worker, url):
+        """Events one at a time at a steady rate into the running, idle worker."""
+        k = self.args.trickle
+        rate = self.args.trickle_rate
+        events = [make_event(self.run_id, 900000 + i, self.bucket) for i in range(k)]
+        enqueued = {}
+        start = time.time()
+        for i, event in enumerate(events):
+            time.sleep(max(0.0, start + i / rate - time.time()))
+            self.sqs.call("SendMessage", {"QueueUrl": url, "MessageBody": json.dumps(event, separators=(",", ":"))})
+            enqueued[event["id"]] = time.time()
+        ids = set(enqueued)
+        worker.wait_for(lambda: ids.issubset(worker.settled), 60, "the trickle events")
+        with worker.lock:
+            lat = [worker.settled[i] - enqueued[i] for i in ids]
+        self._trickle_enqueued = enqueued  # for check_mail, in send order (index 900000 + i)
+        log(f"trickle: {k} events at {rate}/s, p50 {percentile(lat, 50) * 1000:.0f} ms to the outcome line")
+        return {"events": k, "rate_per_s": rate, "latency_enqueue_to_outcome_line": latency_summary(lat)}
+
+    def check_mail(self, result, enqueued, ids_by_index, since):
+        """Every event's email in the SES store, once; latency to its `at` (whole seconds)."""
+        trickle = getattr(self, "_trickle_enqueued", {})
+        wanted = {**enqueued, **trickle}
+        # Subjects carry the handle bench/RUN/INDEX; the index maps back to the event id.
+        store = self.fetch_store(int(since) - 1)
+        mine = [m for m in store if self.recipient in (m.get("destination") or {}).get("to", [])]
+        subject_re = re.compile(rf"bench/{re.escape(self.run_id)}/(\d{{6}})")
+        seen = {}
+        for mail in mine:
+            match = subject_re.search(mail.get("subject", ""))
+            if match:
+                seen.setdefault(int(match.group(1)), []).append(mail["at"])
+        n = self.args.events
+        found_burst = [seen[i] for i in range(n) if i in seen]
+        found_trickle = [seen[900000 + i] for i in range(len(trickle)) if 900000 + i in seen]
+        duplicates = sum(len(v) - 1 for v in seen.values())
+        result["emails"] = {
+            "expected": len(wanted),
+            "found": len(found_burst) + len(found_trickle),
+            "duplicates": duplicates,
+        }
+        if len(found_burst) < n or len(found_trickle) < len(trickle):
+            raise BenchError(f"only {len(found_burst)}/{n} burst and {len(found_trickle)}/{len(trickle)} trickle emails "
+                             f"in the SES store for {self.recipient}")
+        # `at` is whole seconds (floored): the email arrived in [at, at + 1). The summary uses the
+        # upper end, at + 1 - enqueue, so it never flatters; the lower end is kept alongside.
+        burst = [(min(seen[i]), enqueued[ids_by_index[i]]) for i in range(n)]
+        result["latency_enqueue_to_ses_at"] = latency_summary([at + 1 - t for at, t in burst])
+        result["latency_enqueue_to_ses_at_lower_bound"] = latency_summary([max(0.0, at - t) for at, t in burst])
+        if trickle:
+            trickle_ids = list(trickle)
+            steady = [(min(seen[900000 + i]), trickle[trickle_ids[i]]) for i in range(len(trickle))]
+            result["trickle"]["latency_enqueue_to_ses_at"] = latency_summary([at + 1 - t for at, t in steady])
+            result["trickle"]["latency_enqueue_to_ses_at_lower_bound"] = latency_summary(
+                [max(0.0, at - t) for at, t in steady])
+
+    def fetch_store(self, since):
+        url = f"{self.args.ses_endpoint.rstrip('/')}/store?since={since}"
+        with urllib.request.urlopen(url, timeout=120) as response:
+            return json.load(response)["emails"]
+
+    # -- plain loop
+
+    def loop_phase(self):
+        n = self.args.events
+        url = self.make_queue("loop")
+        events = [make_event(self.run_id, i, self.bucket) for i in range(n)]
+        enqueued = preload(self.sqs, url, events)
+        lock = threading.Lock()
+        state = {"done": 0, "error": None}
+        deleted = {}  # event id -> time its delete returned
+        thread_cpu = {}  # thread -> its CPU seconds after its last delete
+
+        def run():
+            me = threading.get_ident()
+            try:
+                while True:
+                    with lock:
+                        if state["done"] >= n or state["error"]:
+                            break
+                    received = self.sqs.call("ReceiveMessage", {
+                        "QueueUrl": url, "MaxNumberOfMessages": self.args.max_messages,
+                        "WaitTimeSeconds": 20, "VisibilityTimeout": 60,
+                        "MessageSystemAttributeNames": ["ApproximateReceiveCount"],
+                    }).get("Messages", [])
+                    if not received:
+                        continue
+                    answer = self.sqs.call("DeleteMessageBatch", {"QueueUrl": url, "Entries": [
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)]})
+                    now = time.time()
+                    ok = {int(e["Id"]) for e in answer.get("Successful", [])}
+                    with lock:
+                        for i, m in enumerate(received):
+                            if i in ok:
+                                event_id = json.loads(m["Body"])["id"]
+                                if event_id not in deleted:
+                                    deleted[event_id] = now
+                        state["done"] = len(deleted)
+                        thread_cpu[me] = time.thread_time()
+            except BenchError as exc:
+                with lock:
+                    if state["done"] < n:
+                        state["error"] = str(exc)
+
+        before = self.machine.snapshot()
+        start = time.time()
+        threads = [threading.Thread(target=run, daemon=True) for _ in range(self.args.pollers)]
+        for t in threads:
+            t.start()
+        deadline = start + self.args.timeout
+        while True:
+            with lock:
+                if state["done"] >= n or state["error"]:
+                    break
+            if time.time() > deadline:
+                raise BenchError(f"loop: queue not drained within {self.args.timeout} s ({state['done']}/{n})")
+            time.sleep(0.1)
+        if state["error"]:
+            raise BenchError(f"loop: {state['error']}")
+        after = self.machine.snapshot()
+        window = max(deleted.values()) - start
+        # A thread may still be in a long poll on the empty queue; it ends with the queue.
+        with lock:
+            client_cpu = sum(thread_cpu.values())
+        lat = [deleted[i] - enqueued[i] for i in enqueued]
+        return {
+            "phase": "loop",
+            "events": n,
+            "pollers": self.args.pollers,
+            "batch": self.args.max_messages,
+            "drain_s": round(window, 3),
+            "messages_per_s": round(n / window, 1),
+            "client_cpu_s_per_1000": round(client_cpu / n * 1000, 4),
+            "machine": Machine.delta(before, after, None, n),
+            "latency_enqueue_to_delete": latency_summary(lat),
+            "settled_per_100ms": per_tenth(list(deleted.values()), start),
+        }
+
+    # -- all
+
+    def run(self):
+        started = time.time()
+        results = {
+            "run_id": self.run_id,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "events": self.args.events,
+            "settings": {
+                "worker": "config/default.toml defaults: worker.pollers 2, worker.concurrency 20, "
+                          "queue.max_messages 10, queue.wait_time_seconds 20, log.format json",
+                "overrides": self.args.set,
+                "ses_max_send_rate": self.args.max_send_rate,
+                "sqs_endpoint": self.args.endpoint,
+                "ses_endpoint": self.args.ses_endpoint,
+            },
+            "machine": machine_info(),
+            "binary": binary_info(self.args.binary),
+        }
+        try:
+            phases = self.args.phases.split(",")
+            if "startup" in phases:
+                results["startup"] = self.startup()
+            if "send" in phases:
+                log(f"send: {self.args.events} events, worker sending to {self.args.ses_endpoint}")
+                results["send"] = self.worker_phase("send", send=True)
+                log(f"send: {results['send']['messages_per_s']} msg/s, "
+                    f"{results['send']['worker_cpu_us_per_message']} µs CPU/msg")
+            if "filtered" in phases:
+                log(f"filtered: {self.args.events} events, no route matches")
+                results["filtered"] = self.worker_phase("filtered", send=False)
+                log(f"filtered: {results['filtered']['messages_per_s']} msg/s, "
+                    f"{results['filtered']['worker_cpu_us_per_message']} µs CPU/msg")
+            if "loop" in phases:
+                log(f"loop: {self.args.events} events, plain receive/delete loop")
+                results["loop"] = self.loop_phase()
+                log(f"loop: {results['loop']['messages_per_s']} msg/s")
+        finally:
+            self.delete_queues()
+        results["duration_s"] = round(time.time() - started, 1)
+        results["targets"] = targets(results)
+        return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Context and verdicts
+
+
+def machine_info():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_mb": mem_kb // 1024,
+        "kernel": platform.release(),
+        "load_average_at_start": loadavg(),
+    }
+
+
+def binary_info(path):
+    path = Path(path)
+    info = {"path": str(path), "bytes": path.stat().st_size, "mb": round(path.stat().st_size / 1e6, 2)}
+    try:
+        out = subprocess.run(["file", "-b", str(path)], capture_output=True, text=True, check=False).stdout
+        info["stripped"] = "not stripped" not in out and "stripped" in out
+        info["file"] = out.strip()
+    except OSError:
+        pass
+    return info
+
+
+def targets(r):
+    """The issue's targets, each with the measured value and whether it is met."""
+    out = []
+
+    def add(name, value, unit, limit, met):
+        out.append({"target": name, "value": value, "unit": unit, "limit": limit, "met": met})
+
+    send = r.get("send")
+    if send:
+        add("worker CPU per message (send run)", send["worker_cpu_us_per_message"], "µs", "≤ 150",
+            send["worker_cpu_us_per_message"] <= 150)
+        add("peak RSS during the run", round(send["peak_rss_kb"] / 1024, 1), "MiB", "< 50",
+            send["peak_rss_kb"] / 1024 < 50)
+        for ceiling in ("filtered", "loop"):
+            if r.get(ceiling):
+                ratio = send["messages_per_s"] / r[ceiling]["messages_per_s"]
+                add(f"throughput vs {ceiling} ceiling", round(ratio * 100, 1), "%", "≥ 90", ratio >= 0.9)
+    filtered = r.get("filtered")
+    if filtered and r.get("loop"):
+        ratio = filtered["messages_per_s"] / r["loop"]["messages_per_s"]
+        add("receive+delete (filtered) vs plain loop", round(ratio * 100, 1), "%", "≥ 90", ratio >= 0.9)
+    startup = r.get("startup")
+    if startup:
+        add("idle RSS", round(startup["idle_rss_kb_max"] / 1024, 1), "MiB", "< 20", startup["idle_rss_kb_max"] / 1024 < 20)
+        add("first ReceiveMessage after start (max of runs)", startup["first_receive_ms_max"], "ms", "≤ 200",
+            startup["first_receive_ms_max"] <= 200)
+    binary = r.get("binary")
+    if binary:
+        add("release binary, stripped", round(binary["bytes"] / 1024 / 1024, 1), "MiB", "< 25",
+            binary["bytes"] / 1024 / 1024 < 25 and binary.get("stripped", True))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+
+def fmt_lat(summary, key="p50_s"):
+    return "–" if not summary else f"{summary['p50_s']:.2f} / {summary['p95_s']:.2f} / {summary['p99_s']:.2f}"
+
+
+def markdown(r):
+    send, filtered, loop = r.get("send"), r.get("filtered"), r.get("loop")
+    cols = [("worker, sending (SES emulator)", send), ("worker, sending disabled (filtered)", filtered),
+            ("plain receive/delete loop", loop)]
+    cols = [(name, c) for name, c in cols if c]
+    lines = [f"Run `{r['run_id']}`, {r['events']:,} events per phase, {r['machine']['nproc']} cores "
+             f"({r['machine']['cpu_model']}), load average at start "
+             f"{' '.join(str(x) for x in r['machine']['load_average_at_start'])}.", ""]
+    lines.append("| | " + " | ".join(name for name, _ in cols) + " |")
+    lines.append("| --- |" + " ---: |" * len(cols))
+
+    def row(label, fn):
+        cells = []
+        for _, c in cols:
+            try:
+                value = fn(c)
+            except (KeyError, TypeError):
+                value = None
+            cells.append("–" if value is None else str(value))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("messages/s", lambda c: f"**{c['messages_per_s']:,.0f}**")
+    row("time to drain (s)", lambda c: f"{c['drain_s']:.1f}")
+    row("worker CPU s per 1,000 messages", lambda c: f"{c['worker_cpu_s_per_1000']:.3f}")
+    row("worker CPU per message (µs)", lambda c: f"**{c['worker_cpu_us_per_message']:.0f}**")
+    row("worker CPU use while draining (cores)", lambda c: f"{c['worker_cpu_cores']:.2f}")
+    row("worker peak RSS (MiB)", lambda c: f"{c['peak_rss_kb'] / 1024:.1f}")
+    row("latency enqueue → email in SES store (`at` + 1 s), p50 / p95 / p99 (s)",
+        lambda c: fmt_lat(c.get("latency_enqueue_to_ses_at")) if "latency_enqueue_to_ses_at" in c else None)
+    row("latency enqueue → worker's outcome line (after delete), p50 / p95 / p99 (s)",
+        lambda c: fmt_lat(c.get("latency_enqueue_to_outcome_line") or c.get("latency_enqueue_to_delete")))
+    row("LocalStack CPU s per 1,000 messages",
+        lambda c: f"{c['machine']['emulators']['localstack']['cpu_s_per_1000']:.2f}")
+    row("SES emulator CPU s per 1,000 messages",
+        lambda c: f"{c['machine']['emulators']['ses_emulator']['cpu_s_per_1000']:.2f}")
+    row("other processes on the machine (cores busy)", lambda c: f"{c['machine']['other_processes_cores']:.2f}")
+    row("load average start → end", lambda c: f"{c['machine']['load_average_start'][0]:.2f} → "
+                                              f"{c['machine']['load_average_end'][0]:.2f}")
+    lines.append("")
+    extra = []
+    if send and send.get("trickle"):
+        t = send["trickle"]
+        extra.append(f"- Steady state: {t['events']} events sent one at a time at {t['rate_per_s']}/s into the running "
+                     f"worker: enqueue → outcome line p50 / p95 / p99 "
+                     f"{fmt_ms(t['latency_enqueue_to_outcome_line'])} ms (the SES store's `at` has whole seconds only: "
+                     f"≤ {fmt_lat(t.get('latency_enqueue_to_ses_at'))} s).")
+    if send:
+        extra.append(f"- Emails in the SES store: {send['emails']['found']:,} of {send['emails']['expected']:,}, "
+                     f"{send['emails']['duplicates']} duplicates; outcomes {send['outcomes']}.")
+    if r.get("startup"):
+        s = r["startup"]
+        extra.append(f"- Start-up ({len(s['runs'])} runs): first ReceiveMessage {s['first_receive_ms_median']} ms "
+                     f"after spawn (median; max {s['first_receive_ms_max']} ms); idle RSS "
+                     f"{s['idle_rss_kb_max'] / 1024:.1f} MiB after {s['runs'][0]['idle_after_s']} s long-polling "
+                     f"an empty queue.")
+    b = r["binary"]
+    extra.append(f"- Release binary: {b['bytes'] / 1024 / 1024:.1f} MiB ({b['bytes']:,} bytes), "
+                 f"{'stripped' if b.get('stripped') else 'NOT stripped'}.")
+    if loop:
+        extra.append(f"- Plain loop: {loop['pollers']} threads × ReceiveMessage(10, wait 20 s) → "
+                     f"DeleteMessageBatch over keep-alive HTTP (no SDK); its Python client used "
+                     f"{loop['client_cpu_s_per_1000']:.3f} CPU s per 1,000 messages.")
+    lines += extra + ["", "| target | measured | limit | met |", "| --- | ---: | ---: | :---: |"]
+    for t in r["targets"]:
+        lines.append(f"| {t['target']} | {t['value']} {t['unit']} | {t['limit']} {t['unit']} | "
+                     f"{'yes' if t['met'] else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def fmt_ms(summary):
+    if not summary:
+        return "–"
+    return f"{summary['p50_s'] * 1000:.0f} / {summary['p95_s'] * 1000:.0f} / {summary['p99_s'] * 1000:.0f}"
+
+
+def rebin(tenths, width):
+    """Rates (messages/s) over bins of `width` seconds from counts per tenth of a second."""
+    per_bin = max(1, round(width * 10))
+    return [sum(tenths[i : i + per_bin]) / (len(tenths[i : i + per_bin]) / 10) for i in range(0, len(tenths), per_bin)]
+
+
+def svg_chart(r):
+    """Throughput over time (messages per second, per phase) and the worker's RSS and CPU."""
+    colors = {"send": "#1f77b4", "filtered": "#2ca02c", "loop": "#7f7f7f"}
+    labels = {"send": "worker, sending", "filtered": "worker, sending disabled (filtered)",
+              "loop": "plain receive/delete loop"}
+    keys = [k for k in ("send", "filtered", "loop") if r.get(k) and r[k].get("settled_per_100ms")]
+    longest = max((len(r[k]["settled_per_100ms"]) / 10 for k in keys), default=1.0)
+    # About 50 points on the longest series, in a round bin width.
+    width = next((w for w in (0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10) if longest / w <= 60), 10)
+    series = [(k, rebin(r[k]["settled_per_100ms"], width)) for k in keys]
+    svg_w, svg_h = 960, 640
+    left, right = 70, 40
+    top1, h1 = 74, 290
+    top2, h2 = 450, 140
+    plot_w = svg_w - left - right
+    x_max = nice_ceiling(longest)
+    y_max = nice_ceiling(max([max(s) for _, s in series if s] + [r[k]["messages_per_s"] for k in keys] + [1]) * 1.1)
+
+    def x(sec):
+        return left + plot_w * sec / x_max
+
+    def y1(v):
+        return top1 + h1 - h1 * v / y_max
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{svg_w}" height="{svg_h}" '
+           f'viewBox="0 0 {svg_w} {svg_h}" font-family="Helvetica, Arial, sans-serif" font-size="12">',
+           f'<rect width="{svg_w}" height="{svg_h}" fill="white"/>',
+           f'<clipPath id="plot1"><rect x="{left}" y="{top1}" width="{plot_w}" height="{h1}"/></clipPath>',
+           f'<text x="{left}" y="24" font-size="16" font-weight="bold">quilt-notify: throughput while draining '
+           f'{r["events"]:,} pre-loaded events</text>',
+           f'<text x="{left}" y="42" fill="#555">messages settled (deleted) per second in {width:g} s bins, '
+           f'from the start of the worker (or loop); dashed: the mean over the drain.</text>',
+           f'<text x="{left}" y="58" fill="#555">{r["machine"]["nproc"]} cores shared with other work '
+           f'(load average {r["machine"]["load_average_at_start"][0]:.2f} at start), emulators on the same '
+           f'machine; run {r["run_id"]}.</text>']
+    out += axes(left, top1, plot_w, h1, x_max, y_max, "seconds", "messages/s")
+    for key, rates in series:
+        pts = [(0.0, rates[0] if rates else 0)]
+        pts += [(min((i + 0.5) * width, len(r[key]["settled_per_100ms"]) / 10), v) for i, v in enumerate(rates)]
+        path = " ".join(f"{x(t):.1f},{y1(v):.1f}" for t, v in pts)
+        out.append(f'<polyline clip-path="url(#plot1)" fill="none" stroke="{colors[key]}" stroke-width="2" '
+                   f'stroke-linejoin="round" points="{path}"/>')
+        mean = r[key]["messages_per_s"]
+        end = x(r[key]["drain_s"])
+        out.append(f'<line x1="{left}" x2="{end:.1f}" y1="{y1(mean):.1f}" y2="{y1(mean):.1f}" '
+                   f'stroke="{colors[key]}" stroke-dasharray="5 4" stroke-width="1.2"/>')
+    ly = top1 + 18
+    for key, _ in series:
+        out.append(f'<rect x="{left + plot_w - 340}" y="{ly - 8}" width="16" height="4" fill="{colors[key]}"/>')
+        out.append(f'<text x="{left + plot_w - 318}" y="{ly - 2}">{labels[key]}: '
+                   f'{r[key]["messages_per_s"]:,.0f}/s mean, {r[key]["drain_s"]:.1f} s</text>')
+        ly += 18
+    # Panel 2: the worker's RSS and CPU over the whole sending run (drain, steady trickle, stop).
+    send = r.get("send")
+    if send and send.get("samples"):
+        samples = [s for s in send["samples"] if s["t"] >= 0 and s["rss_kb"]]
+        rss_max = nice_ceiling(max(s["rss_kb"] for s in samples) / 1024 * 1.25)
+        t_max = nice_ceiling(max(s["t"] for s in samples))
+
+        def x2(t):
+            return left + plot_w * t / t_max
+
+        out.append(f'<text x="{left}" y="{top2 - 14}" font-weight="bold">the worker during the sending run '
+                   f'(drain, then the steady trickle): RSS in MiB (left axis) and CPU in cores (right axis, '
+                   f'1 s average)</text>')
+        out += axes(left, top2, plot_w, h2, t_max, rss_max, "seconds since the worker started", "RSS MiB")
+        path = " ".join(f"{x2(s['t']):.1f},{top2 + h2 - h2 * s['rss_kb'] / 1024 / rss_max:.1f}" for s in samples)
+        out.append(f'<polyline fill="none" stroke="#d62728" stroke-width="2" points="{path}"/>')
+        cores_max = float(r["machine"]["nproc"] or 2)
+        cpu_pts = []
+        j = 0
+        for i, s in enumerate(samples):
+            while j < i and s["t"] - samples[j]["t"] > 1.0:
+                j += 1
+            if i > j and s["t"] > samples[j]["t"]:
+                cpu_pts.append((s["t"], (s["cpu_s"] - samples[j]["cpu_s"]) / (s["t"] - samples[j]["t"])))
+        if cpu_pts:
+            path = " ".join(f"{x2(t):.1f},{top2 + h2 - h2 * min(c, cores_max) / cores_max:.1f}" for t, c in cpu_pts)
+            out.append(f'<polyline fill="none" stroke="#ff7f0e" stroke-width="1.5" points="{path}"/>')
+        for k in range(0, 5):
+            yy = top2 + h2 - h2 * k / 4
+            out.append(f'<text x="{left + plot_w + 4}" y="{yy + 4:.1f}" fill="#ff7f0e">{cores_max * k / 4:.1f}</text>')
+        out.append(f'<rect x="{left + 10}" y="{top2 + 8}" width="16" height="4" fill="#d62728"/>'
+                   f'<text x="{left + 32}" y="{top2 + 14}">RSS (peak {send["peak_rss_kb"] / 1024:.1f} MiB)</text>'
+                   f'<rect x="{left + 180}" y="{top2 + 8}" width="16" height="4" fill="#ff7f0e"/>'
+                   f'<text x="{left + 202}" y="{top2 + 14}">CPU (of {r["machine"]["nproc"]} cores)</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def nice_ceiling(v):
+    if v <= 0:
+        return 1
+    exp = 10 ** math.floor(math.log10(v))
+    for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if m * exp >= v:
+            return m * exp
+    return 10 * exp
+
+
+def axes(left, top, w, h, x_max, y_max, x_label, y_label):
+    out = [f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#999"/>']
+    for k in range(0, 6):
+        v = y_max * k / 5
+        yy = top + h - h * k / 5
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end">{v:,.0f}</text>')
+    step = nice_ceiling(x_max / 10)
+    sec = 0.0
+    while sec <= x_max + 1e-9:
+        xx = left + w * sec / x_max
+        out.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{top + h}" y2="{top + h + 4}" stroke="#999"/>')
+        out.append(f'<text x="{xx:.1f}" y="{top + h + 16}" text-anchor="middle">{sec:g}</text>')
+        sec += step
+    out.append(f'<text x="{left + w / 2}" y="{top + h + 32}" text-anchor="middle" fill="#555">{x_label}</text>')
+    out.append(f'<text transform="translate({left - 48},{top + h / 2}) rotate(-90)" text-anchor="middle" '
+               f'fill="#555">{y_label}</text>')
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=10000, help="events per phase (default %(default)s)")
+    parser.add_argument("--out", default=str(ROOT / "target/bench"), help="results directory (default %(default)s)")
+    parser.add_argument("--logs", default=str(ROOT / "target/bench/logs"),
+                        help="worker logs and generated configs (default %(default)s)")
+    parser.add_argument("--binary", default=str(ROOT / "target/release/quilt-notify"))
+    parser.add_argument("--endpoint", default="http://127.0.0.1:4566", help="LocalStack (SQS)")
+    parser.add_argument("--ses-endpoint", default="http://127.0.0.1:8005", help="SES v2 emulator")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds a phase may take to drain (default %(default)s)")
+    parser.add_argument("--trickle", type=int, default=200, help="steady-state events after the send drain (0: none)")
+    parser.add_argument("--trickle-rate", type=float, default=20, help="their rate per second (default %(default)s)")
+    parser.add_argument("--startup-runs", type=int, default=5, help="start-up measurements (default %(default)s)")
+    parser.add_argument("--idle-seconds", type=float, default=5, help="idle RSS is read this long after spawn")
+    parser.add_argument("--max-send-rate", type=float, default=100000,
+                        help="QUILT_NOTIFY__SES__MAX_SEND_RATE for the worker (default %(default)s)")
+    parser.add_argument("--pollers", type=int, default=2, help="plain loop threads (the worker's default pollers)")
+    parser.add_argument("--max-messages", type=int, default=10, help="plain loop batch (the worker's default)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a worker setting for every phase, e.g. worker.concurrency=40 (repeatable; "
+                             "default: config/default.toml's values)")
+    parser.add_argument("--phases", default="startup,send,filtered,loop", help="comma-separated subset")
+    parser.add_argument("--report-only", metavar="RESULTS.JSON",
+                        help="measure nothing: rewrite results.md and throughput.svg from a results.json")
+    parser.add_argument("--run-id", help="names the queues, bucket and recipient (default: time + random)")
+    args = parser.parse_args(argv)
+    for setting in args.set:
+        if not re.fullmatch(r"[a-z_]+\.[a-z_]+=.*", setting):
+            parser.error(f"--set {setting!r}: expected SECTION.KEY=VALUE, e.g. worker.concurrency=40")
+    if args.events < 1:
+        parser.error("--events must be at least 1")
+    return args
+
+
+def write_reports(results, out):
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    md = markdown(results)
+    (out / "results.md").write_text(md)
+    (out / "throughput.svg").write_text(svg_chart(results))
+    return md
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.report_only:
+        source = Path(args.report_only)
+        results = json.loads(source.read_text())
+        results["targets"] = targets(results)
+        print(write_reports(results, source.parent))
+        return 0
+    if not Path(args.binary).is_file():
+        sys.exit(f"bench: error: {args.binary} missing (cargo build --release)")
+    bench = Bench(args)
+    # SIGTERM (e.g. from the bash wrapper's trap) unwinds like Ctrl-C, so queues get deleted.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        results = bench.run()
+    except BenchError as exc:
+        log(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted; queues deleted")
+        return 130
+    out = Path(args.out)
+    print(write_reports(results, out))
+    log(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'throughput.svg'}; logs in {bench.logs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
