@@ -15,6 +15,9 @@ deleted at the end):
             worker's receive + delete ceiling without sending, and no production flag is needed.
   loop      a plain receive/delete loop (raw SQS JSON protocol over keep-alive HTTP, no SDK) with
             the worker's batch size, parallelism and long poll: the emulator's own ceiling.
+  loop_send the same loop, sending each message's email (the one the worker rendered) to the SES
+            emulator between receive and delete, at most 20 at once. For comparison only: its
+            Python client needs more CPU per message than the worker, so it is no ceiling.
 
 Per phase: messages/s, CPU seconds (user + sys) of the worker process alone per 1,000 messages,
 peak RSS, latency percentiles, and the CPU the emulators and everything else on the machine used
@@ -611,7 +614,7 @@ pattern = {json.dumps(json.dumps(pattern))}
             finally:
                 # Idle on an empty queue: nothing to hand back, and SIGTERM would wait out a 20 s
                 # long poll.
-                usage = worker.stop(signal.SIGKILL, grace=5)
+                worker.stop(signal.SIGKILL, grace=5)
             runs.append({
                 "first_receive_ms": round((worker.first_transmit_ts - worker.spawned) * 1000, 1),
                 "worker_started_ms": round((worker.started_ts - worker.spawned) * 1000, 1) if worker.started_ts else None,
@@ -1009,7 +1012,7 @@ def targets(r):
 # Reports
 
 
-def fmt_lat(summary, key="p50_s"):
+def fmt_lat(summary):
     return "–" if not summary else f"{summary['p50_s']:.2f} / {summary['p95_s']:.2f} / {summary['p99_s']:.2f}"
 
 
