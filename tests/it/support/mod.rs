@@ -284,15 +284,7 @@ max_seconds = 1
         let deadline = Instant::now() + within;
         let mut bodies = Vec::new();
         while bodies.len() < n && Instant::now() < deadline {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.dlq_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("receive DLQ");
+            let out = self.receive_dlq().await;
             for message in out.messages() {
                 bodies.push(message.body().unwrap_or_default().to_owned());
                 self.sqs
@@ -313,15 +305,7 @@ max_seconds = 1
     pub async fn redrive(&self) -> usize {
         let mut moved = 0;
         loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.dlq_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("receive DLQ");
+            let out = self.receive_dlq().await;
             if out.messages().is_empty() {
                 if self.depth(&self.dlq_url).await == (0, 0) {
                     return moved;
@@ -340,6 +324,18 @@ max_seconds = 1
                 moved += 1;
             }
         }
+    }
+
+    /// One receive (up to 10, 1 s wait) from the DLQ.
+    async fn receive_dlq(&self) -> aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput {
+        self.sqs
+            .receive_message()
+            .queue_url(&self.dlq_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive DLQ")
     }
 
     /// Mail in the SES emulator's store addressed to this stack's recipient.
@@ -384,15 +380,7 @@ max_seconds = 1
     pub async fn wait_for_dlq(&self, within: Duration) -> Vec<String> {
         let deadline = Instant::now() + within;
         loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.dlq_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("receive DLQ");
+            let out = self.receive_dlq().await;
             let bodies: Vec<String> = out
                 .messages()
                 .iter()
