@@ -69,7 +69,7 @@ fn domain(c: &mut Criterion) {
     group.bench_function("template_data+render", |b| {
         b.iter(|| {
             let data = template_data(&event, Some("catalog.example.com"), "package-created");
-            renderer.render("package-created", &data)
+            renderer.render("package-created", data)
         })
     });
     group.finish();

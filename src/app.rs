@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +54,7 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
         .iter()
         .filter_map(|route| {
             let data = template_data(&sample, settings.catalog.host.as_deref(), &route.name);
-            renderer.render(&route.template, &data).err().map(|e| {
+            renderer.render(&route.template, data).err().map(|e| {
                 format!(
                     "route \"{}\": template \"{}\" fails on the sample package event: {e}",
                     route.name, route.template
@@ -71,10 +72,15 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
 /// Loads the AWS SDK configuration (credentials, region) from the standard chain, with
 /// `aws.region` on top. Every command that talks to AWS starts here.
 ///
+/// Stalled-stream protection is off: it times every body chunk of every request, and each
+/// client already bounds every attempt with a timeout (`sqs_client`, `ses_client`), which also
+/// ends a stalled stream.
+///
 /// # Errors
 /// No region anywhere in the chain.
 pub async fn sdk_config(settings: &Settings) -> anyhow::Result<SdkConfig> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     if let Some(region) = &settings.aws.region {
         loader = loader.region(Region::new(region.clone()));
     }

@@ -97,6 +97,9 @@ pub struct SesSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
+    /// Runtime threads: 1 runs every task on one thread (no cross-thread wake-ups), more uses
+    /// Tokio's multi-threaded scheduler.
+    pub threads: usize,
     /// Concurrent long-pollers.
     pub pollers: usize,
     /// Messages in flight at once, across pollers.
@@ -279,6 +282,9 @@ impl Settings {
         if !self.ses.max_send_rate.is_finite() || self.ses.max_send_rate < 0.0 {
             return invalid("ses.max_send_rate", "must be 0 (ask SES) or more");
         }
+        if self.worker.threads == 0 {
+            return invalid("worker.threads", "must be at least 1");
+        }
         if self.worker.pollers == 0 {
             return invalid("worker.pollers", "must be at least 1");
         }
@@ -382,7 +388,9 @@ pattern = { source = ["com.quiltdata"] }
         assert_eq!(s.queue.wait_time_seconds, 20);
         assert_eq!(s.queue.max_messages, 10);
         assert_eq!(s.queue.endpoint_url, None);
-        assert_eq!(s.worker.pollers, 2);
+        assert_eq!(s.worker.pollers, 4);
+        assert_eq!(s.worker.concurrency, 40);
+        assert_eq!(s.worker.threads, 1);
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.catalog.host, None);
         assert_eq!(s.metrics.emf_interval_seconds, 60);
@@ -461,6 +469,7 @@ pattern = { source = ["com.quiltdata"] }
                 "queue.wait_time_seconds",
             ),
             ("QUILT_NOTIFY__WORKER__POLLERS", "0", "worker.pollers"),
+            ("QUILT_NOTIFY__WORKER__THREADS", "0", "worker.threads"),
             (
                 "QUILT_NOTIFY__SES__MAX_SEND_RATE",
                 "-1",

@@ -52,7 +52,7 @@ fn the_default_template_renders_the_documented_event_exactly_as_the_snapshots() 
     let body = std::fs::read_to_string(root().join("events/package-revision.json")).expect("event");
     let event = PackageEvent::parse(&body).expect("documented event parses");
     let data = template_data(&event, Some("catalog.example.com"), "package-created");
-    let email = renderer.render("package-created", &data).expect("renders");
+    let email = renderer.render("package-created", data).expect("renders");
 
     let snapshots = root().join("tests/snapshots");
     assert_snapshot(&snapshots.join("package-created.html"), &email.html);

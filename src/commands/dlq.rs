@@ -330,7 +330,7 @@ fn why_for_event(
     }
     for route in &routes {
         let data = template_data(event, catalog, &route.name);
-        if let Err(e) = compiled.renderer.render(&route.template, &data) {
+        if let Err(e) = compiled.renderer.render(&route.template, data) {
             return format!("permanent (render): route \"{}\": {e}", route.name);
         }
     }

@@ -72,7 +72,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
         let data = template_data(&event, settings.catalog.host.as_deref(), &route.name);
         let email = compiled
             .renderer
-            .render(&route.template, &data)
+            .render(&route.template, data)
             .with_context(|| format!("route \"{}\"", route.name))?;
         let to: Vec<&str> = route.recipients.to.iter().map(|a| a.as_str()).collect();
         match &args.out {

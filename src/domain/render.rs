@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use handlebars::Handlebars;
+use handlebars::{Context, Handlebars};
 use serde_json::{Map, Value};
 
 use super::event::PackageEvent;
@@ -152,18 +152,29 @@ impl Renderer {
         self.keys.contains_key(name)
     }
 
-    /// Renders one template with the given data.
+    /// Renders one template with the given data. Takes the data by value: handlebars renders
+    /// from its own `Context`, and `Registry::render(&data)` would deep-copy it for each part.
     ///
     /// # Errors
     /// Unknown template, or a strict-mode failure such as a variable missing from the data.
-    pub fn render(&self, name: &str, data: &Value) -> Result<RenderedEmail, RenderError> {
+    pub fn render(&self, name: &str, data: Value) -> Result<RenderedEmail, RenderError> {
         let Some([subject, html, text]) = self.keys.get(name) else {
             return Err(RenderError::Unknown(name.to_owned()));
         };
         let failed = |e| RenderError::Render(Box::new(e));
-        let subject = self.plain.render(subject, data).map_err(failed)?;
-        let html = self.html.render(html, data).map_err(failed)?;
-        let text = self.plain.render(text, data).map_err(failed)?;
+        let context = Context::from(data);
+        let subject = self
+            .plain
+            .render_with_context(subject, &context)
+            .map_err(failed)?;
+        let html = self
+            .html
+            .render_with_context(html, &context)
+            .map_err(failed)?;
+        let text = self
+            .plain
+            .render_with_context(text, &context)
+            .map_err(failed)?;
         Ok(RenderedEmail {
             subject: one_line(&subject),
             html,
@@ -301,7 +312,7 @@ mod tests {
         let hostile = DOCUMENTED.replace("some/package", "<b>x</b>&\\\"");
         let r = renderer("{{handle}}", "<p>{{handle}}</p>", "{{handle}}");
         let out = r
-            .render("t", &template_data(&event(&hostile), None, "r"))
+            .render("t", template_data(&event(&hostile), None, "r"))
             .expect("renders");
         assert_eq!(out.html, "<p>&lt;b&gt;x&lt;/b&gt;&amp;&quot;</p>");
         assert_eq!(out.text, "<b>x</b>&\"");
@@ -312,7 +323,7 @@ mod tests {
         let hostile = DOCUMENTED.replace("some/package", "evil\\r\\nBcc: x@y.z\\u0000\\tname");
         let r = renderer("New: {{handle}}  ", "", "");
         let out = r
-            .render("t", &template_data(&event(&hostile), None, "r"))
+            .render("t", template_data(&event(&hostile), None, "r"))
             .expect("renders");
         assert_eq!(out.subject, "New: evil Bcc: x@y.z name");
     }
@@ -332,7 +343,7 @@ mod tests {
     fn a_missing_variable_is_an_error_not_an_empty_string() {
         let r = renderer("{{no_such_field}}", "", "");
         let err = r
-            .render("t", &template_data(&event(DOCUMENTED), None, "r"))
+            .render("t", template_data(&event(DOCUMENTED), None, "r"))
             .expect_err("strict");
         assert!(err.to_string().contains("no_such_field"), "{err}");
     }
@@ -347,7 +358,7 @@ mod tests {
         std::fs::write(template.join("text.hbs"), "").expect("write");
         let r = Renderer::load_dir(dir.path(), ["t"]).expect("loads");
         let err = r
-            .render("t", &template_data(&event(DOCUMENTED), None, "r"))
+            .render("t", template_data(&event(DOCUMENTED), None, "r"))
             .expect_err("strict")
             .to_string();
         assert!(
@@ -366,11 +377,11 @@ mod tests {
             "",
         );
         let without = r
-            .render("t", &template_data(&event(DOCUMENTED), None, "r"))
+            .render("t", template_data(&event(DOCUMENTED), None, "r"))
             .expect("renders");
         assert_eq!(without.html, "");
         let with = r
-            .render("t", &template_data(&event(DOCUMENTED), Some("c.io"), "r"))
+            .render("t", template_data(&event(DOCUMENTED), Some("c.io"), "r"))
             .expect("renders");
         assert!(with.html.starts_with("<a href=\"https://c.io/b/"));
     }
@@ -379,7 +390,7 @@ mod tests {
     fn unknown_templates_and_syntax_errors_are_reported() {
         let r = renderer("s", "h", "t");
         assert!(matches!(
-            r.render("nope", &Value::Null),
+            r.render("nope", Value::Null),
             Err(RenderError::Unknown(_))
         ));
         let mut r = Renderer::new();
@@ -404,7 +415,7 @@ mod tests {
         let out = r
             .render(
                 "package-created",
-                &template_data(&event(DOCUMENTED), Some("catalog.example.com"), "r"),
+                template_data(&event(DOCUMENTED), Some("catalog.example.com"), "r"),
             )
             .expect("renders");
         assert!(out.subject.contains("some/package"), "{}", out.subject);
@@ -421,7 +432,7 @@ mod tests {
         let without_catalog = r
             .render(
                 "package-created",
-                &template_data(&event(DOCUMENTED), None, "r"),
+                template_data(&event(DOCUMENTED), None, "r"),
             )
             .expect("renders without a catalog");
         assert!(!without_catalog.html.contains("/b/example/packages"));

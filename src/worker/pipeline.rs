@@ -143,7 +143,7 @@ impl<M: Mailer> Pipeline<M> {
         let data = template_data(event, self.catalog_host.as_deref(), &route.name);
         let rendered =
             self.renderer
-                .render(&route.template, &data)
+                .render(&route.template, data)
                 .map_err(|e| Outcome::Failed {
                     kind: FailureKind::Permanent,
                     code: "render".to_owned(),
