@@ -71,10 +71,13 @@ def log(msg):
 
 
 # ---------------------------------------------------------------------------------------------
-# A minimal SQS client: the JSON protocol the SDK speaks, one keep-alive connection per thread.
+# Minimal SQS and SES clients: the JSON protocols the SDK speaks, one keep-alive connection per
+# thread, no SDK (so the plain loops measure the emulators, not a client library).
 
 
-class Sqs:
+class JsonHttp:
+    """POSTs JSON over one keep-alive connection per thread, reconnecting up to twice."""
+
     def __init__(self, endpoint):
         url = urlparse(endpoint)
         self.host = url.hostname or "127.0.0.1"
@@ -91,30 +94,35 @@ class Sqs:
             conn.sock.settimeout(timeout)
         return conn
 
-    def call(self, action, payload, timeout=40):
+    def post(self, what, path, payload, headers, timeout):
         body = json.dumps(payload)
-        headers = {
-            "Content-Type": "application/x-amz-json-1.0",
-            "X-Amz-Target": f"AmazonSQS.{action}",
-            "Authorization": AUTH,
-        }
         for attempt in range(3):
             conn = self._conn(timeout)
             try:
-                conn.request("POST", "/", body, headers)
+                conn.request("POST", path, body, headers)
                 response = conn.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 self.local.conn = None
                 if attempt == 2:
-                    raise BenchError(f"SQS {action}: {exc}") from exc
+                    raise BenchError(f"{what}: {exc}") from exc
                 time.sleep(0.2)
                 continue
             if response.status != 200:
-                raise BenchError(f"SQS {action}: HTTP {response.status}: {data[:300]!r}")
+                raise BenchError(f"{what}: HTTP {response.status}: {data[:300]!r}")
             return json.loads(data) if data else {}
         raise AssertionError("unreachable")
+
+
+class Sqs(JsonHttp):
+    def call(self, action, payload, timeout=40):
+        headers = {
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": f"AmazonSQS.{action}",
+            "Authorization": AUTH,
+        }
+        return self.post(f"SQS {action}", "/", payload, headers, timeout)
 
     def depth(self, url):
         attrs = self.call(
@@ -124,39 +132,12 @@ class Sqs:
         return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
-class Ses:
-    """SES v2 SendEmail over keep-alive HTTP, one connection per thread (for the plain loop)."""
-
-    def __init__(self, endpoint):
-        url = urlparse(endpoint)
-        self.host = url.hostname or "127.0.0.1"
-        self.port = url.port or 80
-        self.local = threading.local()
+class Ses(JsonHttp):
+    """SES v2 SendEmail (for the plain sending loop)."""
 
     def send(self, payload):
-        body = json.dumps(payload)
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": AUTH.replace("/sqs/", "/ses/"),
-        }
-        for attempt in range(3):
-            conn = getattr(self.local, "conn", None)
-            if conn is None:
-                conn = self.local.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-            try:
-                conn.request("POST", "/v2/email/outbound-emails", body, headers)
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                self.local.conn = None
-                if attempt == 2:
-                    raise BenchError(f"SES SendEmail: {exc}") from exc
-                continue
-            if response.status != 200:
-                raise BenchError(f"SES SendEmail: HTTP {response.status}: {data[:300]!r}")
-            return json.loads(data)
-        raise AssertionError("unreachable")
+        headers = {"Content-Type": "application/json", "Authorization": AUTH.replace("/sqs/", "/ses/")}
+        return self.post("SES SendEmail", "/v2/email/outbound-emails", payload, headers, 30)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -96,14 +96,7 @@ pub fn sqs_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_sqs::Client {
     let wait = u64::from(settings.queue.wait_time_seconds);
     let mut config = aws_sdk_sqs::config::Builder::from(sdk);
     config.set_endpoint_url(settings.queue.endpoint_url.clone());
-    let config = config
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(wait + 10))
-                .build(),
-        )
-        .build();
+    let config = config.timeout_config(timeouts(wait + 10, None)).build();
     aws_sdk_sqs::Client::from_conf(config)
 }
 
@@ -111,15 +104,7 @@ pub fn sqs_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_sqs::Client {
 pub fn ses_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_sesv2::Client {
     let mut config = aws_sdk_sesv2::config::Builder::from(sdk);
     config.set_endpoint_url(settings.ses.endpoint_url.clone());
-    let config = config
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .build();
+    let config = config.timeout_config(timeouts(10, Some(30))).build();
     aws_sdk_sesv2::Client::from_conf(config)
 }
 
@@ -127,15 +112,20 @@ pub fn ses_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_sesv2::Client
 pub fn events_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_eventbridge::Client {
     let mut config = aws_sdk_eventbridge::config::Builder::from(sdk);
     config.set_endpoint_url(settings.events.endpoint_url.clone());
-    let config = config
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .build(),
-        )
-        .build();
+    let config = config.timeout_config(timeouts(10, None)).build();
     aws_sdk_eventbridge::Client::from_conf(config)
+}
+
+/// Every client connects within 5 s and bounds each attempt (and, when given, the whole call
+/// with its retries). These timeouts also end a stalled stream (see `sdk_config`).
+fn timeouts(attempt_seconds: u64, operation_seconds: Option<u64>) -> TimeoutConfig {
+    let mut builder = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(attempt_seconds));
+    if let Some(seconds) = operation_seconds {
+        builder = builder.operation_timeout(Duration::from_secs(seconds));
+    }
+    builder.build()
 }
 
 /// The daemon, built from settings, ready to run.
