@@ -1,6 +1,7 @@
 //! The per-message domain work and the whole in-process pipeline with no-op ports: what one
 //! message costs the worker's CPU before any network. `cargo bench --bench pipeline`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -11,7 +12,7 @@ use quilt_notify::ports::{AccountStatus, Email, Mailer, SendError};
 use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::outcome::Outcome;
 use quilt_notify::worker::rate::RateLimiter;
-use quilt_notify::worker::Pipeline;
+use quilt_notify::worker::{Instruments, Parts, Pipeline};
 
 const EVENT: &str = include_str!("../events/package-revision.json");
 
@@ -47,7 +48,7 @@ fn routes() -> RouteTable {
 
 fn renderer() -> Renderer {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
-    Renderer::load_dir(&dir, ["package-created"]).expect("templates")
+    quilt_notify::templates::load_dir(&dir, ["package-created"]).expect("templates")
 }
 
 fn domain(c: &mut Criterion) {
@@ -80,16 +81,17 @@ fn pipeline(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let pipeline = Pipeline::new(
-        routes(),
-        renderer(),
-        Some("catalog.example.com".to_owned()),
-        "quilt@example.com".to_owned(),
-        NoopMailer,
+    let pipeline = Pipeline::new(Parts {
+        routes: routes(),
+        renderer: renderer(),
+        catalog_host: Some("catalog.example.com".to_owned()),
+        default_from: "quilt@example.com".to_owned(),
+        mailer: Arc::new(NoopMailer),
         // A window of zero: every message is new, as in steady state with distinct events.
-        EventMemory::new(Duration::ZERO, 1),
-        RateLimiter::new(0.0),
-    );
+        memory: EventMemory::new(Duration::ZERO, 1),
+        limiter: RateLimiter::new(0.0),
+        instruments: Instruments::default(),
+    });
     for _ in 0..2 {
         let (outcome, _) = runtime.block_on(pipeline.process(EVENT));
         assert_eq!(outcome, Outcome::Sent, "every iteration does the full work");

@@ -21,7 +21,7 @@ use crate::ports::{AccountStatus, Mailer};
 use crate::worker::memory::EventMemory;
 use crate::worker::metrics::{EmfReporter, Metrics};
 use crate::worker::rate::RateLimiter;
-use crate::worker::{Backoff, Pipeline, Worker, WorkerOptions};
+use crate::worker::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
 
 /// A built-in sample event, used to try every template once at start-up.
 const SAMPLE_EVENT: &str = include_str!("../events/package-revision.json");
@@ -43,7 +43,7 @@ pub struct Compiled {
 /// The first route or template that is invalid, named.
 pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
     let routes = RouteTable::compile(&settings.routes)?;
-    let renderer = Renderer::load_dir(
+    let renderer = crate::templates::load_dir(
         &settings.templates.dir,
         routes.routes().iter().map(|r| r.template.as_str()),
     )
@@ -131,6 +131,8 @@ fn timeouts(attempt_seconds: u64, operation_seconds: Option<u64>) -> TimeoutConf
 /// The daemon, built from settings, ready to run.
 pub struct App {
     worker: Worker<SqsQueue, SesMailer>,
+    /// The worker's metrics and status, read by the health listener and the EMF reporter.
+    instruments: Instruments,
     health: Option<(tokio::net::TcpListener, Duration)>,
     /// EMF reporter and its interval, when EMF lines are on.
     emf: Option<(EmfReporter, Duration)>,
@@ -158,18 +160,21 @@ impl App {
             _ => discover_send_rate(&mailer).await,
         };
         let worker_settings = &settings.worker;
-        let pipeline = Pipeline::new(
-            compiled.routes,
-            compiled.renderer,
-            settings.catalog.host.clone(),
-            settings.ses.from.clone(),
-            mailer,
-            EventMemory::new(
+        let mailer = Arc::new(mailer);
+        let instruments = Instruments::default();
+        let pipeline = Pipeline::new(Parts {
+            routes: compiled.routes,
+            renderer: compiled.renderer,
+            catalog_host: settings.catalog.host.clone(),
+            default_from: settings.ses.from.clone(),
+            mailer: Arc::clone(&mailer),
+            memory: EventMemory::new(
                 Duration::from_secs(worker_settings.dedupe_window_seconds),
                 worker_settings.dedupe_capacity,
             ),
-            RateLimiter::new(send_rate),
-        );
+            limiter: RateLimiter::new(send_rate),
+            instruments: instruments.clone(),
+        });
         let options = WorkerOptions {
             pollers: worker_settings.pollers,
             concurrency: worker_settings.concurrency,
@@ -203,7 +208,8 @@ impl App {
             )),
         };
         Ok(Self {
-            worker: Worker::new(queue, pipeline, options),
+            worker: Worker::new(queue, pipeline, mailer, instruments.clone(), options),
+            instruments,
             health,
             emf,
         })
@@ -212,11 +218,11 @@ impl App {
     /// Runs until `shutdown` is cancelled, then drains within the deadline.
     pub async fn run(self, shutdown: CancellationToken) {
         let stop_health = CancellationToken::new();
-        let metrics = self.worker.metrics();
+        let metrics = Arc::clone(&self.instruments.metrics);
         if let Some((listener, ready_within)) = self.health {
             tokio::spawn(crate::health::serve(
                 listener,
-                self.worker.status(),
+                Arc::clone(&self.instruments.status),
                 Arc::clone(&metrics),
                 ready_within,
                 stop_health.clone(),
@@ -310,27 +316,71 @@ async fn discover_send_rate(mailer: &SesMailer) -> f64 {
     }
 }
 
-/// Cancels `token` on the first SIGTERM or SIGINT; exits the process at once on the second.
-pub fn stop_on_signals(token: CancellationToken) {
-    tokio::spawn(async move {
-        if wait_for_signal().await.is_err() {
-            return;
-        }
-        token.cancel();
-        if wait_for_signal().await.is_ok() {
-            tracing::warn!("second stop signal: exiting at once");
-            std::process::exit(130);
-        }
-    });
+/// Cancels `token` on the first SIGTERM or SIGINT; exits the process at once (status 130) on
+/// the second.
+///
+/// # Errors
+/// The signal handlers cannot be installed.
+pub fn stop_on_signals(token: CancellationToken) -> std::io::Result<()> {
+    on_signals(token, || std::process::exit(130))
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
+/// Installs the handlers now, before returning, and keeps the same two streams for both
+/// signals: a signal that arrives before a stream exists, or between two streams, is lost, and a
+/// second SIGTERM sent at once would not stop the process.
+fn on_signals(
+    token: CancellationToken,
+    on_second: impl FnOnce() + Send + 'static,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop signal received"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "stop signal received"),
-    }
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = first, "stop signal received");
+        token.cancel();
+        let second = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::warn!(signal = second, "second stop signal: exiting at once");
+        on_second();
+    });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_first_signal_stops_and_a_second_exits() {
+        let token = CancellationToken::new();
+        let exited = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&exited);
+        on_signals(token.clone(), move || flag.store(true, Ordering::SeqCst)).expect("handlers");
+        // Before the handler task has even run: it must not be lost (nor kill the process).
+        // SAFETY: raise only sends a signal to this process, whose handlers are installed above.
+        unsafe { libc::raise(libc::SIGTERM) };
+        tokio::time::timeout(Duration::from_secs(5), token.cancelled())
+            .await
+            .expect("the first signal cancels");
+        assert!(!exited.load(Ordering::SeqCst), "one signal only stops");
+        // SAFETY: as above.
+        unsafe { libc::raise(libc::SIGTERM) };
+        for _ in 0..500 {
+            if exited.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the second signal did not exit");
+    }
 }

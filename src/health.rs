@@ -159,7 +159,7 @@ mod tests {
             "{not_ready}"
         );
 
-        status.receive_succeeded();
+        status.progressed();
         assert_eq!(get("/readyz").await.expect("join").expect("200"), "ready");
         assert!(get("/nope").await.expect("join").is_err());
 

@@ -3,7 +3,8 @@
 //!
 //! Layers, each depending only on those below it: [`app`] (wiring) → [`worker`] (receive,
 //! process, acknowledge) → [`ports`] (the queue and mailer traits, implemented in [`aws`]) →
-//! [`domain`] (pure: event, pattern, route, render); [`config`] and [`telemetry`] on the side.
+//! [`domain`] (pure: event, pattern, route, render); [`config`], [`templates`] (reading template
+//! files) and [`telemetry`] on the side.
 
 #![warn(missing_docs)]
 
@@ -15,4 +16,5 @@ pub mod domain;
 pub mod health;
 pub mod ports;
 pub mod telemetry;
+pub mod templates;
 pub mod worker;

@@ -215,7 +215,10 @@ fn run(args: &ConfigArgs) -> ExitCode {
             }
         };
         let shutdown = CancellationToken::new();
-        app::stop_on_signals(shutdown.clone());
+        if let Err(e) = app::stop_on_signals(shutdown.clone()) {
+            tracing::error!(error = %e, "cannot install the SIGTERM/SIGINT handlers");
+            return ExitCode::FAILURE;
+        }
         app.run(shutdown).await;
         ExitCode::SUCCESS
     })

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use quilt_notify::domain::event::PackageEvent;
-use quilt_notify::domain::render::{template_data, Renderer};
+use quilt_notify::domain::render::template_data;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -48,7 +48,8 @@ fn assert_snapshot(path: &Path, actual: &str) {
 #[test]
 fn the_default_template_renders_the_documented_event_exactly_as_the_snapshots() {
     let templates = root().join("config/templates");
-    let renderer = Renderer::load_dir(&templates, ["package-created"]).expect("templates load");
+    let renderer =
+        quilt_notify::templates::load_dir(&templates, ["package-created"]).expect("templates load");
     let body = std::fs::read_to_string(root().join("events/package-revision.json")).expect("event");
     let event = PackageEvent::parse(&body).expect("documented event parses");
     let data = template_data(&event, Some("catalog.example.com"), "package-created");

@@ -5,7 +5,6 @@
 //! that names a variable the event lacks fails loudly instead of sending a hole.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use handlebars::{Context, Handlebars};
 use serde_json::{Map, Value};
@@ -34,17 +33,9 @@ pub struct RenderedEmail {
     pub text: String,
 }
 
-/// Why a template could not be loaded or rendered.
+/// Why a template could not be compiled or rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    /// A template file could not be read.
-    #[error("cannot read template {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
     /// A template does not parse.
     #[error("template {0}")]
     Syntax(Box<handlebars::TemplateError>),
@@ -57,7 +48,7 @@ pub enum RenderError {
 }
 
 /// The file names of a template's parts inside its directory.
-const PARTS: [&str; 3] = ["subject.hbs", "html.hbs", "text.hbs"];
+pub const PARTS: [&str; 3] = ["subject.hbs", "html.hbs", "text.hbs"];
 
 /// Compiled templates, by name.
 #[derive(Debug, Clone)]
@@ -90,48 +81,26 @@ impl Renderer {
         }
     }
 
-    /// Loads each named template from `dir/<name>/{subject,html,text}.hbs`.
-    ///
-    /// # Errors
-    /// A file is missing or unreadable, or a template does not parse (with file and line).
-    pub fn load_dir<'a>(
-        dir: &Path,
-        names: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Self, RenderError> {
-        let mut renderer = Self::new();
-        for name in names {
-            if renderer.has(name) {
-                continue;
-            }
-            let read = |part: &str| {
-                let path = dir.join(name).join(part);
-                std::fs::read_to_string(&path).map_err(|source| RenderError::Read { path, source })
-            };
-            let source = TemplateSource {
-                subject: read(PARTS[0])?,
-                html: read(PARTS[1])?,
-                text: read(PARTS[2])?,
-            };
-            let keys = PARTS.map(|part| dir.join(name).join(part).display().to_string());
-            renderer.register(name, keys, &source)?;
-        }
-        Ok(renderer)
-    }
-
     /// Adds (or replaces) a template from source text.
     ///
     /// # Errors
     /// A part does not parse.
     pub fn add(&mut self, name: &str, source: &TemplateSource) -> Result<(), RenderError> {
-        self.register(name, PARTS.map(|part| format!("{name}/{part}")), source)
+        self.add_named(name, PARTS.map(|part| format!("{name}/{part}")), source)
     }
 
-    fn register(
+    /// Adds (or replaces) a template whose parts errors call by `part_names` (subject, html,
+    /// text): the file paths when read from files, so an error points at the file to fix.
+    ///
+    /// # Errors
+    /// A part does not parse.
+    pub fn add_named(
         &mut self,
         name: &str,
-        keys: [String; 3],
+        part_names: [String; 3],
         source: &TemplateSource,
     ) -> Result<(), RenderError> {
+        let keys = part_names;
         let syntax = |e| RenderError::Syntax(Box::new(e));
         let [subject, html, text] = &keys;
         self.plain
@@ -349,27 +318,6 @@ mod tests {
     }
 
     #[test]
-    fn render_errors_of_loaded_templates_name_the_file_line_and_variable() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let template = dir.path().join("t");
-        std::fs::create_dir(&template).expect("mkdir");
-        std::fs::write(template.join("subject.hbs"), "ok").expect("write");
-        std::fs::write(template.join("html.hbs"), "<p>\n{{detail.nope}}</p>").expect("write");
-        std::fs::write(template.join("text.hbs"), "").expect("write");
-        let r = Renderer::load_dir(dir.path(), ["t"]).expect("loads");
-        let err = r
-            .render("t", template_data(&event(DOCUMENTED), None, "r"))
-            .expect_err("strict")
-            .to_string();
-        assert!(
-            err.contains(&template.join("html.hbs").display().to_string()),
-            "{err}"
-        );
-        assert!(err.contains("line 2"), "{err}");
-        assert!(err.contains("nope"), "{err}");
-    }
-
-    #[test]
     fn optional_values_can_be_tested_with_if() {
         let r = renderer(
             "s",
@@ -409,8 +357,16 @@ mod tests {
 
     #[test]
     fn the_shipped_template_renders_the_documented_event() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
-        let r = Renderer::load_dir(&dir, ["package-created"]).expect("loads");
+        let mut r = Renderer::new();
+        r.add(
+            "package-created",
+            &TemplateSource {
+                subject: include_str!("../../config/templates/package-created/subject.hbs").into(),
+                html: include_str!("../../config/templates/package-created/html.hbs").into(),
+                text: include_str!("../../config/templates/package-created/text.hbs").into(),
+            },
+        )
+        .expect("parses");
         let hash = "a0fddace2eb2fd91faa697d237a5dbdcfa77f0fd38ca8b4c850dbd93d142ee69";
         let out = r
             .render(

@@ -5,6 +5,8 @@
 //! [`Mailer`](crate::ports::Mailer) ports.
 
 pub mod backoff;
+mod batch;
+pub mod event_lock;
 pub mod memory;
 pub mod metrics;
 pub mod outcome;
@@ -26,7 +28,9 @@ use tokio_util::task::TaskTracker;
 use crate::ports::{Mailer, Queue};
 pub use backoff::Backoff;
 use memory::EventMemory;
-pub use pipeline::Pipeline;
+use metrics::Metrics;
+pub use pipeline::{Parts, Pipeline};
+use status::Status;
 
 /// How the worker polls and paces itself.
 #[derive(Debug, Clone)]
@@ -47,10 +51,23 @@ pub struct WorkerOptions {
     pub shutdown_deadline: Duration,
 }
 
+/// Where the worker and its pipeline report what they do: counters for `/metrics` and EMF
+/// lines, status for `/readyz`. Built by `App::build`, which hands the same instances to the
+/// health listener and the EMF reporter.
+#[derive(Debug, Clone, Default)]
+pub struct Instruments {
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Progress and pause, for readiness.
+    pub status: Arc<Status>,
+}
+
 /// Shared by the pollers and their batch tasks.
 struct Shared<Q, M> {
     queue: Q,
     pipeline: Pipeline<M>,
+    /// Asks SES whether a paused account can send again (the pipeline's mailer, shared).
+    account: Arc<M>,
     options: WorkerOptions,
     /// One permit per message in flight: taken before receiving, so the worker never holds
     /// more messages than it can work on.
@@ -59,6 +76,9 @@ struct Shared<Q, M> {
     /// one receive instead of being split between waiting pollers (receives of 9 and 1 double
     /// the SQS calls per message: see docs/performance.md).
     taking: tokio::sync::Mutex<()>,
+    /// Cancelled once stopping no longer waits for in-flight batches (none left, or the
+    /// deadline passed): long polls still pending are abandoned.
+    abandon_receives: CancellationToken,
     /// Cancelled when the shutdown deadline has passed: unfinished messages are released.
     deadline_passed: CancellationToken,
     /// Message ids whose permanent failure was already logged as an ERROR, so a poison message
@@ -66,10 +86,8 @@ struct Shared<Q, M> {
     reported: EventMemory,
     /// Closed while the SES account cannot send.
     pause: pause::Pause,
-    /// For the health endpoint.
-    status: Arc<status::Status>,
-    /// Counters and histograms, shared with the pipeline and the exporters.
-    metrics: Arc<metrics::Metrics>,
+    /// Metrics and status.
+    instruments: Instruments,
 }
 
 /// A configured worker, ready to run.
@@ -78,46 +96,50 @@ pub struct Worker<Q, M> {
 }
 
 impl<Q: Queue, M: Mailer> Worker<Q, M> {
-    /// Assembles a worker from its ports and pipeline.
-    pub fn new(queue: Q, pipeline: Pipeline<M>, options: WorkerOptions) -> Self {
+    /// Assembles a worker from its ports and pipeline. `account` is the mailer the pipeline
+    /// sends with, asked about the account while it is paused; `instruments` are the ones the
+    /// pipeline records into.
+    pub fn new(
+        queue: Q,
+        pipeline: Pipeline<M>,
+        account: Arc<M>,
+        instruments: Instruments,
+        options: WorkerOptions,
+    ) -> Self {
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
-        let metrics = pipeline.metrics();
         Self {
             shared: Arc::new(Shared {
                 queue,
                 pipeline,
+                account,
                 options,
                 slots,
                 taking: tokio::sync::Mutex::new(()),
+                abandon_receives: CancellationToken::new(),
                 deadline_passed: CancellationToken::new(),
                 reported: EventMemory::new(Duration::from_secs(3600), 10_000),
                 pause: pause::Pause::default(),
-                status: Arc::new(status::Status::default()),
-                metrics,
+                instruments,
             }),
         }
     }
 
-    /// The worker's status, for a health endpoint.
-    pub fn status(&self) -> Arc<status::Status> {
-        Arc::clone(&self.shared.status)
-    }
-
-    /// The worker's metrics, for `/metrics` and EMF lines.
-    pub fn metrics(&self) -> Arc<metrics::Metrics> {
-        Arc::clone(&self.shared.metrics)
-    }
-
     /// Runs until `shutdown` is cancelled, then stops receiving, gives in-flight messages the
     /// shutdown deadline to finish, releases whatever is left, and returns.
+    ///
+    /// Long polls pending at the stop are abandoned as soon as no batch is in flight (at once
+    /// for an idle worker), or at the deadline: a receive waits up to 20 s, and every deploy
+    /// would wait for it. Messages an abandoned receive had already taken stay hidden until
+    /// their visibility timeout ends, then come back: delayed, never lost.
     pub async fn run(self, shutdown: CancellationToken) {
-        let tracker = TaskTracker::new();
+        let pollers = TaskTracker::new();
+        let batches = TaskTracker::new();
         for index in 0..self.shared.options.pollers.max(1) {
-            tracker.spawn(poller::poll(
+            pollers.spawn(poller::poll(
                 Arc::clone(&self.shared),
                 index,
                 shutdown.child_token(),
-                tracker.clone(),
+                batches.clone(),
             ));
         }
         tracing::info!(
@@ -126,19 +148,26 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
             "worker started"
         );
         shutdown.cancelled().await;
+        let deadline = tokio::time::Instant::now() + self.shared.options.shutdown_deadline;
         tracing::info!(
             deadline_s = self.shared.options.shutdown_deadline.as_secs_f64(),
             "stop requested: no new receives; finishing in-flight messages"
         );
-        tracker.close();
-        let deadline = self.shared.options.shutdown_deadline;
-        if tokio::time::timeout(deadline, tracker.wait())
+        pollers.close();
+        batches.close();
+        // Batches first: while one runs, a receive may still bring messages it would otherwise
+        // lose to the visibility timeout; once none runs, waiting for a long poll helps no one.
+        let _ = tokio::time::timeout_at(deadline, batches.wait()).await;
+        self.shared.abandon_receives.cancel();
+        pollers.wait().await;
+        // A batch spawned by a receive that answered just before the stop is waited for too.
+        if tokio::time::timeout_at(deadline, batches.wait())
             .await
             .is_err()
         {
             tracing::warn!("shutdown deadline passed: releasing unfinished messages");
             self.shared.deadline_passed.cancel();
-            tracker.wait().await;
+            batches.wait().await;
         }
         tracing::info!("worker stopped");
     }

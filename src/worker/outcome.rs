@@ -1,5 +1,9 @@
 //! What became of one message, and what the queue must be told about it.
 
+use std::time::Duration;
+
+use super::backoff::Backoff;
+use super::pause::FIRST_PROBE;
 use crate::ports::FailureKind;
 
 /// The result of processing one message.
@@ -39,5 +43,166 @@ impl Outcome {
     /// Whether the message is finished with and must be deleted.
     pub fn is_settled(&self) -> bool {
         matches!(self, Self::Sent | Self::Filtered | Self::Duplicate)
+    }
+}
+
+/// What the queue is told about a message once its outcome is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueAction {
+    /// Finished with: delete it.
+    Delete,
+    /// Keep it, invisible for this many seconds (0 releases it at once).
+    Hide(u32),
+}
+
+/// What decides how long a kept message stays hidden, besides its outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// How many times SQS handed the message out, this receive included.
+    pub receive_count: u32,
+    /// The backoff for transient failures.
+    pub backoff: Backoff,
+    /// In `[0, 1)`: shortens the backoff by up to a fifth (pass `fastrand::f64()`).
+    pub jitter: f64,
+    /// Time until the next probe of a paused SES account, when the account is paused.
+    pub pause_remaining: Option<Duration>,
+}
+
+impl Outcome {
+    /// The queue action for this outcome:
+    /// - sent, filtered, duplicate: delete;
+    /// - permanent failure, or released at shutdown: visible again at once (a permanent failure
+    ///   so that the redrive policy moves it to the DLQ within seconds, an unfinished message so
+    ///   that another worker takes it);
+    /// - the account cannot send: hidden until the next account probe, whatever its receive
+    ///   count, since it is not the message's fault (at least 1 s);
+    /// - transient or throttled: hidden for the backoff of its receive count.
+    pub fn queue_action(&self, retry: &Retry) -> QueueAction {
+        match self {
+            Self::Sent | Self::Filtered | Self::Duplicate => QueueAction::Delete,
+            Self::Failed {
+                kind: FailureKind::Permanent,
+                ..
+            }
+            | Self::Interrupted => QueueAction::Hide(0),
+            Self::Failed {
+                kind: FailureKind::AccountPaused,
+                ..
+            } => {
+                let wait = retry.pause_remaining.unwrap_or(FIRST_PROBE);
+                QueueAction::Hide(u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX))
+            }
+            Self::Failed {
+                kind: FailureKind::Transient | FailureKind::Throttled,
+                ..
+            } => QueueAction::Hide(retry.backoff.delay(retry.receive_count, retry.jitter)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(kind: FailureKind) -> Outcome {
+        Outcome::Failed {
+            kind,
+            code: "c".into(),
+            error: "e".into(),
+        }
+    }
+
+    #[test]
+    fn each_outcome_maps_to_one_queue_action() {
+        let backoff = Backoff::new(5, 300);
+        let retry = |receive_count, pause_remaining| Retry {
+            receive_count,
+            backoff,
+            jitter: 0.0,
+            pause_remaining,
+        };
+        let paused_for = |s| Some(Duration::from_secs(s));
+        let table = [
+            (Outcome::Sent, retry(1, None), QueueAction::Delete),
+            (Outcome::Filtered, retry(3, None), QueueAction::Delete),
+            (
+                Outcome::Duplicate,
+                retry(1, paused_for(9)),
+                QueueAction::Delete,
+            ),
+            (
+                failed(FailureKind::Permanent),
+                retry(1, None),
+                QueueAction::Hide(0),
+            ),
+            (
+                failed(FailureKind::Permanent),
+                retry(7, None),
+                QueueAction::Hide(0),
+            ),
+            (Outcome::Interrupted, retry(2, None), QueueAction::Hide(0)),
+            (
+                failed(FailureKind::Transient),
+                retry(1, None),
+                QueueAction::Hide(5),
+            ),
+            (
+                failed(FailureKind::Transient),
+                retry(3, None),
+                QueueAction::Hide(20),
+            ),
+            (
+                failed(FailureKind::Throttled),
+                retry(2, None),
+                QueueAction::Hide(10),
+            ),
+            (
+                failed(FailureKind::Throttled),
+                retry(30, None),
+                QueueAction::Hide(300),
+            ),
+            (
+                failed(FailureKind::AccountPaused),
+                retry(9, paused_for(40)),
+                QueueAction::Hide(40),
+            ),
+            (
+                failed(FailureKind::AccountPaused),
+                retry(1, None),
+                QueueAction::Hide(5),
+            ),
+            (
+                failed(FailureKind::AccountPaused),
+                retry(1, Some(Duration::from_millis(300))),
+                QueueAction::Hide(1),
+            ),
+        ];
+        for (outcome, retry, expected) in table {
+            assert_eq!(
+                outcome.queue_action(&retry),
+                expected,
+                "{outcome:?} after {} receives, pause {:?}",
+                retry.receive_count,
+                retry.pause_remaining
+            );
+        }
+    }
+
+    #[test]
+    fn jitter_shortens_only_the_backoff() {
+        let retry = Retry {
+            receive_count: 1,
+            backoff: Backoff::new(10, 300),
+            jitter: 0.999,
+            pause_remaining: None,
+        };
+        assert_eq!(
+            failed(FailureKind::Transient).queue_action(&retry),
+            QueueAction::Hide(9)
+        );
+        assert_eq!(
+            failed(FailureKind::Permanent).queue_action(&retry),
+            QueueAction::Hide(0)
+        );
     }
 }

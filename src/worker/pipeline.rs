@@ -11,10 +11,12 @@ use crate::domain::render::{template_data, Renderer};
 use crate::domain::route::{Route, RouteTable};
 use crate::ports::{Email, FailureKind, Mailer, SendError};
 
+use super::event_lock::EventLocks;
 use super::memory::EventMemory;
-use super::metrics::{Counter, Histogram, Metrics};
+use super::metrics::{Counter, Histogram};
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
+use super::Instruments;
 
 /// How long every send waits after SES said "too many requests", on top of the rate limit.
 const THROTTLE_PAUSE: Duration = Duration::from_secs(1);
@@ -25,10 +27,32 @@ pub struct Pipeline<M> {
     renderer: Renderer,
     catalog_host: Option<String>,
     default_from: String,
-    mailer: M,
+    mailer: Arc<M>,
     memory: EventMemory,
+    /// Held from the dedupe check until the outcome is recorded (see `event_lock`).
+    in_flight: EventLocks,
     limiter: RateLimiter,
-    metrics: Arc<Metrics>,
+    instruments: Instruments,
+}
+
+/// What a pipeline is made of; `App::build` (or a test) builds each part.
+pub struct Parts<M> {
+    /// The compiled routes.
+    pub routes: RouteTable,
+    /// The loaded templates.
+    pub renderer: Renderer,
+    /// Catalog host for links, if any.
+    pub catalog_host: Option<String>,
+    /// Sender of routes that name none.
+    pub default_from: String,
+    /// Sends the emails; the worker shares it to probe a paused account.
+    pub mailer: Arc<M>,
+    /// Dedupe and partial-success memory.
+    pub memory: EventMemory,
+    /// The send-rate limit.
+    pub limiter: RateLimiter,
+    /// Where processing times, sends and progress are recorded.
+    pub instruments: Instruments,
 }
 
 /// What the log line reports besides the outcome.
@@ -47,17 +71,9 @@ pub struct Facts {
 }
 
 impl<M: Mailer> Pipeline<M> {
-    /// Assembles a pipeline from compiled parts.
-    pub fn new(
-        routes: RouteTable,
-        renderer: Renderer,
-        catalog_host: Option<String>,
-        default_from: String,
-        mailer: M,
-        memory: EventMemory,
-        limiter: RateLimiter,
-    ) -> Self {
-        Self {
+    /// Assembles a pipeline from its parts.
+    pub fn new(parts: Parts<M>) -> Self {
+        let Parts {
             routes,
             renderer,
             catalog_host,
@@ -65,21 +81,27 @@ impl<M: Mailer> Pipeline<M> {
             mailer,
             memory,
             limiter,
-            metrics: Arc::default(),
+            instruments,
+        } = parts;
+        Self {
+            routes,
+            renderer,
+            catalog_host,
+            default_from,
+            mailer,
+            memory,
+            in_flight: EventLocks::default(),
+            limiter,
+            instruments,
         }
-    }
-
-    /// The metrics this pipeline records into (processing time, SES calls, event age, emails
-    /// sent); the worker records the rest into the same instance.
-    pub fn metrics(&self) -> Arc<Metrics> {
-        Arc::clone(&self.metrics)
     }
 
     /// Processes one message body. Never panics on any input; every failure is an outcome.
     pub async fn process(&self, body: &str) -> (Outcome, Facts) {
         let started = Instant::now();
         let result = self.process_body(body).await;
-        self.metrics
+        self.instruments
+            .metrics
             .observe(Histogram::ProcessingTime, started.elapsed());
         result
     }
@@ -102,6 +124,8 @@ impl<M: Mailer> Pipeline<M> {
         facts.handle = Some(event.handle().to_owned());
         facts.top_hash = Some(event.top_hash().to_owned());
 
+        // Until the outcome is recorded, no other copy of this event gets past this point.
+        let _only_copy = self.in_flight.lock(event.id()).await;
         if self.memory.is_done(event.id(), Instant::now()) {
             return (Outcome::Duplicate, facts);
         }
@@ -132,11 +156,6 @@ impl<M: Mailer> Pipeline<M> {
                 (Outcome::Sent, facts)
             }
         }
-    }
-
-    /// The mailer, for account probes.
-    pub fn mailer(&self) -> &M {
-        &self.mailer
     }
 
     async fn send_route(&self, event: &PackageEvent, route: &Route) -> Result<(), Outcome> {
@@ -172,14 +191,16 @@ impl<M: Mailer> Pipeline<M> {
         self.limiter.acquire().await;
         let call = Instant::now();
         let sent = self.mailer.send(&email).await;
-        self.metrics.observe(Histogram::SesCall, call.elapsed());
+        let metrics = &self.instruments.metrics;
+        metrics.observe(Histogram::SesCall, call.elapsed());
         match sent {
             Ok(_) => {
-                self.metrics.add(Counter::EmailsSent, 1);
+                metrics.add(Counter::EmailsSent, 1);
+                self.instruments.status.progressed();
                 if let Some(at) = event.timestamp() {
                     // An event stamped in the future (clock skew) counts as age 0.
                     let age = SystemTime::now().duration_since(at).unwrap_or_default();
-                    self.metrics.observe(Histogram::EventAge, age);
+                    metrics.observe(Histogram::EventAge, age);
                 }
                 self.memory
                     .record_sent(event.id(), &route.name, Instant::now());

@@ -7,9 +7,13 @@ use tokio::time::Instant;
 
 /// Spaces calls evenly at no more than `per_second`, so a burst never exceeds the SES account's
 /// maximum send rate. Each caller reserves the next free slot and sleeps until it.
+///
+/// A throttling answer holds every caller back for a pause, with or without a configured rate:
+/// an account whose rate could not be read is still asked to slow down by its throttles.
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Option<Duration>,
+    /// With a rate: the next free slot. Unlimited: the end of a throttle pause, if any.
     next: Mutex<Option<Instant>>,
 }
 
@@ -26,14 +30,16 @@ impl RateLimiter {
 
     /// Waits for this caller's slot.
     pub async fn acquire(&self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
         let slot = {
             let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             let slot = next.map_or(now, |n| n.max(now));
-            *next = Some(slot + interval);
+            match self.interval {
+                Some(interval) => *next = Some(slot + interval),
+                // Unlimited: only a throttle pause holds callers back, all of them at once.
+                None if slot == now => return,
+                None => {}
+            }
             slot
         };
         tokio::time::sleep_until(slot).await;
@@ -43,9 +49,6 @@ impl RateLimiter {
     /// too fast. Throttling answers to sends that were in flight together are one signal, not
     /// many: they do not add up (twenty at once would otherwise stop sending for twenty pauses).
     pub fn slow_down(&self, pause: Duration) {
-        if self.interval.is_none() {
-            return;
-        }
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         *next = Some(next.map_or(now, |n| n.max(now)).max(now + pause));
@@ -74,6 +77,22 @@ mod tests {
             limiter.acquire().await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_pauses_sending_even_when_the_rate_is_unlimited() {
+        let limiter = RateLimiter::new(0.0);
+        let start = Instant::now();
+        limiter.slow_down(Duration::from_secs(1));
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(1),
+            "every send waits out the pause, then none waits"
+        );
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,15 +1,22 @@
 //! What the worker reports about itself to the health endpoint: liveness is the process being
-//! up; readiness is "a receive succeeded recently and the SES account is not paused".
+//! up; readiness is "the worker made progress recently and the SES account is not paused".
+//!
+//! Progress is any step that moves messages along: a receive that answered (empty or not), an
+//! email SES accepted, a delete. Receives alone are not enough: a busy worker whose slots are all
+//! taken by slow sends does not receive for a while, yet it is healthy and must stay in service.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Shared, lock-free status updated by the pollers.
+// Tokio's clock: the same as the system's in production, and one tests can pause and advance.
+use tokio::time::Instant;
+
+/// Shared, lock-free status updated by the pollers and the pipeline.
 #[derive(Debug)]
 pub struct Status {
     started: Instant,
-    /// Milliseconds after `started` of the last successful receive; 0 means never.
-    last_receive_ms: AtomicU64,
+    /// Milliseconds after `started` of the last progress; 0 means never.
+    last_progress_ms: AtomicU64,
     paused: AtomicBool,
 }
 
@@ -17,17 +24,18 @@ impl Default for Status {
     fn default() -> Self {
         Self {
             started: Instant::now(),
-            last_receive_ms: AtomicU64::new(0),
+            last_progress_ms: AtomicU64::new(0),
             paused: AtomicBool::new(false),
         }
     }
 }
 
 impl Status {
-    /// A receive call succeeded (empty or not).
-    pub fn receive_succeeded(&self) {
+    /// A receive answered, an email was accepted or a message deleted.
+    pub fn progressed(&self) {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_receive_ms.store(ms.max(1), Ordering::Relaxed);
+        self.last_progress_ms
+            .fetch_max(ms.max(1), Ordering::Relaxed);
     }
 
     /// The SES account was found paused (true) or able to send again (false).
@@ -40,9 +48,9 @@ impl Status {
         self.paused.load(Ordering::Relaxed)
     }
 
-    /// Time since the last successful receive, if there was one.
-    pub fn since_last_receive(&self) -> Option<Duration> {
-        match self.last_receive_ms.load(Ordering::Relaxed) {
+    /// Time since the last progress, if there was any.
+    pub fn since_last_progress(&self) -> Option<Duration> {
+        match self.last_progress_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(
                 self.started
@@ -52,15 +60,15 @@ impl Status {
         }
     }
 
-    /// Ready: received within `within`, and not paused. The reason when not.
+    /// Ready: progressed within `within`, and not paused. The reason when not.
     pub fn readiness(&self, within: Duration) -> Result<(), String> {
         if self.is_paused() {
             return Err("SES account cannot send (paused); not receiving".to_owned());
         }
-        match self.since_last_receive() {
+        match self.since_last_progress() {
             None => Err("no successful receive yet".to_owned()),
             Some(age) if age > within => Err(format!(
-                "last successful receive {}s ago (limit {}s)",
+                "no progress (receive, send or delete) for {}s (limit {}s)",
                 age.as_secs(),
                 within.as_secs()
             )),
@@ -74,10 +82,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ready_only_after_a_receive_and_while_not_paused() {
+    fn ready_only_after_progress_and_while_not_paused() {
         let status = Status::default();
         assert!(status.readiness(Duration::from_secs(60)).is_err());
-        status.receive_succeeded();
+        status.progressed();
         assert!(status.readiness(Duration::from_secs(60)).is_ok());
         status.set_paused(true);
         let reason = status
@@ -86,5 +94,18 @@ mod tests {
         assert!(reason.contains("paused"), "{reason}");
         status.set_paused(false);
         assert!(status.readiness(Duration::from_secs(60)).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_that_is_too_old_is_not_ready() {
+        let status = Status::default();
+        status.progressed();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let reason = status
+            .readiness(Duration::from_secs(60))
+            .expect_err("stale");
+        assert!(reason.contains("no progress"), "{reason}");
+        status.progressed();
+        assert_eq!(status.readiness(Duration::from_secs(60)), Ok(()));
     }
 }

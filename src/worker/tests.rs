@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::memory::EventMemory;
 use super::rate::RateLimiter;
-use super::{Backoff, Pipeline, Worker, WorkerOptions};
+use super::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
 use crate::domain::render::{Renderer, TemplateSource};
 use crate::domain::route::{RouteSpec, RouteTable};
 use crate::ports::{
@@ -27,6 +27,8 @@ struct QueueState {
     receives: usize,
     /// Size of each receive that returned messages.
     batches: Vec<usize>,
+    /// How long a visibility change takes.
+    visibility_latency: Duration,
 }
 
 /// A queue in memory: released messages (visibility 0) come back at once, others do not.
@@ -60,7 +62,7 @@ impl Queue for MemoryQueue {
     async fn receive(
         &self,
         max: u8,
-        _wait: u8,
+        wait: u8,
         _visibility: u32,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let batch: Vec<_> = {
@@ -73,7 +75,9 @@ impl Queue for MemoryQueue {
             state.waiting.drain(..n).collect()
         };
         if batch.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // A long poll on an empty queue waits it out (no message arrives meanwhile here).
+            let wait = Duration::from_secs(u64::from(wait)).max(Duration::from_millis(20));
+            tokio::time::sleep(wait).await;
         }
         Ok(batch)
     }
@@ -90,6 +94,10 @@ impl Queue for MemoryQueue {
         &self,
         changes: &[VisibilityChange],
     ) -> Result<Vec<String>, QueueError> {
+        let latency = self.0.lock().unwrap().visibility_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let mut state = self.0.lock().unwrap();
         for change in changes {
             state
@@ -108,6 +116,8 @@ struct ScriptedMailer {
     sent: Arc<Mutex<Vec<Email>>>,
     gate: Arc<Semaphore>,
     sending_enabled: Arc<Mutex<bool>>,
+    /// How long each send takes.
+    latency: Duration,
 }
 
 impl ScriptedMailer {
@@ -117,6 +127,7 @@ impl ScriptedMailer {
             sent: Arc::default(),
             gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
             sending_enabled: Arc::new(Mutex::new(true)),
+            latency: Duration::ZERO,
         }
     }
     fn subjects(&self) -> Vec<String> {
@@ -136,6 +147,11 @@ impl Mailer for ScriptedMailer {
             code: "closed".into(),
             message: "gate closed".into(),
         })?;
+        // A real send waits for the network: other messages run meanwhile.
+        tokio::task::yield_now().await;
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
         match self.script.lock().unwrap().pop_front().unwrap_or(Ok(())) {
             Ok(()) => {
                 self.sent.lock().unwrap().push(email.clone());
@@ -180,7 +196,12 @@ fn worker(
     routes: &[RouteSpec],
     deadline: Duration,
 ) -> Worker<MemoryQueue, ScriptedMailer> {
-    let options = WorkerOptions {
+    worker_with(queue, mailer, routes, options(deadline))
+}
+
+/// Two pollers, four slots, no long poll.
+fn options(deadline: Duration) -> WorkerOptions {
+    WorkerOptions {
         pollers: 2,
         concurrency: 4,
         max_messages: 10,
@@ -188,8 +209,7 @@ fn worker(
         visibility_seconds: 30,
         backoff: Backoff::new(5, 300),
         shutdown_deadline: deadline,
-    };
-    worker_with(queue, mailer, routes, options)
+    }
 }
 
 fn worker_with(
@@ -198,6 +218,17 @@ fn worker_with(
     routes: &[RouteSpec],
     options: WorkerOptions,
 ) -> Worker<MemoryQueue, ScriptedMailer> {
+    worker_limited(queue, mailer, routes, options, RateLimiter::new(0.0)).0
+}
+
+/// A worker with a send-rate limit, and the instruments it reports to.
+fn worker_limited(
+    queue: &MemoryQueue,
+    mailer: &ScriptedMailer,
+    routes: &[RouteSpec],
+    options: WorkerOptions,
+    limiter: RateLimiter,
+) -> (Worker<MemoryQueue, ScriptedMailer>, Instruments) {
     let mut renderer = Renderer::new();
     renderer
         .add(
@@ -209,16 +240,26 @@ fn worker_with(
             },
         )
         .unwrap();
-    let pipeline = Pipeline::new(
-        RouteTable::compile(routes).unwrap(),
+    let mailer = Arc::new(mailer.clone());
+    let instruments = Instruments::default();
+    let pipeline = Pipeline::new(Parts {
+        routes: RouteTable::compile(routes).unwrap(),
         renderer,
-        None,
-        "from@example.com".into(),
-        mailer.clone(),
-        EventMemory::new(Duration::from_secs(3600), 1000),
-        RateLimiter::new(0.0),
+        catalog_host: None,
+        default_from: "from@example.com".into(),
+        mailer: Arc::clone(&mailer),
+        memory: EventMemory::new(Duration::from_secs(3600), 1000),
+        limiter,
+        instruments: instruments.clone(),
+    });
+    let worker = Worker::new(
+        queue.clone(),
+        pipeline,
+        mailer,
+        instruments.clone(),
+        options,
     );
-    Worker::new(queue.clone(), pipeline, options)
+    (worker, instruments)
 }
 
 /// Runs the worker until `done` holds (checked every 10 ms, at most 5 s), then stops it.
@@ -402,6 +443,136 @@ async fn a_paused_account_stops_receiving_until_a_probe_finds_it_enabled() {
     running.await.expect("no panic");
 }
 
+#[tokio::test]
+async fn two_copies_of_one_event_in_one_batch_send_once() {
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![]);
+    queue.push("m1", &event("e1", "x"));
+    queue.push("m2", &event("e1", "x"));
+    let w = worker(&queue, &mailer, &[route("all", "")], Duration::from_secs(5));
+    let q = queue.clone();
+    run_until(w, move || q.deleted().len() == 2).await;
+    assert_eq!(mailer.subjects(), ["all x"], "one email for the event");
+    let mut deleted = queue.deleted();
+    deleted.sort();
+    assert_eq!(deleted, ["m1", "m2"], "the copy is deleted as a duplicate");
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_deadline_messages_that_finished_are_deleted_not_released() {
+    // Ten sends finish at 1.5 s, while the heartbeat's visibility call (1 s to 3 s) holds the
+    // batch; the stop at 0.5 s makes the deadline pass at 2 s. When the batch looks again, its
+    // tasks are done and the deadline has passed: the finished messages must be deleted.
+    // Releasing them would let another worker send their emails again.
+    let queue = MemoryQueue::default();
+    queue.0.lock().unwrap().visibility_latency = Duration::from_secs(2);
+    let mut mailer = ScriptedMailer::new(vec![]);
+    mailer.latency = Duration::from_millis(1500);
+    for i in 0..10 {
+        queue.push(&format!("m{i}"), &event(&format!("e{i}"), "x"));
+    }
+    let mut options = options(Duration::from_millis(1500));
+    options.concurrency = 10;
+    options.visibility_seconds = 2;
+    let w = worker_with(&queue, &mailer, &[route("all", "")], options);
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(w.run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    running.await.expect("no panic");
+    assert_eq!(mailer.subjects().len(), 10);
+    assert_eq!(queue.deleted().len(), 10, "every sent message deleted");
+    let released: Vec<_> = queue
+        .changes()
+        .into_iter()
+        .filter(|(_, s)| *s == 0)
+        .collect();
+    assert!(released.is_empty(), "released after sending: {released:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_worker_stops_at_once_without_waiting_out_its_long_poll() {
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![]);
+    let mut options = options(Duration::from_secs(5));
+    options.wait_seconds = 20;
+    let w = worker_with(&queue, &mailer, &[route("all", "")], options);
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(w.run(stop.clone()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(queue.receives() >= 1, "long-polling");
+    let asked = tokio::time::Instant::now();
+    stop.cancel();
+    running.await.expect("no panic");
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "stopped {:?} after the signal",
+        asked.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_worker_abandons_its_long_polls_once_its_batches_are_done() {
+    // Two pollers: one brings a batch whose send takes 3 s, the other long-polls meanwhile.
+    // At the stop, the batch is finished and deleted; the pending poll is abandoned then, not
+    // waited out (20 s), and well before the 10 s deadline.
+    let queue = MemoryQueue::default();
+    let mut mailer = ScriptedMailer::new(vec![]);
+    mailer.latency = Duration::from_secs(3);
+    queue.push("m1", &event("e1", "x"));
+    let mut options = options(Duration::from_secs(10));
+    options.wait_seconds = 20;
+    let w = worker_with(&queue, &mailer, &[route("all", "")], options);
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(w.run(stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = tokio::time::Instant::now();
+    stop.cancel();
+    running.await.expect("no panic");
+    assert_eq!(queue.deleted(), ["m1"]);
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+        "stopped {took:?} after the signal: when the send finished"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_busy_with_slow_sends_stays_ready_without_receiving() {
+    // Ten slots, all taken by one batch whose sends the rate limit spaces 10 s apart: no
+    // receive for 90 s, yet an email goes out every 10 s. That is a healthy worker.
+    let queue = MemoryQueue::default();
+    let mailer = ScriptedMailer::new(vec![]);
+    for i in 0..10 {
+        queue.push(&format!("m{i}"), &event(&format!("e{i}"), "x"));
+    }
+    let mut options = options(Duration::from_secs(5));
+    options.pollers = 1;
+    options.concurrency = 10;
+    let (w, instruments) = worker_limited(
+        &queue,
+        &mailer,
+        &[route("all", "")],
+        options,
+        RateLimiter::new(0.1),
+    );
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(w.run(stop.clone()));
+    tokio::time::sleep(Duration::from_secs(75)).await;
+    assert_eq!(
+        queue.receives(),
+        1,
+        "every slot busy: no receive since the first"
+    );
+    assert!(mailer.subjects().len() >= 7, "sending all along");
+    assert_eq!(
+        instruments.status.readiness(Duration::from_secs(60)),
+        Ok(())
+    );
+    stop.cancel();
+    running.await.expect("no panic");
+}
+
 // ---- metrics (operations) ----
 
 #[tokio::test]
@@ -412,13 +583,14 @@ async fn metrics_count_each_outcome_delete_send_and_duration() {
     queue.push("m1", &event("e1", "team-a/x"));
     queue.push("m2", &event("e2", "team-b/y"));
     queue.push("m3", "not json");
-    let w = worker(
+    let (w, instruments) = worker_limited(
         &queue,
         &mailer,
         &[route("a", "team-a/")],
-        Duration::from_secs(5),
+        options(Duration::from_secs(5)),
+        RateLimiter::new(0.0),
     );
-    let metrics = w.metrics();
+    let metrics = instruments.metrics;
     let q = queue.clone();
     run_until(w, move || q.deleted().len() == 2 && q.changes().len() == 1).await;
 
