@@ -39,11 +39,6 @@ impl Outcome {
             Self::Interrupted => "released",
         }
     }
-
-    /// Whether the message is finished with and must be deleted.
-    pub fn is_settled(&self) -> bool {
-        matches!(self, Self::Sent | Self::Filtered | Self::Duplicate)
-    }
 }
 
 /// What the queue is told about a message once its outcome is known.
