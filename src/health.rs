@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 use crate::worker::status::Status;
 
 /// Content type of the Prometheus text exposition format.
@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(get("/readyz").await.expect("join").expect("200"), "ready");
         assert!(get("/nope").await.expect("join").is_err());
 
-        metrics.add(crate::worker::metrics::Counter::Sent, 7);
+        metrics.add(crate::telemetry::metrics::Counter::Sent, 7);
         let text = get("/metrics").await.expect("join").expect("200");
         assert!(text.contains("\nquilt_notify_sent_total 7\n"), "{text}");
         stop.cancel();

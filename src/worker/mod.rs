@@ -6,7 +6,6 @@
 
 pub mod backoff;
 pub mod memory;
-pub mod metrics;
 pub mod outcome;
 pub mod pause;
 pub mod pipeline;
@@ -24,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ports::{Mailer, Queue};
+use crate::telemetry::metrics::Metrics;
 pub use backoff::Backoff;
 use memory::EventMemory;
 pub use pipeline::Pipeline;
@@ -69,7 +69,7 @@ struct Shared<Q, M> {
     /// For the health endpoint.
     status: Arc<status::Status>,
     /// Counters and histograms, shared with the pipeline and the exporters.
-    metrics: Arc<metrics::Metrics>,
+    metrics: Arc<Metrics>,
 }
 
 /// A configured worker, ready to run.
@@ -104,7 +104,7 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
     }
 
     /// The worker's metrics, for `/metrics` and EMF lines.
-    pub fn metrics(&self) -> Arc<metrics::Metrics> {
+    pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.shared.metrics)
     }
 

@@ -12,9 +12,9 @@ use crate::domain::route::{Route, RouteTable};
 use crate::ports::{Email, FailureKind, Mailer, SendError};
 
 use super::memory::EventMemory;
-use super::metrics::{Counter, Histogram, Metrics};
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
+use crate::telemetry::metrics::{Counter, Histogram, Metrics};
 
 /// How long every send waits after SES said "too many requests", on top of the rate limit.
 const THROTTLE_PAUSE: Duration = Duration::from_secs(1);

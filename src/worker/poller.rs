@@ -10,12 +10,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::metrics::Counter;
 use super::outcome::Outcome;
 use super::pause::Gate;
 use super::pipeline::Facts;
 use super::Shared;
 use crate::ports::{FailureKind, Mailer, Queue, ReceivedMessage, VisibilityChange};
+use crate::telemetry::metrics::Counter;
 
 /// Pause after a failed receive, doubling up to the cap, so an unreachable queue is not hammered.
 const RECEIVE_RETRY_FIRST: Duration = Duration::from_millis(500);

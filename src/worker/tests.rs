@@ -406,7 +406,7 @@ async fn a_paused_account_stops_receiving_until_a_probe_finds_it_enabled() {
 
 #[tokio::test]
 async fn metrics_count_each_outcome_delete_send_and_duration() {
-    use super::metrics::{Counter, Histogram};
+    use crate::telemetry::metrics::{Counter, Histogram};
     let queue = MemoryQueue::default();
     let mailer = ScriptedMailer::new(vec![]);
     queue.push("m1", &event("e1", "team-a/x"));
