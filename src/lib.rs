@@ -3,7 +3,8 @@
 //!
 //! Layers, each depending only on those below it: [`app`] (wiring) → [`worker`] (receive,
 //! process, acknowledge) → [`ports`] (the queue and mailer traits, implemented in [`aws`]) →
-//! [`domain`] (pure: event, pattern, route, render); [`config`] and [`telemetry`] on the side.
+//! [`domain`] (pure: event, pattern, route, render); [`config`] (settings) and [`telemetry`] (logs
+//! and metrics) on the side, [`health`] serving the metrics and readiness over HTTP.
 
 #![warn(missing_docs)]
 
