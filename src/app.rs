@@ -18,8 +18,8 @@ use crate::domain::event::PackageEvent;
 use crate::domain::render::{template_data, Renderer};
 use crate::domain::route::RouteTable;
 use crate::ports::{AccountStatus, Mailer};
+use crate::telemetry::emf::{report_emf, EmfReporter};
 use crate::worker::memory::EventMemory;
-use crate::worker::metrics::{EmfReporter, Metrics};
 use crate::worker::rate::RateLimiter;
 use crate::worker::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
 
@@ -242,47 +242,6 @@ impl App {
             // The last line covers the last partial interval; a lost one would undercount.
             let _ = reporter.await;
         }
-    }
-}
-
-/// Writes an EMF line every `every`, and a last one when `stop` is cancelled.
-async fn report_emf(
-    mut reporter: EmfReporter,
-    every: Duration,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let last = tokio::select! {
-            _ = ticks.tick() => false,
-            () = stop.cancelled() => true,
-        };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        write_line(&reporter.line(&metrics, now_ms));
-        if last {
-            return;
-        }
-    }
-}
-
-/// Writes one line to stdout in a single `write_all` under the stdout lock, as the log
-/// subscriber does, so an EMF line never interleaves with a log line. EMF needs `_aws` at the
-/// top level of the JSON object, which a tracing field cannot produce: hence not a log event.
-fn write_line(line: &str) {
-    use std::io::Write;
-    let mut text = String::with_capacity(line.len() + 1);
-    text.push_str(line);
-    text.push('\n');
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        tracing::warn!(error = %e, "could not write the metrics line");
     }
 }
 

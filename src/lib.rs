@@ -3,8 +3,9 @@
 //!
 //! Layers, each depending only on those below it: [`app`] (wiring) → [`worker`] (receive,
 //! process, acknowledge) → [`ports`] (the queue and mailer traits, implemented in [`aws`]) →
-//! [`domain`] (pure: event, pattern, route, render); [`config`], [`templates`] (reading template
-//! files) and [`telemetry`] on the side.
+//! [`domain`] (pure: event, pattern, route, render); [`config`] (settings), [`templates`] (reading
+//! template files) and [`telemetry`] (logs and metrics) on the side, [`health`] serving the metrics
+//! and readiness over HTTP.
 
 #![warn(missing_docs)]
 

@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::metrics::Counter;
+use crate::telemetry::metrics::Counter;
 use super::outcome::{Outcome, QueueAction, Retry};
 use super::pipeline::Facts;
 use super::Shared;
@@ -183,7 +183,7 @@ async fn settle<Q: Queue, M>(
     // Counted before the log lines are written, so whoever sees a line sees its counts.
     let metrics = &shared.instruments.metrics;
     for (_, outcome, _) in &results {
-        metrics.add(Counter::for_outcome(outcome), 1);
+        metrics.add(outcome.counter(), 1);
     }
     let deleted = deletes
         .iter()

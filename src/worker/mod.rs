@@ -8,7 +8,6 @@ pub mod backoff;
 mod batch;
 pub mod event_lock;
 pub mod memory;
-pub mod metrics;
 pub mod outcome;
 pub mod pause;
 pub mod pipeline;
@@ -26,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ports::{Mailer, Queue};
+use crate::telemetry::metrics::Metrics;
 pub use backoff::Backoff;
 use memory::EventMemory;
-use metrics::Metrics;
 pub use pipeline::{Parts, Pipeline};
 use status::Status;
 

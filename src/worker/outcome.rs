@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::backoff::Backoff;
 use super::pause::FIRST_PROBE;
 use crate::ports::FailureKind;
+use crate::telemetry::metrics::Counter;
 
 /// The result of processing one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,24 @@ impl Outcome {
             Self::Duplicate => "duplicate",
             Self::Failed { .. } => "failed",
             Self::Interrupted => "released",
+        }
+    }
+}
+
+impl Outcome {
+    /// The counter this outcome adds to.
+    pub fn counter(&self) -> Counter {
+        match self {
+            Self::Sent => Counter::Sent,
+            Self::Filtered => Counter::Filtered,
+            Self::Duplicate => Counter::Duplicate,
+            Self::Interrupted => Counter::Released,
+            Self::Failed { kind, .. } => match kind {
+                FailureKind::Transient => Counter::FailedTransient,
+                FailureKind::Throttled => Counter::FailedThrottled,
+                FailureKind::Permanent => Counter::FailedPermanent,
+                FailureKind::AccountPaused => Counter::FailedAccountPaused,
+            },
         }
     }
 }
@@ -181,6 +200,20 @@ mod tests {
                 retry.pause_remaining
             );
         }
+    }
+
+    #[test]
+    fn outcomes_map_to_their_counters() {
+        assert_eq!(Outcome::Sent.counter(), Counter::Sent);
+        assert_eq!(Outcome::Interrupted.counter(), Counter::Released);
+        assert_eq!(
+            failed(FailureKind::Permanent).counter(),
+            Counter::FailedPermanent
+        );
+        assert_eq!(
+            failed(FailureKind::AccountPaused).counter(),
+            Counter::FailedAccountPaused
+        );
     }
 
     #[test]

@@ -13,10 +13,10 @@ use crate::ports::{Email, FailureKind, Mailer, SendError};
 
 use super::event_lock::EventLocks;
 use super::memory::EventMemory;
-use super::metrics::{Counter, Histogram};
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
 use super::Instruments;
+use crate::telemetry::metrics::{Counter, Histogram};
 
 /// How long every send waits after SES said "too many requests", on top of the rate limit.
 const THROTTLE_PAUSE: Duration = Duration::from_secs(1);

@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::batch;
-use super::metrics::Counter;
 use super::pause::Gate;
 use super::Shared;
 use crate::ports::{FailureKind, Mailer, Queue};
+use crate::telemetry::metrics::Counter;
 
 /// Pause after a failed receive, doubling up to the cap, so an unreachable queue is not hammered.
 const RECEIVE_RETRY_FIRST: Duration = Duration::from_millis(500);

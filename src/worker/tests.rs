@@ -577,7 +577,7 @@ async fn a_worker_busy_with_slow_sends_stays_ready_without_receiving() {
 
 #[tokio::test]
 async fn metrics_count_each_outcome_delete_send_and_duration() {
-    use super::metrics::{Counter, Histogram};
+    use crate::telemetry::metrics::{Counter, Histogram};
     let queue = MemoryQueue::default();
     let mailer = ScriptedMailer::new(vec![]);
     queue.push("m1", &event("e1", "team-a/x"));

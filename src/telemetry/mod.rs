@@ -1,4 +1,16 @@
-//! Logging set-up: JSON lines for machines (ECS, CloudWatch, jq) or pretty lines for people.
+//! What the daemon says about itself: log lines ([`init`]: JSON for machines such as ECS,
+//! CloudWatch and jq, or pretty for people) and metrics ([`metrics`]), exported as Prometheus text
+//! ([`prometheus`], for `/metrics`) and CloudWatch EMF lines ([`emf`]).
+//!
+//! Knows nothing of HTTP nor of when lines are due: the worker records, the health listener
+//! serves the text, the app starts the EMF loop.
+
+pub mod emf;
+pub mod metrics;
+pub mod prometheus;
+
+pub use emf::EmfReporter;
+pub use metrics::{Counter, Histogram, Metrics};
 
 use tracing_subscriber::EnvFilter;
 

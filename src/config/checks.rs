@@ -1,0 +1,94 @@
+//! Checks: range and presence rules that the types alone cannot express, each failing with the
+//! key it is about.
+
+use super::{ConfigError, Settings};
+
+impl Settings {
+    /// Range and presence checks that types alone cannot express.
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        if self.queue.url.trim().is_empty() {
+            return invalid(
+                "queue.url",
+                "is required: set it in the file or as QUILT_NOTIFY__QUEUE__URL",
+            );
+        }
+        if self.ses.from.trim().is_empty() {
+            return invalid(
+                "ses.from",
+                "is required: set it in the file or as QUILT_NOTIFY__SES__FROM",
+            );
+        }
+        if self.queue.wait_time_seconds > 20 {
+            return invalid("queue.wait_time_seconds", "must be between 0 and 20");
+        }
+        if !(1..=10).contains(&self.queue.max_messages) {
+            return invalid("queue.max_messages", "must be between 1 and 10");
+        }
+        if !(1..=43_200).contains(&self.queue.visibility_timeout_seconds) {
+            return invalid(
+                "queue.visibility_timeout_seconds",
+                "must be between 1 and 43200 (12 hours)",
+            );
+        }
+        if !self.ses.max_send_rate.is_finite() || self.ses.max_send_rate < 0.0 {
+            return invalid("ses.max_send_rate", "must be 0 (ask SES) or more");
+        }
+        if self.worker.threads == 0 {
+            return invalid("worker.threads", "must be at least 1");
+        }
+        if self.worker.pollers == 0 {
+            return invalid("worker.pollers", "must be at least 1");
+        }
+        if self.worker.concurrency == 0 {
+            return invalid("worker.concurrency", "must be at least 1");
+        }
+        if self.worker.dedupe_capacity == 0 {
+            return invalid("worker.dedupe_capacity", "must be at least 1");
+        }
+        if self.retry.max_seconds > 43_200 || self.retry.base_seconds > self.retry.max_seconds {
+            return invalid(
+                "retry",
+                "need base_seconds <= max_seconds <= 43200 (SQS's longest visibility timeout)",
+            );
+        }
+        if let Some(listen) = &self.health.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return invalid(
+                    "health.listen",
+                    &format!("{listen:?} is not an address like 0.0.0.0:8080"),
+                );
+            }
+        }
+        if self.metrics.emf_interval_seconds > 0 && self.metrics.namespace.trim().is_empty() {
+            return invalid(
+                "metrics.namespace",
+                "must not be empty while metrics.emf_interval_seconds is above 0",
+            );
+        }
+        if self.routes.is_empty() {
+            return invalid(
+                "routes",
+                "no route is configured, so every message would be deleted unsent; add a [[routes]] table",
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.name.trim().is_empty() {
+                return invalid(&format!("routes[{i}].name"), "must not be empty");
+            }
+            if !seen.insert(route.name.as_str()) {
+                return invalid(
+                    &format!("routes[{i}].name"),
+                    &format!("route name \"{}\" is used twice", route.name),
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! The settings types: one struct per section of the file, as the layers merge into them.
+//! Every default lives in `config/default.toml`, not here; rules beyond the types are in
+//! [`checks`](super::checks).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::route::RouteSpec;
+
+/// Everything the daemon can be told, after all layers were merged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// AWS-wide settings.
+    pub aws: AwsSettings,
+    /// The SQS queue that the EventBridge rule feeds.
+    pub queue: QueueSettings,
+    /// SES v2 sending.
+    pub ses: SesSettings,
+    /// Pollers, concurrency, shutdown and dedupe.
+    pub worker: WorkerSettings,
+    /// Backoff for transient failures.
+    pub retry: RetrySettings,
+    /// The Quilt catalog that links point to.
+    pub catalog: CatalogSettings,
+    /// Where templates live.
+    pub templates: TemplateSettings,
+    /// The HTTP health listener.
+    pub health: HealthSettings,
+    /// Metrics: the `/metrics` endpoint and CloudWatch Embedded Metric Format log lines.
+    pub metrics: MetricsSettings,
+    /// EventBridge, for `send-test-event --to-bus`.
+    pub events: EventsSettings,
+    /// Log output.
+    pub log: LogSettings,
+    /// Which events become which emails.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+/// AWS-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// Region; `None` defers to the AWS chain.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub region: Option<String>,
+}
+
+/// The SQS queue and how it is polled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Queue URL (required).
+    pub url: String,
+    /// Endpoint override, e.g. LocalStack.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub endpoint_url: Option<String>,
+    /// Long-poll wait, 0..=20 s.
+    pub wait_time_seconds: u8,
+    /// Batch size, 1..=10.
+    pub max_messages: u8,
+    /// Visibility timeout requested on receive and renewed by the heartbeat.
+    pub visibility_timeout_seconds: u32,
+}
+
+/// SES v2 sending.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SesSettings {
+    /// Endpoint override, e.g. the local SES v2 emulator.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub endpoint_url: Option<String>,
+    /// Default sender (required).
+    pub from: String,
+    /// Configuration set to send with.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub configuration_set: Option<String>,
+    /// SendEmail calls per second across the process; 0 means "ask SES GetAccount".
+    pub max_send_rate: f64,
+}
+
+/// Pollers, concurrency, shutdown and dedupe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Runtime threads: 1 runs every task on one thread (no cross-thread wake-ups), more uses
+    /// Tokio's multi-threaded scheduler.
+    pub threads: usize,
+    /// Concurrent long-pollers.
+    pub pollers: usize,
+    /// Messages in flight at once, across pollers.
+    pub concurrency: usize,
+    /// Time in-flight work gets after a stop signal.
+    pub shutdown_deadline_seconds: u64,
+    /// How long an event id is remembered.
+    pub dedupe_window_seconds: u64,
+    /// How many event ids are remembered at most.
+    pub dedupe_capacity: usize,
+}
+
+/// Backoff for transient failures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// First delay.
+    pub base_seconds: u32,
+    /// Largest delay.
+    pub max_seconds: u32,
+}
+
+/// The Quilt catalog that links point to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSettings {
+    /// Catalog host name; `None` leaves `catalog_url` out of the template data.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub host: Option<String>,
+}
+
+/// Where templates live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSettings {
+    /// Directory of templates, already resolved against the config file's directory.
+    pub dir: PathBuf,
+}
+
+/// The HTTP health listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Listen address; `None` means no listener.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub listen: Option<String>,
+    /// `/readyz` needs a successful receive within this many seconds.
+    pub ready_within_seconds: u64,
+}
+
+/// Metrics export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Seconds between CloudWatch EMF log lines; 0 turns them off.
+    pub emf_interval_seconds: u64,
+    /// CloudWatch namespace of the EMF metrics.
+    pub namespace: String,
+}
+
+/// EventBridge, used only by `send-test-event --to-bus`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSettings {
+    /// Endpoint override, e.g. LocalStack; `None` means AWS.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub endpoint_url: Option<String>,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// JSON lines or human-readable.
+    pub format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+/// Treats `""` as unset, because TOML has no null and env vars are easiest to blank.
+fn empty_as_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(deserializer)?;
+    Ok(value.filter(|s| !s.trim().is_empty()))
+}

@@ -1,0 +1,217 @@
+//! Loading and checking settings, end to end: from a file and variables to `Settings` or an
+//! error naming the key.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[queue]
+url = "http://127.0.0.1:4566/000000000000/q"
+[ses]
+from = "quilt@example.com"
+[[routes]]
+name = "all"
+template = "package-created"
+to = ["team@example.com"]
+pattern = { source = ["com.quiltdata"] }
+"#;
+
+fn file(contents: &str, ext: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new()
+        .suffix(ext)
+        .tempfile()
+        .expect("temp file");
+    f.write_all(contents.as_bytes()).expect("write");
+    f
+}
+
+fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn load(contents: &str, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let f = file(contents, ".toml");
+    Settings::load_with_env(Some(f.path()), env(vars))
+}
+
+#[test]
+fn defaults_fill_everything_but_queue_sender_and_routes() {
+    let s = load(MINIMAL, &[]).expect("loads");
+    assert_eq!(s.queue.wait_time_seconds, 20);
+    assert_eq!(s.queue.max_messages, 10);
+    assert_eq!(s.queue.endpoint_url, None);
+    assert_eq!(s.worker.pollers, 4);
+    assert_eq!(s.worker.concurrency, 40);
+    assert_eq!(s.worker.threads, 1);
+    assert_eq!(s.log.format, LogFormat::Json);
+    assert_eq!(s.catalog.host, None);
+    assert_eq!(s.metrics.emf_interval_seconds, 60);
+    assert_eq!(s.metrics.namespace, "QuiltNotify");
+    assert_eq!(s.events.endpoint_url, None);
+    assert_eq!(s.routes.len(), 1);
+    assert_eq!(s.routes[0].pattern["source"][0], "com.quiltdata");
+}
+
+#[test]
+fn templates_dir_is_relative_to_the_config_file() {
+    let f = file(MINIMAL, ".toml");
+    let s = Settings::load_with_env(Some(f.path()), env(&[])).expect("loads");
+    let parent = f.path().parent().expect("parent");
+    assert_eq!(s.templates.dir, parent.join("templates"));
+}
+
+#[test]
+fn environment_overrides_the_file_with_double_underscores() {
+    let s = load(
+        MINIMAL,
+        &[
+            ("QUILT_NOTIFY__QUEUE__MAX_MESSAGES", "3"),
+            ("QUILT_NOTIFY__SES__ENDPOINT_URL", "http://127.0.0.1:8005"),
+            ("QUILT_NOTIFY__CATALOG__HOST", "catalog.example.com"),
+            ("QUILT_NOTIFY__LOG__FORMAT", "pretty"),
+        ],
+    )
+    .expect("loads");
+    assert_eq!(s.queue.max_messages, 3);
+    assert_eq!(s.ses.endpoint_url.as_deref(), Some("http://127.0.0.1:8005"));
+    assert_eq!(s.catalog.host.as_deref(), Some("catalog.example.com"));
+    assert_eq!(s.log.format, LogFormat::Pretty);
+}
+
+#[test]
+fn queue_url_and_sender_may_come_from_the_environment_alone() {
+    let without = MINIMAL
+        .replace("url = \"http://127.0.0.1:4566/000000000000/q\"", "")
+        .replace("from = \"quilt@example.com\"", "");
+    let s = load(
+        &without,
+        &[
+            ("QUILT_NOTIFY__QUEUE__URL", "https://sqs/q"),
+            ("QUILT_NOTIFY__SES__FROM", "a@b.c"),
+        ],
+    )
+    .expect("loads");
+    assert_eq!(s.queue.url, "https://sqs/q");
+    assert_eq!(s.ses.from, "a@b.c");
+}
+
+#[test]
+fn missing_queue_url_names_the_key_and_the_variable() {
+    let err = load(
+        &MINIMAL.replace("http://127.0.0.1:4566/000000000000/q", ""),
+        &[],
+    )
+    .expect_err("must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("queue.url"), "{msg}");
+    assert!(msg.contains("QUILT_NOTIFY__QUEUE__URL"), "{msg}");
+}
+
+#[test]
+fn out_of_range_values_name_their_key() {
+    for (var, value, key) in [
+        (
+            "QUILT_NOTIFY__QUEUE__MAX_MESSAGES",
+            "11",
+            "queue.max_messages",
+        ),
+        (
+            "QUILT_NOTIFY__QUEUE__WAIT_TIME_SECONDS",
+            "21",
+            "queue.wait_time_seconds",
+        ),
+        ("QUILT_NOTIFY__WORKER__POLLERS", "0", "worker.pollers"),
+        ("QUILT_NOTIFY__WORKER__THREADS", "0", "worker.threads"),
+        (
+            "QUILT_NOTIFY__SES__MAX_SEND_RATE",
+            "-1",
+            "ses.max_send_rate",
+        ),
+    ] {
+        let msg = load(MINIMAL, &[(var, value)])
+            .expect_err("must fail")
+            .to_string();
+        assert!(msg.contains(key), "{var}={value}: {msg}");
+    }
+}
+
+#[test]
+fn a_mistyped_value_names_its_key() {
+    let msg = load(MINIMAL, &[("QUILT_NOTIFY__WORKER__POLLERS", "many")])
+        .expect_err("must fail")
+        .to_string();
+    assert!(msg.contains("worker.pollers"), "{msg}");
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let msg = load(&format!("{MINIMAL}\n[worker]\npolers = 3\n"), &[])
+        .expect_err("must fail")
+        .to_string();
+    assert!(msg.contains("polers"), "{msg}");
+}
+
+#[test]
+fn no_routes_is_refused_because_everything_would_be_deleted() {
+    let without_routes = MINIMAL.split("[[routes]]").next().expect("head");
+    let msg = load(without_routes, &[])
+        .expect_err("must fail")
+        .to_string();
+    assert!(msg.contains("routes"), "{msg}");
+}
+
+#[test]
+fn duplicate_route_names_are_refused() {
+    let twice = format!(
+        "{MINIMAL}{}",
+        &MINIMAL[MINIMAL.find("[[routes]]").expect("routes")..]
+    );
+    let msg = load(&twice, &[]).expect_err("must fail").to_string();
+    assert!(msg.contains("used twice"), "{msg}");
+}
+
+#[test]
+fn a_whole_config_can_come_from_one_environment_variable() {
+    let s = Settings::load_with_env(None, env(&[(INLINE_ENV, MINIMAL)])).expect("loads");
+    assert_eq!(s.routes[0].name, "all");
+    assert_eq!(s.ses.from, "quilt@example.com");
+    let overridden = Settings::load_with_env(
+        None,
+        env(&[(INLINE_ENV, MINIMAL), ("QUILT_NOTIFY__SES__FROM", "x@y.z")]),
+    )
+    .expect("loads");
+    assert_eq!(overridden.ses.from, "x@y.z", "single variables still win");
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let err = Settings::load_with_env(Some(Path::new("/nonexistent/q.toml")), env(&[]))
+        .expect_err("must fail");
+    assert!(err.to_string().contains("q.toml"), "{err}");
+}
+
+#[test]
+fn yaml_files_work_too_and_keep_pattern_key_case() {
+    let yaml = r#"
+queue: { url: "https://sqs/q" }
+ses: { from: "a@b.c" }
+routes:
+  - name: camel
+    template: package-created
+    to: [x@example.com]
+    pattern: { detail: { topHash: [{ prefix: "a0" }], missing: [null] } }
+"#;
+    let f = file(yaml, ".yaml");
+    let s = Settings::load_with_env(Some(f.path()), env(&[])).expect("loads");
+    let pattern = &s.routes[0].pattern;
+    assert_eq!(pattern["detail"]["topHash"][0]["prefix"], "a0");
+    assert!(pattern["detail"]["missing"][0].is_null());
+}
