@@ -143,8 +143,7 @@ async fn release_unstarted<Q: Queue, M>(shared: &Shared<Q, M>, messages: &[Recei
     let changes: Vec<VisibilityChange> = messages
         .iter()
         .map(|m| VisibilityChange {
-            message_id: m.message_id.clone(),
-            receipt_handle: m.receipt_handle.clone(),
+            receipt: m.receipt(),
             seconds: 0,
         })
         .collect();
@@ -216,8 +215,7 @@ async fn renew<'a, Q: Queue, M>(
 ) {
     let changes: Vec<VisibilityChange> = pending
         .map(|m| VisibilityChange {
-            message_id: m.message_id.clone(),
-            receipt_handle: m.receipt_handle.clone(),
+            receipt: m.receipt(),
             seconds: shared.options.visibility_seconds,
         })
         .collect();
@@ -257,11 +255,10 @@ async fn settle<Q: Queue, M>(
     let mut changes = Vec::new();
     for (message, outcome, _) in &results {
         if outcome.is_settled() {
-            deletes.push((message.message_id.clone(), message.receipt_handle.clone()));
+            deletes.push(message.receipt());
         } else {
             changes.push(VisibilityChange {
-                message_id: message.message_id.clone(),
-                receipt_handle: message.receipt_handle.clone(),
+                receipt: message.receipt(),
                 seconds: release_after(shared, message, outcome),
             });
         }
@@ -269,7 +266,10 @@ async fn settle<Q: Queue, M>(
     let undeleted = settle_call(
         "delete",
         shared.queue.delete(&deletes),
-        &deletes.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+        &deletes
+            .iter()
+            .map(|d| d.message_id.clone())
+            .collect::<Vec<_>>(),
     )
     .await;
     let unreleased = settle_call(
@@ -277,7 +277,7 @@ async fn settle<Q: Queue, M>(
         shared.queue.change_visibility(&changes),
         &changes
             .iter()
-            .map(|c| c.message_id.clone())
+            .map(|c| c.receipt.message_id.clone())
             .collect::<Vec<_>>(),
     )
     .await;
@@ -289,7 +289,7 @@ async fn settle<Q: Queue, M>(
     }
     let deleted = deletes
         .iter()
-        .filter(|(id, _)| !undeleted.contains(id))
+        .filter(|d| !undeleted.contains(&d.message_id))
         .count();
     metrics.add(Counter::Deleted, deleted as u64);
     metrics.add(
@@ -303,7 +303,7 @@ async fn settle<Q: Queue, M>(
             !undeleted.contains(&message.message_id) && !unreleased.contains(&message.message_id);
         let visible_in_s = changes
             .iter()
-            .find(|c| c.message_id == message.message_id)
+            .find(|c| c.receipt.message_id == message.message_id)
             .map(|c| c.seconds);
         let first_report = match outcome {
             Outcome::Failed {
