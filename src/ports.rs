@@ -17,13 +17,31 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
 }
 
-/// A new visibility timeout for one received message.
+impl ReceivedMessage {
+    /// What acknowledging or releasing this receive of the message takes.
+    pub fn receipt(&self) -> Receipt {
+        Receipt {
+            message_id: self.message_id.clone(),
+            receipt_handle: self.receipt_handle.clone(),
+        }
+    }
+}
+
+/// One receive of one message: the handle SQS acts on, and the id failures are reported by
+/// (a handle is opaque and changes with every receive; the id names the message in logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VisibilityChange {
-    /// The message's id (for error reporting and batch entry ids).
+pub struct Receipt {
+    /// The message's id.
     pub message_id: String,
     /// The receipt handle of the current receive.
     pub receipt_handle: String,
+}
+
+/// A new visibility timeout for one received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisibilityChange {
+    /// Which receive of which message.
+    pub receipt: Receipt,
     /// Seconds until the message is visible again; 0 releases it now.
     pub seconds: u32,
 }
@@ -51,7 +69,7 @@ pub trait Queue: Send + Sync + 'static {
     /// Deletes messages by receipt handle; returns the ids of those that could not be deleted.
     fn delete(
         &self,
-        messages: &[(String, String)],
+        receipts: &[Receipt],
     ) -> impl Future<Output = Result<Vec<String>, QueueError>> + Send;
 
     /// Changes visibility timeouts; returns the ids of those that could not be changed.

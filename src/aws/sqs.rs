@@ -1,16 +1,11 @@
 //! SQS adapter for the [`Queue`] port.
 
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName,
-};
+use aws_sdk_sqs::error::{BuildError, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use aws_sdk_sqs::Client;
 
-use super::{describe, error_code};
-use crate::ports::{Queue, QueueError, ReceivedMessage, VisibilityChange};
-
-/// SQS's limit on entries per batch call.
-const BATCH_LIMIT: usize = 10;
+use super::{batch, describe, error_code, AwsError};
+use crate::ports::{Queue, QueueError, Receipt, ReceivedMessage, VisibilityChange};
 
 /// A queue backed by one SQS queue URL.
 #[derive(Debug, Clone)]
@@ -29,24 +24,24 @@ impl SqsQueue {
     }
 }
 
-fn queue_error<E, R>(
-    operation: &'static str,
-    err: &aws_sdk_sqs::error::SdkError<E, R>,
-) -> QueueError
-where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    QueueError {
-        operation,
-        message: format!("{}: {}", error_code(err), describe(err)),
+/// The worker retries any failed call, so its error keeps the code and the cause chain as text.
+impl AwsError for QueueError {
+    fn call<E, R>(operation: &'static str, err: &SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        QueueError {
+            operation,
+            message: format!("{}: {}", error_code(err), describe(err)),
+        }
     }
-}
 
-fn build_error(operation: &'static str, err: impl std::fmt::Display) -> QueueError {
-    QueueError {
-        operation,
-        message: format!("cannot build request: {err}"),
+    fn build(operation: &'static str, err: BuildError) -> Self {
+        QueueError {
+            operation,
+            message: format!("cannot build request: {err}"),
+        }
     }
 }
 
@@ -67,7 +62,7 @@ impl Queue for SqsQueue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
-            .map_err(|e| queue_error("ReceiveMessage", &e))?;
+            .map_err(|e| QueueError::call("ReceiveMessage", &e))?;
         let messages = output
             .messages()
             .iter()
@@ -88,76 +83,14 @@ impl Queue for SqsQueue {
         Ok(messages)
     }
 
-    async fn delete(&self, messages: &[(String, String)]) -> Result<Vec<String>, QueueError> {
-        let mut failed = Vec::new();
-        for chunk in messages.chunks(BATCH_LIMIT) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, (_, receipt))| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(receipt)
-                        .build()
-                        .map_err(|e| build_error("DeleteMessageBatch", e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let output = self
-                .client
-                .delete_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| queue_error("DeleteMessageBatch", &e))?;
-            failed.extend(failed_ids(chunk, output.failed().iter().map(|f| f.id())));
-        }
-        Ok(failed)
+    async fn delete(&self, receipts: &[Receipt]) -> Result<Vec<String>, QueueError> {
+        batch::delete(&self.client, &self.url, receipts).await
     }
 
     async fn change_visibility(
         &self,
         changes: &[VisibilityChange],
     ) -> Result<Vec<String>, QueueError> {
-        let mut failed = Vec::new();
-        for chunk in changes.chunks(BATCH_LIMIT) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, change)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(&change.receipt_handle)
-                        .visibility_timeout(i32::try_from(change.seconds).unwrap_or(i32::MAX))
-                        .build()
-                        .map_err(|e| build_error("ChangeMessageVisibilityBatch", e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let output = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| queue_error("ChangeMessageVisibilityBatch", &e))?;
-            let ids: Vec<(String, String)> = chunk
-                .iter()
-                .map(|c| (c.message_id.clone(), c.receipt_handle.clone()))
-                .collect();
-            failed.extend(failed_ids(&ids, output.failed().iter().map(|f| f.id())));
-        }
-        Ok(failed)
+        batch::change_visibility(&self.client, &self.url, changes).await
     }
-}
-
-/// Batch entries are identified by their index in the chunk; map failures back to message ids.
-fn failed_ids<'a>(
-    chunk: &'a [(String, String)],
-    failed_entries: impl Iterator<Item = &'a str> + 'a,
-) -> impl Iterator<Item = String> + 'a {
-    failed_entries.filter_map(|id| {
-        let index: usize = id.parse().ok()?;
-        chunk.get(index).map(|(message_id, _)| message_id.clone())
-    })
 }

@@ -199,7 +199,7 @@ fn test_event(
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned());
     json!({
         "version": "0",
-        "id": uuid_v4(),
+        "id": uuid::Uuid::new_v4().to_string(),
         "detail-type": "package-revision",
         "source": "com.quiltdata",
         "account": account,
@@ -214,22 +214,6 @@ fn test_event(
             "topHash": random_hex64(),
         }
     })
-}
-
-/// A random (version 4) UUID, as EventBridge event ids are.
-fn uuid_v4() -> String {
-    let mut bytes = fastrand::u128(..).to_be_bytes();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 /// 64 random hex digits, the shape of a Quilt top hash.
@@ -384,18 +368,15 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_fresh_version_4_uuids() {
-        let a = uuid_v4();
-        let b = uuid_v4();
+    fn each_test_event_has_a_fresh_version_4_uuid_as_its_id() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let id = |event: Value| event["id"].as_str().map(str::to_owned).expect("an id");
+        let a = id(test_event("b", "h", "created", "", now));
+        let b = id(test_event("b", "h", "created", "", now));
         assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        let groups: Vec<&str> = a.split('-').collect();
-        assert_eq!(
-            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
-        assert!(groups[2].starts_with('4'), "{a}");
-        assert!("89ab".contains(&groups[3][..1]), "{a}");
+        let parsed = uuid::Uuid::parse_str(&a).expect("a UUID");
+        assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+        assert_eq!(parsed.hyphenated().to_string(), a, "lower-case, hyphenated");
     }
 
     #[test]

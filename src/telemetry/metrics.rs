@@ -8,7 +8,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-
 /// How one metric is named and explained in every export, and its unit in EMF.
 #[derive(Debug, Clone, Copy)]
 pub struct Descriptor<M> {

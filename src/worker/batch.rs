@@ -10,11 +10,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::telemetry::metrics::Counter;
 use super::outcome::{Outcome, QueueAction, Retry};
 use super::pipeline::Facts;
 use super::Shared;
 use crate::ports::{FailureKind, Mailer, Queue, ReceivedMessage, VisibilityChange};
+use crate::telemetry::metrics::Counter;
 
 /// A batch that arrived after the stop signal goes straight back to the queue.
 pub(super) async fn release_unstarted<Q: Queue, M>(
@@ -24,8 +24,7 @@ pub(super) async fn release_unstarted<Q: Queue, M>(
     let changes: Vec<VisibilityChange> = messages
         .iter()
         .map(|m| VisibilityChange {
-            message_id: m.message_id.clone(),
-            receipt_handle: m.receipt_handle.clone(),
+            receipt: m.receipt(),
             seconds: 0,
         })
         .collect();
@@ -106,8 +105,7 @@ async fn renew<'a, Q: Queue, M>(
 ) {
     let changes: Vec<VisibilityChange> = pending
         .map(|m| VisibilityChange {
-            message_id: m.message_id.clone(),
-            receipt_handle: m.receipt_handle.clone(),
+            receipt: m.receipt(),
             seconds: shared.options.visibility_seconds,
         })
         .collect();
@@ -155,11 +153,10 @@ async fn settle<Q: Queue, M>(
         };
         match outcome.queue_action(&retry) {
             QueueAction::Delete => {
-                deletes.push((message.message_id.clone(), message.receipt_handle.clone()));
+                deletes.push(message.receipt());
             }
             QueueAction::Hide(seconds) => changes.push(VisibilityChange {
-                message_id: message.message_id.clone(),
-                receipt_handle: message.receipt_handle.clone(),
+                receipt: message.receipt(),
                 seconds,
             }),
         }
@@ -167,7 +164,10 @@ async fn settle<Q: Queue, M>(
     let undeleted = settle_call(
         "delete",
         shared.queue.delete(&deletes),
-        &deletes.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+        &deletes
+            .iter()
+            .map(|d| d.message_id.clone())
+            .collect::<Vec<_>>(),
     )
     .await;
     let unreleased = settle_call(
@@ -175,7 +175,7 @@ async fn settle<Q: Queue, M>(
         shared.queue.change_visibility(&changes),
         &changes
             .iter()
-            .map(|c| c.message_id.clone())
+            .map(|c| c.receipt.message_id.clone())
             .collect::<Vec<_>>(),
     )
     .await;
@@ -187,7 +187,7 @@ async fn settle<Q: Queue, M>(
     }
     let deleted = deletes
         .iter()
-        .filter(|(id, _)| !undeleted.contains(id))
+        .filter(|d| !undeleted.contains(&d.message_id))
         .count();
     metrics.add(Counter::Deleted, deleted as u64);
     if deleted > 0 {
@@ -204,7 +204,7 @@ async fn settle<Q: Queue, M>(
             !undeleted.contains(&message.message_id) && !unreleased.contains(&message.message_id);
         let visible_in_s = changes
             .iter()
-            .find(|c| c.message_id == message.message_id)
+            .find(|c| c.receipt.message_id == message.message_id)
             .map(|c| c.seconds);
         let first_report = match outcome {
             Outcome::Failed {

@@ -15,8 +15,8 @@ use super::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
 use crate::domain::render::{Renderer, TemplateSource};
 use crate::domain::route::{RouteSpec, RouteTable};
 use crate::ports::{
-    AccountStatus, Email, FailureKind, Mailer, Queue, QueueError, ReceivedMessage, SendError,
-    VisibilityChange,
+    AccountStatus, Email, FailureKind, Mailer, Queue, QueueError, Receipt, ReceivedMessage,
+    SendError, VisibilityChange,
 };
 
 #[derive(Default)]
@@ -82,11 +82,11 @@ impl Queue for MemoryQueue {
         Ok(batch)
     }
 
-    async fn delete(&self, messages: &[(String, String)]) -> Result<Vec<String>, QueueError> {
+    async fn delete(&self, receipts: &[Receipt]) -> Result<Vec<String>, QueueError> {
         let mut state = self.0.lock().unwrap();
         state
             .deleted
-            .extend(messages.iter().map(|(id, _)| id.clone()));
+            .extend(receipts.iter().map(|r| r.message_id.clone()));
         Ok(Vec::new())
     }
 
@@ -102,7 +102,7 @@ impl Queue for MemoryQueue {
         for change in changes {
             state
                 .changes
-                .push((change.message_id.clone(), change.seconds));
+                .push((change.receipt.message_id.clone(), change.seconds));
         }
         Ok(Vec::new())
     }

@@ -1,61 +1,17 @@
-//! SQS and EventBridge calls for the operator commands (`dlq`, `send-test-event`): queue
-//! attributes and depth, the dead-letter queue behind a queue, reading without consuming,
-//! moving messages back (`StartMessageMoveTask`, or receive → send → delete), publishing events.
-//!
-//! The worker never uses this module; it talks through the [`Queue`](crate::ports::Queue) port.
-//! Like the rest of `aws/`, it keeps SDK types inside and answers with its own.
+//! SQS calls of the operator commands (`dlq`, `send-test-event`): queue attributes and depth,
+//! the dead-letter queue behind a queue, reading without consuming, and moving messages back
+//! (`StartMessageMoveTask`, or receive → send → delete).
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 
-use aws_sdk_sqs::error::ProvideErrorMetadata;
-
-use super::{describe, error_code};
-
-/// A failed SQS or EventBridge call, with the service's error code.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("{operation} failed: {code}: {message}")]
-pub struct AdminError {
-    /// The operation, e.g. `StartMessageMoveTask`.
-    pub operation: &'static str,
-    /// The service's error code, or a short name for failures that never reached it.
-    pub code: String,
-    /// What went wrong, with its cause chain.
-    pub message: String,
-}
-
-fn sdk_error<E, R>(operation: &'static str, err: &aws_sdk_sqs::error::SdkError<E, R>) -> AdminError
-where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    AdminError {
-        operation,
-        code: error_code(err),
-        message: service_message(err.message(), err),
-    }
-}
-
-/// The service's own message when it sent one (the SDK's rendering repeats the code and adds
-/// debug output), else the error with its cause chain.
-fn service_message(message: Option<&str>, err: &(dyn std::error::Error + 'static)) -> String {
-    match message {
-        Some(text) if !text.is_empty() => text.to_owned(),
-        _ => describe(err),
-    }
-}
-
-fn local_error(operation: &'static str, message: impl std::fmt::Display) -> AdminError {
-    AdminError {
-        operation,
-        code: "InvalidRequest".to_owned(),
-        message: message.to_string(),
-    }
-}
+use super::AdminError;
+use crate::aws::{batch, AwsError};
+use crate::ports::{Receipt, VisibilityChange};
 
 /// What the operator commands need to know about a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +59,16 @@ pub struct PeekedMessage {
     /// `ERROR_CODE: ERROR_MESSAGE` message attributes: set by EventBridge when a rule parks an
     /// event it could not deliver to its target in this queue.
     pub rule_error: Option<String>,
+}
+
+impl PeekedMessage {
+    /// What releasing this receive of the message takes.
+    pub fn receipt(&self) -> Receipt {
+        Receipt {
+            message_id: self.message_id.clone(),
+            receipt_handle: self.receipt_handle.clone(),
+        }
+    }
 }
 
 /// How far a message move task got.
@@ -161,25 +127,23 @@ impl SqsAdmin {
     /// # Errors
     /// The queue cannot be read, or its redrive policy is not valid JSON.
     pub async fn facts(&self, url: &str) -> Result<QueueFacts, AdminError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .attribute_names(QueueAttributeName::RedrivePolicy)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetQueueAttributes", &e))?;
-        let attributes = out.attributes();
+        let mut attributes = self
+            .attributes(
+                url,
+                &[
+                    QueueAttributeName::QueueArn,
+                    QueueAttributeName::RedrivePolicy,
+                ],
+            )
+            .await?;
         let arn = attributes
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-            .cloned()
-            .ok_or_else(|| local_error("GetQueueAttributes", "the queue has no QueueArn"))?;
-        let policy = attributes.and_then(|a| a.get(&QueueAttributeName::RedrivePolicy));
+            .remove(&QueueAttributeName::QueueArn)
+            .ok_or_else(|| AdminError::local("GetQueueAttributes", "the queue has no QueueArn"))?;
+        let policy = attributes.get(&QueueAttributeName::RedrivePolicy);
         let (dead_letter_arn, max_receive_count) = match policy {
             Some(text) if !text.trim().is_empty() => {
                 let policy: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                    local_error(
+                    AdminError::local(
                         "GetQueueAttributes",
                         format!("RedrivePolicy is not JSON: {e}"),
                     )
@@ -210,7 +174,7 @@ impl SqsAdmin {
     pub async fn url_of(&self, arn: &str) -> Result<String, AdminError> {
         let parts: Vec<&str> = arn.split(':').collect();
         let [_, _, "sqs", _, account, name] = parts.as_slice() else {
-            return Err(local_error(
+            return Err(AdminError::local(
                 "GetQueueUrl",
                 format!("{arn:?} is not an SQS queue ARN"),
             ));
@@ -222,10 +186,10 @@ impl SqsAdmin {
             .queue_owner_aws_account_id(*account)
             .send()
             .await
-            .map_err(|e| sdk_error("GetQueueUrl", &e))?;
+            .map_err(|e| AdminError::call("GetQueueUrl", &e))?;
         out.queue_url()
             .map(str::to_owned)
-            .ok_or_else(|| local_error("GetQueueUrl", "no QueueUrl in the answer"))
+            .ok_or_else(|| AdminError::local("GetQueueUrl", "no QueueUrl in the answer"))
     }
 
     /// Approximate counts of waiting and in-flight messages.
@@ -233,25 +197,38 @@ impl SqsAdmin {
     /// # Errors
     /// The queue cannot be read.
     pub async fn depth(&self, url: &str) -> Result<Depth, AdminError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetQueueAttributes", &e))?;
-        let get = |name: QueueAttributeName| {
-            out.attributes()
-                .and_then(|a| a.get(&name))
+        let visible = QueueAttributeName::ApproximateNumberOfMessages;
+        let in_flight = QueueAttributeName::ApproximateNumberOfMessagesNotVisible;
+        let attributes = self
+            .attributes(url, &[visible.clone(), in_flight.clone()])
+            .await?;
+        let count = |name| {
+            attributes
+                .get(&name)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
         Ok(Depth {
-            visible: get(QueueAttributeName::ApproximateNumberOfMessages),
-            in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            visible: count(visible),
+            in_flight: count(in_flight),
         })
+    }
+
+    /// The named attributes of a queue (those it has).
+    async fn attributes(
+        &self,
+        url: &str,
+        names: &[QueueAttributeName],
+    ) -> Result<HashMap<QueueAttributeName, String>, AdminError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AdminError::call("GetQueueAttributes", &e))?;
+        Ok(out.attributes.unwrap_or_default())
     }
 
     /// Receives up to `max` (1..=10) messages, hiding them for `visibility_seconds` (0 leaves
@@ -277,7 +254,7 @@ impl SqsAdmin {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| sdk_error("ReceiveMessage", &e))?;
+            .map_err(|e| AdminError::call("ReceiveMessage", &e))?;
         Ok(out
             .messages()
             .iter()
@@ -308,33 +285,17 @@ impl SqsAdmin {
     /// Makes received messages visible again at once; returns how many SQS refused.
     ///
     /// # Errors
-    /// The call failed as a whole.
-    pub async fn release(&self, url: &str, receipts: &[String]) -> Result<usize, AdminError> {
-        let mut failed = 0;
-        for chunk in receipts.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, receipt)| {
-                    aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(receipt)
-                        .visibility_timeout(0)
-                        .build()
-                        .map_err(|e| local_error("ChangeMessageVisibilityBatch", e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| sdk_error("ChangeMessageVisibilityBatch", &e))?;
-            failed += out.failed().len();
-        }
-        Ok(failed)
+    /// A call failed as a whole.
+    pub async fn release(&self, url: &str, receipts: &[Receipt]) -> Result<usize, AdminError> {
+        let changes: Vec<VisibilityChange> = receipts
+            .iter()
+            .map(|receipt| VisibilityChange {
+                receipt: receipt.clone(),
+                seconds: 0,
+            })
+            .collect();
+        let failed: Vec<String> = batch::change_visibility(&self.client, url, &changes).await?;
+        Ok(failed.len())
     }
 
     /// Sends one message; returns its SQS message id.
@@ -349,7 +310,7 @@ impl SqsAdmin {
             .message_body(body)
             .send()
             .await
-            .map_err(|e| sdk_error("SendMessage", &e))?;
+            .map_err(|e| AdminError::call("SendMessage", &e))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 
@@ -369,7 +330,7 @@ impl SqsAdmin {
             .destination_arn(destination_arn)
             .send()
             .await
-            .map_err(|e| sdk_error("StartMessageMoveTask", &e))?;
+            .map_err(|e| AdminError::call("StartMessageMoveTask", &e))?;
         Ok(out.task_handle().unwrap_or_default().to_owned())
     }
 
@@ -386,7 +347,7 @@ impl SqsAdmin {
             .max_results(1)
             .send()
             .await
-            .map_err(|e| sdk_error("ListMessageMoveTasks", &e))?;
+            .map_err(|e| AdminError::call("ListMessageMoveTasks", &e))?;
         Ok(out.results().first().map(|task| {
             let status = match task.status().unwrap_or_default() {
                 "RUNNING" | "CREATED" => MoveTaskStatus::Running,
@@ -433,14 +394,14 @@ impl SqsAdmin {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| sdk_error("ReceiveMessage", &e))?;
+            .map_err(|e| AdminError::call("ReceiveMessage", &e))?;
         let messages = out.messages();
-        let mut batch = MovedBatch {
+        let mut round = MovedBatch {
             received: messages.len(),
             ..MovedBatch::default()
         };
         if messages.is_empty() {
-            return Ok(batch);
+            return Ok(round);
         }
         let entries = messages
             .iter()
@@ -451,7 +412,7 @@ impl SqsAdmin {
                     .message_body(m.body().unwrap_or_default())
                     .set_message_attributes(m.message_attributes().cloned())
                     .build()
-                    .map_err(|e| local_error("SendMessageBatch", e))
+                    .map_err(|e| AdminError::local("SendMessageBatch", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let sent = self
@@ -461,193 +422,43 @@ impl SqsAdmin {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| sdk_error("SendMessageBatch", &e))?;
-        let receipt = |id: &str| -> Option<String> {
-            let index: usize = id.parse().ok()?;
-            messages.get(index)?.receipt_handle().map(str::to_owned)
+            .map_err(|e| AdminError::call("SendMessageBatch", &e))?;
+        let receipt = |id: &str| -> Option<Receipt> {
+            let message = messages.get(id.parse::<usize>().ok()?)?;
+            Some(Receipt {
+                message_id: message.message_id()?.to_owned(),
+                receipt_handle: message.receipt_handle()?.to_owned(),
+            })
         };
-        let sent_receipts: Vec<String> = sent
+        let sent_receipts: Vec<Receipt> = sent
             .successful()
             .iter()
             .filter_map(|e| receipt(e.id()))
             .collect();
-        let unsent: Vec<String> = sent
+        let unsent: Vec<Receipt> = sent
             .failed()
             .iter()
             .filter_map(|e| receipt(e.id()))
             .collect();
-        batch.send_failed = sent.failed().len();
+        round.send_failed = sent.failed().len();
         if !unsent.is_empty() {
             // Best effort: if this fails too, they reappear after the visibility timeout anyway.
             let _ = self.release(from_url, &unsent).await;
         }
-        let deletes = sent_receipts
-            .iter()
-            .enumerate()
-            .map(|(i, receipt)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .build()
-                    .map_err(|e| local_error("DeleteMessageBatch", e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if deletes.is_empty() {
-            return Ok(batch);
+        if sent_receipts.is_empty() {
+            return Ok(round);
         }
-        let deleted = self
-            .client
-            .delete_message_batch()
-            .queue_url(from_url)
-            .set_entries(Some(deletes))
-            .send()
-            .await;
-        match deleted {
-            Ok(out) => {
-                batch.delete_failed = out.failed().len();
-                batch.moved = sent_receipts.len() - batch.delete_failed;
-            }
-            Err(_) => batch.delete_failed = sent_receipts.len(),
-        }
-        Ok(batch)
-    }
-}
-
-/// An EventBridge rule that targets a queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    /// Its name.
-    pub name: String,
-    /// Its event pattern (JSON), if it has one (a scheduled rule has none).
-    pub pattern: Option<String>,
-    /// Whether it is enabled.
-    pub enabled: bool,
-}
-
-/// What to publish with `PutEvents`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewEvent {
-    /// `source`, e.g. `com.quiltdata`.
-    pub source: String,
-    /// `detail-type`, e.g. `package-revision`.
-    pub detail_type: String,
-    /// `detail`, as JSON text.
-    pub detail: String,
-    /// `time`.
-    pub time: SystemTime,
-}
-
-/// EventBridge calls of `send-test-event`, on the default bus.
-#[derive(Debug, Clone)]
-pub struct EventBus {
-    client: aws_sdk_eventbridge::Client,
-}
-
-impl EventBus {
-    /// Wraps a client.
-    pub fn new(client: aws_sdk_eventbridge::Client) -> Self {
-        Self { client }
-    }
-
-    /// Publishes one event to the default bus; returns the id EventBridge gave it (the `id` of
-    /// the envelope the rule's targets receive).
-    ///
-    /// # Errors
-    /// The call failed, or EventBridge rejected the entry.
-    pub async fn put(&self, event: &NewEvent) -> Result<String, AdminError> {
-        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-            .source(&event.source)
-            .detail_type(&event.detail_type)
-            .detail(&event.detail)
-            .time(aws_sdk_eventbridge::primitives::DateTime::from(event.time))
-            .build();
-        let out = self
-            .client
-            .put_events()
-            .entries(entry)
-            .send()
-            .await
-            .map_err(|e| events_error("PutEvents", &e))?;
-        let result = out.entries().first();
-        match result.and_then(|r| r.event_id()) {
-            Some(id) if out.failed_entry_count() == 0 => Ok(id.to_owned()),
-            _ => Err(AdminError {
-                operation: "PutEvents",
-                code: result
-                    .and_then(|r| r.error_code())
-                    .unwrap_or("FailedEntry")
-                    .to_owned(),
-                message: result
-                    .and_then(|r| r.error_message())
-                    .unwrap_or("the entry was not accepted")
-                    .to_owned(),
-            }),
-        }
-    }
-
-    /// The rules on the default bus that have `target_arn` as a target, with their patterns.
-    ///
-    /// # Errors
-    /// A list or describe call failed (e.g. no `events:ListRuleNamesByTarget` permission).
-    pub async fn rules_targeting(&self, target_arn: &str) -> Result<Vec<Rule>, AdminError> {
-        let mut names = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .list_rule_names_by_target()
-                .target_arn(target_arn)
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| events_error("ListRuleNamesByTarget", &e))?;
-            names.extend(out.rule_names().iter().cloned());
-            match out.next_token() {
-                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
-                _ => break,
-            }
-        }
-        let mut rules = Vec::with_capacity(names.len());
-        for name in names {
-            let out = self
-                .client
-                .describe_rule()
-                .name(&name)
-                .send()
-                .await
-                .map_err(|e| events_error("DescribeRule", &e))?;
-            rules.push(Rule {
-                enabled: out
-                    .state()
-                    .is_none_or(|s| s == &aws_sdk_eventbridge::types::RuleState::Enabled),
-                pattern: out.event_pattern().map(str::to_owned),
-                name,
-            });
-        }
-        Ok(rules)
-    }
-}
-
-fn events_error<E, R>(
-    operation: &'static str,
-    err: &aws_sdk_eventbridge::error::SdkError<E, R>,
-) -> AdminError
-where
-    E: aws_sdk_eventbridge::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    AdminError {
-        operation,
-        code: error_code(err),
-        message: service_message(err.message(), err),
+        let deleted: Result<Vec<String>, AdminError> =
+            batch::delete(&self.client, from_url, &sent_receipts).await;
+        round.delete_failed = deleted.map_or(sent_receipts.len(), |failed| failed.len());
+        round.moved = sent_receipts.len() - round.delete_failed;
+        Ok(round)
     }
 }
 
 /// EventBridge's `ERROR_CODE` and `ERROR_MESSAGE` attributes, as one line.
 fn rule_error(
-    attributes: Option<
-        &std::collections::HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>,
-    >,
+    attributes: Option<&HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>>,
 ) -> Option<String> {
     let text = |name: &str| attributes?.get(name)?.string_value().map(str::to_owned);
     match (text("ERROR_CODE"), text("ERROR_MESSAGE")) {
