@@ -10,9 +10,16 @@
 //!    engine must give the documented answer, and LocalStack must still give its recorded one
 //!    (so a LocalStack upgrade that fixes a departure is noticed and the entry removed).
 //!
-//! Endpoint: `QN_TEST_AWS_ENDPOINT` (default `http://127.0.0.1:4566`). When it is unreachable
-//! the test fails if `CI` is set, and prints a skip notice otherwise. `QN_PATTERN_SEED` replaces
-//! the fixed seed to explore further; a failure prints the seed.
+//! 3. `pattern_data/recorded_cases.json`: cases whose answer was recorded against EventBridge
+//!    (LocalStack's AWS-recorded templates, Event Ruler's tests) for dot-joined keys, `$or`
+//!    overrides and wildcard complexity. Our engine must give the recorded answer; so must
+//!    LocalStack, except where a departure is listed in (2).
+//!
+//! The halves that need LocalStack are `#[ignore]`d, so plain `cargo test` passes with no
+//! emulator; `scripts/test` runs them (`--include-ignored`) and they fail, naming the endpoint,
+//! when LocalStack does not answer. Endpoint: `QN_TEST_AWS_ENDPOINT` (default
+//! `http://127.0.0.1:4566`). `QN_PATTERN_SEED` replaces the fixed seed to explore further; a
+//! failure prints the seed.
 
 #[path = "pattern_data/generator.rs"]
 mod generator;
@@ -77,8 +84,8 @@ fn endpoint() -> String {
     std::env::var("QN_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
 }
 
-/// Whether something listens at the endpoint; fails loudly in CI, skips with a notice locally.
-fn reachable(url: &str) -> bool {
+/// Fails the test, naming the endpoint, unless something listens there.
+fn require_localstack(url: &str) {
     let host_port = url
         .trim_start_matches("http://")
         .trim_start_matches("https://")
@@ -91,13 +98,10 @@ fn reachable(url: &str) -> bool {
         .ok()
         .and_then(|mut addrs| addrs.next())
         .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    if !up {
-        if std::env::var_os("CI").is_some() {
-            panic!("LocalStack is not reachable at {url} (QN_TEST_AWS_ENDPOINT) and CI is set: start it with scripts/start-emulators");
-        }
-        eprintln!("SKIPPED: LocalStack is not reachable at {url}; start it with scripts/start-emulators (set CI to make this a failure)");
-    }
-    up
+    assert!(
+        up,
+        "LocalStack is not reachable at {url} (QN_TEST_AWS_ENDPOINT): start it with scripts/start-emulators, or run scripts/test"
+    );
 }
 
 fn client(url: &str) -> Client {
@@ -110,10 +114,11 @@ fn client(url: &str) -> Client {
     Client::from_conf(config)
 }
 
-async fn localstack(client: &Client, pattern: &Value, event: &Value) -> Answer {
+/// Asks LocalStack; `pattern` is JSON text, sent as written (key order matters to Ruler's `$or`).
+async fn localstack(client: &Client, pattern: &str, event: &Value) -> Answer {
     let result = client
         .test_event_pattern()
-        .event_pattern(pattern.to_string())
+        .event_pattern(pattern)
         .event(event.to_string())
         .send()
         .await;
@@ -127,7 +132,7 @@ async fn localstack(client: &Client, pattern: &Value, event: &Value) -> Answer {
 }
 
 /// Asks LocalStack about every pair, `IN_FLIGHT` at a time, keeping the input order.
-async fn ask_all(client: &Client, pairs: &[(Value, Value)]) -> Vec<Answer> {
+async fn ask_all(client: &Client, pairs: &[(String, Value)]) -> Vec<Answer> {
     let limit = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut tasks = JoinSet::new();
     for (i, (pattern, event)) in pairs.iter().enumerate() {
@@ -172,22 +177,31 @@ fn with_envelope(event: &Value) -> Value {
     full
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agrees_with_localstack_on_a_generated_corpus() {
-    let seed = std::env::var("QN_PATTERN_SEED")
+fn seed() -> u64 {
+    std::env::var("QN_PATTERN_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(SEED);
-    let cases = generator::generate(seed, PATTERNS, |p, e| match ours(p, e) {
+        .unwrap_or(SEED)
+}
+
+fn corpus(seed: u64) -> Vec<generator::Case> {
+    generator::generate(seed, PATTERNS, |p, e| match ours(p, e) {
         Answer::Match(m) => Some(m),
         _ => None,
-    });
-    let pairs: Vec<(Value, Value)> = cases
+    })
+}
+
+fn pairs_of(cases: &[generator::Case]) -> Vec<(Value, Value)> {
+    cases
         .iter()
         .flat_map(|c| c.events.iter().map(|e| (c.pattern.clone(), e.clone())))
-        .collect();
+        .collect()
+}
 
-    // The grammar must really cover the language, whatever LocalStack says.
+/// The grammar must really cover the language, whatever LocalStack says.
+#[test]
+fn the_generated_corpus_covers_the_language() {
+    let cases = corpus(seed());
     let counts = generator::operator_counts(&cases);
     for op in [
         "exact string",
@@ -216,15 +230,27 @@ async fn agrees_with_localstack_on_a_generated_corpus() {
             "the generator produced too few {op:?}: {counts:?}"
         );
     }
-    assert!(pairs.len() >= MIN_PAIRS, "only {} pairs", pairs.len());
+    let pairs = pairs_of(&cases).len();
+    assert!(pairs >= MIN_PAIRS, "only {pairs} pairs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn agrees_with_localstack_on_a_generated_corpus() {
+    let seed = seed();
+    let cases = corpus(seed);
+    let pairs = pairs_of(&cases);
+    let counts = generator::operator_counts(&cases);
 
     let url = endpoint();
-    if !reachable(&url) {
-        return;
-    }
+    require_localstack(&url);
     let client = client(&url);
     let started = Instant::now();
-    let theirs = ask_all(&client, &pairs).await;
+    let texts: Vec<(String, Value)> = pairs
+        .iter()
+        .map(|(p, e)| (p.to_string(), e.clone()))
+        .collect();
+    let theirs = ask_all(&client, &texts).await;
     let elapsed = started.elapsed();
 
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
@@ -260,19 +286,34 @@ async fn agrees_with_localstack_on_a_generated_corpus() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn localstack_departures_are_the_documented_ones() {
+fn exception_entries() -> Vec<Value> {
     let text = include_str!("pattern_data/localstack_exceptions.json");
     let file: Value =
         serde_json::from_str(text).unwrap_or_else(|e| panic!("localstack_exceptions.json: {e}"));
     let entries = file["exceptions"].as_array().cloned().unwrap_or_default();
     assert!(!entries.is_empty());
+    entries
+}
 
-    // Our side needs no emulator: every entry states the documented answer.
+fn recorded_cases() -> Vec<Value> {
+    let text = include_str!("pattern_data/recorded_cases.json");
+    let file: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("recorded_cases.json: {e}"));
+    let cases = file["cases"].as_array().cloned().unwrap_or_default();
+    assert!(!cases.is_empty());
+    cases
+}
+
+fn id(entry: &Value) -> &str {
+    entry["id"].as_str().unwrap_or("?")
+}
+
+/// Our side of the departures: every entry states the documented answer. No emulator needed.
+#[test]
+fn localstack_departures_have_the_documented_answers() {
     let mut problems = Vec::new();
-    let mut pairs = Vec::new();
-    for entry in &entries {
-        let id = entry["id"].as_str().unwrap_or("?");
+    for entry in &exception_entries() {
+        let id = id(entry);
         let (Some(expected), Some(_)) = (
             Answer::from_json(&entry["aws"]),
             Answer::from_json(&entry["localstack"]),
@@ -289,26 +330,32 @@ async fn localstack_departures_are_the_documented_ones() {
             entry["quote"].as_str().is_some_and(|q| !q.is_empty()),
             "{id}: quote the wording"
         );
-        let event = with_envelope(&entry["event"]);
-        let our = ours(&entry["pattern"], &event);
+        let our = ours(&entry["pattern"], &with_envelope(&entry["event"]));
         if our != expected {
             problems.push(format!("{id}: ours {our:?}, documented {expected:?}"));
         }
-        pairs.push((entry["pattern"].clone(), event));
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn localstack_departures_are_the_documented_ones() {
+    let entries = exception_entries();
+    let pairs: Vec<(String, Value)> = entries
+        .iter()
+        .map(|e| (e["pattern"].to_string(), with_envelope(&e["event"])))
+        .collect();
     let url = endpoint();
-    if !reachable(&url) {
-        return;
-    }
+    require_localstack(&url);
     let theirs = ask_all(&client(&url), &pairs).await;
+    let mut problems = Vec::new();
     for (entry, their) in entries.iter().zip(&theirs) {
-        let id = entry["id"].as_str().unwrap_or("?");
         let recorded = Answer::from_json(&entry["localstack"]).unwrap_or(Answer::Invalid);
         if !their.agrees(&recorded) {
             problems.push(format!(
-                "{id}: LocalStack now answers {their:?}, recorded {recorded:?}: if it agrees with the docs, drop the entry"
+                "{}: LocalStack now answers {their:?}, recorded {recorded:?}: if it agrees with the docs, drop the entry",
+                id(entry)
             ));
         }
     }
@@ -317,4 +364,72 @@ async fn localstack_departures_are_the_documented_ones() {
         "{} documented LocalStack departures confirmed",
         entries.len()
     );
+}
+
+/// A recorded case's pattern as JSON text: a string holds the pattern exactly as written (its key
+/// order matters when a `$or` overrides a field), an object is serialized.
+fn pattern_text(case: &Value) -> String {
+    match &case["pattern"] {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Every case recorded against EventBridge gets the recorded answer. No emulator needed.
+#[test]
+fn recorded_cases_give_the_recorded_answers() {
+    let mut problems = Vec::new();
+    for case in &recorded_cases() {
+        let id = id(case);
+        assert!(
+            case["source"].as_str().is_some_and(|s| !s.is_empty()),
+            "{id}: name the source"
+        );
+        let Some(expected) = Answer::from_json(&case["aws"]) else {
+            panic!("{id}: `aws` must be true, false or \"invalid\"");
+        };
+        let pattern: Value = serde_json::from_str(&pattern_text(case))
+            .unwrap_or_else(|e| panic!("{id}: pattern text: {e}"));
+        let our = ours(&pattern, &with_envelope(&case["event"]));
+        if our != expected {
+            problems.push(format!("{id}: ours {our:?}, recorded {expected:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// LocalStack gives the recorded answers too, except for the departures listed (and checked) in
+/// `localstack_exceptions.json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn localstack_agrees_on_the_recorded_cases() {
+    let departures: Vec<String> = exception_entries()
+        .iter()
+        .map(|e| id(e).to_owned())
+        .collect();
+    let cases: Vec<Value> = recorded_cases()
+        .into_iter()
+        .filter(|c| !departures.iter().any(|d| d == id(c)))
+        .collect();
+    let pairs: Vec<(String, Value)> = cases
+        .iter()
+        .map(|c| (pattern_text(c), with_envelope(&c["event"])))
+        .collect();
+    let url = endpoint();
+    require_localstack(&url);
+    let theirs = ask_all(&client(&url), &pairs).await;
+    let problems: Vec<String> = cases
+        .iter()
+        .zip(&theirs)
+        .filter_map(|(case, their)| {
+            let recorded = Answer::from_json(&case["aws"]).unwrap_or(Answer::Invalid);
+            (*their != recorded).then(|| {
+                format!(
+                    "{}: LocalStack answers {their:?}, recorded {recorded:?}",
+                    id(case)
+                )
+            })
+        })
+        .collect();
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }

@@ -62,11 +62,12 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// Compiles a whole pattern: a non-empty JSON object.
-pub(super) fn root(pattern: &Value) -> Result<ObjectNode> {
+/// Compiles a whole pattern: a non-empty JSON object. `as_written` checks the words reserved
+/// inside `$or`, which apply to the keys the author wrote, not to a normalized pattern.
+pub(super) fn root(pattern: &Value, as_written: bool) -> Result<ObjectNode> {
     match pattern {
         Value::Object(map) if map.is_empty() => Err(error("", "the pattern is empty")),
-        Value::Object(map) => object(map, "", false),
+        Value::Object(map) => object(map, "", false, as_written),
         other => Err(error(
             "",
             format!(
@@ -77,7 +78,7 @@ pub(super) fn root(pattern: &Value) -> Result<ObjectNode> {
     }
 }
 
-fn object(map: &Map<String, Value>, path: &str, in_or: bool) -> Result<ObjectNode> {
+fn object(map: &Map<String, Value>, path: &str, in_or: bool, check: bool) -> Result<ObjectNode> {
     if map.is_empty() {
         return Err(error(path, "empty objects are not allowed"));
     }
@@ -85,18 +86,18 @@ fn object(map: &Map<String, Value>, path: &str, in_or: bool) -> Result<ObjectNod
     let mut ors = Vec::new();
     for (key, value) in map {
         if key == "$or" {
-            ors.push(or(value, path)?);
+            ors.push(or(value, path, check)?);
             continue;
         }
         let child = join(path, key);
-        if in_or && RESERVED_IN_OR.contains(&key.as_str()) {
+        if check && in_or && RESERVED_IN_OR.contains(&key.as_str()) {
             return Err(error(
                 &child,
                 format!("\"{key}\" is a reserved word and cannot be a field name inside $or"),
             ));
         }
         let node = match value {
-            Value::Object(inner) => Node::Object(object(inner, &child, in_or)?),
+            Value::Object(inner) => Node::Object(object(inner, &child, in_or, check)?),
             Value::Array(values) => Node::Leaf(leaf(values, &child)?),
             other => {
                 return Err(error(
@@ -109,7 +110,8 @@ fn object(map: &Map<String, Value>, path: &str, in_or: bool) -> Result<ObjectNod
             }
         };
         fields.push(Field {
-            key: key.as_str().into(),
+            path: key.as_str().into(),
+            key_at: 0,
             node,
         });
     }
@@ -119,7 +121,7 @@ fn object(map: &Map<String, Value>, path: &str, in_or: bool) -> Result<ObjectNod
     })
 }
 
-fn or(value: &Value, path: &str) -> Result<Box<[ObjectNode]>> {
+fn or(value: &Value, path: &str, check: bool) -> Result<Box<[ObjectNode]>> {
     let here = join(path, "$or");
     let Value::Array(branches) = value else {
         return Err(error(
@@ -139,7 +141,7 @@ fn or(value: &Value, path: &str) -> Result<Box<[ObjectNode]>> {
         .map(|(i, branch)| {
             let branch_path = format!("{here}[{i}]");
             match branch {
-                Value::Object(map) => object(map, &branch_path, true),
+                Value::Object(map) => object(map, &branch_path, true, check),
                 other => Err(error(
                     &branch_path,
                     format!(

@@ -19,11 +19,16 @@
 //! - a leaf (a field's array of alternatives) against an event array matches if one element
 //!   matches one alternative;
 //! - a leaf sees a missing field, an object, or an empty array as "absent": only
-//!   `{"exists": false}` matches there (exists works on leaf nodes only).
+//!   `{"exists": false}` matches there (exists works on leaf nodes only);
+//! - keys are paths joined with dots, as in Ruler: the pattern is normalized first (dotted keys
+//!   split, see `normalize`), and an event key holding dots (`"state.status"`) is found from the
+//!   object above it, so a field is looked up in a [`Scope`]: every event object that can hold it.
 
 mod cidr;
 mod compile;
+mod complexity;
 mod leaf;
+mod normalize;
 #[cfg(test)]
 mod tests;
 mod wildcard;
@@ -59,8 +64,27 @@ struct ObjectNode {
 /// One key of a pattern object and what its value must match.
 #[derive(Debug, Clone)]
 struct Field {
-    key: Box<str>,
+    /// The field's whole path from the root, dot-joined without `$or`: `detail.state`.
+    path: Box<str>,
+    /// Where the field's own key starts in `path`.
+    key_at: usize,
     node: Node,
+}
+
+/// The event objects a pattern object's fields are looked up in: each `map` holds a field under
+/// `path[offset..]`. The innermost object holds it under its own key; an ancestor holds it under
+/// a dotted key (`"state.status"` seen from `detail`). A linked list on the stack: no allocation.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    map: &'a Map<String, Value>,
+    offset: usize,
+    up: Option<&'a Scope<'a>>,
+}
+
+impl<'a> Scope<'a> {
+    fn iter(scope: Option<&'a Scope<'a>>) -> impl Iterator<Item = &'a Scope<'a>> {
+        std::iter::successors(scope, |s| s.up)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -86,12 +110,35 @@ impl Pattern {
     /// an empty array, an unknown operator, an operand of the wrong type, a numeric bound out of
     /// range, consecutive `*` in a wildcard, a malformed CIDR, a malformed `$or`, and so on.
     pub fn compile(pattern: &Value) -> Result<Pattern, PatternError> {
-        compile::root(pattern).map(|root| Pattern { root })
+        // Validated as written, so errors name the paths the author wrote; then compiled as Ruler
+        // would see it.
+        compile::root(pattern, true)?;
+        let Value::Object(map) = pattern else {
+            return compile::root(pattern, true).map(|root| Pattern { root });
+        };
+        let normalized = normalize::normalize(map);
+        if let Some(path) = complexity::too_complex(&normalized) {
+            return Err(PatternError {
+                path,
+                reason: complexity::TOO_COMPLEX.to_owned(),
+            });
+        }
+        let mut root = compile::root(&Value::Object(normalized), false)?;
+        root.set_paths("");
+        Ok(Pattern { root })
     }
 
     /// Whether `event` matches. The hot path: no allocation, no parsing.
     pub fn matches(&self, event: &Value) -> bool {
-        self.root.matches(Some(event))
+        match event {
+            Value::Object(map) => self.root.matches_in(Some(&Scope {
+                map,
+                offset: 0,
+                up: None,
+            })),
+            Value::Array(items) if !items.is_empty() => items.iter().any(|e| self.matches(e)),
+            _ => self.root.matches_in(None),
+        }
     }
 
     /// For diagnostics: `None` when `event` matches, else the dotted path of the first pattern
@@ -103,29 +150,65 @@ impl Pattern {
         }
         let mut path = String::new();
         self.root.explain(Some(event), &mut path);
+        if path.is_empty() {
+            path.push_str("(root)");
+        }
         Some(path)
     }
 }
 
 impl ObjectNode {
+    /// Gives every field its whole path (the compiler knows only its key).
+    fn set_paths(&mut self, parent: &str) {
+        for field in self.fields.iter_mut() {
+            if !parent.is_empty() {
+                field.path = format!("{parent}.{}", field.path).into();
+                field.key_at = parent.len() + 1;
+            }
+            if let Node::Object(inner) = &mut field.node {
+                inner.set_paths(&field.path);
+            }
+        }
+        for branch in self.ors.iter_mut().flat_map(|b| b.iter_mut()) {
+            branch.set_paths(parent);
+        }
+    }
+
+    fn matches_in(&self, scope: Option<&Scope<'_>>) -> bool {
+        self.fields.iter().all(|field| field.matches_in(scope))
+            && self
+                .ors
+                .iter()
+                .all(|branches| branches.iter().any(|branch| branch.matches_in(scope)))
+    }
+
+    /// Where this object's keys start in its fields' paths.
+    fn key_at(&self) -> usize {
+        match self.fields.first() {
+            Some(field) => field.key_at,
+            None => self
+                .ors
+                .iter()
+                .flat_map(|b| b.iter())
+                .map(ObjectNode::key_at)
+                .next()
+                .unwrap_or(0),
+        }
+    }
+
+    /// The nested-keys-only form, for diagnostics.
     fn matches(&self, event: Option<&Value>) -> bool {
         match event {
             Some(Value::Array(items)) if !items.is_empty() => {
                 items.iter().any(|item| self.matches(Some(item)))
             }
-            Some(Value::Object(map)) => self.matches_fields(Some(map)),
-            _ => self.matches_fields(None),
+            Some(Value::Object(map)) => self.matches_in(Some(&Scope {
+                map,
+                offset: self.key_at(),
+                up: None,
+            })),
+            _ => self.matches_in(None),
         }
-    }
-
-    fn matches_fields(&self, map: Option<&Map<String, Value>>) -> bool {
-        self.fields
-            .iter()
-            .all(|field| field.node.matches(map.and_then(|m| m.get(&*field.key))))
-            && self
-                .ors
-                .iter()
-                .all(|branches| branches.iter().any(|branch| branch.matches_fields(map)))
     }
 
     /// Appends to `path` the first failing field below this object, for an event it does not
@@ -139,11 +222,12 @@ impl ObjectNode {
             _ => None,
         };
         for field in self.fields.iter() {
-            let value = map.and_then(|m| m.get(&*field.key));
+            let key = &field.path[field.key_at..];
+            let value = map.and_then(|m| m.get(key));
             if field.node.matches(value) {
                 continue;
             }
-            push_segment(path, &field.key);
+            push_segment(path, key);
             if let (Node::Object(inner), Some(v @ (Value::Object(_) | Value::Array(_)))) =
                 (&field.node, value)
             {
@@ -154,7 +238,7 @@ impl ObjectNode {
         if self
             .ors
             .iter()
-            .any(|branches| !branches.iter().any(|branch| branch.matches_fields(map)))
+            .any(|branches| !branches.iter().any(|branch| branch.matches(event)))
         {
             push_segment(path, "$or");
         }
@@ -166,6 +250,75 @@ fn push_segment(path: &mut String, segment: &str) {
         path.push('.');
     }
     path.push_str(segment);
+}
+
+impl Field {
+    fn matches_in(&self, scope: Option<&Scope<'_>>) -> bool {
+        match &self.node {
+            Node::Leaf(leaf) => leaf.matches_any(
+                Scope::iter(scope).map(|s| s.map.get(&self.path[s.offset.min(self.path.len())..])),
+            ),
+            Node::Object(inner) => self.descend(inner, scope, None),
+        }
+    }
+
+    /// Matches `inner` against the scope one level down: every object in `pending` may hold
+    /// this field (an object: one more place to look; an array: one element must do, which keeps
+    /// fields tested together in the same element), and an object that also holds dotted keys
+    /// below this field stays in scope. Checking for those keys once here spares every field
+    /// below a failed lookup in objects that have none.
+    fn descend(
+        &self,
+        inner: &ObjectNode,
+        pending: Option<&Scope<'_>>,
+        built: Option<&Scope<'_>>,
+    ) -> bool {
+        let Some(here) = pending else {
+            return inner.matches_in(built);
+        };
+        let key = &self.path[here.offset.min(self.path.len())..];
+        let kept;
+        let built = if has_keys_below(here.map, key) {
+            kept = Scope {
+                map: here.map,
+                offset: here.offset,
+                up: built,
+            };
+            Some(&kept)
+        } else {
+            built
+        };
+        self.descend_value(inner, here.map.get(key), here.up, built)
+    }
+
+    fn descend_value(
+        &self,
+        inner: &ObjectNode,
+        value: Option<&Value>,
+        pending: Option<&Scope<'_>>,
+        built: Option<&Scope<'_>>,
+    ) -> bool {
+        match value {
+            Some(Value::Object(map)) => {
+                let scope = Scope {
+                    map,
+                    offset: self.path.len() + 1,
+                    up: built,
+                };
+                self.descend(inner, pending, Some(&scope))
+            }
+            Some(Value::Array(items)) if !items.is_empty() => items
+                .iter()
+                .any(|item| self.descend_value(inner, Some(item), pending, built)),
+            _ => self.descend(inner, pending, built),
+        }
+    }
+}
+
+/// Whether `map` has a key addressing something below `key` with dots (`key.…`).
+fn has_keys_below(map: &Map<String, Value>, key: &str) -> bool {
+    map.keys()
+        .any(|k| k.len() > key.len() && k.as_bytes()[key.len()] == b'.' && k.starts_with(key))
 }
 
 impl Node {
@@ -194,5 +347,24 @@ impl Leaf {
             None | Some(Value::Array(_) | Value::Object(_)) => self.matches_absent,
             Some(scalar) => self.matchers.iter().any(|m| m.matches(scalar)),
         }
+    }
+
+    /// The field may be held in several places (a nested key and a dotted one): it matches if
+    /// one present value matches, and counts as absent only if it is absent everywhere.
+    fn matches_any<'v>(&self, values: impl Iterator<Item = Option<&'v Value>>) -> bool {
+        let mut present = false;
+        for value in values {
+            match value {
+                None | Some(Value::Object(_)) => {}
+                Some(Value::Array(items)) if items.is_empty() => {}
+                Some(v) => {
+                    present = true;
+                    if self.matches(Some(v)) {
+                        return true;
+                    }
+                }
+            }
+        }
+        !present && self.matches_absent
     }
 }

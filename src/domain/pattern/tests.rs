@@ -970,6 +970,261 @@ fn or() {
     ]);
 }
 
+// Dot-joined keys. Ruler names a field by its path joined with dots, in the pattern and in the
+// event alike, so `"state.status"` and `"state": {"status": …}` are one field. Cases recorded
+// against AWS in LocalStack's tests/aws/services/events/event_pattern_templates/dot_joining_*.json5
+// (based on "Considerations when creating event patterns" in
+// https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns.html), then Event
+// Ruler's own: ACMachineTest.rulesFromREADMETest and MachineTest
+// .testDeleteMixedOperatorShapeWithSharedWildcard.
+#[test]
+fn dot_joined_keys() {
+    let nested = json!({"detail": {"state": {"status": ["running"]}}});
+    let dotted = json!({"detail": {"state.status": ["running"]}});
+    let readme_event = json!({
+        "detail-type": "EC2 Instance State-change Notification",
+        "source": "aws.ec2",
+        "detail": {"c.count": 5, "d.count": 3, "x.limit": 301.8, "state": "running"}
+    });
+    check(&[
+        (
+            "localstack dot_joining_event: dotted event key, nested pattern",
+            nested.clone(),
+            json!({"source": "test-source", "detail": {"state.status": "running"}}),
+            true,
+        ),
+        (
+            "localstack dot_joining_event_NEG: the dotted key holds an object one level too deep",
+            nested.clone(),
+            json!({"source": "test-source", "detail": {"state.status": {"status": "running"}}}),
+            false,
+        ),
+        (
+            "localstack dot_joining_pattern: dotted pattern key, nested event",
+            dotted.clone(),
+            json!({"source": "test-source", "detail": {"state": {"status": "running"}}}),
+            true,
+        ),
+        (
+            "localstack dot_joining_pattern_NEG: the dotted key holds an object one level too deep",
+            json!({"detail": {"state.status": {"status": ["running"]}}}),
+            json!({"source": "test-source", "detail": {"state": {"status": "running"}}}),
+            false,
+        ),
+        (
+            "ruler README rule: dotted keys on both sides",
+            json!({"detail": {
+                "c.count": [{"numeric": [">", 0, "<=", 5]}],
+                "d.count": [{"numeric": ["<", 10]}],
+                "x.limit": [{"numeric": ["=", 3.018e2]}]
+            }}),
+            readme_event.clone(),
+            true,
+        ),
+        (
+            "ruler README rule, one value out of range",
+            json!({"detail": {"c.count": [{"numeric": [">", 5]}]}}),
+            readme_event,
+            false,
+        ),
+        (
+            "ruler MachineTest rule: every field dotted from the root",
+            json!({
+                "source": ["app.orders"],
+                "detail.createdAt": [{"exists": true}],
+                "detail.tier": [{"anything-but": ["gold", "silver"]}, {"exists": false}],
+                "detail.code": [{"prefix": "ev_"}],
+                "detail.count": [{"numeric": ["<=", 2]}],
+                "detail.path": [{"wildcard": "*checkout*"}]
+            }),
+            json!({"source": "app.orders", "detail": {"createdAt": "2026-01-01",
+                "tier": "bronze", "code": "ev_x", "count": 1, "path": "/a/checkout/b"}}),
+            true,
+        ),
+        (
+            "dotted from the root of the event",
+            nested.clone(),
+            json!({"detail.state.status": "running"}),
+            true,
+        ),
+        (
+            "dotted and nested halves of one object",
+            json!({"detail": {"state": {"status": ["running"], "code": [16]}}}),
+            json!({"detail": {"state.status": "running", "state": {"code": 16}}}),
+            true,
+        ),
+        (
+            "a dotted key and its nested twin: either value may match",
+            nested.clone(),
+            json!({"detail": {"state.status": "stopped", "state": {"status": "running"}}}),
+            true,
+        ),
+        (
+            "exists false: present under a dotted key",
+            json!({"detail": {"state": {"status": [{"exists": false}]}}}),
+            json!({"detail": {"state.status": "running"}}),
+            false,
+        ),
+        (
+            "inside an array element",
+            nested.clone(),
+            json!({"detail": [{"other": 1}, {"state.status": "running"}]}),
+            true,
+        ),
+        (
+            "a dotted pattern key and a nested one merge into one object: same array element",
+            json!({"detail": {"state.status": ["running"], "state": {"code": [16]}}}),
+            json!({"detail": {"state": [{"status": "running", "code": 0}, {"status": "x", "code": 16}]}}),
+            false,
+        ),
+        (
+            "a literal dot elsewhere does not match",
+            nested,
+            json!({"detail": {"state": {"status.x": "running"}}}),
+            false,
+        ),
+    ]);
+}
+
+// A field constrained beside a `$or` and again inside one of its branches. Ruler expands each
+// branch into its own rule (JsonRuleCompiler.parseIntoOrRelationship), and writeRules puts the
+// branch's values for the path in place of the outer ones (`rule.put(name, values)`). The
+// answers for the first pattern are LocalStack 4.12 TestEventPattern's, as quoted in issue 14.
+#[test]
+fn or_beside_the_same_field() {
+    let tickets = json!({"detail": {
+        "status": ["open"],
+        "$or": [{"status": [{"anything-but": "open"}]}, {"priority": ["high"]}]
+    }});
+    let ticket = |status: &str, priority: &str| json!({"source": "s", "detail": {"status": status, "priority": priority}});
+    check(&[
+        ("closed", tickets.clone(), ticket("closed", "low"), true),
+        ("open, low", tickets.clone(), ticket("open", "low"), false),
+        ("open, high", tickets.clone(), ticket("open", "high"), true),
+        (
+            "pending, high",
+            tickets.clone(),
+            ticket("pending", "high"),
+            true,
+        ),
+        (
+            "a root $or overriding a nested field",
+            json!({
+                "detail": {"status": ["open"], "team": ["a"]},
+                "$or": [{"detail": {"status": ["closed"]}}, {"source": ["s"]}]
+            }),
+            json!({"source": "t", "detail": {"status": "closed", "team": "a"}}),
+            true,
+        ),
+        (
+            "the other branch keeps the outer constraint",
+            json!({
+                "detail": {"status": ["open"], "team": ["a"]},
+                "$or": [{"detail": {"status": ["closed"]}}, {"source": ["s"]}]
+            }),
+            json!({"source": "s", "detail": {"status": "pending", "team": "a"}}),
+            false,
+        ),
+        (
+            "through a nested $or",
+            json!({
+                "status": ["open"],
+                "$or": [
+                    {"a": ["1"]},
+                    {"$or": [{"status": ["closed"]}, {"b": ["2"]}]}
+                ]
+            }),
+            json!({"status": "closed"}),
+            true,
+        ),
+        (
+            "no overlap: both hold, as before",
+            json!({"status": ["open"], "$or": [{"a": ["1"]}, {"b": ["2"]}]}),
+            json!({"status": "closed", "a": "1"}),
+            false,
+        ),
+    ]);
+}
+
+// Wildcard complexity: LocalStack's content_wildcard_complex_EXC template, recorded against AWS
+// ("Event pattern is not valid. Reason: Rule is too complex - try using fewer wildcard
+// characters or fewer repeating character sequences after a wildcard character"), and a
+// Terraform rule EventBridge refused (docs/patterns.md). The measure is complexity.rs.
+#[test]
+fn wildcard_complexity() {
+    let reason = "Rule is too complex - try using fewer wildcard characters or fewer repeating character sequences after a wildcard character";
+    check_invalid(&[
+        (
+            "localstack content_wildcard_complex_EXC",
+            json!({"EventBusArn": [{"wildcard": "*:*:*:*:*:event-bus/*"}]}),
+            "EventBusArn",
+            reason,
+        ),
+        (
+            "four globs on one field",
+            json!({"detail": {"object": {"key": [
+                {"wildcard": "*/datasync/*.bif"},
+                {"wildcard": "*/datasync/*.tif"},
+                {"wildcard": "*/datasync/*.tiff"},
+                {"wildcard": "*/datasync/*.svs"}
+            ]}}}),
+            "detail.object.key",
+            reason,
+        ),
+        (
+            "anything-but wildcard counts too",
+            json!({"k": [{"anything-but": {"wildcard": "*:*:*:*:*:event-bus/*"}}]}),
+            "k",
+            reason,
+        ),
+        (
+            "$or branches add to the same field",
+            json!({"$or": [
+                {"k": [{"wildcard": "*/datasync/*.bif"}, {"wildcard": "*/datasync/*.tif"}]},
+                {"k": [{"wildcard": "*/datasync/*.tiff"}, {"wildcard": "*/datasync/*.svs"}]}
+            ]}),
+            "k",
+            reason,
+        ),
+    ]);
+    check(&[
+        (
+            "localstack content_wildcard_simplified",
+            json!({"EventBusArn": [{"wildcard": "arn:aws:events:us-east-1:*:event-bus/*"}]}),
+            json!({"EventBusArn": "arn:aws:events:us-east-1:123456789012:event-bus/myEventBus"}),
+            true,
+        ),
+        (
+            "localstack content_wildcard_repeating",
+            json!({"FileName": [{"wildcard": "/Users/*/dir/dir/dir/dir/dir/doc.txt"}]}),
+            json!({"FileName": "/Users/ls_user/dir/dir/dir/dir/dir/doc.txt"}),
+            true,
+        ),
+        (
+            "localstack content_wildcard_repeating_NEG",
+            json!({"FileName": [{"wildcard": "/Users/*/dir/dir/dir/dir/dir/doc.txt"}]}),
+            json!({"FileName": "/Users/ls_user/dir/dir/dir/dir/otherdir/doc.txt"}),
+            false,
+        ),
+        (
+            "four globs EventBridge accepted on one field",
+            json!({"key": [{"wildcard": "*.bif"}, {"wildcard": "*.tiff"},
+                {"wildcard": "*.tif"}, {"wildcard": "*.svs"}]}),
+            json!({"key": "a/b.tiff"}),
+            true,
+        ),
+        (
+            "complex globs on different fields are measured apart",
+            json!({
+                "a": [{"wildcard": "*/datasync/*.bif"}, {"wildcard": "*/datasync/*.tif"}],
+                "b": [{"wildcard": "*/datasync/*.tiff"}, {"wildcard": "*/datasync/*.svs"}]
+            }),
+            json!({"a": "x/datasync/y.tif", "b": "x/datasync/y.svs"}),
+            true,
+        ),
+    ]);
+}
+
 // Invalid patterns, refused like EventBridge's InvalidEventPatternException. Reasons follow the
 // messages of Event Ruler's JsonRuleCompiler; ranges follow
 // https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-pattern-operators.html.
