@@ -491,17 +491,17 @@ impl ManifestReader {
     }
 
     fn read_entry(&mut self, line: &[u8]) -> Result<(), ManifestError> {
-        if self.entries.len() >= self.limits.max_entries {
-            return Err(ManifestError::TooManyEntries {
-                limit: self.limits.max_entries,
-            });
-        }
         let number = self.lines;
         let entry: EntryLine<'_> =
             serde_json::from_slice(line).map_err(|e| json_error(number, "entry", &e))?;
         if entry.physical_keys.is_empty() {
             // Directory metadata (`{"logical_key": "data/", "meta": …}`): not a file.
             return Ok(());
+        }
+        if self.entries.len() >= self.limits.max_entries {
+            return Err(ManifestError::TooManyEntries {
+                limit: self.limits.max_entries,
+            });
         }
         let missing = |field: &str| ManifestError::Shape {
             line: number,
@@ -818,6 +818,14 @@ mod tests {
             Some(&ManifestError::TooManyEntries { limit: 2 })
         );
         assert_eq!(summary.files(), 2);
+        // Exactly the limit, then directory metadata (not a file): fine.
+        let dir = r#"{"logical_key": "a/", "meta": {}}"#;
+        let at_limit = ManifestReader::read_str(
+            limits,
+            &format!("{}\n{dir}", manifest(&[("a/x", 1), ("b", 1)])),
+        );
+        assert_eq!(at_limit.error(), None);
+        assert_eq!(at_limit.files(), 2);
     }
 
     #[test]
