@@ -209,7 +209,7 @@ fn one_line(subject: &str) -> String {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters and `/`, so a hostile handle
 /// cannot break out of the URL it is placed in.
-fn encode_path(raw: &str) -> String {
+pub(crate) fn encode_path(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for byte in raw.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {

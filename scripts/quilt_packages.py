@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Push real Quilt package revisions with quilt3 8.0.0 to an S3 endpoint (LocalStack), on demand.
+
+quilt-notify reads the manifests quilt3 writes, so its tests push with the real client rather than
+hand-writing manifests. Sub-commands:
+
+  install   make .emulators/quilt-venv from scripts/quilt-requirements.txt (idempotent: a stamp
+            holds the lock's hash; --force reinstalls)
+  push      push one revision of a package: start from the latest revision (or from nothing with
+            --base none), then --set / --set-text / --delete entries, --meta, --message, --workflow;
+            prints JSON {"bucket", "name", "top_hash", "previous_top_hash", "manifest_key"}
+  scenario  push the fixed list of revisions the unit tests are built on (first revision, add,
+            remove, modify, metadata only, same-hash re-push, nested Unicode keys, entry metadata,
+            workflow), download each manifest and write DIR/<revision>.jsonl plus DIR/index.json
+            with the top hashes and quilt3's own Package.diff of each consecutive pair
+
+Any sub-command but install re-executes itself with the venv's Python when quilt3 is not
+importable, so `python3 scripts/quilt_packages.py push ...` works from any Python 3.
+S3 endpoint: --endpoint-url, else $AWS_ENDPOINT_URL, else http://127.0.0.1:$QN_LOCALSTACK_PORT
+(default 4566); credentials default to LocalStack's test ones. The bucket is created if missing.
+Progress goes to stderr; stdout carries only the JSON result.
+"""
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".emulators" / "quilt-venv"
+VENV_PYTHON = VENV / "bin" / "python"
+REQUIREMENTS = ROOT / "scripts" / "quilt-requirements.txt"
+STAMP = VENV / ".qn-stamp"
+# Everything quilt3 writes for itself (config, cache) stays inside the venv, never in $HOME.
+QUILT_HOME = VENV / "home"
+
+
+def log(message):
+    print(f"quilt_packages: {message}", file=sys.stderr, flush=True)
+
+
+def lock_hash():
+    return hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+
+
+def install(force=False):
+    """Create the venv from the pinned lock unless its stamp says it is already there."""
+    if not force and STAMP.exists() and STAMP.read_text() == lock_hash() and VENV_PYTHON.exists():
+        log(f"quilt3 already installed in {VENV}")
+        return
+    log(f"installing quilt3 into {VENV}")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+    subprocess.run(
+        [str(VENV_PYTHON), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+         "--no-deps", "-r", str(REQUIREMENTS)],
+        check=True,
+        stdout=sys.stderr,
+    )
+    subprocess.run([str(VENV_PYTHON), "-c", "import quilt3"], check=True)
+    STAMP.write_text(lock_hash())
+    log("quilt3 installed")
+
+
+def environment(endpoint_url):
+    """Environment for quilt3 and boto3: the endpoint, test credentials, no telemetry, no $HOME."""
+    env = {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        "QUILT_DISABLE_USAGE_METRICS": "1",
+        "QUILT_MINIMIZE_STDOUT": "true",
+        "QUILT_DISABLE_CACHE": "true",
+        "XDG_DATA_HOME": str(QUILT_HOME / "data"),
+        "XDG_CACHE_HOME": str(QUILT_HOME / "cache"),
+        "XDG_CONFIG_HOME": str(QUILT_HOME / "config"),
+    }
+    # An IP endpoint cannot serve virtual-hosted buckets: force path-style addressing.
+    config = QUILT_HOME / "aws-config"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[default]\ns3 =\n    addressing_style = path\n")
+    env["AWS_CONFIG_FILE"] = str(config)
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(QUILT_HOME / "no-credentials")
+    return env
+
+
+def ensure_quilt3():
+    """Re-execute under the venv's Python when quilt3 is not importable here."""
+    try:
+        import quilt3  # noqa: F401
+    except ImportError:
+        if not VENV_PYTHON.exists():
+            sys.exit(f"quilt_packages: quilt3 is not installed: run {sys.argv[0]} install")
+        if Path(sys.prefix).resolve() == VENV.resolve():
+            raise
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
+
+
+def s3_client():
+    import boto3
+
+    return boto3.client("s3")
+
+
+def ensure_bucket(bucket):
+    s3 = s3_client()
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:  # noqa: BLE001  (missing bucket: any error here means "create it")
+        s3.create_bucket(Bucket=bucket)
+        log(f"created bucket {bucket}")
+
+
+def latest_top_hash(bucket, name):
+    """The top hash `latest` points at, or None for a package without revisions."""
+    s3 = s3_client()
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f".quilt/named_packages/{name}/latest")["Body"]
+        return body.read().decode().strip()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def push(bucket, name, *, base="latest", set_files=(), set_texts=(), deletes=(), meta=None,
+         message=None, workflow=None, entry_meta=(), workdir):
+    """Push one revision; returns the result dictionary printed by the `push` sub-command."""
+    import quilt3
+
+    registry = f"s3://{bucket}"
+    previous = latest_top_hash(bucket, name)
+    if base == "latest" and previous is not None:
+        pkg = quilt3.Package.browse(name, registry=registry, top_hash=previous)
+    else:
+        pkg = quilt3.Package()
+    for logical_key, path in set_files:
+        pkg.set(logical_key, path)
+    for index, (logical_key, text) in enumerate(set_texts):
+        path = Path(workdir) / f"text-{len(os.listdir(workdir))}-{index}"
+        path.write_text(text, encoding="utf-8")
+        pkg.set(logical_key, str(path))
+    for logical_key in deletes:
+        pkg.delete(logical_key)
+    for logical_key, value in entry_meta:
+        pkg[logical_key].set_meta(value)
+    if meta is not None:
+        pkg.set_meta(meta)
+    kwargs = {} if workflow is None else {"workflow": workflow}
+    # force: a re-push of the same content must write a new revision pointer, as users do.
+    # quilt3 prints progress on stdout, which carries only this script's JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        pushed = pkg.push(name, registry=registry, message=message, force=True, **kwargs)
+    top_hash = pushed.top_hash
+    log(f"pushed {name}@{top_hash[:7]} to {registry}")
+    return {
+        "bucket": bucket,
+        "name": name,
+        "top_hash": top_hash,
+        "previous_top_hash": previous,
+        "manifest_key": f".quilt/packages/{top_hash}",
+    }
+
+
+def manifest_bytes(bucket, top_hash):
+    return s3_client().get_object(Bucket=bucket, Key=f".quilt/packages/{top_hash}")["Body"].read()
+
+
+WORKFLOW_CONFIG_KEY = ".quilt/workflows/config.yml"
+WORKFLOW_CONFIG = """version: "1"
+is_workflow_required: false
+workflows:
+  release:
+    name: Release
+    description: Packages ready for downstream use
+"""
+
+# The revisions the unit tests read, in push order. Each step edits the previous revision.
+SCENARIO = [
+    ("first", dict(
+        base="none",
+        message="First revision",
+        meta={"stage": "dev", "owner": "data-team", "tags": ["raw"]},
+        set_texts=[
+            ("README.md", "# Demo package\n\nTables of <b>demo</b> data & notes.\n"),
+            ("data/table.csv", "id,value\n1,10\n2,20\n"),
+            ("data/raw/2024/01.csv", "day,count\n1,5\n2,7\n3,9\n"),
+            ("docs/guide.md", "Read the tables in data/.\n"),
+            ("notes.txt", "root file\n"),
+        ],
+    )),
+    ("add_files", dict(
+        message="Add February and a logo",
+        set_texts=[
+            ("data/raw/2024/02.csv", "day,count\n1,6\n2,8\n"),
+            ("images/logo.svg", "<svg xmlns='http://www.w3.org/2000/svg'><rect/></svg>\n"),
+        ],
+    )),
+    ("remove_files", dict(
+        message="Drop the guide and the logo",
+        deletes=["docs/guide.md", "images/logo.svg"],
+    )),
+    ("modify_file", dict(
+        message="Recompute the table",
+        set_texts=[("data/table.csv", "id,value\n1,11\n2,21\n3,31\n4,41\n")],
+    )),
+    ("metadata_only", dict(
+        message="Promote to prod",
+        meta={"stage": "prod", "owner": "data-team", "tags": ["raw"], "reviewed": True},
+    )),
+    ("same_hash", dict(message="Promote to prod")),
+    ("unicode_nested", dict(
+        message="Unicode and deep keys",
+        meta={"stage": "prod", "tags": ["raw", "intl"], "reviewed": True},
+        set_texts=[
+            ("données/été/résumé.csv", "clé,valeur\nà,1\n"),
+            ("日本語/ファイル.txt", "こんにちは\n"),
+            ("a/b/c/d/e/deep.txt", "deep\n"),
+            ("with space/file name.txt", "spaces\n"),
+        ],
+        deletes=["notes.txt"],
+    )),
+    ("entry_meta", dict(
+        message="Describe the table",
+        entry_meta=[("data/table.csv", {"columns": ["id", "value"]})],
+    )),
+    ("workflow", dict(message="Release", workflow="release")),
+]
+
+
+def scenario(bucket, name, out_dir, workdir):
+    """Push every SCENARIO step, save the manifests and quilt3's diffs; returns the index."""
+    import quilt3
+
+    ensure_bucket(bucket)
+    # Only the last step uses a workflow; with a config present quilt3 writes
+    # "workflow": {"id": null, ...} into every header, so earlier steps run without it.
+    s3_client().delete_object(Bucket=bucket, Key=WORKFLOW_CONFIG_KEY)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    revisions = []
+    diffs = []
+    previous = None
+    for revision, step in SCENARIO:
+        if step.get("workflow"):
+            s3_client().put_object(Bucket=bucket, Key=WORKFLOW_CONFIG_KEY,
+                                   Body=WORKFLOW_CONFIG.encode())
+        result = push(bucket, name, workdir=workdir, **step)
+        top_hash = result["top_hash"]
+        (out / f"{revision}.jsonl").write_bytes(manifest_bytes(bucket, top_hash))
+        revisions.append({"name": revision, "top_hash": top_hash, "manifest": f"{revision}.jsonl"})
+        if previous is not None:
+            before = quilt3.Package.browse(name, registry=f"s3://{bucket}", top_hash=previous[1])
+            after = quilt3.Package.browse(name, registry=f"s3://{bucket}", top_hash=top_hash)
+            added, modified, deleted = before.diff(after)
+            diffs.append({
+                "from": previous[0],
+                "to": revision,
+                "added": sorted(added),
+                "modified": sorted(modified),
+                "deleted": sorted(deleted),
+            })
+        previous = (revision, top_hash)
+    index = {
+        "made_by": "scripts/quilt_packages.py scenario (quilt3 " + quilt3.__version__ + ")",
+        "bucket": bucket,
+        "package": name,
+        "revisions": revisions,
+        "diffs": diffs,
+    }
+    (out / "index.json").write_text(json.dumps(index, indent=2, ensure_ascii=False) + "\n",
+                                    encoding="utf-8")
+    return index
+
+
+def key_value(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected LOGICAL_KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--endpoint-url", help="S3 endpoint (default: $AWS_ENDPOINT_URL, else "
+                        "http://127.0.0.1:$QN_LOCALSTACK_PORT)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    inst = sub.add_parser("install", help="create .emulators/quilt-venv")
+    inst.add_argument("--force", action="store_true")
+    p = sub.add_parser("push", help="push one revision and print its top hash as JSON")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--name", required=True, help="package handle, e.g. team/demo")
+    p.add_argument("--base", choices=["latest", "none"], default="latest",
+                   help="start from the latest revision (default) or from an empty package")
+    p.add_argument("--set", dest="set_files", action="append", type=key_value, default=[],
+                   metavar="KEY=PATH", help="add or replace an entry from a local file")
+    p.add_argument("--set-text", dest="set_texts", action="append", type=key_value, default=[],
+                   metavar="KEY=TEXT", help="add or replace an entry with this text")
+    p.add_argument("--delete", dest="deletes", action="append", default=[], metavar="KEY")
+    p.add_argument("--meta", type=json.loads, help="package user_meta as JSON")
+    p.add_argument("--message")
+    p.add_argument("--workflow", help="workflow id (needs .quilt/workflows/config.yml)")
+    s = sub.add_parser("scenario", help="push the test scenario and save its manifests")
+    s.add_argument("--bucket", default="quilt-notify-fixtures")
+    s.add_argument("--name", default="team/demo")
+    s.add_argument("--out", default=str(ROOT / "tests" / "data" / "quilt"))
+    args = parser.parse_args()
+
+    if args.command == "install":
+        install(args.force)
+        return
+    endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or \
+        f"http://127.0.0.1:{os.environ.get('QN_LOCALSTACK_PORT', '4566')}"
+    os.environ.update(environment(endpoint))
+    ensure_quilt3()
+    with tempfile.TemporaryDirectory(prefix="quilt-packages-") as workdir:
+        if args.command == "push":
+            ensure_bucket(args.bucket)
+            result = push(args.bucket, args.name, base=args.base, set_files=args.set_files,
+                          set_texts=args.set_texts, deletes=args.deletes, meta=args.meta,
+                          message=args.message, workflow=args.workflow, workdir=workdir)
+        else:
+            result = scenario(args.bucket, args.name, args.out, workdir)
+    json.dump(result, sys.stdout, ensure_ascii=False)
+    print()
+
+
+if __name__ == "__main__":
+    main()

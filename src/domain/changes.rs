@@ -1,0 +1,640 @@
+//! What changed between two revisions of a package: files added, removed and modified, the size
+//! delta, the `user_meta` keys that changed, and catalog links. Built from two
+//! [`ManifestSummary`] values, whose sorted indexes are merged in one pass.
+//!
+//! A file is modified when quilt3's `Package.diff` says so: its size, hash or metadata differ
+//! (a new physical key alone is not a change).
+
+use std::cmp::Ordering;
+
+use serde_json::{json, Map, Value};
+
+use super::manifest::{Entry, ManifestSummary};
+use super::render::encode_path;
+
+/// At most this many logical keys in each `paths` list.
+pub const PATHS_LIMIT: usize = 20;
+
+/// One revision: its top hash and its manifest's summary.
+#[derive(Debug, Clone, Copy)]
+pub struct Revision<'a> {
+    /// The top hash (the manifest's name).
+    pub top_hash: &'a str,
+    /// The manifest, read.
+    pub summary: &'a ManifestSummary,
+}
+
+/// Files in one kind of change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileChanges {
+    /// How many files.
+    pub count: u64,
+    /// Bytes added or removed; for modified files the net change (may be negative).
+    pub bytes: i64,
+    /// The first [`PATHS_LIMIT`] logical keys, in byte order.
+    pub paths: Vec<String>,
+}
+
+impl FileChanges {
+    fn push(&mut self, key: &str, bytes: i128) {
+        self.count += 1;
+        self.bytes = clamp(i128::from(self.bytes) + bytes);
+        if self.paths.len() < PATHS_LIMIT {
+            self.paths.push(key.to_owned());
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"count": self.count, "bytes": self.bytes, "paths": self.paths})
+    }
+}
+
+/// Top-level `user_meta` keys that changed, each list sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaChanges {
+    /// Keys only the current revision has.
+    pub added: Vec<String>,
+    /// Keys only the previous revision has.
+    pub removed: Vec<String>,
+    /// Keys both have, with different values.
+    pub changed: Vec<String>,
+}
+
+impl MetaChanges {
+    fn between(previous: &Map<String, Value>, current: &Map<String, Value>) -> Self {
+        let mut changes = Self::default();
+        // serde_json's maps iterate in key order, so every list comes out sorted.
+        for (key, value) in current {
+            match previous.get(key) {
+                None => changes.added.push(key.clone()),
+                Some(old) if old != value => changes.changed.push(key.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.removed = previous
+            .keys()
+            .filter(|key| !current.contains_key(*key))
+            .cloned()
+            .collect();
+        changes
+    }
+}
+
+/// The difference between a revision and its predecessor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// The predecessor's top hash.
+    pub previous_top_hash: String,
+    /// Both top hashes are equal: a re-push of the same content.
+    pub unchanged: bool,
+    /// The file and metadata differences; `Err` with the reason when either manifest was not
+    /// read whole, because a diff against part of a manifest would report false removals.
+    pub diff: Result<Diff, String>,
+}
+
+/// Files and metadata that changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Files only the current revision has.
+    pub added: FileChanges,
+    /// Files only the previous revision has.
+    pub removed: FileChanges,
+    /// Files both have, with a different size, hash or metadata.
+    pub modified: FileChanges,
+    /// Current total size minus the previous one.
+    pub bytes_delta: i64,
+    /// Top-level `user_meta` keys that changed.
+    pub user_meta: MetaChanges,
+}
+
+impl Changes {
+    /// Compares `current` with its predecessor `previous`.
+    pub fn between(previous: Revision<'_>, current: Revision<'_>) -> Self {
+        let unreadable = |which: &str, summary: &ManifestSummary| {
+            summary
+                .error()
+                .map(|e| format!("the {which} revision's manifest was not read whole: {e}"))
+        };
+        let diff = match unreadable("previous", previous.summary)
+            .or_else(|| unreadable("current", current.summary))
+        {
+            Some(reason) => Err(reason),
+            None => Ok(Diff::between(previous.summary, current.summary)),
+        };
+        Self {
+            previous_top_hash: previous.top_hash.to_owned(),
+            unchanged: previous.top_hash == current.top_hash,
+            diff,
+        }
+    }
+
+    /// The template's `changes` object. `compare_url` needs the catalog links and the current
+    /// top hash; it is null without them.
+    ///
+    /// ```json
+    /// {"previous_top_hash": "…", "unchanged": false, "error": null,
+    ///  "added": {"count": 1, "bytes": 9, "paths": ["a.csv"]}, "removed": {…}, "modified": {…},
+    ///  "bytes_delta": 9, "user_meta": {"added": [], "removed": [], "changed": ["stage"]},
+    ///  "compare_url": "https://…/compare/<previous>/<current>/" | null}
+    /// ```
+    /// When a manifest was not read whole, `error` says why and the five diff fields are null.
+    pub fn to_json(&self, current_top_hash: &str, links: Option<&CatalogLinks>) -> Value {
+        let compare_url = links.map_or(Value::Null, |l| {
+            Value::String(l.compare(&self.previous_top_hash, current_top_hash))
+        });
+        let (diff, error) = match &self.diff {
+            Ok(d) => (
+                [
+                    d.added.to_json(),
+                    d.removed.to_json(),
+                    d.modified.to_json(),
+                    Value::from(d.bytes_delta),
+                    json!({
+                        "added": d.user_meta.added,
+                        "removed": d.user_meta.removed,
+                        "changed": d.user_meta.changed,
+                    }),
+                ],
+                Value::Null,
+            ),
+            Err(reason) => (
+                [
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                ],
+                Value::String(reason.clone()),
+            ),
+        };
+        let [added, removed, modified, bytes_delta, user_meta] = diff;
+        json!({
+            "previous_top_hash": self.previous_top_hash,
+            "unchanged": self.unchanged,
+            "error": error,
+            "added": added,
+            "removed": removed,
+            "modified": modified,
+            "bytes_delta": bytes_delta,
+            "user_meta": user_meta,
+            "compare_url": compare_url,
+        })
+    }
+}
+
+impl Diff {
+    fn between(previous: &ManifestSummary, current: &ManifestSummary) -> Self {
+        let mut diff = Self {
+            bytes_delta: clamp(i128::from(current.bytes()) - i128::from(previous.bytes())),
+            user_meta: MetaChanges::between(previous.user_meta(), current.user_meta()),
+            ..Self::default()
+        };
+        // Both indexes are sorted by key: one merge pass, and paths come out in byte order.
+        let mut old = previous.entries().iter().peekable();
+        let mut new = current.entries().iter().peekable();
+        loop {
+            let order = match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(a), Some(b)) => a.logical_key.cmp(&b.logical_key),
+            };
+            match order {
+                Ordering::Less => {
+                    if let Some(gone) = old.next() {
+                        diff.removed.push(&gone.logical_key, i128::from(gone.size));
+                    }
+                }
+                Ordering::Greater => {
+                    if let Some(came) = new.next() {
+                        diff.added.push(&came.logical_key, i128::from(came.size));
+                    }
+                }
+                Ordering::Equal => {
+                    if let (Some(a), Some(b)) = (old.next(), new.next()) {
+                        diff.modify(a, b);
+                    }
+                }
+            }
+        }
+        diff
+    }
+
+    fn modify(&mut self, before: &Entry, after: &Entry) {
+        if before.differs_from(after) {
+            let net = i128::from(after.size) - i128::from(before.size);
+            self.modified.push(&after.logical_key, net);
+        }
+    }
+}
+
+/// The template's `changes`: null for a first revision (no predecessor), else
+/// [`Changes::to_json`].
+pub fn changes_json(
+    previous: Option<Revision<'_>>,
+    current: Revision<'_>,
+    links: Option<&CatalogLinks>,
+) -> Value {
+    previous.map_or(Value::Null, |previous| {
+        Changes::between(previous, current).to_json(current.top_hash, links)
+    })
+}
+
+/// Links into the Quilt catalog for one package; every path part is percent-encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogLinks {
+    /// `https://<host>/b/<bucket>/packages/<handle>`
+    package: String,
+}
+
+impl CatalogLinks {
+    /// Links for `handle` in `bucket` on the catalog at `host` (a scheme and trailing `/` are
+    /// tolerated, as for `catalog_url`).
+    pub fn new(host: &str, bucket: &str, handle: &str) -> Self {
+        let host = host.trim_end_matches('/');
+        let host = host
+            .strip_prefix("https://")
+            .or_else(|| host.strip_prefix("http://"))
+            .unwrap_or(host);
+        Self {
+            package: format!(
+                "https://{host}/b/{}/packages/{}",
+                encode_path(bucket),
+                encode_path(handle)
+            ),
+        }
+    }
+
+    /// The revision's file tree: `…/tree/<hash>/`.
+    pub fn tree(&self, top_hash: &str) -> String {
+        format!("{}/tree/{}/", self.package, encode_path(top_hash))
+    }
+
+    /// The package's history: `…/revisions`.
+    pub fn revisions(&self) -> String {
+        format!("{}/revisions", self.package)
+    }
+
+    /// The catalog's comparison of two revisions: `…/compare/<base>/<other>/`.
+    pub fn compare(&self, base: &str, other: &str) -> String {
+        format!(
+            "{}/compare/{}/{}/",
+            self.package,
+            encode_path(base),
+            encode_path(other)
+        )
+    }
+}
+
+fn clamp(value: i128) -> i64 {
+    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::manifest::{ManifestError, ManifestLimits, ManifestReader};
+
+    const INDEX: &str = include_str!("../../tests/data/quilt/index.json");
+
+    /// The committed manifests of `scripts/quilt_packages.py scenario`, by revision name.
+    fn fixture(name: &str) -> &'static str {
+        match name {
+            "first" => include_str!("../../tests/data/quilt/first.jsonl"),
+            "add_files" => include_str!("../../tests/data/quilt/add_files.jsonl"),
+            "remove_files" => include_str!("../../tests/data/quilt/remove_files.jsonl"),
+            "modify_file" => include_str!("../../tests/data/quilt/modify_file.jsonl"),
+            "metadata_only" => include_str!("../../tests/data/quilt/metadata_only.jsonl"),
+            "same_hash" => include_str!("../../tests/data/quilt/same_hash.jsonl"),
+            "unicode_nested" => include_str!("../../tests/data/quilt/unicode_nested.jsonl"),
+            "entry_meta" => include_str!("../../tests/data/quilt/entry_meta.jsonl"),
+            "workflow" => include_str!("../../tests/data/quilt/workflow.jsonl"),
+            other => panic!("no fixture {other}"),
+        }
+    }
+
+    fn index() -> Value {
+        serde_json::from_str(INDEX).expect("index.json")
+    }
+
+    fn top_hash(name: &str) -> String {
+        index()["revisions"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == name))
+            .and_then(|r| r["top_hash"].as_str())
+            .map(str::to_owned)
+            .expect("revision in index.json")
+    }
+
+    fn summary(name: &str) -> ManifestSummary {
+        ManifestReader::read_str(ManifestLimits::default(), fixture(name))
+    }
+
+    /// `changes` between two committed revisions.
+    fn changes(from: &str, to: &str) -> Value {
+        let (a, b) = (summary(from), summary(to));
+        let (ha, hb) = (top_hash(from), top_hash(to));
+        changes_json(
+            Some(Revision {
+                top_hash: &ha,
+                summary: &a,
+            }),
+            Revision {
+                top_hash: &hb,
+                summary: &b,
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn every_consecutive_pair_matches_quilt3s_own_diff() {
+        let index = index();
+        let diffs = index["diffs"].as_array().expect("diffs");
+        assert_eq!(diffs.len(), 8);
+        for diff in diffs {
+            let (from, to) = (
+                diff["from"].as_str().unwrap_or_default(),
+                diff["to"].as_str().unwrap_or_default(),
+            );
+            let changes = changes(from, to);
+            for (ours, theirs) in [
+                ("added", "added"),
+                ("removed", "deleted"),
+                ("modified", "modified"),
+            ] {
+                assert_eq!(
+                    changes[ours]["paths"], diff[theirs],
+                    "{from} → {to}: {ours}"
+                );
+                assert_eq!(
+                    changes[ours]["count"].as_u64(),
+                    diff[theirs].as_array().map(|a| a.len() as u64),
+                    "{from} → {to}: {ours}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_first_revision_has_no_changes() {
+        let first = summary("first");
+        let hash = top_hash("first");
+        let current = Revision {
+            top_hash: &hash,
+            summary: &first,
+        };
+        assert_eq!(changes_json(None, current, None), Value::Null);
+    }
+
+    #[test]
+    fn added_files_count_their_bytes() {
+        let c = changes("first", "add_files");
+        assert_eq!(
+            c["added"],
+            json!({"count": 2, "bytes": 18 + 54, "paths": ["data/raw/2024/02.csv", "images/logo.svg"]})
+        );
+        assert_eq!(c["bytes_delta"], 72);
+        assert_eq!(c["removed"], json!({"count": 0, "bytes": 0, "paths": []}));
+        assert_eq!(c["unchanged"], false);
+        assert_eq!(c["previous_top_hash"], top_hash("first"));
+        assert_eq!(c["error"], Value::Null);
+    }
+
+    #[test]
+    fn removed_files_count_their_bytes() {
+        let c = changes("add_files", "remove_files");
+        assert_eq!(
+            c["removed"],
+            json!({"count": 2, "bytes": 26 + 54, "paths": ["docs/guide.md", "images/logo.svg"]})
+        );
+        assert_eq!(c["bytes_delta"], -80);
+    }
+
+    #[test]
+    fn a_modified_file_counts_its_net_change() {
+        let c = changes("remove_files", "modify_file");
+        assert_eq!(
+            c["modified"],
+            json!({"count": 1, "bytes": 29 - 19, "paths": ["data/table.csv"]})
+        );
+        assert_eq!(c["bytes_delta"], 10);
+    }
+
+    #[test]
+    fn a_metadata_only_change_lists_the_user_meta_keys() {
+        let c = changes("modify_file", "metadata_only");
+        assert_eq!(c["added"]["count"], 0);
+        assert_eq!(c["modified"]["count"], 0);
+        assert_eq!(c["bytes_delta"], 0);
+        assert_eq!(c["unchanged"], false);
+        assert_eq!(
+            c["user_meta"],
+            json!({"added": ["reviewed"], "removed": [], "changed": ["stage"]})
+        );
+        let c = changes("same_hash", "unicode_nested");
+        assert_eq!(
+            c["user_meta"],
+            json!({"added": [], "removed": ["owner"], "changed": ["tags"]})
+        );
+    }
+
+    #[test]
+    fn a_same_hash_re_push_is_unchanged() {
+        assert_eq!(top_hash("metadata_only"), top_hash("same_hash"));
+        let c = changes("metadata_only", "same_hash");
+        assert_eq!(c["unchanged"], true);
+        assert_eq!(c["added"]["count"], 0);
+        assert_eq!(c["removed"]["count"], 0);
+        assert_eq!(c["modified"]["count"], 0);
+    }
+
+    #[test]
+    fn entry_metadata_alone_makes_a_file_modified_as_in_quilt3() {
+        let c = changes("unicode_nested", "entry_meta");
+        assert_eq!(
+            c["modified"],
+            json!({"count": 1, "bytes": 0, "paths": ["data/table.csv"]})
+        );
+    }
+
+    #[test]
+    fn unicode_and_nested_keys_are_in_byte_order() {
+        let c = changes("same_hash", "unicode_nested");
+        assert_eq!(
+            c["added"]["paths"],
+            json!([
+                "a/b/c/d/e/deep.txt",
+                "données/été/résumé.csv",
+                "with space/file name.txt",
+                "日本語/ファイル.txt"
+            ])
+        );
+        assert_eq!(c["removed"]["paths"], json!(["notes.txt"]));
+    }
+
+    fn synthetic(files: &[(String, u64)], meta: &str) -> ManifestSummary {
+        let mut lines = vec![format!(r#"{{"user_meta": {meta}}}"#)];
+        for (key, size) in files {
+            lines.push(
+                json!({
+                    "logical_key": key,
+                    "physical_keys": [format!("s3://b/{key}")],
+                    "size": size,
+                    "hash": {"type": "SHA256", "value": format!("{size:064x}")},
+                })
+                .to_string(),
+            );
+        }
+        ManifestReader::read_str(ManifestLimits::default(), &lines.join("\n"))
+    }
+
+    fn diff(a: &ManifestSummary, b: &ManifestSummary) -> Value {
+        let current = Revision {
+            top_hash: "new",
+            summary: b,
+        };
+        let previous = Revision {
+            top_hash: "old",
+            summary: a,
+        };
+        changes_json(Some(previous), current, None)
+    }
+
+    #[test]
+    fn paths_are_the_first_20_in_byte_order_and_counts_are_all() {
+        let old = synthetic(&[], "{}");
+        // Pushed in reverse, with upper case and multi-byte keys: byte order, not push order.
+        let mut files: Vec<(String, u64)> =
+            (0..30).rev().map(|i| (format!("f{i:02}"), 1)).collect();
+        files.push(("Zed".into(), 1));
+        files.push(("é".into(), 1));
+        let new = synthetic(&files, "{}");
+        let c = diff(&old, &new);
+        assert_eq!(c["added"]["count"], 32);
+        assert_eq!(c["added"]["bytes"], 32);
+        let paths: Vec<&str> = c["added"]["paths"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(paths.len(), PATHS_LIMIT);
+        assert_eq!(paths[0], "Zed");
+        assert_eq!(paths[1], "f00");
+        assert_eq!(paths[19], "f18");
+    }
+
+    #[test]
+    fn a_modified_file_that_shrinks_has_negative_bytes() {
+        let old = synthetic(&[("a".into(), 100), ("b".into(), 5)], "{}");
+        let new = synthetic(&[("a".into(), 40), ("b".into(), 7)], "{}");
+        let c = diff(&old, &new);
+        assert_eq!(
+            c["modified"],
+            json!({"count": 2, "bytes": -58, "paths": ["a", "b"]})
+        );
+        assert_eq!(c["bytes_delta"], -58);
+    }
+
+    #[test]
+    fn a_new_physical_key_alone_is_not_a_change() {
+        let text = fixture("first");
+        let moved = text.replace("s3://quilt-notify-fixtures/", "s3://elsewhere/");
+        let a = summary("first");
+        let b = ManifestReader::read_str(ManifestLimits::default(), &moved);
+        let c = diff(&a, &b);
+        assert_eq!(c["modified"]["count"], 0);
+    }
+
+    #[test]
+    fn an_incomplete_manifest_gives_an_error_instead_of_false_removals() {
+        let old = summary("first");
+        let mut reader = ManifestReader::new(ManifestLimits::default());
+        let mut lines = fixture("first").lines();
+        for line in lines.by_ref().take(2) {
+            reader.feed_line(line.as_bytes()).expect("line");
+        }
+        reader.fail(ManifestError::Interrupted("connection reset".into()));
+        let new = reader.finish();
+        let c = diff(&old, &new);
+        assert_eq!(c["removed"], Value::Null);
+        assert_eq!(c["user_meta"], Value::Null);
+        assert_eq!(
+            c["error"],
+            "the current revision's manifest was not read whole: \
+             the manifest could not be read to the end: connection reset"
+        );
+        assert_eq!(c["unchanged"], false);
+        assert_eq!(c["previous_top_hash"], "old");
+    }
+
+    #[test]
+    fn huge_sizes_saturate_instead_of_overflowing() {
+        let old = synthetic(&[("a".into(), u64::MAX), ("b".into(), u64::MAX)], "{}");
+        let new = synthetic(&[("c".into(), u64::MAX)], "{}");
+        let c = diff(&old, &new);
+        assert_eq!(c["removed"]["bytes"], i64::MAX);
+        assert_eq!(c["added"]["bytes"], i64::MAX);
+        assert_eq!(c["bytes_delta"], 0);
+        let c = diff(&new, &synthetic(&[("c".into(), 0)], "{}"));
+        assert_eq!(c["modified"]["bytes"], i64::MIN);
+    }
+
+    #[test]
+    fn user_meta_changes_are_sorted_top_level_keys() {
+        let old = synthetic(&[], r#"{"z": 1, "b": {"x": 1}, "gone": 0, "same": [1]}"#);
+        let new = synthetic(
+            &[],
+            r#"{"a": 1, "b": {"x": 2}, "z": 1, "same": [1], "c": null}"#,
+        );
+        assert_eq!(
+            diff(&old, &new)["user_meta"],
+            json!({"added": ["a", "c"], "removed": ["gone"], "changed": ["b"]})
+        );
+    }
+
+    #[test]
+    fn catalog_links_encode_every_part() {
+        let links = CatalogLinks::new("https://catalog.example.com/", "my bucket", "team/a b");
+        assert_eq!(
+            links.compare("old", "new"),
+            "https://catalog.example.com/b/my%20bucket/packages/team/a%20b/compare/old/new/"
+        );
+        assert_eq!(
+            links.tree("h"),
+            "https://catalog.example.com/b/my%20bucket/packages/team/a%20b/tree/h/"
+        );
+        assert_eq!(
+            links.revisions(),
+            "https://catalog.example.com/b/my%20bucket/packages/team/a%20b/revisions"
+        );
+        let hostile = CatalogLinks::new("c.example", "b", "\"><script>\r\n");
+        assert!(hostile
+            .revisions()
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"\"<>".contains(c)));
+    }
+
+    #[test]
+    fn compare_url_goes_from_the_previous_to_the_current_revision() {
+        let a = summary("first");
+        let b = summary("add_files");
+        let links = CatalogLinks::new("c.example", "bkt", "team/demo");
+        let c = changes_json(
+            Some(Revision {
+                top_hash: "aaa",
+                summary: &a,
+            }),
+            Revision {
+                top_hash: "bbb",
+                summary: &b,
+            },
+            Some(&links),
+        );
+        assert_eq!(
+            c["compare_url"],
+            "https://c.example/b/bkt/packages/team/demo/compare/aaa/bbb/"
+        );
+        assert_eq!(changes("first", "add_files")["compare_url"], Value::Null);
+    }
+}
