@@ -151,6 +151,13 @@ async fn an_sns_wrapped_event_is_delivered_like_a_direct_one() {
         .as_str()
         .unwrap_or("")
         .contains("wrapped/pkg"));
+    // The mail is in the store a moment before the worker logs it (after the delete).
+    let logged = worker
+        .wait_for_log(SECONDS_30, |lines| {
+            lines.iter().any(|l| l["outcome"] == "sent")
+        })
+        .await;
+    assert!(logged, "a `sent` line: {:#?}", worker.lines());
     assert_eq!(worker.outcomes("sent")[0]["event_id"], event["id"]);
 
     assert_eq!(worker.stop().await, Some(0));
