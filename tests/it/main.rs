@@ -1,8 +1,11 @@
 //! Integration tests: the real `quilt-notify` binary against real emulators (LocalStack for SQS
-//! and EventBridge, aws-ses-v2-local for SES v2), started by `scripts/test`.
+//! and EventBridge, aws-ses-v2-local for SES v2), started by `scripts/test`. Each test that needs
+//! them is `#[ignore = "needs the emulators: run scripts/test"]`, so a plain `cargo test` leaves
+//! it out and `scripts/test` runs it (`--include-ignored`).
 
 mod support;
 
 mod delivery;
+mod harness;
 mod operations;
 mod reliability;

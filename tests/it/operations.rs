@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{repo_root, StackOptions, TestStack};
+use crate::support::{eventually, repo_root, StackOptions, TestStack};
 
 const SECONDS_30: Duration = Duration::from_secs(30);
 
@@ -210,6 +210,7 @@ pattern = {{ detail = {{ bucket = ["not-this-one"] }} }}
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn send_test_event_to_the_bus_is_routed_by_the_rule_and_delivered_by_a_running_worker() {
     let stack = TestStack::spawn(StackOptions::default()).await;
     let config = config(
@@ -260,10 +261,10 @@ async fn send_test_event_to_the_bus_is_routed_by_the_rule_and_delivered_by_a_run
     assert!(logged, "a `sent` line for {id}: {:#?}", worker.lines());
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn send_test_event_puts_a_realistic_envelope_in_the_queue_by_either_path() {
     let stack = TestStack::spawn(StackOptions::default()).await;
     let config = config(&stack, &stack.route("all", &pattern_for(&stack, "")), "");
@@ -293,24 +294,12 @@ async fn send_test_event_puts_a_realistic_envelope_in_the_queue_by_either_path()
     let ids = [direct.stdout.trim(), via_bus.stdout.trim()];
 
     // No worker: read the queue directly.
-    let deadline = Instant::now() + SECONDS_30;
-    let mut bodies: Vec<Value> = Vec::new();
-    while bodies.len() < 2 && Instant::now() < deadline {
-        let out = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive");
-        bodies.extend(
-            out.messages()
-                .iter()
-                .filter_map(|m| serde_json::from_str(m.body().unwrap_or("")).ok()),
-        );
-    }
+    let bodies: Vec<Value> = stack
+        .take(&stack.queue_url, 2, SECONDS_30)
+        .await
+        .iter()
+        .filter_map(|body| serde_json::from_str(body).ok())
+        .collect();
     assert_eq!(bodies.len(), 2, "{bodies:#?}");
     for id in ids {
         let body = bodies
@@ -338,10 +327,10 @@ async fn send_test_event_puts_a_realistic_envelope_in_the_queue_by_either_path()
             assert!(body.get(key).is_some(), "{key} in {body}");
         }
     }
-    stack.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn dlq_inspect_lists_messages_without_consuming_them() {
     let stack = TestStack::spawn(StackOptions::default()).await;
     let config = config(&stack, &stack.route("all", &pattern_for(&stack, "")), "");
@@ -391,10 +380,10 @@ async fn dlq_inspect_lists_messages_without_consuming_them() {
 
     let after = stack.depth(&stack.dlq_url).await;
     assert_eq!(after, (2, 0), "nothing consumed, nothing left hidden");
-    stack.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn dlq_redrive_returns_messages_to_the_queue_and_a_running_worker_delivers_them() {
     let stack = TestStack::spawn(StackOptions::default()).await;
     let config = config(&stack, &stack.route("all", &pattern_for(&stack, "")), "");
@@ -427,7 +416,6 @@ async fn dlq_redrive_returns_messages_to_the_queue_and_a_running_worker_delivers
     assert!(empty.stdout.contains("nothing to redrive"), "{empty:?}");
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 /// An SQS endpoint in front of LocalStack whose message move tasks always end FAILED, as
@@ -531,6 +519,7 @@ async fn answer(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn a_move_task_that_ends_failed_is_detected_and_the_fallback_moves_the_messages() {
     let stack = TestStack::spawn(StackOptions::default()).await;
     let (proxy, stop_proxy) = failing_move_tasks(stack.endpoints.aws.clone()).await;
@@ -586,43 +575,13 @@ async fn a_move_task_that_ends_failed_is_detected_and_the_fallback_moves_the_mes
         "{ran:?}"
     );
     assert_eq!(stack.depth(&stack.dlq_url).await, (0, 0));
-    let mut back = take(&stack, &stack.queue_url, 2).await;
+    let mut back = stack.take(&stack.queue_url, 2, SECONDS_30).await;
     back.sort();
     let mut sent = bodies.clone();
     sent.sort();
     assert_eq!(back, sent, "the same bodies are back in the source queue");
 
     stop_proxy.cancel();
-    stack.delete().await;
-}
-
-/// Receives and deletes from `url` until `n` bodies were taken or 30 s passed.
-async fn take(stack: &TestStack, url: &str, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + SECONDS_30;
-    let mut bodies = Vec::new();
-    while bodies.len() < n && Instant::now() < deadline {
-        let out = stack
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive");
-        for message in out.messages() {
-            bodies.push(message.body().unwrap_or_default().to_owned());
-            stack
-                .sqs
-                .delete_message()
-                .queue_url(url)
-                .receipt_handle(message.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
-    bodies
 }
 
 /// A TCP forwarder to `upstream` that can be cut (listener and open connections).
@@ -653,6 +612,7 @@ async fn forwarder(upstream: SocketAddr) -> (u16, CancellationToken) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn readyz_turns_not_ready_when_sqs_becomes_unreachable() {
     let stack = TestStack::spawn(StackOptions::default()).await;
     let (sqs_port, cut) = forwarder(authority(&stack.endpoints.aws)).await;
@@ -670,17 +630,20 @@ async fn readyz_turns_not_ready_when_sqs_becomes_unreachable() {
         )],
     );
     let base = format!("http://127.0.0.1:{health}");
+    // The status and body once `path` answers `status`, or the last answer after 30 s.
     let wait_for = |path: &'static str, status: u16| {
         let url = format!("{base}{path}");
         async move {
-            let deadline = Instant::now() + SECONDS_30;
-            loop {
+            let answer = eventually(SECONDS_30, || async {
                 let (code, body) = get(&url).await;
-                if code == status || Instant::now() > deadline {
-                    return (code, body);
+                if code == status {
+                    Ok((code, body))
+                } else {
+                    Err((code, body))
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            })
+            .await;
+            answer.unwrap_or_else(|last| last)
         }
     };
 
@@ -713,10 +676,10 @@ async fn readyz_turns_not_ready_when_sqs_becomes_unreachable() {
     );
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn metrics_after_a_known_workload_say_exactly_what_happened() {
     // maxReceiveCount 1: the poison message is received once, then moved to the DLQ.
     let stack = TestStack::spawn(StackOptions {
@@ -743,25 +706,22 @@ async fn metrics_after_a_known_workload_say_exactly_what_happened() {
 
     let emails = stack.wait_for_emails(7, SECONDS_30).await;
     assert_eq!(emails.len(), 7, "log: {:#?}", worker.lines());
-    let deadline = Instant::now() + SECONDS_30;
-    while stack.depth(&stack.dlq_url).await != (1, 0) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(
-        stack.depth(&stack.dlq_url).await,
-        (1, 0),
-        "the poison message is in the DLQ"
-    );
+    let dead = eventually(SECONDS_30, || async {
+        stack.depth(&stack.dlq_url).await == (1, 0)
+    })
+    .await;
+    assert!(dead, "the poison message is in the DLQ");
     let settled = worker
         .wait_for_log(SECONDS_30, |lines| {
             lines.iter().filter(|l| l["outcome"].is_string()).count() >= 10
         })
         .await;
     assert!(settled, "{:#?}", worker.lines());
-    let deadline = Instant::now() + SECONDS_30;
-    while stack.depth(&stack.queue_url).await != (0, 0) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let drained = eventually(SECONDS_30, || async {
+        stack.depth(&stack.queue_url).await == (0, 0)
+    })
+    .await;
+    assert!(drained, "the queue is empty");
 
     // The DLQ message carries the id the worker logged, so inspect's row leads to the log line.
     let failed = worker.outcomes("failed");
@@ -826,6 +786,4 @@ async fn metrics_after_a_known_workload_say_exactly_what_happened() {
     let directive = &emf[0]["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], "QuiltNotify");
     assert_eq!(emf[0]["Queue"], stack.name.as_str());
-
-    stack.delete().await;
 }

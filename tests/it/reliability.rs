@@ -6,13 +6,12 @@
 //! to see them); `docs/reliability.md` tabulates them. "Lost" must always be 0.
 
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::support::proxy::{Account, Faults, SesError, SesProxy};
-use crate::support::{StackOptions, TestStack};
+use crate::support::{eventually, StackOptions, TestStack};
 
 const SECONDS_30: Duration = Duration::from_secs(30);
 const SECONDS_60: Duration = Duration::from_secs(60);
@@ -70,24 +69,6 @@ fn event_id_of(email: &Value) -> Option<String> {
         .take_while(|c| !c.is_whitespace() && *c != '.' && *c != '<')
         .collect();
     Some(id)
-}
-
-/// Polls `check` until it holds or `within` passes; returns whether it held.
-async fn wait_until<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Event ids of the log lines whose outcome is one of `outcomes`.
@@ -181,6 +162,7 @@ fn summary(fault: &str, injected: &str, sent: usize, tally: &Tally, in_dlq: &str
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn a_throttling_storm_delays_mail_but_every_event_is_delivered_exactly_once_and_none_is_dead_lettered(
 ) {
     let stack = TestStack::spawn(StackOptions {
@@ -209,7 +191,7 @@ async fn a_throttling_storm_delays_mail_but_every_event_is_delivered_exactly_onc
     stack.send_batch(&stack.queue_url, &bodies).await;
 
     // The storm lasts until SES has refused 20 sends; then it is over.
-    let stormed = wait_until(SECONDS_120, || async { proxy.stats().sends_failed >= 20 }).await;
+    let stormed = eventually(SECONDS_120, || async { proxy.stats().sends_failed >= 20 }).await;
     assert!(
         stormed,
         "storm: {:?}\nlog: {:#?}",
@@ -263,7 +245,6 @@ async fn a_throttling_storm_delays_mail_but_every_event_is_delivered_exactly_onc
     );
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,6 +252,7 @@ async fn a_throttling_storm_delays_mail_but_every_event_is_delivered_exactly_onc
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn while_ses_is_unreachable_nothing_is_deleted_unsent_and_after_recovery_all_is_delivered_or_redriven(
 ) {
     let stack = TestStack::spawn(StackOptions {
@@ -297,7 +279,7 @@ async fn while_ses_is_unreachable_nothing_is_deleted_unsent_and_after_recovery_a
     let ids: Vec<String> = early.iter().chain(&late).cloned().collect();
     let outage = Instant::now();
     stack.send_batch(&stack.queue_url, &early_bodies).await;
-    let first_dead = wait_until(SECONDS_120, || async {
+    let first_dead = eventually(SECONDS_120, || async {
         stack.depth(&stack.dlq_url).await.0 >= 1
     })
     .await;
@@ -306,7 +288,7 @@ async fn while_ses_is_unreachable_nothing_is_deleted_unsent_and_after_recovery_a
 
     // The outage lasts until the first wave used up its three receives each (well over three
     // visibility timeouts) and the second wave was tried at least once.
-    let outage_over = wait_until(SECONDS_120, || async {
+    let outage_over = eventually(SECONDS_120, || async {
         let tried = event_ids(&worker.lines(), &["failed"]);
         stack.depth(&stack.dlq_url).await.0 >= early.len() as u64
             && late.iter().all(|id| tried.contains(id))
@@ -336,7 +318,7 @@ async fn while_ses_is_unreachable_nothing_is_deleted_unsent_and_after_recovery_a
 
     proxy.heal();
     // What is still in the source queue is delivered by the worker; then the DLQ is redriven.
-    let drained = wait_until(SECONDS_60, || async {
+    let drained = eventually(SECONDS_60, || async {
         stack.depth(&stack.queue_url).await == (0, 0)
     })
     .await;
@@ -368,7 +350,6 @@ async fn while_ses_is_unreachable_nothing_is_deleted_unsent_and_after_recovery_a
     );
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,6 +357,7 @@ async fn while_ses_is_unreachable_nothing_is_deleted_unsent_and_after_recovery_a
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn kill_9_in_the_middle_of_500_events_then_a_restart_loses_none() {
     let stack = TestStack::spawn(StackOptions {
         max_receive_count: 5,
@@ -409,7 +391,7 @@ async fn kill_9_in_the_middle_of_500_events_then_a_restart_loses_none() {
     let second = stack.start_worker_with_env(&config, &fast);
     // Done when the logs account for every event, or when the queue is empty: the kill can fall
     // between a batch's delete and its log lines, so a few deliveries may never be logged.
-    let settled = wait_until(Duration::from_secs(150), || {
+    let settled = eventually(Duration::from_secs(150), || {
         let mut lines = before_kill.clone();
         lines.extend(second.lines());
         let logged = all_settled(&lines, &ids);
@@ -438,7 +420,6 @@ async fn kill_9_in_the_middle_of_500_events_then_a_restart_loses_none() {
     );
 
     assert_eq!(second.stop().await, Some(0));
-    stack.delete().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -446,6 +427,7 @@ async fn kill_9_in_the_middle_of_500_events_then_a_restart_loses_none() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn sigterm_under_load_exits_0_within_the_deadline_leaves_nothing_invisible_and_loses_nothing()
 {
     // The queue's own visibility timeout is long: a message the worker failed to release would
@@ -473,7 +455,7 @@ async fn sigterm_under_load_exits_0_within_the_deadline_leaves_nothing_invisible
             ("QUILT_NOTIFY__WORKER__SHUTDOWN_DEADLINE_SECONDS", "2"),
         ]),
     );
-    let busy = wait_until(SECONDS_60, || async { proxy.stats().sends_accepted >= 4 }).await;
+    let busy = eventually(SECONDS_60, || async { proxy.stats().sends_accepted >= 4 }).await;
     assert!(busy, "log: {:#?}", first.lines());
 
     let signalled = Instant::now();
@@ -510,7 +492,7 @@ async fn sigterm_under_load_exits_0_within_the_deadline_leaves_nothing_invisible
         &config,
         &env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "1000")]),
     );
-    let settled = wait_until(SECONDS_60, || {
+    let settled = eventually(SECONDS_60, || {
         let mut all = lines.clone();
         all.extend(second.lines());
         let done = all_settled(&all, &ids);
@@ -538,7 +520,6 @@ async fn sigterm_under_load_exits_0_within_the_deadline_leaves_nothing_invisible
     );
 
     assert_eq!(second.stop().await, Some(0));
-    stack.delete().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,6 +560,7 @@ async fn moto_messages(stack: &TestStack) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn a_message_ses_rejects_reaches_the_dlq_within_seconds_with_one_error_line_and_others_are_delivered(
 ) {
     // Visibility 30 s and three receives: only the release-at-once of permanent failures gets a
@@ -627,7 +609,7 @@ async fn a_message_ses_rejects_reaches_the_dlq_within_seconds_with_one_error_lin
     let rejected_id = stack.send_raw(&rejected).await;
     stack.send_raw(&accepted.to_string()).await;
 
-    let dead = stack.drain_dlq(1, Duration::from_secs(25)).await;
+    let dead = stack.take(&stack.dlq_url, 1, Duration::from_secs(25)).await;
     assert_eq!(
         dead,
         vec![rejected.clone()],
@@ -635,7 +617,7 @@ async fn a_message_ses_rejects_reaches_the_dlq_within_seconds_with_one_error_lin
         worker.lines()
     );
 
-    let delivered = wait_until(SECONDS_30, || async {
+    let delivered = eventually(SECONDS_30, || async {
         !moto_messages(&stack).await.is_empty()
     })
     .await;
@@ -680,7 +662,6 @@ async fn a_message_ses_rejects_reaches_the_dlq_within_seconds_with_one_error_lin
     );
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -688,6 +669,7 @@ async fn a_message_ses_rejects_reaches_the_dlq_within_seconds_with_one_error_lin
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn a_paused_account_stops_consumption_keeps_the_queue_and_resumes_when_sending_is_enabled() {
     let stack = TestStack::spawn(StackOptions {
         max_receive_count: 3,
@@ -729,13 +711,13 @@ async fn a_paused_account_stops_consumption_keeps_the_queue_and_resumes_when_sen
     // is received, so no send is tried; the queue keeps every message and the DLQ stays empty,
     // although three receives would have dead-lettered them by now.
     let probes_at_trip = proxy.stats().account_calls;
-    let first_probe = wait_until(SECONDS_30, || async {
+    let first_probe = eventually(SECONDS_30, || async {
         proxy.stats().account_calls > probes_at_trip
     })
     .await;
     assert!(first_probe, "a probe: {:?}", proxy.stats());
     let sends_after_first_probe = proxy.stats().sends;
-    let second_probe = wait_until(SECONDS_30, || async {
+    let second_probe = eventually(SECONDS_30, || async {
         proxy.stats().account_calls > probes_at_trip + 1
     })
     .await;
@@ -783,7 +765,6 @@ async fn a_paused_account_stops_consumption_keeps_the_queue_and_resumes_when_sen
     );
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -794,6 +775,7 @@ async fn a_paused_account_stops_consumption_keeps_the_queue_and_resumes_when_sen
 const SQS_MAX_BODY: usize = 256 * 1024;
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn hostile_bodies_each_meet_their_defined_fate_and_the_worker_never_dies() {
     let stack = TestStack::spawn(StackOptions {
         max_receive_count: 2,
@@ -896,7 +878,9 @@ async fn hostile_bodies_each_meet_their_defined_fate_and_the_worker_never_dies()
     }
     let filtered_id = stack.send_raw(&filtered_body).await;
 
-    let dead = stack.drain_dlq(poison.len(), Duration::from_secs(90)).await;
+    let dead = stack
+        .take(&stack.dlq_url, poison.len(), Duration::from_secs(90))
+        .await;
     let dead: HashSet<&String> = dead.iter().collect();
     for (name, body, _) in &poison {
         assert!(
@@ -986,7 +970,6 @@ async fn hostile_bodies_each_meet_their_defined_fate_and_the_worker_never_dies()
     );
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -994,6 +977,7 @@ async fn hostile_bodies_each_meet_their_defined_fate_and_the_worker_never_dies()
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn when_one_of_two_routes_fails_the_redelivery_sends_only_the_failed_route() {
     let stack = TestStack::spawn(StackOptions {
         max_receive_count: 5,
@@ -1081,10 +1065,10 @@ async fn when_one_of_two_routes_fails_the_redelivery_sends_only_the_failed_route
     );
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn the_same_event_id_delivered_twice_is_mailed_once_and_the_second_is_logged_duplicate() {
     let stack = TestStack::spawn(StackOptions::default()).await;
     let ses = stack.endpoints.ses.clone();
@@ -1128,10 +1112,10 @@ async fn the_same_event_id_delivered_twice_is_mailed_once_and_the_second_is_logg
     );
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn a_send_slower_than_the_visibility_timeout_is_not_received_twice() {
     let stack = TestStack::spawn(StackOptions {
         max_receive_count: 5,
@@ -1176,10 +1160,10 @@ async fn a_send_slower_than_the_visibility_timeout_is_not_received_twice() {
     );
 
     assert_eq!(worker.stop().await, Some(0));
-    stack.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn a_message_done_early_stays_hidden_while_a_slow_batch_mate_still_sends_so_another_task_cannot_resend_it(
 ) {
     let stack = TestStack::spawn(StackOptions {
@@ -1212,7 +1196,7 @@ async fn a_message_done_early_stays_hidden_while_a_slow_batch_mate_still_sends_s
         .send_batch(&stack.queue_url, &[fast.to_string(), slow.to_string()])
         .await;
     let first = stack.start_worker_with_env(&config, &settings("1"));
-    let both_sending = wait_until(SECONDS_30, || async { proxy.stats().sends >= 2 }).await;
+    let both_sending = eventually(SECONDS_30, || async { proxy.stats().sends >= 2 }).await;
     assert!(both_sending, "log: {:#?}", first.lines());
     // A second task (another ECS task: no shared memory) polls the same queue meanwhile.
     let second = stack.start_worker_with_env(&config, &settings("2"));
@@ -1252,10 +1236,10 @@ async fn a_message_done_early_stays_hidden_while_a_slow_batch_mate_still_sends_s
 
     assert_eq!(first.stop().await, Some(0));
     assert_eq!(second.stop().await, Some(0));
-    stack.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn a_second_stop_signal_exits_130_at_once_and_the_unfinished_message_is_redelivered_later() {
     let stack = TestStack::spawn(StackOptions {
         max_receive_count: 5,
@@ -1275,7 +1259,7 @@ async fn a_second_stop_signal_exits_130_at_once_and_the_unfinished_message_is_re
     let event = stack.event("impatient/pkg");
     let ids = [event["id"].as_str().expect("id").to_owned()];
     stack.send_raw(&event.to_string()).await;
-    let sending = wait_until(SECONDS_30, || async { proxy.stats().sends >= 1 }).await;
+    let sending = eventually(SECONDS_30, || async { proxy.stats().sends >= 1 }).await;
     assert!(sending, "log: {:#?}", first.lines());
 
     first.signal(libc::SIGTERM);
@@ -1313,5 +1297,4 @@ async fn a_second_stop_signal_exits_130_at_once_and_the_unfinished_message_is_re
     );
 
     assert_eq!(second.stop().await, Some(0));
-    stack.delete().await;
 }

@@ -1,9 +1,9 @@
 //! `TestStack`: a unique queue, DLQ and rule on LocalStack (made by the same
-//! `scripts/setup_resources.py` the local stack uses), a config file, and the real binary
-//! running against them, with its JSON log lines captured.
+//! `scripts/setup_resources.py` the local stack uses, deleted when the stack is dropped, also
+//! when a test panics), a config file, and the real binary running against them, with its JSON
+//! log lines captured.
 
-#![allow(dead_code)]
-
+pub mod eventually;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};
@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
+
+pub use eventually::eventually;
 
 /// Where the emulators are; `scripts/test` exports these.
 pub struct Endpoints {
@@ -29,7 +31,7 @@ impl Endpoints {
         let setup = std::env::var("QN_SETUP_RESOURCES").unwrap_or_else(|_| {
             panic!(
                 "QN_SETUP_RESOURCES is not set: integration tests need the emulators; \
-                 run them with `scripts/test` (unit tests alone: `cargo test --lib`)"
+                 run them with `scripts/test` (plain `cargo test` leaves them out)"
             )
         });
         Self {
@@ -87,7 +89,34 @@ impl Default for StackOptions {
     }
 }
 
-/// Queue, DLQ and rule for one test.
+/// Deletes one test's queue, DLQ and rule when dropped, so a failing test (a panic unwinds
+/// through it) leaves nothing behind on the LocalStack that outlives the run.
+struct Resources {
+    setup_command: Vec<String>,
+    aws: String,
+    queue: String,
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        // Blocking is fine here: a test's body runs on its own thread, and this takes a second.
+        let status = Command::new(&self.setup_command[0])
+            .args(&self.setup_command[1..])
+            .args(["--queue", &self.queue, "--delete"])
+            .env("AWS_ENDPOINT_URL", &self.aws)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !status.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!(
+                "warning: could not delete queue {} (and its DLQ and rule): {status:?}",
+                self.queue
+            );
+        }
+    }
+}
+
+/// Queue, DLQ and rule for one test; dropping it deletes them.
 pub struct TestStack {
     pub endpoints: Endpoints,
     pub name: String,
@@ -101,6 +130,7 @@ pub struct TestStack {
     pub events: aws_sdk_eventbridge::Client,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    _resources: Resources,
 }
 
 /// SDK configuration for an emulator: us-east-1, credentials test/test.
@@ -138,6 +168,12 @@ impl TestStack {
             .await
             .expect("join")
             .expect("run setup_resources");
+        // Before anything else can fail: whatever setup_resources made is deleted again.
+        let resources = Resources {
+            setup_command: endpoints.setup_command.clone(),
+            aws: endpoints.aws.clone(),
+            queue: name.clone(),
+        };
         assert!(
             output.status.success(),
             "setup_resources failed: {}",
@@ -156,6 +192,7 @@ impl TestStack {
             name,
             bucket,
             recipient,
+            _resources: resources,
         }
     }
 
@@ -279,63 +316,73 @@ max_seconds = 1
         ids
     }
 
-    /// Receives and deletes from the DLQ until `n` bodies were taken or time runs out.
-    pub async fn drain_dlq(&self, n: usize, within: Duration) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        let mut bodies = Vec::new();
-        while bodies.len() < n && Instant::now() < deadline {
-            let out = self.receive_dlq().await;
-            for message in out.messages() {
-                bodies.push(message.body().unwrap_or_default().to_owned());
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.dlq_url)
-                    .receipt_handle(message.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete from DLQ");
-            }
-        }
-        bodies
+    /// Receives and deletes from `url` until `n` bodies were taken or `within` passed; returns
+    /// what was taken.
+    pub async fn take(&self, url: &str, n: usize, within: Duration) -> Vec<String> {
+        let taken = Mutex::new(Vec::new());
+        eventually(within, || async {
+            let batch = self.receive_and_delete(url).await;
+            let mut taken = taken.lock().expect("taken");
+            taken.extend(batch);
+            taken.len() >= n
+        })
+        .await;
+        taken.into_inner().expect("taken")
     }
 
     /// Redrives the DLQ by hand, as an operator would where `StartMessageMoveTask` is not
     /// available (LocalStack): receive from the DLQ, send to the source queue, delete from the
     /// DLQ, until the DLQ is empty. Returns how many messages were moved.
     pub async fn redrive(&self) -> usize {
-        let mut moved = 0;
-        loop {
-            let out = self.receive_dlq().await;
-            if out.messages().is_empty() {
-                if self.depth(&self.dlq_url).await == (0, 0) {
-                    return moved;
-                }
-                continue;
-            }
+        let moved = Mutex::new(0);
+        let emptied = eventually(Duration::from_secs(60), || async {
+            let out = self.receive(&self.dlq_url).await;
             for message in out.messages() {
                 self.send_raw(message.body().unwrap_or_default()).await;
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.dlq_url)
-                    .receipt_handle(message.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete from DLQ");
-                moved += 1;
+                self.delete_message(&self.dlq_url, message).await;
+                *moved.lock().expect("moved") += 1;
             }
-        }
+            out.messages().is_empty() && self.depth(&self.dlq_url).await == (0, 0)
+        })
+        .await;
+        let moved = moved.into_inner().expect("moved");
+        assert!(emptied, "the DLQ did not empty within 60 s ({moved} moved)");
+        moved
     }
 
-    /// One receive (up to 10, 1 s wait) from the DLQ.
-    async fn receive_dlq(&self) -> aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput {
+    /// One receive (up to 10, 1 s wait) from `url`.
+    async fn receive(
+        &self,
+        url: &str,
+    ) -> aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput {
         self.sqs
             .receive_message()
-            .queue_url(&self.dlq_url)
+            .queue_url(url)
             .max_number_of_messages(10)
             .wait_time_seconds(1)
             .send()
             .await
-            .expect("receive DLQ")
+            .expect("ReceiveMessage")
+    }
+
+    async fn delete_message(&self, url: &str, message: &aws_sdk_sqs::types::Message) {
+        self.sqs
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(message.receipt_handle().unwrap_or_default())
+            .send()
+            .await
+            .expect("DeleteMessage");
+    }
+
+    /// One receive from `url`, each message deleted; returns the bodies.
+    async fn receive_and_delete(&self, url: &str) -> Vec<String> {
+        let mut bodies = Vec::new();
+        for message in self.receive(url).await.messages() {
+            self.delete_message(url, message).await;
+            bodies.push(message.body().unwrap_or_default().to_owned());
+        }
+        bodies
     }
 
     /// Mail in the SES emulator's store addressed to this stack's recipient.
@@ -364,32 +411,18 @@ max_seconds = 1
             .collect()
     }
 
-    /// Waits until at least `n` emails arrived for this stack.
+    /// Waits until at least `n` emails arrived for this stack; returns what arrived.
     pub async fn wait_for_emails(&self, n: usize, within: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + within;
-        loop {
+        eventually(within, || async {
             let emails = self.emails().await;
-            if emails.len() >= n || Instant::now() > deadline {
-                return emails;
+            if emails.len() >= n {
+                Ok(emails)
+            } else {
+                Err(emails)
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Receives from the DLQ until a message arrives or time runs out.
-    pub async fn wait_for_dlq(&self, within: Duration) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let out = self.receive_dlq().await;
-            let bodies: Vec<String> = out
-                .messages()
-                .iter()
-                .filter_map(|m| m.body().map(str::to_owned))
-                .collect();
-            if !bodies.is_empty() || Instant::now() > deadline {
-                return bodies;
-            }
-        }
+        })
+        .await
+        .unwrap_or_else(|arrived| arrived)
     }
 
     /// Visible plus in-flight messages on a queue.
@@ -425,22 +458,6 @@ max_seconds = 1
     /// `AWS_MAX_ATTEMPTS`…).
     pub fn start_worker_with_env(&self, config: &Path, env: &[(&str, String)]) -> Worker {
         Worker::start_with_env(config, env)
-    }
-
-    async fn cleanup(&self) {
-        let mut command = Command::new(&self.endpoints.setup_command[0]);
-        command
-            .args(&self.endpoints.setup_command[1..])
-            .args(["--queue", &self.name, "--delete"])
-            .env("AWS_ENDPOINT_URL", &self.endpoints.aws)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let _ = tokio::task::spawn_blocking(move || command.status()).await;
-    }
-
-    /// Deletes the queues and rule.
-    pub async fn delete(self) {
-        self.cleanup().await;
     }
 }
 
@@ -496,20 +513,13 @@ impl Worker {
             .collect()
     }
 
-    /// Waits until `predicate` holds for the captured lines.
+    /// Waits until `predicate` holds for the captured lines; returns whether it did.
     pub async fn wait_for_log(
         &self,
         within: Duration,
         predicate: impl Fn(&[Value]) -> bool,
     ) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if predicate(&self.lines()) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        predicate(&self.lines())
+        eventually(within, || std::future::ready(predicate(&self.lines()))).await
     }
 
     /// Whether the process is still running.
@@ -536,16 +546,17 @@ impl Worker {
     /// Waits up to `within` for the process to exit; returns its exit code, or `None` if it
     /// is still running (then it is killed) or died by a signal.
     pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
+        let child = &mut self.child;
+        let exited = eventually(within, || {
+            std::future::ready(child.try_wait().ok().flatten().ok_or(()))
+        })
+        .await;
+        match exited {
+            Ok(status) => status.code(),
+            Err(()) => {
                 let _ = self.child.kill();
-                return None;
+                None
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -60,15 +60,6 @@ impl SesError {
         }
     }
 
-    /// 400 `MessageRejected`: this message can never be sent.
-    pub fn message_rejected() -> Self {
-        Self {
-            status: 400,
-            code: "MessageRejected",
-            message: "Email address is not verified.",
-        }
-    }
-
     /// 500 `InternalFailure`.
     pub fn internal_failure() -> Self {
         Self {
@@ -88,24 +79,20 @@ impl SesError {
     }
 }
 
-/// What the proxy answers to `GetAccount`.
+/// What the proxy answers to `GetAccount` itself (a rejected send is tested against moto, which
+/// rejects for real).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Account {
-    /// Forward to the emulator (which answers only if started with `AWS_SES_ACCOUNT`).
-    PassThrough,
-    /// Answer itself.
-    Answer {
-        /// `SendingEnabled`.
-        sending_enabled: bool,
-        /// `SendQuota.MaxSendRate`.
-        max_send_rate: f64,
-    },
+pub struct Account {
+    /// `SendingEnabled`.
+    sending_enabled: bool,
+    /// `SendQuota.MaxSendRate`.
+    max_send_rate: f64,
 }
 
 impl Account {
     /// An account that may send, at `max_send_rate` emails per second.
     pub fn enabled(max_send_rate: f64) -> Self {
-        Self::Answer {
+        Self {
             sending_enabled: true,
             max_send_rate,
         }
@@ -113,7 +100,7 @@ impl Account {
 
     /// A paused account.
     pub fn paused() -> Self {
-        Self::Answer {
+        Self {
             sending_enabled: false,
             max_send_rate: 14.0,
         }
@@ -323,16 +310,11 @@ fn decide(state: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Dec
         return Decision::Drop;
     }
     if is_account {
-        return match faults.account {
-            Account::PassThrough => Decision::Forward {
-                delay: Duration::ZERO,
-                is_send,
-            },
-            Account::Answer {
-                sending_enabled,
-                max_send_rate,
-            } => Decision::Account(sending_enabled, max_send_rate),
-        };
+        let Account {
+            sending_enabled,
+            max_send_rate,
+        } = faults.account;
+        return Decision::Account(sending_enabled, max_send_rate);
     }
     if !is_send {
         return Decision::Forward {
