@@ -1,4 +1,5 @@
-//! AWS adapters: the SQS [`Queue`](crate::ports::Queue) and SES v2 [`Mailer`](crate::ports::Mailer).
+//! AWS adapters: the SQS [`Queue`](crate::ports::Queue), the SES v2
+//! [`Mailer`](crate::ports::Mailer) and the S3 [`PackageStore`](crate::ports::PackageStore).
 //!
 //! Also the SQS and EventBridge calls of the operator commands ([`admin`]), and the SQS batch
 //! acknowledgements both use (`batch`).
@@ -8,6 +9,7 @@
 
 pub mod admin;
 mod batch;
+pub mod s3;
 pub mod ses;
 pub mod sqs;
 

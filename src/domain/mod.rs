@@ -6,6 +6,7 @@ pub mod event;
 pub mod manifest;
 pub mod pattern;
 pub mod render;
+pub mod revision;
 pub mod route;
 
 /// What kind of JSON value this is, with its article, for error messages ("found an array").

@@ -1,0 +1,182 @@
+//! S3 adapter for the [`PackageStore`] port, and the classification of S3 errors.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::Client;
+
+use super::{describe, error_code};
+use crate::ports::{ObjectRef, PackageStore, StoreError, StoreFailureKind};
+
+/// Reads with S3 `GetObject` and `ListObjectsV2`.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+}
+
+impl S3Store {
+    /// Wraps a client.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+impl PackageStore for S3Store {
+    async fn read(
+        &self,
+        object: &ObjectRef,
+        max_bytes: Option<u64>,
+        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+    ) -> Result<(), StoreError> {
+        let failed = |code: String, message: String, kind| StoreError {
+            kind,
+            operation: "GetObject",
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            code,
+            message,
+        };
+        let output = self
+            .client
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version.clone())
+            .set_range(max_bytes.map(|n| format!("bytes=0-{}", n.saturating_sub(1))))
+            .send()
+            .await
+            .map_err(|e| {
+                let (code, message, kind) = classify(&e);
+                failed(code, message, kind)
+            })?;
+        let mut body = output.body;
+        loop {
+            match body.try_next().await {
+                Ok(Some(chunk)) => {
+                    if !sink(&chunk) {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => return Ok(()),
+                // The connection broke mid-body: reading again may well work.
+                Err(e) => {
+                    return Err(failed(
+                        "BodyReadFailed".to_owned(),
+                        describe(&e),
+                        StoreFailureKind::Transient,
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max_keys: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                let (code, message, kind) = classify(&e);
+                StoreError {
+                    kind,
+                    operation: "ListObjectsV2",
+                    bucket: bucket.to_owned(),
+                    key: prefix.to_owned(),
+                    code,
+                    message,
+                }
+            })?;
+            for object in page.contents() {
+                if keys.len() >= max_keys {
+                    return Ok(keys);
+                }
+                if let Some(key) = object.key() {
+                    keys.push(key.to_owned());
+                }
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// Maps an S3 error to what the worker does about it: by error code and HTTP status, so that
+/// emulators and proxies speaking the same protocol are classified alike.
+fn classify<E>(err: &SdkError<E, HttpResponse>) -> (String, String, StoreFailureKind)
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let code = error_code(err);
+    let status = match err {
+        SdkError::ServiceError(ctx) => Some(ctx.raw().status().as_u16()),
+        // A HEAD-like answer without a body has no code: its status still says what it was.
+        SdkError::ResponseError(ctx) => Some(ctx.raw().status().as_u16()),
+        _ => None,
+    };
+    let kind = kind_of(&code, status);
+    (code, describe(err), kind)
+}
+
+/// The classification table.
+pub fn kind_of(code: &str, http_status: Option<u16>) -> StoreFailureKind {
+    match code {
+        "SlowDown"
+        | "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequests"
+        | "TooManyRequestsException"
+        | "RequestTimeout"
+        | "InternalError"
+        | "ServiceUnavailable"
+        | "Timeout"
+        | "DispatchFailure"
+        | "ResponseError" => StoreFailureKind::Transient,
+        "NoSuchKey" | "NoSuchBucket" | "NoSuchVersion" | "NotFound" => StoreFailureKind::Missing,
+        "AccessDenied"
+        | "Forbidden"
+        | "AllAccessDisabled"
+        | "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch"
+        | "ExpiredToken" => StoreFailureKind::Denied,
+        _ => match http_status {
+            Some(429 | 500..=599) => StoreFailureKind::Transient,
+            Some(404) => StoreFailureKind::Missing,
+            Some(403) => StoreFailureKind::Denied,
+            _ => StoreFailureKind::Other,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_by_code_then_status() {
+        let table = [
+            ("SlowDown", None, StoreFailureKind::Transient),
+            ("InternalError", Some(500), StoreFailureKind::Transient),
+            ("Timeout", None, StoreFailureKind::Transient),
+            ("DispatchFailure", None, StoreFailureKind::Transient),
+            ("NoSuchKey", Some(404), StoreFailureKind::Missing),
+            ("NoSuchBucket", Some(404), StoreFailureKind::Missing),
+            ("AccessDenied", Some(403), StoreFailureKind::Denied),
+            ("Unknown", Some(503), StoreFailureKind::Transient),
+            ("Unknown", Some(404), StoreFailureKind::Missing),
+            ("Unknown", Some(403), StoreFailureKind::Denied),
+            ("InvalidRange", Some(416), StoreFailureKind::Other),
+        ];
+        for (code, status, kind) in table {
+            assert_eq!(kind_of(code, status), kind, "{code} {status:?}");
+        }
+    }
+}

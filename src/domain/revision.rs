@@ -1,0 +1,259 @@
+//! Where a package's revisions live in its bucket, as `quilt3` writes them, and which revision
+//! came before the one an event is about.
+//!
+//! Every push writes `.quilt/named_packages/<handle>/<epoch seconds>` (and `…/latest`), each
+//! holding a top hash as text; the manifest is `.quilt/packages/<top hash>`. The event fires on
+//! that write, so the revision it is about is the newest pointer holding its top hash, and the
+//! previous revision is the pointer just older than that one. A re-push of unchanged content
+//! writes a new pointer with the same hash: its previous revision has the same hash too.
+
+/// One object in a bucket, at a version when it names one (physical keys of manifests do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// The bucket.
+    pub bucket: String,
+    /// The key.
+    pub key: String,
+    /// A version id, if the reference names one.
+    pub version: Option<String>,
+}
+
+/// How many seconds a pointer may be stamped after the event's time (clock skew between the
+/// client that pushed and EventBridge) and still be the one the event is about. Pointers newer
+/// than that are later pushes, which must not be mistaken for this event's revision.
+pub const POINTER_SKEW_SECONDS: u64 = 300;
+
+/// The key of a manifest.
+pub fn manifest_key(top_hash: &str) -> String {
+    format!(".quilt/packages/{top_hash}")
+}
+
+/// The prefix under which a package's revision pointers are listed.
+pub fn pointers_prefix(handle: &str) -> String {
+    format!(".quilt/named_packages/{handle}/")
+}
+
+/// The revision pointers among listed keys, newest first, ignoring `latest` and anything that
+/// is not a timestamp, and those stamped after `not_after` (epoch seconds), if given.
+pub fn pointers_newest_first(
+    prefix: &str,
+    keys: &[String],
+    not_after: Option<u64>,
+) -> Vec<(u64, String)> {
+    let mut pointers: Vec<(u64, String)> = keys
+        .iter()
+        .filter_map(|key| {
+            let name = key.strip_prefix(prefix)?;
+            let stamp = name.parse::<u64>().ok()?;
+            (name.bytes().all(|b| b.is_ascii_digit())).then_some((stamp, key.clone()))
+        })
+        .filter(|(stamp, _)| not_after.is_none_or(|limit| *stamp <= limit))
+        .collect();
+    pointers.sort_by(|a, b| b.cmp(a));
+    pointers
+}
+
+/// The top hash a pointer holds: its text without surrounding whitespace, if it looks like one.
+pub fn pointer_hash(text: &str) -> Option<&str> {
+    let hash = text.trim();
+    (!hash.is_empty() && hash.len() <= 128 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(hash)
+}
+
+/// Reads pointers newest first and says when the previous revision is known.
+#[derive(Debug, Clone)]
+pub struct PreviousRevision {
+    top_hash: String,
+    seen_own: bool,
+}
+
+/// What the search needs next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Search {
+    /// Read the next older pointer.
+    Continue,
+    /// The previous revision's top hash.
+    Found(String),
+}
+
+impl PreviousRevision {
+    /// Searches the revision before the one holding `top_hash`.
+    pub fn new(top_hash: &str) -> Self {
+        Self {
+            top_hash: top_hash.to_ascii_lowercase(),
+            seen_own: false,
+        }
+    }
+
+    /// Takes the hash of the next older pointer.
+    pub fn feed(&mut self, pointed: &str) -> Search {
+        let pointed = pointed.to_ascii_lowercase();
+        if self.seen_own {
+            Search::Found(pointed)
+        } else {
+            self.seen_own = pointed == self.top_hash;
+            Search::Continue
+        }
+    }
+
+    /// Whether the event's own pointer was found (if the pointers ran out after it, the event's
+    /// revision is the package's first).
+    pub fn seen_own(&self) -> bool {
+        self.seen_own
+    }
+}
+
+/// Why a physical key is not a readable S3 object.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("physical key {key:?} is not an s3:// URL of an object")]
+pub struct PhysicalKeyError {
+    /// The key as the manifest gives it.
+    pub key: String,
+}
+
+/// Parses a physical key as `quilt3` writes it: `s3://bucket/percent-encoded/key?versionId=…`.
+///
+/// # Errors
+/// Not `s3://`, no bucket or no key.
+pub fn parse_physical_key(raw: &str) -> Result<ObjectRef, PhysicalKeyError> {
+    let fail = || PhysicalKeyError {
+        key: raw.to_owned(),
+    };
+    let rest = raw.strip_prefix("s3://").ok_or_else(fail)?;
+    let (bucket, path) = rest.split_once('/').ok_or_else(fail)?;
+    let (key, query) = path.split_once('?').unwrap_or((path, ""));
+    let version = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("versionId="))
+        .map(percent_decode)
+        .filter(|v| !v.is_empty());
+    let key = percent_decode(key);
+    if bucket.is_empty() || key.is_empty() {
+        return Err(fail());
+    }
+    Ok(ObjectRef {
+        bucket: bucket.to_owned(),
+        key,
+        version,
+    })
+}
+
+/// `%XX` escapes to bytes, read as UTF-8 (lossily: a key is data, never trusted to be valid).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&hi), Some(&lo)) if hex(hi).is_some() && hex(lo).is_some() => {
+                let value = hex(hi).unwrap_or(0) * 16 + hex(lo).unwrap_or(0);
+                out.push(u8::try_from(value).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .map(|n| format!(".quilt/named_packages/team/data/{n}"))
+            .collect()
+    }
+
+    #[test]
+    fn pointers_are_timestamps_newest_first_without_latest() {
+        let prefix = pointers_prefix("team/data");
+        let listed = keys(&[
+            "1700000000",
+            "latest",
+            "1700000100",
+            "notes.txt",
+            "1600000000",
+        ]);
+        let stamps: Vec<u64> = pointers_newest_first(&prefix, &listed, None)
+            .into_iter()
+            .map(|(stamp, _)| stamp)
+            .collect();
+        assert_eq!(stamps, [1_700_000_100, 1_700_000_000, 1_600_000_000]);
+        let until: Vec<u64> = pointers_newest_first(&prefix, &listed, Some(1_700_000_050))
+            .into_iter()
+            .map(|(stamp, _)| stamp)
+            .collect();
+        assert_eq!(
+            until,
+            [1_700_000_000, 1_600_000_000],
+            "later pushes skipped"
+        );
+    }
+
+    #[test]
+    fn a_package_of_another_handle_sharing_the_prefix_is_not_read() {
+        let prefix = pointers_prefix("team/data");
+        let listed = vec![".quilt/named_packages/team/data2/1700000000".to_owned()];
+        assert!(pointers_newest_first(&prefix, &listed, None).is_empty());
+    }
+
+    #[test]
+    fn the_previous_revision_is_the_pointer_after_the_events_own() {
+        let mut search = PreviousRevision::new("BBB");
+        assert_eq!(search.feed("ccc"), Search::Continue, "a later push");
+        assert_eq!(search.feed("bbb"), Search::Continue, "the event's own");
+        assert!(search.seen_own());
+        assert_eq!(search.feed("aaa"), Search::Found("aaa".into()));
+    }
+
+    #[test]
+    fn a_re_push_has_its_own_hash_as_previous() {
+        let mut search = PreviousRevision::new("bbb");
+        assert_eq!(search.feed("bbb"), Search::Continue);
+        assert_eq!(search.feed("bbb"), Search::Found("bbb".into()));
+    }
+
+    #[test]
+    fn a_first_revision_runs_out_after_its_own_pointer() {
+        let mut search = PreviousRevision::new("aaa");
+        assert_eq!(search.feed("aaa"), Search::Continue);
+        assert!(search.seen_own(), "then no older pointer: first revision");
+    }
+
+    #[test]
+    fn pointer_texts_must_look_like_hashes() {
+        assert_eq!(pointer_hash("abc123\n"), Some("abc123"));
+        assert_eq!(pointer_hash(""), None);
+        assert_eq!(pointer_hash("../../etc"), None);
+        assert_eq!(pointer_hash(&"a".repeat(200)), None);
+    }
+
+    #[test]
+    fn physical_keys_are_decoded_with_their_version() {
+        let object =
+            parse_physical_key("s3://bucket/dir/a%20b%2Bc%C3%A9.csv?versionId=v1%2Bx").expect("ok");
+        assert_eq!(object.bucket, "bucket");
+        assert_eq!(object.key, "dir/a b+cé.csv");
+        assert_eq!(object.version.as_deref(), Some("v1+x"));
+        let plain = parse_physical_key("s3://b/README.md").expect("ok");
+        assert_eq!(plain.version, None);
+        for bad in [
+            "https://b/k",
+            "s3://b",
+            "s3:///k",
+            "s3://b/",
+            "s3://b/?versionId=1",
+        ] {
+            assert!(parse_physical_key(bad).is_err(), "{bad}");
+        }
+        let hostile = parse_physical_key("s3://b/%ZZ%ff%0d%0a").expect("kept as data");
+        assert_eq!(hostile.key, "%ZZ\u{fffd}\r\n");
+    }
+}

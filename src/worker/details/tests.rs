@@ -1,0 +1,363 @@
+//! The details reader against an in-memory store holding real quilt3 manifests
+//! (`tests/data/quilt`, made by `scripts/quilt_packages.py`), laid out as quilt3 lays them out.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+const BUCKET: &str = "quilt-notify-fixtures";
+const HANDLE: &str = "team/demo";
+const INDEX: &str = include_str!("../../../tests/data/quilt/index.json");
+
+fn manifest(name: &str) -> &'static str {
+    match name {
+        "first" => include_str!("../../../tests/data/quilt/first.jsonl"),
+        "add_files" => include_str!("../../../tests/data/quilt/add_files.jsonl"),
+        "remove_files" => include_str!("../../../tests/data/quilt/remove_files.jsonl"),
+        "modify_file" => include_str!("../../../tests/data/quilt/modify_file.jsonl"),
+        "metadata_only" => include_str!("../../../tests/data/quilt/metadata_only.jsonl"),
+        "same_hash" => include_str!("../../../tests/data/quilt/same_hash.jsonl"),
+        other => panic!("no fixture {other}"),
+    }
+}
+
+fn top_hash(name: &str) -> String {
+    let index: Value = serde_json::from_str(INDEX).expect("index");
+    index["revisions"]
+        .as_array()
+        .expect("revisions")
+        .iter()
+        .find(|r| r["name"] == name)
+        .and_then(|r| r["top_hash"].as_str())
+        .expect("revision")
+        .to_owned()
+}
+
+/// quilt3's own `Package.diff` for two consecutive revisions, from the index.
+fn quilt3_diff(from: &str, to: &str) -> Value {
+    let index: Value = serde_json::from_str(INDEX).expect("index");
+    index["diffs"]
+        .as_array()
+        .expect("diffs")
+        .iter()
+        .find(|d| d["from"] == from && d["to"] == to)
+        .cloned()
+        .expect("diff")
+}
+
+/// Objects in memory; a key may be made to fail instead, and reads are counted per key.
+#[derive(Default)]
+struct MemoryStore {
+    objects: Mutex<HashMap<String, Vec<u8>>>,
+    failures: Mutex<HashMap<String, StoreFailureKind>>,
+    reads: Mutex<HashMap<String, usize>>,
+    /// Bytes per chunk handed to the sink, to cut lines across chunks.
+    chunk: usize,
+}
+
+impl MemoryStore {
+    fn put(&self, key: &str, body: &[u8]) {
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), body.to_vec());
+    }
+    fn fail(&self, key: &str, kind: StoreFailureKind) {
+        self.failures.lock().unwrap().insert(key.to_owned(), kind);
+    }
+    fn reads(&self, key: &str) -> usize {
+        self.reads.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+    /// Pushes revisions as quilt3 does: the manifest, then a pointer stamped a minute apart.
+    fn push(&self, revisions: &[&str]) {
+        self.put(
+            "team/demo/README.md",
+            b"# Demo\n\nA package pushed by scripts/quilt_packages.py.\n",
+        );
+        for (i, name) in revisions.iter().enumerate() {
+            let hash = top_hash(name);
+            self.put(&manifest_key(&hash), manifest(name).as_bytes());
+            let stamp = 1_700_000_000 + 60 * i as u64;
+            self.put(
+                &format!(".quilt/named_packages/{HANDLE}/{stamp}"),
+                hash.as_bytes(),
+            );
+            self.put(
+                &format!(".quilt/named_packages/{HANDLE}/latest"),
+                hash.as_bytes(),
+            );
+        }
+    }
+    fn error(&self, operation: &'static str, key: &str, kind: StoreFailureKind) -> StoreError {
+        StoreError {
+            kind,
+            operation,
+            bucket: BUCKET.to_owned(),
+            key: key.to_owned(),
+            code: "Injected".to_owned(),
+            message: "injected by the test".to_owned(),
+        }
+    }
+}
+
+impl PackageStore for MemoryStore {
+    async fn read(
+        &self,
+        object: &ObjectRef,
+        max_bytes: Option<u64>,
+        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+    ) -> Result<(), StoreError> {
+        assert_eq!(object.bucket, BUCKET);
+        *self
+            .reads
+            .lock()
+            .unwrap()
+            .entry(object.key.clone())
+            .or_default() += 1;
+        if let Some(kind) = self.failures.lock().unwrap().get(&object.key) {
+            return Err(self.error("GetObject", &object.key, *kind));
+        }
+        let Some(body) = self.objects.lock().unwrap().get(&object.key).cloned() else {
+            return Err(self.error("GetObject", &object.key, StoreFailureKind::Missing));
+        };
+        let limit = max_bytes.map_or(body.len(), |n| body.len().min(n as usize));
+        for chunk in body[..limit].chunks(self.chunk.max(1)) {
+            if !sink(chunk) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max_keys: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        assert_eq!(bucket, BUCKET);
+        if let Some(kind) = self.failures.lock().unwrap().get(prefix) {
+            return Err(self.error("ListObjectsV2", prefix, *kind));
+        }
+        let mut keys: Vec<String> = self
+            .objects
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.truncate(max_keys);
+        Ok(keys)
+    }
+}
+
+fn store(chunk: usize) -> MemoryStore {
+    MemoryStore {
+        chunk,
+        ..MemoryStore::default()
+    }
+}
+
+fn reader(store: MemoryStore) -> DetailsReader<MemoryStore> {
+    DetailsReader::new(
+        store,
+        ManifestLimits::default(),
+        8,
+        Some("catalog.example.com".to_owned()),
+    )
+}
+
+/// The event quilt3's push of `name` makes, stamped after every pointer.
+fn event(name: &str) -> PackageEvent {
+    let body = json!({
+        "version": "0", "id": format!("event-{name}"), "detail-type": "package-revision",
+        "source": "com.quiltdata", "account": "1", "time": "2024-01-01T00:00:00Z",
+        "region": "us-east-1", "resources": [],
+        "detail": {"version": "0.1", "type": "created", "bucket": BUCKET, "handle": HANDLE,
+                   "topHash": top_hash(name)}
+    });
+    PackageEvent::parse(&body.to_string()).expect("event")
+}
+
+fn paths(changes: &Value, kind: &str) -> Vec<String> {
+    changes[kind]["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .map(|p| p.as_str().expect("string").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_first_revision_has_its_details_and_no_changes() {
+    let store = store(64);
+    store.push(&["first"]);
+    let details = reader(store).read(&event("first")).await.expect("details");
+    assert_eq!(details.changes, Value::Null);
+    assert!(!details.unchanged);
+    let package = &details.package;
+    assert_eq!(package["message"], "First revision");
+    assert_eq!(package["user_meta"]["stage"], "dev");
+    assert!(package["files"].as_u64().expect("files") >= 2);
+    assert_eq!(package["error"], Value::Null);
+    let readme = package["readme"]
+        .as_str()
+        .expect("README.md read from its physical key");
+    assert!(readme.starts_with("# Demo"), "{readme}");
+}
+
+#[tokio::test]
+async fn changes_equal_what_quilt3_says_for_the_same_two_revisions() {
+    for (from, to) in [
+        ("first", "add_files"),
+        ("add_files", "remove_files"),
+        ("remove_files", "modify_file"),
+    ] {
+        let store = store(7); // lines cut across chunks everywhere
+        store.push(&[from, to]);
+        let details = reader(store).read(&event(to)).await.expect("details");
+        let changes = &details.changes;
+        assert_eq!(changes["previous_top_hash"], top_hash(from).as_str());
+        let quilt3 = quilt3_diff(from, to);
+        for (ours, theirs) in [
+            ("added", "added"),
+            ("removed", "deleted"),
+            ("modified", "modified"),
+        ] {
+            let mut expected: Vec<String> =
+                serde_json::from_value(quilt3[theirs].clone()).expect("list");
+            expected.sort();
+            assert_eq!(paths(changes, ours), expected, "{from} -> {to}: {ours}");
+        }
+        assert!(
+            changes["compare_url"]
+                .as_str()
+                .is_some_and(|u| u.contains("/compare/")),
+            "{changes}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_re_push_of_the_same_content_is_unchanged() {
+    let store = store(4096);
+    store.push(&["modify_file", "metadata_only", "same_hash"]);
+    let details = reader(store)
+        .read(&event("same_hash"))
+        .await
+        .expect("details");
+    assert!(details.unchanged);
+    assert_eq!(details.changes["unchanged"], true);
+}
+
+#[tokio::test]
+async fn the_previous_manifest_is_read_once_for_a_burst_of_pushes() {
+    let store = store(4096);
+    store.push(&["first", "add_files"]);
+    let reader = reader(store);
+    let first_key = manifest_key(&top_hash("first"));
+    reader.read(&event("add_files")).await.expect("details");
+    reader
+        .read(&event("add_files"))
+        .await
+        .expect("details again");
+    reader
+        .read(&event("first"))
+        .await
+        .expect("the predecessor itself");
+    assert_eq!(reader.store.reads(&first_key), 1, "cached by top hash");
+    let (hits, misses) = reader.cache_stats();
+    assert_eq!((hits, misses), (3, 2));
+}
+
+#[tokio::test]
+async fn a_missing_manifest_still_gives_details_that_say_why() {
+    let store = store(4096);
+    store.push(&["first"]);
+    let key = manifest_key(&top_hash("first"));
+    store.objects.lock().unwrap().remove(&key);
+    let details = reader(store)
+        .read(&event("first"))
+        .await
+        .expect("not an error");
+    let error = details.package["error"].as_str().expect("package.error");
+    assert!(error.contains(&key), "{error}");
+    assert_eq!(details.package["files"], 0);
+}
+
+#[tokio::test]
+async fn access_denied_on_the_listing_keeps_the_package_and_drops_the_changes() {
+    let store = store(4096);
+    store.push(&["first", "add_files"]);
+    store.fail(&pointers_prefix(HANDLE), StoreFailureKind::Denied);
+    let details = reader(store)
+        .read(&event("add_files"))
+        .await
+        .expect("not an error");
+    assert_eq!(details.changes, Value::Null);
+    let error = details.package["error"].as_str().expect("package.error");
+    assert!(error.starts_with("previous revision unknown"), "{error}");
+    assert!(details.package["files"].as_u64().expect("files") > 0);
+}
+
+#[tokio::test]
+async fn transient_failures_fail_the_read_so_the_message_is_retried() {
+    for failing in ["manifest", "pointers", "readme"] {
+        let store = store(4096);
+        store.push(&["first", "add_files"]);
+        let key = match failing {
+            "manifest" => manifest_key(&top_hash("add_files")),
+            "pointers" => pointers_prefix(HANDLE),
+            _ => "team/demo/README.md".to_owned(),
+        };
+        store.fail(&key, StoreFailureKind::Transient);
+        let err = reader(store)
+            .read(&event("add_files"))
+            .await
+            .expect_err(failing);
+        assert_eq!(err.kind, StoreFailureKind::Transient, "{failing}");
+    }
+}
+
+#[tokio::test]
+async fn a_line_over_the_limit_is_not_buffered_and_is_reported() {
+    let store = store(1000);
+    store.push(&["first"]);
+    let hash = top_hash("first");
+    let mut body = manifest("first").as_bytes().to_vec();
+    body.extend_from_slice(&vec![b'x'; 5000]);
+    store.put(&manifest_key(&hash), &body);
+    let reader = DetailsReader::new(
+        store,
+        ManifestLimits {
+            max_line_bytes: 2048,
+            max_entries: 100,
+        },
+        8,
+        None,
+    );
+    let details = reader.read(&event("first")).await.expect("details");
+    let error = details.package["error"].as_str().expect("package.error");
+    assert!(error.contains("over the limit of 2048 bytes"), "{error}");
+    assert!(
+        details.package["files"].as_u64().expect("files") > 0,
+        "what was read is kept"
+    );
+}
+
+#[test]
+fn the_cache_forgets_the_least_recently_used() {
+    let cache = SummaryCache::new(2);
+    let summary = || Arc::new(ManifestReader::read_str(ManifestLimits::default(), "{}"));
+    cache.put("a".into(), summary());
+    cache.put("b".into(), summary());
+    assert!(cache.get("a").is_some());
+    cache.put("c".into(), summary());
+    assert!(cache.get("b").is_none(), "b was least recently used");
+    assert!(cache.get("a").is_some() && cache.get("c").is_some());
+}
