@@ -134,7 +134,7 @@ pub struct HealthSettings {
     /// Listen address; `None` means no listener.
     #[serde(deserialize_with = "empty_as_none")]
     pub listen: Option<String>,
-    /// `/readyz` needs a successful receive within this many seconds.
+    /// `/readyz` needs progress (a receive, an accepted send, a delete) within this many seconds.
     pub ready_within_seconds: u64,
 }
 

@@ -428,6 +428,49 @@ async fn kill_9_in_the_middle_of_500_events_then_a_restart_loses_none() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
+async fn an_idle_worker_exits_0_at_once_on_sigterm_without_waiting_out_its_long_poll() {
+    // A 20 s long poll on an empty queue and a 5 s deadline: before the fix the worker waited for
+    // the poll to answer (about 16 s after the signal); now it abandons it at once.
+    let stack = TestStack::spawn(StackOptions {
+        max_receive_count: 5,
+        visibility_timeout: 30,
+    })
+    .await;
+    let config = stack.config(
+        &stack.endpoints.ses,
+        &stack.route("all", &every_package(&stack)),
+        "",
+    );
+    let deadline = Duration::from_secs(5);
+    let mut worker = stack.start_worker_with_env(
+        &config,
+        &env(&[
+            ("QUILT_NOTIFY__QUEUE__WAIT_TIME_SECONDS", "20"),
+            ("QUILT_NOTIFY__WORKER__SHUTDOWN_DEADLINE_SECONDS", "5"),
+        ]),
+    );
+    let started = worker
+        .wait_for_log(SECONDS_30, |lines| {
+            lines.iter().any(|l| l["message"] == "worker started")
+        })
+        .await;
+    assert!(started, "log: {:#?}", worker.lines());
+    // Well inside the first long poll.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let signalled = Instant::now();
+    let code = worker.terminate().await;
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(0), "log: {:#?}", worker.lines());
+    assert!(
+        took < deadline,
+        "exited {took:?} after SIGTERM: the long poll was waited for"
+    );
+    println!("idle SIGTERM: exit {code:?} after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn sigterm_under_load_exits_0_within_the_deadline_leaves_nothing_invisible_and_loses_nothing()
 {
     // The queue's own visibility timeout is long: a message the worker failed to release would
