@@ -206,7 +206,7 @@ fn run(args: &ConfigArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let app = match App::build(&settings).await {
             Ok(app) => app,
             Err(e) => {
@@ -221,7 +221,12 @@ fn run(args: &ConfigArgs) -> ExitCode {
         }
         app.run(shutdown).await;
         ExitCode::SUCCESS
-    })
+    });
+    // Every message is settled by now. Dropping the runtime would wait for its blocking threads,
+    // and a DNS lookup of an endpoint that just went away (compose stopping LocalStack first)
+    // blocks one for seconds: exit without waiting for them.
+    runtime.shutdown_background();
+    code
 }
 
 #[cfg(test)]
