@@ -9,8 +9,8 @@ use std::cmp::Ordering;
 
 use serde_json::{json, Map, Value};
 
+pub use super::catalog::CatalogLinks;
 use super::manifest::{Entry, ManifestSummary};
-use super::render::encode_path;
 
 /// At most this many logical keys in each `paths` list.
 pub const PATHS_LIMIT: usize = 20;
@@ -239,52 +239,6 @@ pub fn changes_json(
     previous.map_or(Value::Null, |previous| {
         Changes::between(previous, current).to_json(current.top_hash, links)
     })
-}
-
-/// Links into the Quilt catalog for one package; every path part is percent-encoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatalogLinks {
-    /// `https://<host>/b/<bucket>/packages/<handle>`
-    package: String,
-}
-
-impl CatalogLinks {
-    /// Links for `handle` in `bucket` on the catalog at `host` (a scheme and trailing `/` are
-    /// tolerated, as for `catalog_url`).
-    pub fn new(host: &str, bucket: &str, handle: &str) -> Self {
-        let host = host.trim_end_matches('/');
-        let host = host
-            .strip_prefix("https://")
-            .or_else(|| host.strip_prefix("http://"))
-            .unwrap_or(host);
-        Self {
-            package: format!(
-                "https://{host}/b/{}/packages/{}",
-                encode_path(bucket),
-                encode_path(handle)
-            ),
-        }
-    }
-
-    /// The revision's file tree: `…/tree/<hash>/`.
-    pub fn tree(&self, top_hash: &str) -> String {
-        format!("{}/tree/{}/", self.package, encode_path(top_hash))
-    }
-
-    /// The package's history: `…/revisions`.
-    pub fn revisions(&self) -> String {
-        format!("{}/revisions", self.package)
-    }
-
-    /// The catalog's comparison of two revisions: `…/compare/<base>/<other>/`.
-    pub fn compare(&self, base: &str, other: &str) -> String {
-        format!(
-            "{}/compare/{}/{}/",
-            self.package,
-            encode_path(base),
-            encode_path(other)
-        )
-    }
 }
 
 fn clamp(value: i128) -> i64 {

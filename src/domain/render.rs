@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use handlebars::{Context, Handlebars};
 use serde_json::{Map, Value};
 
+use super::catalog::{encode_path, CatalogLinks};
 use super::event::PackageEvent;
 
 /// The three parts of one template, as source text.
@@ -162,18 +163,11 @@ pub fn template_data(event: &PackageEvent, catalog_host: Option<&str>, route: &s
     let bucket = encode_path(event.bucket());
     let handle = encode_path(event.handle());
     let top_hash = encode_path(event.top_hash());
-    let catalog_url = catalog_host
-        .map(|host| {
-            let host = host.trim_end_matches('/');
-            let host = host
-                .strip_prefix("https://")
-                .or_else(|| host.strip_prefix("http://"))
-                .unwrap_or(host);
-            Value::String(format!(
-                "https://{host}/b/{bucket}/packages/{handle}/tree/{top_hash}/"
-            ))
-        })
-        .unwrap_or(Value::Null);
+    let catalog_url = catalog_host.map_or(Value::Null, |host| {
+        Value::String(
+            CatalogLinks::new(host, event.bucket(), event.handle()).tree(event.top_hash()),
+        )
+    });
     let fields = [
         ("bucket", Value::from(event.bucket())),
         ("handle", Value::from(event.handle())),
@@ -205,20 +199,6 @@ fn one_line(subject: &str) -> String {
         .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters and `/`, so a hostile handle
-/// cannot break out of the URL it is placed in.
-pub(crate) fn encode_path(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for byte in raw.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
