@@ -8,7 +8,9 @@ hand-writing manifests. Sub-commands:
             holds the lock's hash; --force reinstalls)
   push      push one revision of a package: start from the latest revision (or from nothing with
             --base none), then --set / --set-text / --delete entries, --meta, --message, --workflow;
-            prints JSON {"bucket", "name", "top_hash", "previous_top_hash", "manifest_key"}
+            prints JSON {"bucket", "name", "top_hash", "previous_top_hash", "manifest_key"}.
+            It first waits until the clock is past the package's newest revision pointer (named
+            by the push's epoch second), so back-to-back pushes each keep their own pointer
   sample    push the next revision of the sample package that scripts/send-sample-event announces:
             with no revision yet, two (v1: README.md, three data files and metadata; v2: one file
             added, one removed, one modified, metadata changed), so the first email already shows
@@ -414,6 +416,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="quilt-packages-") as workdir:
         if args.command == "push":
             ensure_bucket(args.bucket)
+            wait_for_new_pointer_second(args.bucket, args.name)
             result = push(args.bucket, args.name, base=args.base, set_files=args.set_files,
                           set_texts=args.set_texts, deletes=args.deletes, meta=args.meta,
                           message=args.message, workflow=args.workflow, workdir=workdir)

@@ -152,7 +152,8 @@ impl QuiltBucket {
         bucket
     }
 
-    /// Pushes one revision of `package` (e.g. `team/demo`) with quilt3.
+    /// Pushes one revision of `package` (e.g. `team/demo`) with quilt3. Back-to-back pushes
+    /// are spaced by the script into distinct seconds, so each keeps its own revision pointer.
     pub fn push(&self, package: &str, revision: Revision) -> Pushed {
         let mut args: Vec<String> = vec![
             "push".into(),
