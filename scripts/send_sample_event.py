@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
-"""Publish the sample Quilt package-revision event to EventBridge (PutEvents, default bus).
+"""Push a real Quilt package revision to S3, then publish its package-revision event to
+EventBridge (PutEvents, default bus), as a Quilt stack would.
 
-Source, detail-type and detail come from events/package-revision.json (the Quilt docs' sample);
---bucket, --handle, --type and --top-hash override fields of the detail. Prints the event id of
-each published event on stdout. Needs only Python 3 and boto3 (runs inside the LocalStack
-container too); endpoint, region and credentials as for setup_resources.py.
+The push: `scripts/quilt_packages.py sample` with quilt3 pushes the next revision of the sample
+package to the event's bucket and handle (with none yet, two revisions, so the first email
+already shows what changed); the event's detail.topHash is then the pushed top hash. With
+--no-push, or --top-hash, nothing is pushed and the event goes out as given.
+
+Source, detail-type and detail come from events/package-revision.json (the Quilt docs' sample:
+bucket "example", which scripts/setup_resources.py creates, handle "some/package"); --bucket,
+--handle, --type and --top-hash override fields of the detail. Prints the event id of each
+published event on stdout. Publishing needs only Python 3 and boto3; the push needs quilt3
+(scripts/quilt_packages.py re-runs itself with .emulators/quilt-venv, which
+scripts/install-emulators makes, when this Python lacks it). Endpoint, region and credentials as
+for setup_resources.py.
 """
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +27,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from setup_resources import add_connection_args, clients, fail  # noqa: E402
 
 DEFAULT_EVENT_FILE = Path(__file__).resolve().parent.parent / "events" / "package-revision.json"
+QUILT_PACKAGES = Path(__file__).resolve().parent / "quilt_packages.py"
+
+
+def push_sample(endpoint, region, bucket, handle):
+    """Push the sample package's next revision with quilt3; returns its top hash."""
+    command = [sys.executable, str(QUILT_PACKAGES), "--endpoint-url", endpoint,
+               "sample", "--bucket", bucket, "--name", handle]
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, check=True,
+                              env={**os.environ, "AWS_DEFAULT_REGION": region})
+        pushed = json.loads(done.stdout)
+    except (OSError, subprocess.CalledProcessError, ValueError) as exc:
+        fail(f"pushing {handle} to s3://{bucket} with quilt3 failed ({exc}); see the messages above. "
+             "Is quilt3 installed (scripts/install-emulators) and LocalStack serving S3? "
+             "--no-push publishes the event without a package")
+    previous = pushed.get("previous_top_hash")
+    print(f"send-sample-event: pushed {handle}@{pushed['top_hash'][:10]} to s3://{bucket}"
+          f" (previous revision: {previous[:10] if previous else 'none'})", file=sys.stderr)
+    return pushed["top_hash"]
 
 
 def main(argv=None):
@@ -28,7 +57,9 @@ def main(argv=None):
     parser.add_argument("--bucket", help="override detail.bucket")
     parser.add_argument("--handle", help="override detail.handle (package name)")
     parser.add_argument("--type", dest="type_", metavar="TYPE", help="override detail.type (e.g. created)")
-    parser.add_argument("--top-hash", help="override detail.topHash")
+    parser.add_argument("--top-hash", help="override detail.topHash (implies --no-push)")
+    parser.add_argument("--no-push", action="store_true",
+                        help="publish the event without pushing a package revision first")
     parser.add_argument("--count", type=int, default=1, help="publish the event N times (default 1)")
     args = parser.parse_args(argv)
     if args.count < 1:
@@ -42,6 +73,9 @@ def main(argv=None):
     for key, value in (("bucket", args.bucket), ("handle", args.handle), ("type", args.type_), ("topHash", args.top_hash)):
         if value is not None:
             detail[key] = value
+    if not args.no_push and args.top_hash is None:
+        detail["topHash"] = push_sample(args.endpoint, args.region, detail.get("bucket", "example"),
+                                        detail.get("handle", "some/package"))
     entry = {
         "Source": event.get("source", "com.quiltdata"),
         "DetailType": event.get("detail-type", "package-revision"),

@@ -11,7 +11,10 @@ Resources, all idempotent (a re-run updates them in place):
     and a queue policy that lets only this rule send (events.amazonaws.com, aws:SourceArn = rule ARN);
   * the EventBridge rule <queue>-rule on the default bus, with the pattern of config/rule-pattern.json
     (the Quilt docs' pattern; --bucket / --prefix replace detail.bucket and detail.handle's prefix);
-  * the rule's target: the queue (target id "quilt-notify-queue").
+  * the rule's target: the queue (target id "quilt-notify-queue");
+  * the S3 bucket the sample package is pushed to (--sample-bucket; default: the pattern file's
+    bucket, "example", whatever --bucket says), where scripts/send-sample-event pushes real
+    quilt3 revisions and the worker reads their manifests. --delete leaves it (and its packages).
 
 Progress goes to stderr; stdout carries only the result (JSON with --json).
 """
@@ -75,7 +78,9 @@ def clients(args, *services):
         aws_session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
         region_name=args.region,
     )
-    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
+    # Path-style S3 addressing: an IP or a compose service name cannot serve bucket subdomains.
+    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
+                    s3={"addressing_style": "path"})
     return [session.client(s, endpoint_url=args.endpoint, config=config) for s in services]
 
 
@@ -130,8 +135,26 @@ def queue_arn(sqs, url):
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
-def create(args, sqs, events):
+def ensure_bucket(s3, bucket):
+    """Create the bucket unless it exists (idempotent)."""
+    try:
+        s3.create_bucket(Bucket=bucket)
+        log(f"bucket {bucket}: ready")  # us-east-1 answers 200 for one we own already
+    except s3.exceptions.ClientError as exc:
+        if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+        log(f"bucket {bucket}: ready (exists)")
+
+
+def create(args, sqs, events, s3):
     pattern = load_pattern(args.pattern_file, args.bucket, args.prefix)
+    sample_bucket = args.sample_bucket
+    if sample_bucket is None:
+        # The file's bucket, not --bucket's: tests pass a unique --bucket per queue and must not
+        # leave a bucket behind for each.
+        sample_bucket = load_pattern(args.pattern_file, None, None)["detail"]["bucket"][0]
+    if sample_bucket:
+        ensure_bucket(s3, sample_bucket)
 
     dlq_url = ensure_queue(sqs, args.dlq, {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})
     dlq_arn = queue_arn(sqs, dlq_url)
@@ -177,7 +200,8 @@ def create(args, sqs, events):
         fail(f"put_targets on rule {args.rule}: {result['FailedEntries']}")
     log(f"rule {args.rule} -> queue {args.queue}")
 
-    return {"queue_url": url, "dlq_url": dlq_url, "rule_arn": rule_arn, "queue_arn": arn}
+    return {"queue_url": url, "dlq_url": dlq_url, "rule_arn": rule_arn, "queue_arn": arn,
+            "sample_bucket": sample_bucket or None}
 
 
 def delete(args, sqs, events):
@@ -220,6 +244,9 @@ def parse_args(argv):
                         help="queue visibility timeout in seconds (env QN_VISIBILITY_TIMEOUT; default %(default)s)")
     parser.add_argument("--bucket", default=os.environ.get("QN_BUCKET") or None,
                         help="replaces detail.bucket of the pattern (env QN_BUCKET; default: the file's, 'example')")
+    parser.add_argument("--sample-bucket", default=os.environ.get("QN_SAMPLE_BUCKET"),
+                        help="S3 bucket to create for the sample package (env QN_SAMPLE_BUCKET; default: "
+                             "the pattern file's bucket, 'example'; '' creates none)")
     parser.add_argument("--prefix", default=os.environ.get("QN_PREFIX"),
                         help="replaces detail.handle's prefix (env QN_PREFIX; default: the file's, '' = every package)")
     parser.add_argument("--pattern-file", default=os.environ.get("QN_RULE_PATTERN_FILE") or str(DEFAULT_PATTERN_FILE),
@@ -228,7 +255,8 @@ def parse_args(argv):
                         help="retry until the endpoint answers, for at most SECONDS (default 0: fail at once)")
     parser.add_argument("--delete", action="store_true", help="delete the rule (and its targets), the queue and the DLQ")
     parser.add_argument("--json", action="store_true",
-                        help='print {"queue_url", "dlq_url", "rule_arn", "queue_arn"} (with --delete: {"deleted"}) '
+                        help='print {"queue_url", "dlq_url", "rule_arn", "queue_arn", "sample_bucket"} '
+                             '(with --delete: {"deleted"}) '
                              "as JSON on stdout, and nothing else")
     args = parser.parse_args(argv)
     args.dlq = args.dlq or f"{args.queue}-dlq"
@@ -242,12 +270,12 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    sqs, events = clients(args, "sqs", "events")
+    sqs, events, s3 = clients(args, "sqs", "events", "s3")
     from botocore.exceptions import BotoCoreError, ClientError
 
     wait_for_endpoint(sqs, args.endpoint, args.wait)
     try:
-        result = delete(args, sqs, events) if args.delete else create(args, sqs, events)
+        result = delete(args, sqs, events) if args.delete else create(args, sqs, events, s3)
     except (BotoCoreError, ClientError) as exc:
         fail(f"{exc} (endpoint {args.endpoint})")
     if args.json:

@@ -321,6 +321,21 @@ fn the_stack_grants_only_what_the_worker_needs() {
                     );
                 }
                 "ses:GetAccount" => assert_eq!(resource, "*"),
+                "s3:GetObject" | "s3:GetObjectVersion" => {
+                    assert_eq!(
+                    resource,
+                    &json!(["arn:*:s3:::example/.quilt/*", "arn:*:s3:::example/*README.md"]),
+                    "{action}: manifests, revision pointers and READMEs of the package bucket only"
+                )
+                }
+                "s3:ListBucket" => {
+                    assert_eq!(resource, &json!(["arn:*:s3:::example"]));
+                    assert_eq!(
+                        statement["Condition"],
+                        json!({"StringLike": {"s3:prefix": ".quilt/named_packages/*"}}),
+                        "listing only the revision pointers"
+                    );
+                }
                 other => panic!("unexpected permission {other}"),
             }
             actions.insert(action);
@@ -333,6 +348,9 @@ fn the_stack_grants_only_what_the_worker_needs() {
         "sqs:GetQueueAttributes",
         "ses:SendEmail",
         "ses:GetAccount",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:ListBucket",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -361,6 +379,101 @@ fn the_stack_grants_only_what_the_worker_needs() {
             .contains(":configuration-set/quilt"),
         "{send}"
     );
+}
+
+/// The task role's S3 statements: (actions, resources, condition) of each.
+fn s3_grants(resources: &Value) -> Vec<(Value, Value, Value)> {
+    resources["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("task role statements")
+        .iter()
+        .filter(|s| s["Action"].to_string().contains("s3:"))
+        .map(|s| {
+            (
+                s["Action"].clone(),
+                s["Resource"].clone(),
+                s["Condition"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the emulators: run scripts/test"]
+fn the_stack_reads_package_details_from_the_package_buckets_and_nothing_else() {
+    // Empty PackageBuckets: the bucket whose events send email.
+    let default = s3_grants(&stack(&stack_params("quilt-data", "")));
+    assert_eq!(
+        default,
+        vec![
+            (
+                json!(["s3:GetObject", "s3:GetObjectVersion"]),
+                json!([
+                    "arn:*:s3:::quilt-data/.quilt/*",
+                    "arn:*:s3:::quilt-data/*README.md"
+                ]),
+                Value::Null
+            ),
+            (
+                json!("s3:ListBucket"),
+                json!(["arn:*:s3:::quilt-data"]),
+                json!({"StringLike": {"s3:prefix": ".quilt/named_packages/*"}})
+            ),
+        ]
+    );
+
+    // A list: every bucket in it, each scoped the same way (and PackageBucket only if listed).
+    let mut params = stack_params("quilt-data", "");
+    params["PackageBuckets"] = json!("raw-data,curated.data");
+    let listed = s3_grants(&stack(&params));
+    assert_eq!(
+        listed[0].1,
+        json!([
+            "arn:*:s3:::raw-data/.quilt/*",
+            "arn:*:s3:::curated.data/.quilt/*",
+            "arn:*:s3:::raw-data/*README.md",
+            "arn:*:s3:::curated.data/*README.md"
+        ])
+    );
+    assert_eq!(
+        listed[1].1,
+        json!(["arn:*:s3:::raw-data", "arn:*:s3:::curated.data"])
+    );
+    assert_eq!(listed[1].2, default[1].2);
+
+    // Least privilege: no wildcard action, nothing that writes or deletes, no bucket-wide object ARN.
+    for (actions, resources, _) in default.iter().chain(&listed) {
+        let actions = actions.to_string();
+        assert!(!actions.contains('*'), "{actions}");
+        for verb in ["Put", "Delete", "Create", "Restore"] {
+            assert!(!actions.contains(verb), "{actions}");
+        }
+        for arn in resources.as_array().expect("ARN list") {
+            let arn = arn.as_str().expect("ARN");
+            let key = arn.split_once('/').map_or("", |(_, key)| key);
+            assert!(key != "*", "every object in a bucket: {arn}");
+        }
+    }
+
+    // What CloudFormation refuses before it reaches the policy.
+    for bad in [
+        "raw-data, curated",
+        "raw-data,,curated",
+        "Raw_Data",
+        "raw-data,",
+        "s3://raw-data",
+    ] {
+        let mut params = stack_params("quilt-data", "");
+        params["PackageBuckets"] = json!(bad);
+        let resolved = deploy_check(&["cfn", "deploy/quilt-notify.yaml", &params.to_string()]);
+        let violations = resolved["violations"].as_array().expect("violations");
+        assert!(
+            violations
+                .iter()
+                .any(|v| v.as_str().is_some_and(|v| v.starts_with("PackageBuckets"))),
+            "PackageBuckets={bad:?} should be refused: {violations:?}"
+        );
+    }
 }
 
 #[test]
@@ -523,27 +636,41 @@ fn service_env(service: &Value) -> HashMap<String, String> {
     }
 }
 
-/// A service's bind mounts as (host path in the repository, container path).
-fn bind_mounts(service: &Value) -> Vec<(PathBuf, String)> {
+/// A service's volumes as (source, container path): a bind mount's source starts with `./`,
+/// anything else names a volume.
+fn volume_sources(service: &Value) -> Vec<(String, String)> {
     let Some(volumes) = service["volumes"].as_array() else {
         return Vec::new();
     };
     volumes
         .iter()
-        .map(|volume| {
-            let (source, target) = match volume {
-                Value::String(short) => {
-                    let mut parts = short.split(':');
-                    let source = parts.next().expect("source").to_owned();
-                    let target = parts.next().expect("target").to_owned();
-                    (source, target)
-                }
-                Value::Object(long) => (
-                    long["source"].as_str().expect("source").to_owned(),
-                    long["target"].as_str().expect("target").to_owned(),
-                ),
-                other => panic!("volume {other}"),
-            };
+        .map(|volume| match volume {
+            Value::String(short) => {
+                let mut parts = short.split(':');
+                let source = parts.next().expect("source").to_owned();
+                let target = parts.next().expect("target").to_owned();
+                (source, target)
+            }
+            Value::Object(long) => (
+                long["source"].as_str().expect("source").to_owned(),
+                long["target"].as_str().expect("target").to_owned(),
+            ),
+            other => panic!("volume {other}"),
+        })
+        .collect()
+}
+
+/// Whether a volume source names a volume (declared at the top level) rather than a host path.
+fn is_named_volume(source: &str) -> bool {
+    !source.starts_with('.') && !source.starts_with('/') && !source.starts_with('~')
+}
+
+/// A service's bind mounts as (host path in the repository, container path).
+fn bind_mounts(service: &Value) -> Vec<(PathBuf, String)> {
+    volume_sources(service)
+        .into_iter()
+        .filter(|(source, _)| !is_named_volume(source))
+        .map(|(source, target)| {
             assert!(
                 source.starts_with("./"),
                 "bind mounts come from the repository: {source}"
@@ -624,9 +751,13 @@ fn compose_services_reference_files_that_exist() {
     );
     let services_env = service_env(localstack);
     let emulated: BTreeSet<&str> = services_env["SERVICES"].split(',').collect();
-    assert!(emulated.contains("sqs") && emulated.contains("events"));
+    assert!(
+        emulated.contains("s3") && emulated.contains("sqs") && emulated.contains("events"),
+        "{emulated:?}"
+    );
 
-    // The sample event: the shared script, with the event file it reads.
+    // The sample event: a shell step that installs quilt3 from the harness's lock, then the
+    // shared script, which pushes with scripts/quilt_packages.py and publishes the event file.
     let sample = &services["sample-event"];
     let entrypoint: Vec<&str> = sample["entrypoint"]
         .as_array()
@@ -634,18 +765,61 @@ fn compose_services_reference_files_that_exist() {
         .iter()
         .map(|v| v.as_str().expect("arg"))
         .collect();
+    assert_eq!(entrypoint[..2], ["sh", "-c"]);
+    let step = entrypoint[2];
+    let script_path = step
+        .split_whitespace()
+        .find(|word| word.ends_with("send_sample_event.py"))
+        .expect("the step runs send_sample_event.py");
+    assert!(
+        step.contains(&format!("{script_path} \"$@\"")),
+        "the service's arguments reach the script (`docker compose run sample-event --handle x`): {step}"
+    );
     assert_eq!(
-        host_path(sample, entrypoint[1]),
+        host_path(sample, script_path),
         Some(repo().join("scripts/send_sample_event.py"))
     );
+    let lock_path = step
+        .split_whitespace()
+        .find(|word| word.ends_with("quilt-requirements.txt"))
+        .expect("quilt3 is installed from the lock file");
     assert_eq!(
-        host_path(sample, "/quilt-notify/events/package-revision.json"),
-        Some(repo().join("events/package-revision.json"))
+        host_path(sample, lock_path),
+        Some(repo().join("scripts/quilt-requirements.txt"))
     );
-    assert_eq!(
-        host_path(sample, "/quilt-notify/scripts/setup_resources.py"),
-        Some(repo().join("scripts/setup_resources.py")),
-        "send_sample_event.py imports setup_resources.py"
+    assert!(step.contains("--no-deps"), "installed as pinned: {step}");
+    for (file, why) in [
+        ("events/package-revision.json", "the event it publishes"),
+        (
+            "scripts/setup_resources.py",
+            "send_sample_event.py imports it",
+        ),
+        (
+            "scripts/quilt_packages.py",
+            "send_sample_event.py pushes with it",
+        ),
+    ] {
+        assert_eq!(
+            host_path(sample, &format!("/quilt-notify/{file}")),
+            Some(repo().join(file)),
+            "{why}"
+        );
+    }
+    // The venv lives in a declared volume, so a second `docker compose run` skips the install.
+    let declared = model["volumes"].as_object().expect("top-level volumes");
+    for (source, _) in volume_sources(sample) {
+        if is_named_volume(&source) {
+            assert!(
+                declared.contains_key(&source),
+                "volume {source} is declared"
+            );
+        }
+    }
+    assert!(
+        volume_sources(sample)
+            .iter()
+            .any(|(source, target)| is_named_volume(source) && step.contains(target.as_str())),
+        "quilt3's venv is in a volume"
     );
 
     // The SES emulator installs from the harness's own lock file, and answers GetAccount as the
@@ -767,6 +941,12 @@ fn compose_worker_environment_is_accepted_by_the_config_loader() {
     assert_eq!(
         settings.ses.endpoint_url.as_deref(),
         Some("http://ses:8005")
+    );
+    // Package details come from LocalStack's S3 (the field is typed by the worker's [s3]
+    // section; the loader above accepted it, and refuses unknown keys).
+    assert_eq!(
+        env["QUILT_NOTIFY__S3__ENDPOINT_URL"],
+        "http://localstack:4566"
     );
     assert!(settings
         .queue

@@ -5,6 +5,7 @@
 
 pub mod eventually;
 pub mod proxy;
+pub mod quilt;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
