@@ -69,7 +69,7 @@ fn domain(c: &mut Criterion) {
     let renderer = renderer();
     group.bench_function("template_data+render", |b| {
         b.iter(|| {
-            let data = template_data(&event, Some("catalog.example.com"), "package-created");
+            let data = template_data(&event, Some("catalog.example.com"), "package-created", None);
             renderer.render("package-created", data)
         })
     });
@@ -87,6 +87,7 @@ fn pipeline(c: &mut Criterion) {
         catalog_host: Some("catalog.example.com".to_owned()),
         default_from: "quilt@example.com".to_owned(),
         mailer: Arc::new(NoopMailer),
+        details: None,
         // A window of zero: every message is new, as in steady state with distinct events.
         memory: EventMemory::new(Duration::ZERO, 1),
         limiter: RateLimiter::new(0.0),

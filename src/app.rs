@@ -11,20 +11,42 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::s3::S3Store;
 use crate::aws::ses::SesMailer;
 use crate::aws::sqs::SqsQueue;
 use crate::config::Settings;
+use crate::domain::details::Details;
 use crate::domain::event::PackageEvent;
+use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::{template_data, Renderer};
 use crate::domain::route::RouteTable;
 use crate::ports::{AccountStatus, Mailer};
 use crate::telemetry::emf::{report_emf, EmfReporter};
+use crate::worker::details::{DetailsReader, DetailsSource};
 use crate::worker::memory::EventMemory;
 use crate::worker::rate::RateLimiter;
 use crate::worker::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
 
 /// A built-in sample event, used to try every template once at start-up.
 const SAMPLE_EVENT: &str = include_str!("../events/package-revision.json");
+/// The details of a real quilt3 revision with changes, tried with every template that shows
+/// details (see `events/README.md`).
+const SAMPLE_DETAILS: &str = include_str!("../events/package-details.json");
+
+/// The built-in sample details.
+///
+/// # Errors
+/// Only if the file compiled into the binary is not the documented shape (a test checks it).
+pub fn sample_details() -> anyhow::Result<Details> {
+    let value: serde_json::Value =
+        serde_json::from_str(SAMPLE_DETAILS).context("built-in sample details")?;
+    let unchanged = value["changes"]["unchanged"].as_bool().unwrap_or(false);
+    Ok(Details {
+        package: value["package"].clone(),
+        changes: value["changes"].clone(),
+        unchanged,
+    })
+}
 
 /// Routes and templates, compiled and loaded: everything `validate` checks.
 pub struct Compiled {
@@ -49,19 +71,27 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
     )
     .with_context(|| format!("templates in {}", settings.templates.dir.display()))?;
     let sample = PackageEvent::parse(SAMPLE_EVENT).context("built-in sample event")?;
-    let warnings = routes
-        .routes()
-        .iter()
-        .filter_map(|route| {
-            let data = template_data(&sample, settings.catalog.host.as_deref(), &route.name);
-            renderer.render(&route.template, data).err().map(|e| {
-                format!(
-                    "route \"{}\": template \"{}\" fails on the sample package event: {e}",
+    let details = sample_details()?;
+    let host = settings.catalog.host.as_deref();
+    let mut warnings = Vec::new();
+    for route in routes.routes() {
+        // Details may be missing for any event (s3.details off, a store that failed), so a
+        // template must render both without and with them.
+        let mut cases = vec![None];
+        if route.details && settings.s3.details {
+            cases.push(Some(&details));
+        }
+        for case in cases {
+            let data = template_data(&sample, host, &route.name, case);
+            if let Err(e) = renderer.render(&route.template, data) {
+                let which = if case.is_some() { "with" } else { "without" };
+                warnings.push(format!(
+                    "route \"{}\": template \"{}\" fails on the sample package event {which} package details: {e}",
                     route.name, route.template
-                )
-            })
-        })
-        .collect();
+                ));
+            }
+        }
+    }
     Ok(Compiled {
         routes,
         renderer,
@@ -106,6 +136,18 @@ pub fn ses_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_sesv2::Client
     config.set_endpoint_url(settings.ses.endpoint_url.clone());
     let config = config.timeout_config(timeouts(10, Some(30))).build();
     aws_sdk_sesv2::Client::from_conf(config)
+}
+
+/// An S3 client for `s3.endpoint_url`, path-style when an endpoint is set (LocalStack and most
+/// S3-compatible stores do not resolve bucket sub-domains).
+pub fn s3_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_s3::Client {
+    let mut config = aws_sdk_s3::config::Builder::from(sdk);
+    config.set_endpoint_url(settings.s3.endpoint_url.clone());
+    let config = config
+        .force_path_style(settings.s3.endpoint_url.is_some())
+        .timeout_config(timeouts(10, None))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// An EventBridge client for `events.endpoint_url` (only `send-test-event` uses one).
@@ -161,6 +203,19 @@ impl App {
         };
         let worker_settings = &settings.worker;
         let mailer = Arc::new(mailer);
+        let details = settings.s3.details.then(|| {
+            let limits = ManifestLimits {
+                max_entries: settings.s3.max_manifest_entries,
+                ..ManifestLimits::default()
+            };
+            let reader = DetailsReader::new(
+                S3Store::new(s3_client(&sdk, settings)),
+                limits,
+                settings.s3.cache_size,
+                settings.catalog.host.clone(),
+            );
+            Arc::new(reader) as Arc<dyn DetailsSource>
+        });
         let instruments = Instruments::default();
         let pipeline = Pipeline::new(Parts {
             routes: compiled.routes,
@@ -168,6 +223,7 @@ impl App {
             catalog_host: settings.catalog.host.clone(),
             default_from: settings.ses.from.clone(),
             mailer: Arc::clone(&mailer),
+            details,
             memory: EventMemory::new(
                 Duration::from_secs(worker_settings.dedupe_window_seconds),
                 worker_settings.dedupe_capacity,

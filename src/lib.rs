@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod health;
+pub mod memory_store;
 pub mod ports;
 pub mod telemetry;
 pub mod templates;

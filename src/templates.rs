@@ -76,7 +76,7 @@ mod tests {
         let r = load_dir(dir.path(), ["t"]).expect("loads");
         let event = PackageEvent::parse(SAMPLE).expect("sample");
         let err = r
-            .render("t", template_data(&event, None, "r"))
+            .render("t", template_data(&event, None, "r", None))
             .expect_err("strict")
             .to_string();
         assert!(

@@ -52,7 +52,7 @@ fn the_default_template_renders_the_documented_event_exactly_as_the_snapshots() 
         quilt_notify::templates::load_dir(&templates, ["package-created"]).expect("templates load");
     let body = std::fs::read_to_string(root().join("events/package-revision.json")).expect("event");
     let event = PackageEvent::parse(&body).expect("documented event parses");
-    let data = template_data(&event, Some("catalog.example.com"), "package-created");
+    let data = template_data(&event, Some("catalog.example.com"), "package-created", None);
     let email = renderer.render("package-created", data).expect("renders");
 
     let snapshots = root().join("tests/snapshots");

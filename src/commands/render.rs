@@ -1,14 +1,22 @@
-//! `quilt-notify render`: shows exactly what would be sent for an event, without sending.
+//! `quilt-notify render`: shows exactly what would be sent for an event, without sending, with
+//! the package details read as the worker reads them (from S3, or from local manifest files).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 
 use crate::app;
 use crate::config::Settings;
+use crate::domain::details::{Decision, Details};
 use crate::domain::event::PackageEvent;
+use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::template_data;
+use crate::domain::revision::{manifest_key, pointers_prefix};
+use crate::domain::route::Route;
+use crate::memory_store::MemoryStore;
+use crate::worker::details::{DetailsReader, DetailsSource};
 
 /// Arguments of `quilt-notify render`.
 #[derive(Debug, Args)]
@@ -20,20 +28,36 @@ pub struct RenderArgs {
     /// or `-` for standard input.
     #[arg(short, long, value_name = "FILE")]
     pub event: PathBuf,
-    /// Render only this route, even if its pattern does not match the event.
+    /// Render only this route, even if its patterns do not match the event.
     #[arg(short, long, value_name = "NAME")]
     pub route: Option<String>,
     /// Write `<DIR>/<route>/{subject.txt,index.html,body.txt}` to open in a browser, instead of
     /// printing the subject and text part.
-    #[arg(short, long, value_name = "DIR")]
+    #[arg(short, long, value_name = "DIR", conflicts_with = "data")]
     pub out: Option<PathBuf>,
+    /// Print each route's template data (the JSON every template variable comes from, see
+    /// docs/templates.md) instead of the email.
+    #[arg(long)]
+    pub data: bool,
+    /// Take the package details from this local manifest (JSON Lines, as quilt3 writes to
+    /// `.quilt/packages/<top hash>`) instead of reading the event's manifest from S3. Its
+    /// README is not fetched.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_details")]
+    pub manifest: Option<PathBuf>,
+    /// With `--manifest`: the previous revision's manifest, so that `changes` is filled in.
+    #[arg(long, value_name = "FILE", requires = "manifest")]
+    pub previous: Option<PathBuf>,
+    /// Read no package details: `package` and `changes` are null, as with `s3.details = false`.
+    #[arg(long)]
+    pub no_details: bool,
 }
 
 /// Renders every matching route (or the named one) and prints or writes the result.
 ///
 /// # Errors
-/// Invalid configuration, unreadable or invalid event, unknown route, or a template that fails
-/// on this event (the message names the template file, line and variable).
+/// Invalid configuration, unreadable or invalid event, unknown route, details that cannot be
+/// read, or a template that fails on this event (the message names the template file, line and
+/// variable).
 pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref())?;
     let compiled = app::compile(&settings)?;
@@ -45,7 +69,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     };
     let event = PackageEvent::parse(&body).context("the event")?;
 
-    let routes: Vec<_> = match &args.route {
+    let routes: Vec<&Route> = match &args.route {
         Some(name) => {
             let route = compiled
                 .routes
@@ -67,9 +91,33 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
         println!("no route matches this event: nothing would be sent");
         return Ok(());
     }
+    let details = if routes.iter().any(|r| r.needs_details()) {
+        read_details(args, &settings, &event)?
+    } else {
+        None
+    };
 
     for route in routes {
-        let data = template_data(&event, settings.catalog.host.as_deref(), &route.name);
+        match route.decide(details.as_ref()) {
+            Decision::Send => {}
+            Decision::SkipUnchanged => {
+                eprintln!("note: route \"{}\": this revision has its predecessor's top hash and the route skips unchanged revisions (skip_unchanged); nothing would be sent", route.name);
+            }
+            Decision::Filtered => eprintln!(
+                "note: route \"{}\": its package_pattern does not match these details; nothing would be sent",
+                route.name
+            ),
+            Decision::Unevaluable(reason) => eprintln!(
+                "note: route \"{}\": {reason}; the worker would fail this route permanently (DLQ)",
+                route.name
+            ),
+        }
+        let shown = details.as_ref().filter(|_| route.details);
+        let data = template_data(&event, settings.catalog.host.as_deref(), &route.name, shown);
+        if args.data {
+            println!("{}", serde_json::to_string_pretty(&data)?);
+            continue;
+        }
         let email = compiled
             .renderer
             .render(&route.template, data)
@@ -103,4 +151,67 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The details the worker would read: from local files with `--manifest`, none with
+/// `--no-details` or `s3.details = false`, otherwise from S3 as configured.
+fn read_details(
+    args: &RenderArgs,
+    settings: &Settings,
+    event: &PackageEvent,
+) -> anyhow::Result<Option<Details>> {
+    if args.no_details || (!settings.s3.details && args.manifest.is_none()) {
+        return Ok(None);
+    }
+    let limits = ManifestLimits {
+        max_entries: settings.s3.max_manifest_entries,
+        ..ManifestLimits::default()
+    };
+    let host = settings.catalog.host.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let source: Arc<dyn DetailsSource> = match &args.manifest {
+        Some(manifest) => {
+            let store = local_store(event, manifest, args.previous.as_deref())?;
+            Arc::new(DetailsReader::new(store, limits, 2, host))
+        }
+        None => {
+            let sdk = runtime.block_on(app::sdk_config(settings))?;
+            let store = crate::aws::s3::S3Store::new(app::s3_client(&sdk, settings));
+            Arc::new(DetailsReader::new(store, limits, 2, host))
+        }
+    };
+    let details = runtime.block_on(source.details(event)).with_context(|| {
+        "cannot read the package details (render from local files with --manifest, or without details with --no-details)"
+    })?;
+    Ok(Some(details))
+}
+
+/// The two manifests laid out as quilt3 lays a package out in its bucket, under the event's
+/// top hash and, for the previous one, its file name when that is a top hash.
+fn local_store(
+    event: &PackageEvent,
+    manifest: &Path,
+    previous: Option<&Path>,
+) -> anyhow::Result<MemoryStore> {
+    let read = |path: &Path| {
+        std::fs::read(path).with_context(|| format!("reading manifest {}", path.display()))
+    };
+    let store = MemoryStore::new(0);
+    let bucket = event.bucket();
+    let pointers = pointers_prefix(event.handle());
+    store.put(bucket, &manifest_key(event.top_hash()), read(manifest)?);
+    store.put(bucket, &format!("{pointers}2"), event.top_hash());
+    if let Some(path) = previous {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .unwrap_or_else(|| "previous".to_owned());
+        store.put(bucket, &manifest_key(&stem), read(path)?);
+        store.put(bucket, &format!("{pointers}1"), stem);
+    }
+    Ok(store)
 }

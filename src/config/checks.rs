@@ -71,6 +71,9 @@ impl Settings {
                 "must not be empty while metrics.emf_interval_seconds is above 0",
             );
         }
+        if self.s3.max_manifest_entries == 0 {
+            return invalid("s3.max_manifest_entries", "must be at least 1");
+        }
         if self.routes.is_empty() {
             return invalid(
                 "routes",
@@ -86,6 +89,15 @@ impl Settings {
                 return invalid(
                     &format!("routes[{i}].name"),
                     &format!("route name \"{}\" is used twice", route.name),
+                );
+            }
+            if route.package_pattern.is_some() && !self.s3.details {
+                return invalid(
+                    &format!("routes[{i}].package_pattern"),
+                    &format!(
+                        "route \"{}\" filters on package details, but s3.details = false reads none",
+                        route.name
+                    ),
                 );
             }
         }

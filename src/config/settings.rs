@@ -18,6 +18,8 @@ pub struct Settings {
     pub queue: QueueSettings,
     /// SES v2 sending.
     pub ses: SesSettings,
+    /// S3, where package manifests are read for the package details.
+    pub s3: S3Settings,
     /// Pollers, concurrency, shutdown and dedupe.
     pub worker: WorkerSettings,
     /// Backoff for transient failures.
@@ -79,6 +81,21 @@ pub struct SesSettings {
     pub configuration_set: Option<String>,
     /// SendEmail calls per second across the process; 0 means "ask SES GetAccount".
     pub max_send_rate: f64,
+}
+
+/// S3 reads for the package details (`package` and `changes` in templates).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// Endpoint override, e.g. LocalStack; addressing is path-style when set.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub endpoint_url: Option<String>,
+    /// Global switch: false reads nothing from S3, whatever the routes say.
+    pub details: bool,
+    /// Most file entries read from one manifest; a longer one gives partial details.
+    pub max_manifest_entries: usize,
+    /// Manifest summaries kept in memory, by top hash.
+    pub cache_size: usize,
 }
 
 /// Pollers, concurrency, shutdown and dedupe.

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod changes;
+pub mod details;
 pub mod event;
 pub mod manifest;
 pub mod pattern;

@@ -10,6 +10,7 @@ use handlebars::{Context, Handlebars};
 use serde_json::{Map, Value};
 
 use super::catalog::{encode_path, CatalogLinks};
+use super::details::Details;
 use super::event::PackageEvent;
 
 /// The three parts of one template, as source text.
@@ -153,9 +154,16 @@ impl Renderer {
     }
 }
 
-/// The data every template sees: the whole envelope plus derived fields (see DESIGN.md).
-/// `catalog_url` is `null` when no catalog host is configured, so `{{#if catalog_url}}` works.
-pub fn template_data(event: &PackageEvent, catalog_host: Option<&str>, route: &str) -> Value {
+/// The data every template sees: the whole envelope plus derived fields (see
+/// docs/templates.md). `catalog_url` is `null` when no catalog host is configured, and `package`
+/// and `changes` are `null` when no details were read, so `{{#if …}}` works on each; the keys are
+/// always there, because templates are strict.
+pub fn template_data(
+    event: &PackageEvent,
+    catalog_host: Option<&str>,
+    route: &str,
+    details: Option<&Details>,
+) -> Value {
     let mut data = match event.envelope() {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
@@ -163,11 +171,12 @@ pub fn template_data(event: &PackageEvent, catalog_host: Option<&str>, route: &s
     let bucket = encode_path(event.bucket());
     let handle = encode_path(event.handle());
     let top_hash = encode_path(event.top_hash());
-    let catalog_url = catalog_host.map_or(Value::Null, |host| {
-        Value::String(
-            CatalogLinks::new(host, event.bucket(), event.handle()).tree(event.top_hash()),
-        )
-    });
+    let links = catalog_host.map(|host| CatalogLinks::new(host, event.bucket(), event.handle()));
+    let link = |make: &dyn Fn(&CatalogLinks) -> String| {
+        links.as_ref().map_or(Value::Null, |l| Value::String(make(l)))
+    };
+    let catalog_url = link(&|l| l.tree(event.top_hash()));
+    let revisions_url = link(&|l| l.revisions());
     let fields = [
         ("bucket", Value::from(event.bucket())),
         ("handle", Value::from(event.handle())),
@@ -179,11 +188,20 @@ pub fn template_data(event: &PackageEvent, catalog_host: Option<&str>, route: &s
         ("type", Value::from(event.kind())),
         ("time", Value::from(event.time())),
         ("catalog_url", catalog_url),
+        ("revisions_url", revisions_url),
         (
             "quilt_uri",
             Value::String(format!("quilt+s3://{bucket}#package={handle}@{top_hash}")),
         ),
         ("route", Value::from(route)),
+        (
+            "package",
+            details.map_or(Value::Null, |d| d.package.clone()),
+        ),
+        (
+            "changes",
+            details.map_or(Value::Null, |d| d.changes.clone()),
+        ),
     ];
     for (key, value) in fields {
         data.insert(key.to_owned(), value);
@@ -227,7 +245,7 @@ mod tests {
 
     #[test]
     fn template_data_has_the_derived_fields_and_the_envelope() {
-        let data = template_data(&event(DOCUMENTED), Some("catalog.example.com"), "r");
+        let data = template_data(&event(DOCUMENTED), Some("catalog.example.com"), "r", None);
         let hash = "a0fddace2eb2fd91faa697d237a5dbdcfa77f0fd38ca8b4c850dbd93d142ee69";
         assert_eq!(data["bucket"], "example");
         assert_eq!(data["handle"], "some/package");
@@ -250,8 +268,8 @@ mod tests {
 
     #[test]
     fn catalog_url_is_null_without_a_host_and_tolerates_a_scheme() {
-        assert!(template_data(&event(DOCUMENTED), None, "r")["catalog_url"].is_null());
-        let data = template_data(&event(DOCUMENTED), Some("https://cat.example.com/"), "r");
+        assert!(template_data(&event(DOCUMENTED), None, "r", None)["catalog_url"].is_null());
+        let data = template_data(&event(DOCUMENTED), Some("https://cat.example.com/"), "r", None);
         let url = data["catalog_url"].as_str().expect("string");
         assert!(url.starts_with("https://cat.example.com/b/"), "{url}");
     }
@@ -261,7 +279,7 @@ mod tests {
         let hostile = DOCUMENTED.replace("some/package", "<b>x</b>&\\\"");
         let r = renderer("{{handle}}", "<p>{{handle}}</p>", "{{handle}}");
         let out = r
-            .render("t", template_data(&event(&hostile), None, "r"))
+            .render("t", template_data(&event(&hostile), None, "r", None))
             .expect("renders");
         assert_eq!(out.html, "<p>&lt;b&gt;x&lt;/b&gt;&amp;&quot;</p>");
         assert_eq!(out.text, "<b>x</b>&\"");
@@ -272,7 +290,7 @@ mod tests {
         let hostile = DOCUMENTED.replace("some/package", "evil\\r\\nBcc: x@y.z\\u0000\\tname");
         let r = renderer("New: {{handle}}  ", "", "");
         let out = r
-            .render("t", template_data(&event(&hostile), None, "r"))
+            .render("t", template_data(&event(&hostile), None, "r", None))
             .expect("renders");
         assert_eq!(out.subject, "New: evil Bcc: x@y.z name");
     }
@@ -280,7 +298,7 @@ mod tests {
     #[test]
     fn hostile_handles_cannot_break_out_of_urls() {
         let hostile = DOCUMENTED.replace("some/package", "a/b\\\"><script>?#x y");
-        let data = template_data(&event(&hostile), Some("cat.example.com"), "r");
+        let data = template_data(&event(&hostile), Some("cat.example.com"), "r", None);
         let url = data["catalog_url"].as_str().expect("url");
         assert!(
             url.contains("/packages/a/b%22%3E%3Cscript%3E%3F%23x%20y/tree/"),
@@ -292,7 +310,7 @@ mod tests {
     fn a_missing_variable_is_an_error_not_an_empty_string() {
         let r = renderer("{{no_such_field}}", "", "");
         let err = r
-            .render("t", template_data(&event(DOCUMENTED), None, "r"))
+            .render("t", template_data(&event(DOCUMENTED), None, "r", None))
             .expect_err("strict");
         assert!(err.to_string().contains("no_such_field"), "{err}");
     }
@@ -305,11 +323,11 @@ mod tests {
             "",
         );
         let without = r
-            .render("t", template_data(&event(DOCUMENTED), None, "r"))
+            .render("t", template_data(&event(DOCUMENTED), None, "r", None))
             .expect("renders");
         assert_eq!(without.html, "");
         let with = r
-            .render("t", template_data(&event(DOCUMENTED), Some("c.io"), "r"))
+            .render("t", template_data(&event(DOCUMENTED), Some("c.io"), "r", None))
             .expect("renders");
         assert!(with.html.starts_with("<a href=\"https://c.io/b/"));
     }
@@ -351,7 +369,7 @@ mod tests {
         let out = r
             .render(
                 "package-created",
-                template_data(&event(DOCUMENTED), Some("catalog.example.com"), "r"),
+                template_data(&event(DOCUMENTED), Some("catalog.example.com"), "r", None),
             )
             .expect("renders");
         assert!(out.subject.contains("some/package"), "{}", out.subject);
@@ -368,7 +386,7 @@ mod tests {
         let without_catalog = r
             .render(
                 "package-created",
-                template_data(&event(DOCUMENTED), None, "r"),
+                template_data(&event(DOCUMENTED), None, "r", None),
             )
             .expect("renders without a catalog");
         assert!(!without_catalog.html.contains("/b/example/packages"));

@@ -33,6 +33,20 @@ pub struct RouteSpec {
     /// Sender for this route instead of `ses.from`.
     #[serde(default)]
     pub from: Option<String>,
+    /// Give the template the package details (`package`, `changes`), read from S3.
+    #[serde(default = "yes")]
+    pub details: bool,
+    /// EventBridge pattern matched against `{"package": …, "changes": …}`; reads details even
+    /// when `details` is false.
+    #[serde(default)]
+    pub package_pattern: Option<Value>,
+    /// Send nothing for a revision whose top hash equals its predecessor's.
+    #[serde(default = "yes")]
+    pub skip_unchanged: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An email address as SES accepts it: `user@domain` or `Name <user@domain>`.
@@ -95,6 +109,19 @@ pub struct Route {
     pub recipients: Recipients,
     /// Sender override.
     pub from: Option<EmailAddress>,
+    /// The template gets the package details.
+    pub details: bool,
+    /// Filter on the package details.
+    pub package_pattern: Option<Pattern>,
+    /// Skip a revision whose top hash equals its predecessor's (only where details are read).
+    pub skip_unchanged: bool,
+}
+
+impl Route {
+    /// Whether this route reads the package details: for its template or its `package_pattern`.
+    pub fn needs_details(&self) -> bool {
+        self.details || self.package_pattern.is_some()
+    }
 }
 
 /// Why a route could not be compiled; always names the route.
@@ -109,12 +136,22 @@ pub enum RouteError {
         source: PatternError,
     },
     /// The pattern string is not JSON.
-    #[error("route \"{route}\": pattern is a string but not JSON: {reason}")]
+    #[error("route \"{route}\": {field} is a string but not JSON: {reason}")]
     PatternJson {
         /// Route name.
         route: String,
+        /// `pattern` or `package_pattern`.
+        field: &'static str,
         /// Parser message.
         reason: String,
+    },
+    /// The package pattern is not a valid EventBridge pattern.
+    #[error("route \"{route}\": package_pattern {source}")]
+    PackagePattern {
+        /// Route name.
+        route: String,
+        /// What the pattern compiler said.
+        source: PatternError,
     },
     /// An address is malformed.
     #[error("route \"{route}\": `{field}`: {reason}")]
@@ -141,19 +178,22 @@ impl Route {
     /// The pattern is invalid, an address is malformed, or there are no recipients.
     pub fn compile(spec: &RouteSpec) -> Result<Self, RouteError> {
         let route = || spec.name.clone();
-        let pattern_value = match &spec.pattern {
-            Value::String(json) => {
-                serde_json::from_str(json).map_err(|e| RouteError::PatternJson {
-                    route: route(),
-                    reason: e.to_string(),
-                })?
-            }
-            other => other.clone(),
-        };
+        let pattern_value = pattern_json(&spec.pattern, "pattern", &spec.name)?;
         let pattern = Pattern::compile(&pattern_value).map_err(|source| RouteError::Pattern {
             route: route(),
             source,
         })?;
+        let package_pattern = spec
+            .package_pattern
+            .as_ref()
+            .map(|raw| {
+                let value = pattern_json(raw, "package_pattern", &spec.name)?;
+                Pattern::compile(&value).map_err(|source| RouteError::PackagePattern {
+                    route: route(),
+                    source,
+                })
+            })
+            .transpose()?;
         let addresses = |field: &'static str, raw: &[String]| {
             raw.iter()
                 .map(|a| EmailAddress::parse(a))
@@ -190,7 +230,22 @@ impl Route {
             template: spec.template.clone(),
             recipients,
             from,
+            details: spec.details,
+            package_pattern,
+            skip_unchanged: spec.skip_unchanged,
         })
+    }
+}
+
+/// A pattern as configured: an object, or a string holding its JSON (a rule's pasted pattern).
+fn pattern_json(raw: &Value, field: &'static str, route: &str) -> Result<Value, RouteError> {
+    match raw {
+        Value::String(json) => serde_json::from_str(json).map_err(|e| RouteError::PatternJson {
+            route: route.to_owned(),
+            field,
+            reason: e.to_string(),
+        }),
+        other => Ok(other.clone()),
     }
 }
 
@@ -238,7 +293,44 @@ mod tests {
             bcc: vec![],
             reply_to: vec![],
             from: None,
+            details: true,
+            package_pattern: None,
+            skip_unchanged: true,
         }
+    }
+
+    fn with_package_pattern(name: &str, package_pattern: Value) -> RouteSpec {
+        RouteSpec {
+            package_pattern: Some(package_pattern),
+            ..spec(name, json!({"source": ["com.quiltdata"]}))
+        }
+    }
+
+    #[test]
+    fn a_route_reads_details_for_its_template_or_its_package_pattern() {
+        let compile = |details: bool, package_pattern: Option<Value>| {
+            Route::compile(&RouteSpec {
+                details,
+                package_pattern,
+                ..spec("r", json!({"source": ["com.quiltdata"]}))
+            })
+            .expect("compiles")
+            .needs_details()
+        };
+        assert!(compile(true, None));
+        assert!(!compile(false, None));
+        let prod = json!({"package": {"user_meta": {"stage": ["prod"]}}});
+        assert!(compile(false, Some(prod.clone())));
+        assert!(compile(false, Some(Value::String(prod.to_string()))));
+    }
+
+    #[test]
+    fn details_and_skip_unchanged_default_to_on() {
+        let spec: RouteSpec = serde_json::from_value(json!({
+            "name": "r", "template": "t", "to": ["a@b.c"], "pattern": {"source": ["com.quiltdata"]}
+        }))
+        .expect("parses");
+        assert!(spec.details && spec.skip_unchanged && spec.package_pattern.is_none());
     }
 
     fn documented() -> Value {
@@ -287,6 +379,14 @@ mod tests {
                 "route \"r4\": pattern is a string but not JSON",
             ),
             (spec("r5", json!("[]")), "route \"r5\": pattern"),
+            (
+                with_package_pattern("r6", Value::String("{oops".to_owned())),
+                "route \"r6\": package_pattern is a string but not JSON",
+            ),
+            (
+                with_package_pattern("r7", json!({"package": "prod"})),
+                "route \"r7\": package_pattern",
+            ),
         ];
         for (spec, expected) in cases {
             let err = Route::compile(&spec).expect_err(expected).to_string();

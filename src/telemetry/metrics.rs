@@ -25,7 +25,7 @@ pub struct Descriptor<M> {
 }
 
 /// A monotonic count. The per-outcome counters follow the `outcome` log field, so for settled
-/// batches `received = sent + filtered + duplicate + failed_* + released`.
+/// batches `received = sent + filtered + duplicate + unchanged + failed_* + released`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
     /// Messages received from the queue; a message received three times counts three.
@@ -36,6 +36,9 @@ pub enum Counter {
     Filtered,
     /// Messages whose event id was handled before, deleted unsent (`outcome=duplicate`).
     Duplicate,
+    /// Messages whose revision has its predecessor's top hash, deleted unsent because every
+    /// matched route skips unchanged revisions (`outcome=unchanged`).
+    Unchanged,
     /// Transient failures (network, 5xx, timeout): retried after a backoff.
     FailedTransient,
     /// SES throttling: retried after a backoff, sending slowed down.
@@ -56,7 +59,7 @@ pub enum Counter {
 }
 
 /// Every counter, in export order; row `i` describes the variant whose discriminant is `i`.
-pub const COUNTERS: [Descriptor<Counter>; 12] = {
+pub const COUNTERS: [Descriptor<Counter>; 13] = {
     const fn row(
         metric: Counter,
         name: &'static str,
@@ -95,6 +98,12 @@ pub const COUNTERS: [Descriptor<Counter>; 12] = {
             "duplicate",
             "Duplicate",
             "Messages whose event id was already handled, deleted unsent.",
+        ),
+        row(
+            Counter::Unchanged,
+            "unchanged",
+            "Unchanged",
+            "Messages for a re-push of the same top hash, deleted unsent.",
         ),
         row(
             Counter::FailedTransient,

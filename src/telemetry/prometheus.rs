@@ -120,8 +120,8 @@ mod tests {
             .collect();
         assert_eq!(types.len(), Counter::ALL.len() + Histogram::ALL.len());
         assert_eq!(types[0], "quilt_notify_received_total counter");
-        assert_eq!(types[11], "quilt_notify_emails_sent_total counter");
-        assert_eq!(types[12], "quilt_notify_processing_seconds histogram");
+        assert_eq!(types[12], "quilt_notify_emails_sent_total counter");
+        assert_eq!(types[13], "quilt_notify_processing_seconds histogram");
         assert!(
             text.contains("# HELP quilt_notify_emails_sent_total SendEmail calls SES accepted.\n")
         );

@@ -5,11 +5,10 @@
 //! (throttling, 5xx, timeouts) fail the read, so the message is retried with backoff. Anything
 //! else (a missing manifest, access denied, a corrupt manifest) still gives details, with
 //! `package.error` saying what could not be read, and one WARN line naming bucket, key and cause.
-//!
-//! Not yet called by the pipeline (see issue 12): the routes' `details`/`package_pattern`
-//! options and the `[s3]` settings that will wire it in come next.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
@@ -17,6 +16,7 @@ use serde_json::Value;
 
 use super::event_lock::EventLocks;
 use crate::domain::changes::{changes_json, CatalogLinks, Revision};
+pub use crate::domain::details::Details;
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::{ManifestError, ManifestLimits, ManifestReader, ManifestSummary};
 use crate::domain::revision::{
@@ -33,21 +33,22 @@ const POINTER_BYTES: u64 = 512;
 const MAX_POINTERS_LISTED: usize = 100_000;
 const MAX_POINTERS_READ: usize = 20;
 
-/// What the templates and a route's `package_pattern` see.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Details {
-    /// The `package` object.
-    pub package: Value,
-    /// The `changes` object; null for a first revision.
-    pub changes: Value,
-    /// The revision's top hash equals its predecessor's (a re-push of the same content).
-    pub unchanged: bool,
+/// Where the pipeline gets an event's details: a [`DetailsReader`] over any store, behind one
+/// object so that the pipeline and the worker need no store type parameter.
+pub trait DetailsSource: Send + Sync {
+    /// The details of the event's revision; fails only transiently.
+    fn details<'a>(
+        &'a self,
+        event: &'a PackageEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<Details, StoreError>> + Send + 'a>>;
 }
 
-impl Details {
-    /// `{"package": …, "changes": …}`, what a route's `package_pattern` is matched against.
-    pub fn pattern_input(&self) -> Value {
-        serde_json::json!({"package": self.package, "changes": self.changes})
+impl<S: PackageStore> DetailsSource for DetailsReader<S> {
+    fn details<'a>(
+        &'a self,
+        event: &'a PackageEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<Details, StoreError>> + Send + 'a>> {
+        Box::pin(self.read(event))
     }
 }
 

@@ -16,6 +16,9 @@ pub enum Outcome {
     Filtered,
     /// This event id was already handled within the dedupe window. Delete.
     Duplicate,
+    /// The revision re-pushed its predecessor's content, and every matched route skips such
+    /// revisions (`skip_unchanged`). Delete.
+    Unchanged,
     /// Something failed; the message stays. Its fate follows from the kind.
     Failed {
         /// What to do about it.
@@ -36,6 +39,7 @@ impl Outcome {
             Self::Sent => "sent",
             Self::Filtered => "filtered",
             Self::Duplicate => "duplicate",
+            Self::Unchanged => "unchanged",
             Self::Failed { .. } => "failed",
             Self::Interrupted => "released",
         }
@@ -49,6 +53,7 @@ impl Outcome {
             Self::Sent => Counter::Sent,
             Self::Filtered => Counter::Filtered,
             Self::Duplicate => Counter::Duplicate,
+            Self::Unchanged => Counter::Unchanged,
             Self::Interrupted => Counter::Released,
             Self::Failed { kind, .. } => match kind {
                 FailureKind::Transient => Counter::FailedTransient,
@@ -84,7 +89,7 @@ pub struct Retry {
 
 impl Outcome {
     /// The queue action for this outcome:
-    /// - sent, filtered, duplicate: delete;
+    /// - sent, filtered, duplicate, unchanged: delete;
     /// - permanent failure, or released at shutdown: visible again at once (a permanent failure
     ///   so that the redrive policy moves it to the DLQ within seconds, an unfinished message so
     ///   that another worker takes it);
@@ -93,7 +98,7 @@ impl Outcome {
     /// - transient or throttled: hidden for the backoff of its receive count.
     pub fn queue_action(&self, retry: &Retry) -> QueueAction {
         match self {
-            Self::Sent | Self::Filtered | Self::Duplicate => QueueAction::Delete,
+            Self::Sent | Self::Filtered | Self::Duplicate | Self::Unchanged => QueueAction::Delete,
             Self::Failed {
                 kind: FailureKind::Permanent,
                 ..
@@ -139,6 +144,7 @@ mod tests {
         let table = [
             (Outcome::Sent, retry(1, None), QueueAction::Delete),
             (Outcome::Filtered, retry(3, None), QueueAction::Delete),
+            (Outcome::Unchanged, retry(2, None), QueueAction::Delete),
             (
                 Outcome::Duplicate,
                 retry(1, paused_for(9)),

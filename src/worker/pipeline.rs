@@ -1,4 +1,5 @@
-//! One message in, one [`Outcome`] out: parse, dedupe, match, render, send.
+//! One message in, one [`Outcome`] out: parse, dedupe, match, read the package details (once,
+//! when a matched route uses them), decide per route, render, send.
 //!
 //! Knows the domain and the [`Mailer`] port; knows nothing of queues, batches or visibility,
 //! which the poller derives from the outcome.
@@ -6,11 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::domain::details::{Decision, Details};
 use crate::domain::event::PackageEvent;
 use crate::domain::render::{template_data, Renderer};
 use crate::domain::route::{Route, RouteTable};
 use crate::ports::{Email, FailureKind, Mailer, SendError};
 
+use super::details::DetailsSource;
 use super::event_lock::EventLocks;
 use super::memory::EventMemory;
 use super::outcome::Outcome;
@@ -28,6 +31,7 @@ pub struct Pipeline<M> {
     catalog_host: Option<String>,
     default_from: String,
     mailer: Arc<M>,
+    details: Option<Arc<dyn DetailsSource>>,
     memory: EventMemory,
     /// Held from the dedupe check until the outcome is recorded (see `event_lock`).
     in_flight: EventLocks,
@@ -47,6 +51,8 @@ pub struct Parts<M> {
     pub default_from: String,
     /// Sends the emails; the worker shares it to probe a paused account.
     pub mailer: Arc<M>,
+    /// Reads package details; None when `s3.details` is off.
+    pub details: Option<Arc<dyn DetailsSource>>,
     /// Dedupe and partial-success memory.
     pub memory: EventMemory,
     /// The send-rate limit.
@@ -79,6 +85,7 @@ impl<M: Mailer> Pipeline<M> {
             catalog_host,
             default_from,
             mailer,
+            details,
             memory,
             limiter,
             instruments,
@@ -89,6 +96,7 @@ impl<M: Mailer> Pipeline<M> {
             catalog_host,
             default_from,
             mailer,
+            details,
             memory,
             in_flight: EventLocks::default(),
             limiter,
@@ -135,31 +143,78 @@ impl<M: Mailer> Pipeline<M> {
             return (Outcome::Filtered, facts);
         }
 
+        let pending: Vec<&Route> = matched
+            .into_iter()
+            .filter(|route| {
+                !self
+                    .memory
+                    .was_sent(event.id(), &route.name, Instant::now())
+            })
+            .collect();
+        let details = match &self.details {
+            Some(source) if pending.iter().any(|route| route.needs_details()) => {
+                Some(source.details(&event).await)
+            }
+            _ => None,
+        };
+
         let mut worst: Option<Outcome> = None;
-        for route in matched {
-            if self
-                .memory
-                .was_sent(event.id(), &route.name, Instant::now())
-            {
-                continue;
+        let mut fail = |failure: Outcome| {
+            if worst.as_ref().is_none_or(|w| rank(&failure) > rank(w)) {
+                worst = Some(failure);
             }
-            if let Err(failure) = self.send_route(&event, route).await {
-                if worst.as_ref().is_none_or(|w| rank(&failure) > rank(w)) {
-                    worst = Some(failure);
+        };
+        let (mut sent, mut unchanged) = (pending.len() < facts.routes.len(), false);
+        for route in pending {
+            let read = match &details {
+                Some(Err(e)) if route.needs_details() => {
+                    // Routes that do not use details still go out; this one waits for a retry.
+                    fail(Outcome::Failed {
+                        kind: FailureKind::Transient,
+                        code: e.code.clone(),
+                        error: format!("route \"{}\": package details: {e}", route.name),
+                    });
+                    continue;
                 }
+                Some(Ok(details)) => Some(details),
+                _ => None,
+            };
+            match route.decide(read) {
+                Decision::Send => match self
+                    .send_route(&event, route, read.filter(|_| route.details))
+                    .await
+                {
+                    Ok(()) => sent = true,
+                    Err(failure) => fail(failure),
+                },
+                Decision::SkipUnchanged => unchanged = true,
+                Decision::Filtered => {
+                    tracing::debug!(route = %route.name, "package_pattern does not match");
+                }
+                Decision::Unevaluable(reason) => fail(Outcome::Failed {
+                    kind: FailureKind::Permanent,
+                    code: "package_pattern".to_owned(),
+                    error: format!("route \"{}\": {reason}", route.name),
+                }),
             }
         }
-        match worst {
-            Some(failure) => (failure, facts),
-            None => {
-                self.memory.record_done(event.id(), Instant::now());
-                (Outcome::Sent, facts)
-            }
-        }
+        let outcome = match worst {
+            Some(failure) => return (failure, facts),
+            None if sent => Outcome::Sent,
+            None if unchanged => Outcome::Unchanged,
+            None => Outcome::Filtered,
+        };
+        self.memory.record_done(event.id(), Instant::now());
+        (outcome, facts)
     }
 
-    async fn send_route(&self, event: &PackageEvent, route: &Route) -> Result<(), Outcome> {
-        let data = template_data(event, self.catalog_host.as_deref(), &route.name);
+    async fn send_route(
+        &self,
+        event: &PackageEvent,
+        route: &Route,
+        details: Option<&Details>,
+    ) -> Result<(), Outcome> {
+        let data = template_data(event, self.catalog_host.as_deref(), &route.name, details);
         let rendered =
             self.renderer
                 .render(&route.template, data)

@@ -248,6 +248,7 @@ fn worker_limited(
         catalog_host: None,
         default_from: "from@example.com".into(),
         mailer: Arc::clone(&mailer),
+        details: None,
         memory: EventMemory::new(Duration::from_secs(3600), 1000),
         limiter,
         instruments: instruments.clone(),

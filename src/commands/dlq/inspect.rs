@@ -194,7 +194,7 @@ fn why_for_event(
         return "matches no route now: a worker would delete it as filtered".to_owned();
     }
     for route in &routes {
-        let data = template_data(event, catalog, &route.name);
+        let data = template_data(event, catalog, &route.name, None);
         if let Err(e) = compiled.renderer.render(&route.template, data) {
             return format!("permanent (render): route \"{}\": {e}", route.name);
         }

@@ -1,12 +1,10 @@
 //! The details reader against an in-memory store holding real quilt3 manifests
 //! (`tests/data/quilt`, made by `scripts/quilt_packages.py`), laid out as quilt3 lays them out.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use serde_json::{json, Value};
 
 use super::*;
+use crate::memory_store::MemoryStore;
 
 const BUCKET: &str = "quilt-notify-fixtures";
 const HANDLE: &str = "team/demo";
@@ -20,6 +18,7 @@ fn manifest(name: &str) -> &'static str {
         "modify_file" => include_str!("../../../tests/data/quilt/modify_file.jsonl"),
         "metadata_only" => include_str!("../../../tests/data/quilt/metadata_only.jsonl"),
         "same_hash" => include_str!("../../../tests/data/quilt/same_hash.jsonl"),
+        "unicode_nested" => include_str!("../../../tests/data/quilt/unicode_nested.jsonl"),
         other => panic!("no fixture {other}"),
     }
 }
@@ -48,119 +47,29 @@ fn quilt3_diff(from: &str, to: &str) -> Value {
         .expect("diff")
 }
 
-/// Objects in memory; a key may be made to fail instead, and reads are counted per key.
-#[derive(Default)]
-struct MemoryStore {
-    objects: Mutex<HashMap<String, Vec<u8>>>,
-    failures: Mutex<HashMap<String, StoreFailureKind>>,
-    reads: Mutex<HashMap<String, usize>>,
-    /// Bytes per chunk handed to the sink, to cut lines across chunks.
-    chunk: usize,
-}
-
-impl MemoryStore {
-    fn put(&self, key: &str, body: &[u8]) {
-        self.objects
-            .lock()
-            .unwrap()
-            .insert(key.to_owned(), body.to_vec());
-    }
-    fn fail(&self, key: &str, kind: StoreFailureKind) {
-        self.failures.lock().unwrap().insert(key.to_owned(), kind);
-    }
-    fn reads(&self, key: &str) -> usize {
-        self.reads.lock().unwrap().get(key).copied().unwrap_or(0)
-    }
-    /// Pushes revisions as quilt3 does: the manifest, then a pointer stamped a minute apart.
-    fn push(&self, revisions: &[&str]) {
-        self.put(
-            "team/demo/README.md",
-            b"# Demo\n\nA package pushed by scripts/quilt_packages.py.\n",
-        );
-        for (i, name) in revisions.iter().enumerate() {
-            let hash = top_hash(name);
-            self.put(&manifest_key(&hash), manifest(name).as_bytes());
-            let stamp = 1_700_000_000 + 60 * i as u64;
-            self.put(
-                &format!(".quilt/named_packages/{HANDLE}/{stamp}"),
-                hash.as_bytes(),
-            );
-            self.put(
-                &format!(".quilt/named_packages/{HANDLE}/latest"),
-                hash.as_bytes(),
+/// Pushes revisions as quilt3 does: the manifest, then a pointer stamped a minute apart.
+fn push(store: &MemoryStore, revisions: &[&str]) {
+    store.put(
+        BUCKET,
+        "team/demo/README.md",
+        "# Demo\n\nA package pushed by scripts/quilt_packages.py.\n",
+    );
+    for (i, name) in revisions.iter().enumerate() {
+        let hash = top_hash(name);
+        store.put(BUCKET, &manifest_key(&hash), manifest(name));
+        let stamp = 1_700_000_000 + 60 * i as u64;
+        for pointer in [stamp.to_string(), "latest".to_owned()] {
+            store.put(
+                BUCKET,
+                &format!(".quilt/named_packages/{HANDLE}/{pointer}"),
+                hash.as_str(),
             );
         }
-    }
-    fn error(&self, operation: &'static str, key: &str, kind: StoreFailureKind) -> StoreError {
-        StoreError {
-            kind,
-            operation,
-            bucket: BUCKET.to_owned(),
-            key: key.to_owned(),
-            code: "Injected".to_owned(),
-            message: "injected by the test".to_owned(),
-        }
-    }
-}
-
-impl PackageStore for MemoryStore {
-    async fn read(
-        &self,
-        object: &ObjectRef,
-        max_bytes: Option<u64>,
-        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
-    ) -> Result<(), StoreError> {
-        assert_eq!(object.bucket, BUCKET);
-        *self
-            .reads
-            .lock()
-            .unwrap()
-            .entry(object.key.clone())
-            .or_default() += 1;
-        if let Some(kind) = self.failures.lock().unwrap().get(&object.key) {
-            return Err(self.error("GetObject", &object.key, *kind));
-        }
-        let Some(body) = self.objects.lock().unwrap().get(&object.key).cloned() else {
-            return Err(self.error("GetObject", &object.key, StoreFailureKind::Missing));
-        };
-        let limit = max_bytes.map_or(body.len(), |n| body.len().min(n as usize));
-        for chunk in body[..limit].chunks(self.chunk.max(1)) {
-            if !sink(chunk) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    async fn list(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        max_keys: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        assert_eq!(bucket, BUCKET);
-        if let Some(kind) = self.failures.lock().unwrap().get(prefix) {
-            return Err(self.error("ListObjectsV2", prefix, *kind));
-        }
-        let mut keys: Vec<String> = self
-            .objects
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect();
-        keys.sort();
-        keys.truncate(max_keys);
-        Ok(keys)
     }
 }
 
 fn store(chunk: usize) -> MemoryStore {
-    MemoryStore {
-        chunk,
-        ..MemoryStore::default()
-    }
+    MemoryStore::new(chunk)
 }
 
 fn reader(store: MemoryStore) -> DetailsReader<MemoryStore> {
@@ -196,7 +105,7 @@ fn paths(changes: &Value, kind: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_first_revision_has_its_details_and_no_changes() {
     let store = store(64);
-    store.push(&["first"]);
+    push(&store, &["first"]);
     let details = reader(store).read(&event("first")).await.expect("details");
     assert_eq!(details.changes, Value::Null);
     assert!(!details.unchanged);
@@ -219,7 +128,7 @@ async fn changes_equal_what_quilt3_says_for_the_same_two_revisions() {
         ("remove_files", "modify_file"),
     ] {
         let store = store(7); // lines cut across chunks everywhere
-        store.push(&[from, to]);
+        push(&store, &[from, to]);
         let details = reader(store).read(&event(to)).await.expect("details");
         let changes = &details.changes;
         assert_eq!(changes["previous_top_hash"], top_hash(from).as_str());
@@ -246,7 +155,7 @@ async fn changes_equal_what_quilt3_says_for_the_same_two_revisions() {
 #[tokio::test]
 async fn a_re_push_of_the_same_content_is_unchanged() {
     let store = store(4096);
-    store.push(&["modify_file", "metadata_only", "same_hash"]);
+    push(&store, &["modify_file", "metadata_only", "same_hash"]);
     let details = reader(store)
         .read(&event("same_hash"))
         .await
@@ -258,7 +167,7 @@ async fn a_re_push_of_the_same_content_is_unchanged() {
 #[tokio::test]
 async fn the_previous_manifest_is_read_once_for_a_burst_of_pushes() {
     let store = store(4096);
-    store.push(&["first", "add_files"]);
+    push(&store, &["first", "add_files"]);
     let reader = reader(store);
     let first_key = manifest_key(&top_hash("first"));
     reader.read(&event("add_files")).await.expect("details");
@@ -278,9 +187,9 @@ async fn the_previous_manifest_is_read_once_for_a_burst_of_pushes() {
 #[tokio::test]
 async fn a_missing_manifest_still_gives_details_that_say_why() {
     let store = store(4096);
-    store.push(&["first"]);
+    push(&store, &["first"]);
     let key = manifest_key(&top_hash("first"));
-    store.objects.lock().unwrap().remove(&key);
+    store.fail(&key, StoreFailureKind::Missing);
     let details = reader(store)
         .read(&event("first"))
         .await
@@ -293,7 +202,7 @@ async fn a_missing_manifest_still_gives_details_that_say_why() {
 #[tokio::test]
 async fn access_denied_on_the_listing_keeps_the_package_and_drops_the_changes() {
     let store = store(4096);
-    store.push(&["first", "add_files"]);
+    push(&store, &["first", "add_files"]);
     store.fail(&pointers_prefix(HANDLE), StoreFailureKind::Denied);
     let details = reader(store)
         .read(&event("add_files"))
@@ -309,7 +218,7 @@ async fn access_denied_on_the_listing_keeps_the_package_and_drops_the_changes() 
 async fn transient_failures_fail_the_read_so_the_message_is_retried() {
     for failing in ["manifest", "pointers", "readme"] {
         let store = store(4096);
-        store.push(&["first", "add_files"]);
+        push(&store, &["first", "add_files"]);
         let key = match failing {
             "manifest" => manifest_key(&top_hash("add_files")),
             "pointers" => pointers_prefix(HANDLE),
@@ -327,11 +236,11 @@ async fn transient_failures_fail_the_read_so_the_message_is_retried() {
 #[tokio::test]
 async fn a_line_over_the_limit_is_not_buffered_and_is_reported() {
     let store = store(1000);
-    store.push(&["first"]);
+    push(&store, &["first"]);
     let hash = top_hash("first");
     let mut body = manifest("first").as_bytes().to_vec();
     body.extend_from_slice(&vec![b'x'; 5000]);
-    store.put(&manifest_key(&hash), &body);
+    store.put(BUCKET, &manifest_key(&hash), body.clone());
     let reader = DetailsReader::new(
         store,
         ManifestLimits {
@@ -360,4 +269,29 @@ fn the_cache_forgets_the_least_recently_used() {
     cache.put("c".into(), summary());
     assert!(cache.get("b").is_none(), "b was least recently used");
     assert!(cache.get("a").is_some() && cache.get("c").is_some());
+}
+
+/// The built-in sample details (`events/package-details.json`, which `validate` renders every
+/// template with and docs/templates.md quotes) are what this reader makes of two real quilt3
+/// revisions. Rewrite the file with `UPDATE_SNAPSHOTS=1` after a change to the details.
+#[tokio::test]
+async fn the_sample_details_are_this_readers_output_for_real_revisions() {
+    let store = store(4096);
+    push(&store, &["same_hash", "unicode_nested"]);
+    let details = reader(store)
+        .read(&event("unicode_nested"))
+        .await
+        .expect("details");
+    let actual = serde_json::to_string_pretty(&details.pattern_input()).expect("json") + "\n";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/events/package-details.json");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::write(path, &actual).expect("write the sample");
+    }
+    let expected = std::fs::read_to_string(path).expect("events/package-details.json");
+    assert_eq!(
+        actual, expected,
+        "the sample details are stale: UPDATE_SNAPSHOTS=1 cargo test --lib sample_details"
+    );
+    let sample = crate::app::sample_details().expect("the built-in sample parses");
+    assert_eq!(sample, details);
 }

@@ -1,0 +1,182 @@
+//! Package details as templates and `package_pattern`s see them, and what a route does with
+//! them: send, skip an unchanged revision, filter, or fail for lack of details.
+
+use serde_json::{json, Value};
+
+use super::route::Route;
+
+/// What was read about one revision: the `package` and `changes` template objects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Details {
+    /// The `package` object (see docs/templates.md).
+    pub package: Value,
+    /// The `changes` object; null for a first revision.
+    pub changes: Value,
+    /// The revision's top hash equals its predecessor's (a re-push of the same content).
+    pub unchanged: bool,
+}
+
+impl Details {
+    /// `{"package": …, "changes": …}`, what a route's `package_pattern` is matched against.
+    pub fn pattern_input(&self) -> Value {
+        json!({"package": self.package, "changes": self.changes})
+    }
+
+    /// Why the details are incomplete: `package.error`, then `changes.error`.
+    pub fn error(&self) -> Option<String> {
+        let reasons: Vec<&str> = [&self.package, &self.changes]
+            .into_iter()
+            .filter_map(|part| part.get("error").and_then(Value::as_str))
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+}
+
+/// What one matched route does with an event, once its details (if any) are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Render and send.
+    Send,
+    /// A re-push of the predecessor's content, and the route skips those (`skip_unchanged`).
+    SkipUnchanged,
+    /// The route's `package_pattern` does not match the details.
+    Filtered,
+    /// The route's `package_pattern` cannot be evaluated: the details are missing or
+    /// incomplete. Permanent, because a partial manifest could make the pattern lie either way.
+    Unevaluable(String),
+}
+
+impl Route {
+    /// Decides for `details`, the event's details when they were read (None when no route
+    /// needed them or `s3.details` is off). A route that does not use details ignores them.
+    pub fn decide(&self, details: Option<&Details>) -> Decision {
+        let Some(details) = details.filter(|_| self.needs_details()) else {
+            return match self.package_pattern {
+                Some(_) => Decision::Unevaluable(
+                    "package_pattern cannot be evaluated: no package details were read".to_owned(),
+                ),
+                None => Decision::Send,
+            };
+        };
+        if self.skip_unchanged && details.unchanged {
+            return Decision::SkipUnchanged;
+        }
+        let Some(pattern) = &self.package_pattern else {
+            return Decision::Send;
+        };
+        if let Some(reason) = details.error() {
+            return Decision::Unevaluable(format!(
+                "package_pattern cannot be evaluated on incomplete details: {reason}"
+            ));
+        }
+        if pattern.matches(&details.pattern_input()) {
+            Decision::Send
+        } else {
+            Decision::Filtered
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::route::RouteSpec;
+
+    fn route(details: bool, skip_unchanged: bool, package_pattern: Option<Value>) -> Route {
+        Route::compile(&RouteSpec {
+            name: "r".to_owned(),
+            pattern: json!({"source": ["com.quiltdata"]}),
+            template: "t".to_owned(),
+            to: vec!["team@example.com".to_owned()],
+            cc: vec![],
+            bcc: vec![],
+            reply_to: vec![],
+            from: None,
+            details,
+            package_pattern,
+            skip_unchanged,
+        })
+        .expect("compiles")
+    }
+
+    fn details(stage: &str, removed: u64, unchanged: bool) -> Details {
+        Details {
+            package: json!({"user_meta": {"stage": stage}, "workflow": {"id": "release"}, "error": null}),
+            changes: json!({"removed": {"count": removed}, "unchanged": unchanged, "error": null}),
+            unchanged,
+        }
+    }
+
+    fn prod() -> Option<Value> {
+        Some(json!({"package": {"user_meta": {"stage": ["prod"]}}}))
+    }
+
+    #[test]
+    fn a_package_pattern_sends_only_what_it_matches() {
+        let prod_only = route(true, true, prod());
+        assert_eq!(
+            prod_only.decide(Some(&details("prod", 0, false))),
+            Decision::Send
+        );
+        assert_eq!(
+            prod_only.decide(Some(&details("dev", 0, false))),
+            Decision::Filtered
+        );
+        let removals = route(
+            false,
+            true,
+            Some(json!({"changes": {"removed": {"count": [{"numeric": [">", 0]}]}}})),
+        );
+        assert_eq!(
+            removals.decide(Some(&details("dev", 2, false))),
+            Decision::Send
+        );
+        assert_eq!(
+            removals.decide(Some(&details("dev", 0, false))),
+            Decision::Filtered
+        );
+    }
+
+    #[test]
+    fn an_unchanged_revision_is_skipped_unless_the_route_wants_it() {
+        let same = details("prod", 0, true);
+        assert_eq!(
+            route(true, true, None).decide(Some(&same)),
+            Decision::SkipUnchanged
+        );
+        assert_eq!(route(true, false, None).decide(Some(&same)), Decision::Send);
+        // A route that reads no details cannot know, and sends as it always did.
+        assert_eq!(route(false, true, None).decide(Some(&same)), Decision::Send);
+        assert_eq!(route(false, true, None).decide(None), Decision::Send);
+    }
+
+    #[test]
+    fn a_package_pattern_without_whole_details_cannot_be_evaluated() {
+        let mut partial = details("prod", 0, false);
+        partial.package["error"] = json!("the manifest is empty: it has no header line");
+        let Decision::Unevaluable(reason) = route(true, true, prod()).decide(Some(&partial)) else {
+            panic!("a partial manifest must not decide a package_pattern");
+        };
+        assert!(reason.contains("the manifest is empty"), "{reason}");
+        assert!(matches!(
+            route(true, true, prod()).decide(None),
+            Decision::Unevaluable(_)
+        ));
+        // Without a package_pattern, partial details still go out: the email says what failed.
+        assert_eq!(route(true, true, None).decide(Some(&partial)), Decision::Send);
+    }
+
+    #[test]
+    fn errors_of_both_parts_are_joined() {
+        let mut d = details("prod", 0, false);
+        d.package["error"] = json!("a");
+        d.changes["error"] = json!("b");
+        assert_eq!(d.error().as_deref(), Some("a; b"));
+        assert_eq!(details("prod", 0, false).error(), None);
+        let first = Details {
+            changes: Value::Null,
+            ..details("prod", 0, false)
+        };
+        assert_eq!(first.error(), None);
+    }
+}
