@@ -212,6 +212,8 @@ visibility_timeout_seconds = 30
 [ses]
 endpoint_url = "{ses_endpoint}"
 from = "Quilt <quilt-notify@example.com>"
+[s3]
+endpoint_url = "{aws}"
 [catalog]
 host = "catalog.example.com"
 [templates]
