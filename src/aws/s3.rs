@@ -1,11 +1,18 @@
 //! S3 adapter for the [`PackageStore`] port, and the classification of S3 errors.
 
+use std::time::Duration;
+
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::Client;
 
 use super::{describe, error_code};
 use crate::ports::{ObjectRef, PackageStore, StoreError, StoreFailureKind};
+
+/// Longest wait for the next piece of a body. The client's timeouts end at the response's
+/// headers and stalled-stream protection is off (see `app::sdk_config`), so without this a
+/// stalled body would hold its message, heartbeat and all, forever.
+const BODY_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads with S3 `GetObject` and `ListObjectsV2`.
 #[derive(Debug, Clone)]
@@ -50,7 +57,14 @@ impl PackageStore for S3Store {
             })?;
         let mut body = output.body;
         loop {
-            match body.try_next().await {
+            let Ok(next) = tokio::time::timeout(BODY_CHUNK_TIMEOUT, body.try_next()).await else {
+                return Err(failed(
+                    "BodyReadTimeout".to_owned(),
+                    format!("no body bytes for {} s", BODY_CHUNK_TIMEOUT.as_secs()),
+                    StoreFailureKind::Transient,
+                ));
+            };
+            match next {
                 Ok(Some(chunk)) => {
                     if !sink(&chunk) {
                         return Ok(());

@@ -135,6 +135,11 @@ fn out_of_range_values_name_their_key() {
             "-1",
             "ses.max_send_rate",
         ),
+        (
+            "QUILT_NOTIFY__S3__MAX_MANIFEST_ENTRIES",
+            "0",
+            "s3.max_manifest_entries",
+        ),
     ] {
         let msg = load(MINIMAL, &[(var, value)])
             .expect_err("must fail")
@@ -176,6 +181,32 @@ fn duplicate_route_names_are_refused() {
     );
     let msg = load(&twice, &[]).expect_err("must fail").to_string();
     assert!(msg.contains("used twice"), "{msg}");
+}
+
+#[test]
+fn package_details_are_on_by_default_and_read_from_aws() {
+    let s = load(MINIMAL, &[]).expect("loads");
+    assert!(s.s3.details);
+    assert_eq!(s.s3.endpoint_url, None);
+    assert_eq!(s.s3.max_manifest_entries, 1_000_000);
+    assert!(s.s3.cache_size > 0);
+    assert!(s.routes[0].details && s.routes[0].skip_unchanged);
+}
+
+#[test]
+fn a_package_pattern_needs_the_details_switch_on() {
+    let filtered = MINIMAL.replace(
+        "pattern = { source",
+        "package_pattern = { package = { user_meta = { stage = [\"prod\"] } } }\npattern = { source",
+    );
+    assert!(load(&filtered, &[]).is_ok());
+    let msg = load(&filtered, &[("QUILT_NOTIFY__S3__DETAILS", "false")])
+        .expect_err("must fail")
+        .to_string();
+    assert!(
+        msg.contains("routes[0].package_pattern") && msg.contains("s3.details = false"),
+        "{msg}"
+    );
 }
 
 #[test]

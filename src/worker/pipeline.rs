@@ -293,3 +293,6 @@ fn rank(outcome: &Outcome) -> u8 {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests;

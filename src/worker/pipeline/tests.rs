@@ -1,0 +1,299 @@
+//! The pipeline with package details: read once per event and only when a matched route uses
+//! them, then decided per route. The store is in memory and holds real quilt3 manifests
+//! (`tests/data/quilt`); the same promises against LocalStack S3 are in `tests/it/details.rs`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{Parts, Pipeline};
+use crate::domain::manifest::ManifestLimits;
+use crate::domain::render::{Renderer, TemplateSource};
+use crate::domain::revision::{manifest_key, pointers_prefix};
+use crate::domain::route::{RouteSpec, RouteTable};
+use crate::memory_store::MemoryStore;
+use crate::ports::{AccountStatus, Email, FailureKind, Mailer, SendError, StoreFailureKind};
+use crate::worker::details::{DetailsReader, DetailsSource};
+use crate::worker::memory::EventMemory;
+use crate::worker::outcome::Outcome;
+use crate::worker::rate::RateLimiter;
+use crate::worker::Instruments;
+
+const BUCKET: &str = "quilt-notify-fixtures";
+const HANDLE: &str = "team/demo";
+const INDEX: &str = include_str!("../../../tests/data/quilt/index.json");
+
+fn manifest(name: &str) -> &'static str {
+    match name {
+        "metadata_only" => include_str!("../../../tests/data/quilt/metadata_only.jsonl"),
+        "same_hash" => include_str!("../../../tests/data/quilt/same_hash.jsonl"),
+        "unicode_nested" => include_str!("../../../tests/data/quilt/unicode_nested.jsonl"),
+        other => panic!("no fixture {other}"),
+    }
+}
+
+fn top_hash(name: &str) -> String {
+    let index: Value = serde_json::from_str(INDEX).expect("index");
+    index["revisions"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == name))
+        .and_then(|r| r["top_hash"].as_str())
+        .expect("revision")
+        .to_owned()
+}
+
+/// Records what was sent.
+#[derive(Default)]
+struct Outbox(Mutex<Vec<Email>>);
+
+impl Outbox {
+    fn subjects(&self) -> Vec<String> {
+        let sent = self.0.lock().unwrap();
+        sent.iter().map(|e| e.subject.clone()).collect()
+    }
+}
+
+impl Mailer for Outbox {
+    async fn send(&self, email: &Email) -> Result<String, SendError> {
+        self.0.lock().unwrap().push(email.clone());
+        Ok("id".to_owned())
+    }
+    async fn account(&self) -> Result<AccountStatus, SendError> {
+        Ok(AccountStatus {
+            sending_enabled: true,
+            max_send_rate: None,
+        })
+    }
+}
+
+/// The store after quilt3 pushed these revisions of `team/demo`, a minute apart.
+fn pushed(revisions: &[&str]) -> Arc<MemoryStore> {
+    let store = MemoryStore::new(4096);
+    for (i, name) in revisions.iter().enumerate() {
+        let hash = top_hash(name);
+        store.put(BUCKET, &manifest_key(&hash), manifest(name));
+        let stamp = 1_700_000_000 + 60 * i as u64;
+        store.put(
+            BUCKET,
+            &format!("{}{stamp}", pointers_prefix(HANDLE)),
+            hash.as_str(),
+        );
+    }
+    Arc::new(store)
+}
+
+/// A shared store behind the port, so the test keeps a handle on it.
+struct Shared(Arc<MemoryStore>);
+
+impl crate::ports::PackageStore for Shared {
+    async fn read(
+        &self,
+        object: &crate::ports::ObjectRef,
+        max_bytes: Option<u64>,
+        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+    ) -> Result<(), crate::ports::StoreError> {
+        self.0.read(object, max_bytes, sink).await
+    }
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max_keys: usize,
+    ) -> Result<Vec<String>, crate::ports::StoreError> {
+        self.0.list(bucket, prefix, max_keys).await
+    }
+}
+
+fn route(name: &str, extra: Value) -> RouteSpec {
+    let mut spec = json!({
+        "name": name, "template": "t", "to": ["team@example.com"],
+        "pattern": {"source": ["com.quiltdata"]}
+    });
+    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
+        spec.extend(extra);
+    }
+    serde_json::from_value(spec).unwrap()
+}
+
+/// A pipeline whose template's subject shows what it was given: the route, the package's file
+/// count and the number of added files, or `-` where there were no details.
+fn build(routes: &[RouteSpec], store: &Arc<MemoryStore>) -> (Pipeline<Outbox>, Arc<Outbox>) {
+    let mut renderer = Renderer::new();
+    renderer
+        .add(
+            "t",
+            &TemplateSource {
+                subject: "{{route}} files={{#if package}}{{package.files}}{{else}}-{{/if}} \
+                          added={{#if changes.added}}{{changes.added.count}}{{else}}-{{/if}}"
+                    .into(),
+                html: "<p>{{handle}}</p>".into(),
+                text: "{{handle}}".into(),
+            },
+        )
+        .unwrap();
+    let outbox = Arc::new(Outbox::default());
+    let reader = DetailsReader::new(
+        Shared(Arc::clone(store)),
+        ManifestLimits::default(),
+        8,
+        None,
+    );
+    let pipeline = Pipeline::new(Parts {
+        routes: RouteTable::compile(routes).unwrap(),
+        renderer,
+        catalog_host: None,
+        default_from: "from@example.com".into(),
+        mailer: Arc::clone(&outbox),
+        details: Some(Arc::new(reader) as Arc<dyn DetailsSource>),
+        memory: EventMemory::new(Duration::from_secs(3600), 100),
+        limiter: RateLimiter::new(0.0),
+        instruments: Instruments::default(),
+    });
+    (pipeline, outbox)
+}
+
+fn event(id: &str, revision: &str) -> String {
+    json!({
+        "version": "0", "id": id, "detail-type": "package-revision", "source": "com.quiltdata",
+        "account": "1", "time": "2024-01-01T00:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {"version": "0.1", "type": "created", "bucket": BUCKET, "handle": HANDLE,
+                   "topHash": top_hash(revision)}
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn templates_get_the_details_and_a_route_may_opt_out() {
+    let store = pushed(&["same_hash", "unicode_nested"]);
+    let routes = [
+        route("with", json!({})),
+        route("without", json!({"details": false})),
+    ];
+    let (pipeline, outbox) = build(&routes, &store);
+    let (outcome, facts) = pipeline.process(&event("e1", "unicode_nested")).await;
+    assert_eq!(outcome, Outcome::Sent);
+    assert_eq!(facts.routes, ["with", "without"]);
+    assert_eq!(
+        outbox.subjects(),
+        ["with files=8 added=4", "without files=- added=-"]
+    );
+    let manifest = manifest_key(&top_hash("unicode_nested"));
+    assert_eq!(store.reads(&manifest), 1, "read once for the event");
+}
+
+#[tokio::test]
+async fn no_route_that_uses_details_means_no_store_calls() {
+    let store = pushed(&["same_hash", "unicode_nested"]);
+    let (pipeline, outbox) = build(&[route("plain", json!({"details": false}))], &store);
+    let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
+    assert_eq!(outcome, Outcome::Sent);
+    assert_eq!(outbox.subjects(), ["plain files=- added=-"]);
+    assert_eq!(
+        store.reads(&manifest_key(&top_hash("unicode_nested"))),
+        0,
+        "today's cost"
+    );
+}
+
+#[tokio::test]
+async fn a_re_push_of_the_same_content_is_deleted_unsent_unless_a_route_wants_it() {
+    // quilt3 re-pushed metadata_only's content: the same_hash revision has its top hash.
+    assert_eq!(top_hash("metadata_only"), top_hash("same_hash"));
+    let store = pushed(&["metadata_only", "same_hash"]);
+    let (skipping, outbox) = build(&[route("r", json!({}))], &store);
+    let (outcome, _) = skipping.process(&event("e1", "same_hash")).await;
+    assert_eq!(outcome, Outcome::Unchanged);
+    assert!(outbox.subjects().is_empty());
+
+    let (wanting, outbox) = build(
+        &[
+            route("skips", json!({})),
+            route("wants", json!({"skip_unchanged": false})),
+        ],
+        &store,
+    );
+    let (outcome, _) = wanting.process(&event("e2", "same_hash")).await;
+    assert_eq!(outcome, Outcome::Sent);
+    assert_eq!(outbox.subjects().len(), 1);
+    assert!(outbox.subjects()[0].starts_with("wants "));
+}
+
+#[tokio::test]
+async fn a_package_pattern_filters_on_the_details() {
+    let store = pushed(&["same_hash", "unicode_nested"]);
+    let routes = [
+        route(
+            "added",
+            json!({"package_pattern": {"changes": {"added": {"count": [{"numeric": [">", 0]}]}}}}),
+        ),
+        route(
+            "release",
+            json!({"package_pattern": {"package": {"workflow": {"id": ["release"]}}}}),
+        ),
+    ];
+    let (pipeline, outbox) = build(&routes, &store);
+    let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
+    assert_eq!(outcome, Outcome::Sent);
+    assert_eq!(outbox.subjects(), ["added files=8 added=4"]);
+
+    let (only_release, outbox) = build(&routes[1..], &store);
+    let (outcome, _) = only_release.process(&event("e2", "unicode_nested")).await;
+    assert_eq!(outcome, Outcome::Filtered, "nothing owed: deleted");
+    assert!(outbox.subjects().is_empty());
+}
+
+#[tokio::test]
+async fn a_transient_store_failure_keeps_the_message_but_routes_without_details_still_send() {
+    let store = pushed(&["same_hash", "unicode_nested"]);
+    let manifest = manifest_key(&top_hash("unicode_nested"));
+    store.fail(&manifest, StoreFailureKind::Transient);
+    let routes = [
+        route("details", json!({})),
+        route("plain", json!({"details": false})),
+    ];
+    let (pipeline, outbox) = build(&routes, &store);
+    let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
+    let Outcome::Failed { kind, error, .. } = outcome else {
+        panic!("kept for a retry, got {outcome:?}");
+    };
+    assert_eq!(kind, FailureKind::Transient);
+    assert!(error.contains("route \"details\": package details"), "{error}");
+    assert_eq!(outbox.subjects(), ["plain files=- added=-"]);
+
+    // The retry sends the route that waited, and only that one.
+    store.heal(&manifest);
+    let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
+    assert_eq!(outcome, Outcome::Sent);
+    assert_eq!(
+        outbox.subjects(),
+        ["plain files=- added=-", "details files=8 added=4"]
+    );
+}
+
+#[tokio::test]
+async fn incomplete_details_still_send_but_fail_a_package_pattern_permanently() {
+    let store = pushed(&["same_hash", "unicode_nested"]);
+    let manifest = manifest_key(&top_hash("unicode_nested"));
+    store.fail(&manifest, StoreFailureKind::Denied);
+    let routes = [
+        route("details", json!({})),
+        route(
+            "prod",
+            json!({"package_pattern": {"package": {"user_meta": {"stage": ["prod"]}}}}),
+        ),
+    ];
+    let (pipeline, outbox) = build(&routes, &store);
+    let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
+    let Outcome::Failed { kind, code, error } = outcome else {
+        panic!("the pattern route cannot decide, got {outcome:?}");
+    };
+    assert_eq!(kind, FailureKind::Permanent);
+    assert_eq!(code, "package_pattern");
+    assert!(
+        error.contains("route \"prod\": package_pattern cannot be evaluated"),
+        "{error}"
+    );
+    // The notification itself is not lost: it says what could not be read.
+    assert_eq!(outbox.subjects(), ["details files=0 added=-"]);
+}
