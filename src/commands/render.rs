@@ -190,7 +190,8 @@ fn read_details(
 }
 
 /// The two manifests laid out as quilt3 lays a package out in its bucket, under the event's
-/// top hash and, for the previous one, its file name when that is a top hash.
+/// top hash and, for the previous one, its file name when that is a top hash (as in quilt3's
+/// local registry, `~/.local/share/Quilt/packages/<top hash>`).
 fn local_store(
     event: &PackageEvent,
     manifest: &Path,
@@ -209,7 +210,13 @@ fn local_store(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .unwrap_or_else(|| "previous".to_owned());
+            .unwrap_or_else(|| {
+                eprintln!(
+                    "note: {} is not named by its top hash; changes.previous_top_hash shows zeros",
+                    path.display()
+                );
+                "0".repeat(64)
+            });
         store.put(bucket, &manifest_key(&stem), read(path)?);
         store.put(bucket, &format!("{pointers}1"), stem);
     }

@@ -128,12 +128,12 @@ impl Route {
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum RouteError {
     /// The pattern is not a valid EventBridge pattern.
-    #[error("route \"{route}\": pattern {source}")]
+    #[error("route \"{route}\": pattern {cause}")]
     Pattern {
         /// Route name.
         route: String,
         /// What the pattern compiler said.
-        source: PatternError,
+        cause: PatternError,
     },
     /// The pattern string is not JSON.
     #[error("route \"{route}\": {field} is a string but not JSON: {reason}")]
@@ -146,12 +146,12 @@ pub enum RouteError {
         reason: String,
     },
     /// The package pattern is not a valid EventBridge pattern.
-    #[error("route \"{route}\": package_pattern {source}")]
+    #[error("route \"{route}\": package_pattern {cause}")]
     PackagePattern {
         /// Route name.
         route: String,
         /// What the pattern compiler said.
-        source: PatternError,
+        cause: PatternError,
     },
     /// An address is malformed.
     #[error("route \"{route}\": `{field}`: {reason}")]
@@ -179,18 +179,18 @@ impl Route {
     pub fn compile(spec: &RouteSpec) -> Result<Self, RouteError> {
         let route = || spec.name.clone();
         let pattern_value = pattern_json(&spec.pattern, "pattern", &spec.name)?;
-        let pattern = Pattern::compile(&pattern_value).map_err(|source| RouteError::Pattern {
+        let pattern = Pattern::compile(&pattern_value).map_err(|cause| RouteError::Pattern {
             route: route(),
-            source,
+            cause,
         })?;
         let package_pattern = spec
             .package_pattern
             .as_ref()
             .map(|raw| {
                 let value = pattern_json(raw, "package_pattern", &spec.name)?;
-                Pattern::compile(&value).map_err(|source| RouteError::PackagePattern {
+                Pattern::compile(&value).map_err(|cause| RouteError::PackagePattern {
                     route: route(),
-                    source,
+                    cause,
                 })
             })
             .transpose()?;
