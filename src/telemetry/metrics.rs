@@ -193,11 +193,13 @@ pub enum Histogram {
     SesCall,
     /// Now minus the event's `time`, at each accepted send: how late the email is.
     EventAge,
+    /// Reading one event's package details (S3 calls, parsing, diff), success or failure.
+    DetailsRead,
 }
 
 /// Every histogram, in export order; row `i` describes the variant whose discriminant is `i`.
 /// Prometheus exports seconds, EMF milliseconds.
-pub const HISTOGRAMS: [Descriptor<Histogram>; 3] = {
+pub const HISTOGRAMS: [Descriptor<Histogram>; 4] = {
     const fn row(
         metric: Histogram,
         name: &'static str,
@@ -230,6 +232,12 @@ pub const HISTOGRAMS: [Descriptor<Histogram>; 3] = {
             "event_age_seconds",
             "EventAge",
             "Age of the event (now minus its time) when its email was accepted.",
+        ),
+        row(
+            Histogram::DetailsRead,
+            "details_seconds",
+            "DetailsTime",
+            "Time to read one event's package details from S3, success or failure.",
         ),
     ]
 };

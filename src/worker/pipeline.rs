@@ -153,7 +153,12 @@ impl<M: Mailer> Pipeline<M> {
             .collect();
         let details = match &self.details {
             Some(source) if pending.iter().any(|route| route.needs_details()) => {
-                Some(source.details(&event).await)
+                let started = Instant::now();
+                let read = source.details(&event).await;
+                self.instruments
+                    .metrics
+                    .observe(Histogram::DetailsRead, started.elapsed());
+                Some(read)
             }
             _ => None,
         };
