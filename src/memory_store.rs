@@ -92,7 +92,11 @@ impl PackageStore for MemoryStore {
         let limit = max_bytes.map_or(body.len(), |n| {
             body.len().min(usize::try_from(n).unwrap_or(usize::MAX))
         });
-        let chunk = if self.chunk == 0 { limit.max(1) } else { self.chunk };
+        let chunk = if self.chunk == 0 {
+            limit.max(1)
+        } else {
+            self.chunk
+        };
         for piece in body[..limit].chunks(chunk) {
             if !sink(piece) {
                 break;

@@ -163,7 +163,10 @@ mod tests {
             Decision::Unevaluable(_)
         ));
         // Without a package_pattern, partial details still go out: the email says what failed.
-        assert_eq!(route(true, true, None).decide(Some(&partial)), Decision::Send);
+        assert_eq!(
+            route(true, true, None).decide(Some(&partial)),
+            Decision::Send
+        );
     }
 
     #[test]

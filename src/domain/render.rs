@@ -173,7 +173,9 @@ pub fn template_data(
     let top_hash = encode_path(event.top_hash());
     let links = catalog_host.map(|host| CatalogLinks::new(host, event.bucket(), event.handle()));
     let link = |make: &dyn Fn(&CatalogLinks) -> String| {
-        links.as_ref().map_or(Value::Null, |l| Value::String(make(l)))
+        links
+            .as_ref()
+            .map_or(Value::Null, |l| Value::String(make(l)))
     };
     let catalog_url = link(&|l| l.tree(event.top_hash()));
     let revisions_url = link(&|l| l.revisions());
@@ -269,7 +271,12 @@ mod tests {
     #[test]
     fn catalog_url_is_null_without_a_host_and_tolerates_a_scheme() {
         assert!(template_data(&event(DOCUMENTED), None, "r", None)["catalog_url"].is_null());
-        let data = template_data(&event(DOCUMENTED), Some("https://cat.example.com/"), "r", None);
+        let data = template_data(
+            &event(DOCUMENTED),
+            Some("https://cat.example.com/"),
+            "r",
+            None,
+        );
         let url = data["catalog_url"].as_str().expect("string");
         assert!(url.starts_with("https://cat.example.com/b/"), "{url}");
     }
@@ -327,7 +334,10 @@ mod tests {
             .expect("renders");
         assert_eq!(without.html, "");
         let with = r
-            .render("t", template_data(&event(DOCUMENTED), Some("c.io"), "r", None))
+            .render(
+                "t",
+                template_data(&event(DOCUMENTED), Some("c.io"), "r", None),
+            )
             .expect("renders");
         assert!(with.html.starts_with("<a href=\"https://c.io/b/"));
     }

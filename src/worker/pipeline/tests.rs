@@ -258,7 +258,10 @@ async fn a_transient_store_failure_keeps_the_message_but_routes_without_details_
         panic!("kept for a retry, got {outcome:?}");
     };
     assert_eq!(kind, FailureKind::Transient);
-    assert!(error.contains("route \"details\": package details"), "{error}");
+    assert!(
+        error.contains("route \"details\": package details"),
+        "{error}"
+    );
     assert_eq!(outbox.subjects(), ["plain files=- added=-"]);
 
     // The retry sends the route that waited, and only that one.
