@@ -112,6 +112,43 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
                 route.name
             ),
         }
+        let mut to: Vec<String> = route
+            .recipients
+            .to
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .collect();
+        if let Some(source) = &route.metadata_recipients {
+            let selection = source.select(
+                details.as_ref().map(|d| &d.package),
+                &route.recipients,
+                route.max_recipients,
+            );
+            to.extend(selection.to.iter().map(|a| a.as_str().to_owned()));
+            for dropped in &selection.dropped {
+                eprintln!(
+                    "note: route \"{}\": to_from drops {}: {}",
+                    route.name, dropped.value, dropped.reason
+                );
+            }
+            let unquoted = selection.dropped_count - selection.dropped.len();
+            if unquoted > 0 {
+                eprintln!("note: route \"{}\": to_from drops {unquoted} more", route.name);
+            }
+            if selection.over_limit > 0 {
+                eprintln!(
+                    "note: route \"{}\": to_from drops {} over max_recipients ({})",
+                    route.name, selection.over_limit, route.max_recipients
+                );
+            }
+            if to.is_empty() && route.recipients.cc.is_empty() && route.recipients.bcc.is_empty() {
+                eprintln!(
+                    "note: route \"{}\": nobody is left to receive it (to_from = {}); nothing would be sent",
+                    route.name,
+                    source.path()
+                );
+            }
+        }
         let shown = details.as_ref().filter(|_| route.details);
         let data = template_data(&event, settings.catalog.host.as_deref(), &route.name, shown);
         if args.data {
@@ -122,7 +159,6 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
             .renderer
             .render(&route.template, data)
             .with_context(|| format!("route \"{}\"", route.name))?;
-        let to: Vec<&str> = route.recipients.to.iter().map(|a| a.as_str()).collect();
         match &args.out {
             Some(dir) => {
                 let dir = dir.join(&route.name);
@@ -145,6 +181,15 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
             }
             None => {
                 println!("=== route \"{}\" → {}", route.name, to.join(", "));
+                let copies = |list: &[crate::domain::route::EmailAddress]| {
+                    list.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+                };
+                if !route.recipients.cc.is_empty() {
+                    println!("Cc: {}", copies(&route.recipients.cc));
+                }
+                if !route.recipients.bcc.is_empty() {
+                    println!("Bcc: {}", copies(&route.recipients.bcc));
+                }
                 println!("Subject: {}\n", email.subject);
                 println!("{}", email.text);
             }

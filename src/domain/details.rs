@@ -95,6 +95,9 @@ mod tests {
             details,
             package_pattern,
             skip_unchanged,
+            to_from: None,
+            allowed_domains: vec![],
+            max_recipients: 50,
         })
         .expect("compiles")
     }

@@ -7,6 +7,7 @@ pub mod details;
 pub mod event;
 pub mod manifest;
 pub mod pattern;
+pub mod recipients;
 pub mod render;
 pub mod revision;
 pub mod route;

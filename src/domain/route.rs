@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::pattern::{Pattern, PatternError};
+use super::recipients::{MetadataRecipients, SES_MAX_RECIPIENTS};
 
 /// A route as written in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -43,10 +44,24 @@ pub struct RouteSpec {
     /// Send nothing for a revision whose top hash equals its predecessor's.
     #[serde(default = "yes")]
     pub skip_unchanged: bool,
+    /// A path below `package` naming more recipients (a string or a list), e.g.
+    /// `user_meta.owners`; needs `allowed_domains`.
+    #[serde(default)]
+    pub to_from: Option<String>,
+    /// The domains that `to_from` addresses may have.
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    /// Most addresses on one email (To, Cc and Bcc); `to_from` addresses beyond it are dropped.
+    #[serde(default = "max_recipients")]
+    pub max_recipients: usize,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn max_recipients() -> usize {
+    SES_MAX_RECIPIENTS
 }
 
 /// An email address as SES accepts it: `user@domain` or `Name <user@domain>`.
@@ -80,6 +95,14 @@ impl EmailAddress {
     /// The address as SES receives it.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The `user@domain` part, without a display name.
+    pub fn mailbox(&self) -> &str {
+        match (self.0.rfind('<'), self.0.strip_suffix('>')) {
+            (Some(open), Some(inner)) => &inner[open + 1..],
+            _ => &self.0,
+        }
     }
 }
 
@@ -115,12 +138,17 @@ pub struct Route {
     pub package_pattern: Option<Pattern>,
     /// Skip a revision whose top hash equals its predecessor's (only where details are read).
     pub skip_unchanged: bool,
+    /// Recipients the package names, when `to_from` is set.
+    pub metadata_recipients: Option<MetadataRecipients>,
+    /// Most addresses on one email.
+    pub max_recipients: usize,
 }
 
 impl Route {
-    /// Whether this route reads the package details: for its template or its `package_pattern`.
+    /// Whether this route reads the package details: for its template, its `package_pattern` or
+    /// its `to_from`.
     pub fn needs_details(&self) -> bool {
-        self.details || self.package_pattern.is_some()
+        self.details || self.package_pattern.is_some() || self.metadata_recipients.is_some()
     }
 }
 
@@ -163,8 +191,18 @@ pub enum RouteError {
         /// What is wrong.
         reason: String,
     },
+    /// `to_from`, `allowed_domains` or `max_recipients` is unusable.
+    #[error("route \"{route}\": {reason}")]
+    Recipients {
+        /// Route name.
+        route: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Nobody would receive the email.
-    #[error("route \"{route}\": has no recipients (`to`, `cc` and `bcc` are all empty)")]
+    #[error(
+        "route \"{route}\": has no recipients (`to`, `cc`, `bcc` and `to_from` are all empty)"
+    )]
     NoRecipients {
         /// Route name.
         route: String,
@@ -210,8 +248,39 @@ impl Route {
             bcc: addresses("bcc", &spec.bcc)?,
             reply_to: addresses("reply_to", &spec.reply_to)?,
         };
-        if recipients.to.is_empty() && recipients.cc.is_empty() && recipients.bcc.is_empty() {
+        let metadata_recipients = spec
+            .to_from
+            .as_deref()
+            .map(|path| MetadataRecipients::compile(path, &spec.allowed_domains))
+            .transpose()
+            .map_err(|reason| RouteError::Recipients {
+                route: route(),
+                reason,
+            })?;
+        if metadata_recipients.is_none() && !spec.allowed_domains.is_empty() {
+            return Err(RouteError::Recipients {
+                route: route(),
+                reason: "`allowed_domains` is set but `to_from` is not: it only filters `to_from` addresses".to_owned(),
+            });
+        }
+        if !(1..=SES_MAX_RECIPIENTS).contains(&spec.max_recipients) {
+            return Err(RouteError::Recipients {
+                route: route(),
+                reason: format!("`max_recipients` must be between 1 and {SES_MAX_RECIPIENTS} (SES's limit per email)"),
+            });
+        }
+        let fixed = recipients.to.len() + recipients.cc.len() + recipients.bcc.len();
+        if fixed == 0 && metadata_recipients.is_none() {
             return Err(RouteError::NoRecipients { route: route() });
+        }
+        if fixed > spec.max_recipients {
+            return Err(RouteError::Recipients {
+                route: route(),
+                reason: format!(
+                    "{fixed} fixed recipients are more than `max_recipients` ({})",
+                    spec.max_recipients
+                ),
+            });
         }
         let from = spec
             .from
@@ -233,6 +302,8 @@ impl Route {
             details: spec.details,
             package_pattern,
             skip_unchanged: spec.skip_unchanged,
+            metadata_recipients,
+            max_recipients: spec.max_recipients,
         })
     }
 }
@@ -296,6 +367,9 @@ mod tests {
             details: true,
             package_pattern: None,
             skip_unchanged: true,
+            to_from: None,
+            allowed_domains: vec![],
+            max_recipients: SES_MAX_RECIPIENTS,
         }
     }
 
@@ -387,11 +461,45 @@ mod tests {
                 with_package_pattern("r7", json!({"package": "prod"})),
                 "route \"r7\": package_pattern",
             ),
+            (
+                RouteSpec {
+                    to_from: Some("user_meta.owners".to_owned()),
+                    ..spec("r8", json!({"source": ["x"]}))
+                },
+                "route \"r8\": `to_from` needs `allowed_domains`",
+            ),
+            (
+                RouteSpec {
+                    allowed_domains: vec!["example.com".to_owned()],
+                    ..spec("r9", json!({"source": ["x"]}))
+                },
+                "route \"r9\": `allowed_domains` is set but `to_from` is not",
+            ),
+            (
+                RouteSpec {
+                    max_recipients: 51,
+                    ..spec("r10", json!({"source": ["x"]}))
+                },
+                "route \"r10\": `max_recipients` must be between 1 and 50",
+            ),
         ];
         for (spec, expected) in cases {
             let err = Route::compile(&spec).expect_err(expected).to_string();
             assert!(err.starts_with(expected), "got {err}, want {expected}");
         }
+    }
+
+    #[test]
+    fn a_route_may_take_all_its_recipients_from_the_package() {
+        let route = Route::compile(&RouteSpec {
+            to: vec![],
+            to_from: Some("user_meta.owners".to_owned()),
+            allowed_domains: vec!["example.com".to_owned()],
+            ..spec("owners", json!({"source": ["x"]}))
+        })
+        .expect("compiles");
+        assert!(route.needs_details());
+        assert_eq!(route.max_recipients, 50);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::domain::details::{Decision, Details};
 use crate::domain::event::PackageEvent;
 use crate::domain::render::{template_data, Renderer};
-use crate::domain::route::{Route, RouteTable};
+use crate::domain::route::{EmailAddress, Route, RouteTable};
 use crate::ports::{Email, FailureKind, Mailer, SendError};
 
 use super::details::DetailsSource;
@@ -185,13 +185,18 @@ impl<M: Mailer> Pipeline<M> {
                 _ => None,
             };
             match route.decide(read) {
-                Decision::Send => match self
-                    .send_route(&event, route, read.filter(|_| route.details))
-                    .await
-                {
-                    Ok(()) => sent = true,
-                    Err(failure) => fail(failure),
-                },
+                Decision::Send => {
+                    let Some(extra_to) = metadata_recipients(&event, route, read) else {
+                        continue;
+                    };
+                    match self
+                        .send_route(&event, route, read.filter(|_| route.details), &extra_to)
+                        .await
+                    {
+                        Ok(()) => sent = true,
+                        Err(failure) => fail(failure),
+                    }
+                }
                 Decision::SkipUnchanged => unchanged = true,
                 Decision::Filtered => {
                     tracing::debug!(route = %route.name, "package_pattern does not match");
@@ -218,6 +223,7 @@ impl<M: Mailer> Pipeline<M> {
         event: &PackageEvent,
         route: &Route,
         details: Option<&Details>,
+        extra_to: &[EmailAddress],
     ) -> Result<(), Outcome> {
         let data = template_data(event, self.catalog_host.as_deref(), &route.name, details);
         let rendered =
@@ -228,7 +234,7 @@ impl<M: Mailer> Pipeline<M> {
                     code: "render".to_owned(),
                     error: format!("route \"{}\": {e}", route.name),
                 })?;
-        let addresses = |list: &[crate::domain::route::EmailAddress]| {
+        let addresses = |list: &[EmailAddress]| -> Vec<String> {
             list.iter().map(|a| a.as_str().to_owned()).collect()
         };
         let email = Email {
@@ -236,7 +242,7 @@ impl<M: Mailer> Pipeline<M> {
                 .from
                 .as_ref()
                 .map_or_else(|| self.default_from.clone(), |f| f.as_str().to_owned()),
-            to: addresses(&route.recipients.to),
+            to: [addresses(&route.recipients.to), addresses(extra_to)].concat(),
             cc: addresses(&route.recipients.cc),
             bcc: addresses(&route.recipients.bcc),
             reply_to: addresses(&route.recipients.reply_to),
@@ -282,6 +288,65 @@ impl<M: Mailer> Pipeline<M> {
             }
         }
     }
+}
+
+/// The `to_from` recipients the package names for this route, after one WARN line for what was
+/// dropped; None when nobody at all is left to receive (the route is then filtered, with a WARN
+/// line saying why). Empty for a route without `to_from`.
+fn metadata_recipients(
+    event: &PackageEvent,
+    route: &Route,
+    details: Option<&Details>,
+) -> Option<Vec<EmailAddress>> {
+    let Some(source) = &route.metadata_recipients else {
+        return Some(Vec::new());
+    };
+    let selection = source.select(
+        details.map(|d| &d.package),
+        &route.recipients,
+        route.max_recipients,
+    );
+    if selection.dropped_count > 0 {
+        let dropped: Vec<String> = selection
+            .dropped
+            .iter()
+            .map(|d| format!("{} ({})", d.value, d.reason))
+            .collect();
+        tracing::warn!(
+            route = %route.name,
+            bucket = event.bucket(),
+            handle = event.handle(),
+            top_hash = event.top_hash(),
+            dropped = selection.dropped_count,
+            first = %dropped.join("; "),
+            "to_from: addresses dropped (invalid, or outside allowed_domains)"
+        );
+    }
+    if selection.over_limit > 0 {
+        tracing::warn!(
+            route = %route.name,
+            bucket = event.bucket(),
+            handle = event.handle(),
+            top_hash = event.top_hash(),
+            dropped = selection.over_limit,
+            max_recipients = route.max_recipients,
+            "to_from: addresses dropped over max_recipients, the last in metadata order"
+        );
+    }
+    let fixed = &route.recipients;
+    if selection.to.is_empty() && fixed.to.is_empty() && fixed.cc.is_empty() && fixed.bcc.is_empty()
+    {
+        tracing::warn!(
+            route = %route.name,
+            bucket = event.bucket(),
+            handle = event.handle(),
+            top_hash = event.top_hash(),
+            to_from = %source.path(),
+            "no recipients left: the package names no allowed address at to_from; nothing sent for this route"
+        );
+        return None;
+    }
+    Some(selection.to)
 }
 
 /// When routes fail differently, the message's fate follows the most hopeful failure: anything

@@ -300,3 +300,58 @@ async fn incomplete_details_still_send_but_fail_a_package_pattern_permanently() 
     // The notification itself is not lost: it says what could not be read.
     assert_eq!(outbox.subjects(), ["details files=0 added=-"]);
 }
+
+/// A package whose metadata names its owners, pushed once.
+fn owned_by(owners: Value) -> (Arc<MemoryStore>, String) {
+    let hash = "ab".repeat(32);
+    let header = json!({"version": "v0", "message": "owned", "user_meta": {"owners": owners}});
+    let store = MemoryStore::new(4096);
+    store.put(BUCKET, &manifest_key(&hash), format!("{header}\n"));
+    store.put(
+        BUCKET,
+        &format!("{}1700000000", pointers_prefix(HANDLE)),
+        hash.as_str(),
+    );
+    (Arc::new(store), hash)
+}
+
+fn event_for(id: &str, top_hash: &str) -> String {
+    let mut body: Value = serde_json::from_str(&event(id, "same_hash")).unwrap();
+    body["detail"]["topHash"] = json!(top_hash);
+    body.to_string()
+}
+
+#[tokio::test]
+async fn owners_named_in_the_metadata_get_the_mail_when_their_domain_is_allowed() {
+    let (store, hash) = owned_by(json!([
+        "ana@example.com",
+        "eve@evil.test",
+        "bo@example.com"
+    ]));
+    let owners = route(
+        "owners",
+        json!({"to_from": "user_meta.owners", "allowed_domains": ["example.com"],
+               "to": ["ops@example.org"]}),
+    );
+    let (pipeline, outbox) = build(&[owners], &store);
+    let (outcome, _) = pipeline.process(&event_for("e1", &hash)).await;
+    assert_eq!(outcome, Outcome::Sent);
+    let sent = outbox.0.lock().unwrap();
+    assert_eq!(
+        sent[0].to,
+        ["ops@example.org", "ana@example.com", "bo@example.com"]
+    );
+}
+
+#[tokio::test]
+async fn a_route_whose_package_names_nobody_allowed_sends_nothing() {
+    let (store, hash) = owned_by(json!(["eve@evil.test"]));
+    let owners = route(
+        "owners",
+        json!({"to_from": "user_meta.owners", "allowed_domains": ["example.com"], "to": []}),
+    );
+    let (pipeline, outbox) = build(&[owners], &store);
+    let (outcome, _) = pipeline.process(&event_for("e1", &hash)).await;
+    assert_eq!(outcome, Outcome::Filtered);
+    assert!(outbox.subjects().is_empty());
+}

@@ -1,0 +1,345 @@
+//! Recipients a package names itself (`to_from`): read from the package details, checked against
+//! the route's allowed domains, capped, and only ever handed to SES as parsed addresses.
+//!
+//! Anyone who can push a package can write its metadata, so an address from it is a claim, not
+//! an instruction: only domains the operator listed get mail, and the route's fixed recipients
+//! (the operator's own) are neither filtered nor displaced.
+
+use serde_json::Value;
+
+use super::route::{EmailAddress, Recipients};
+
+/// SES accepts at most 50 recipients (To, Cc and Bcc together) per message.
+pub const SES_MAX_RECIPIENTS: usize = 50;
+
+/// At most this many dropped values are quoted in the WARN line; the rest are counted.
+const DROPS_QUOTED: usize = 10;
+
+/// Longest value quoted from metadata, in characters.
+const QUOTE_CHARS: usize = 80;
+
+/// Where in the package details the recipients are, and which domains may receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataRecipients {
+    /// Keys below `package`, e.g. `["user_meta", "owners"]`.
+    path: Vec<String>,
+    /// Allowed domains, lower-case ASCII (IDNs in their `xn--` form).
+    allowed: Vec<String>,
+}
+
+/// One value from the metadata that gets no mail, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// The value, quoted with escapes and cut to a safe length.
+    pub value: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The outcome of [`MetadataRecipients::select`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Addresses to add to To, in metadata order.
+    pub to: Vec<EmailAddress>,
+    /// Invalid addresses and addresses outside the allowed domains, the first few.
+    pub dropped: Vec<Dropped>,
+    /// How many were dropped in all (invalid or not allowed).
+    pub dropped_count: usize,
+    /// Valid, allowed addresses left out because the email was full (`max_recipients`).
+    pub over_limit: usize,
+}
+
+impl MetadataRecipients {
+    /// Compiles `to_from` (a dotted path below `package`, e.g. `user_meta.owners`) and the
+    /// allowed domains.
+    ///
+    /// # Errors
+    /// An empty path or segment, no allowed domain, or a domain that is not a domain name.
+    pub fn compile(to_from: &str, allowed_domains: &[String]) -> Result<Self, String> {
+        let trimmed = to_from.trim();
+        let trimmed = trimmed.strip_prefix("package.").unwrap_or(trimmed);
+        let path: Vec<String> = trimmed.split('.').map(str::to_owned).collect();
+        if trimmed.is_empty() || path.iter().any(String::is_empty) {
+            return Err(format!(
+                "`to_from` {to_from:?} is not a path like \"user_meta.owners\""
+            ));
+        }
+        if allowed_domains.is_empty() {
+            return Err(
+                "`to_from` needs `allowed_domains`: anyone who can push a package could otherwise make the service mail any address"
+                    .to_owned(),
+            );
+        }
+        let allowed = allowed_domains
+            .iter()
+            .map(|d| {
+                ascii_domain(d.trim().trim_start_matches('@'))
+                    .ok_or_else(|| format!("`allowed_domains`: {d:?} is not a domain name"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { path, allowed })
+    }
+
+    /// The path as configured, below `package`.
+    pub fn path(&self) -> String {
+        self.path.join(".")
+    }
+
+    /// The addresses `package` names at the path, valid and allowed, after the route's fixed
+    /// `recipients`, so that the email has at most `max_recipients` in all. Addresses equal to
+    /// one already on the email are left out silently.
+    pub fn select(
+        &self,
+        package: Option<&Value>,
+        fixed: &Recipients,
+        max_recipients: usize,
+    ) -> Selection {
+        let mut selection = Selection::default();
+        let Some(found) = package.and_then(|p| self.path.iter().try_fold(p, |v, k| v.get(k)))
+        else {
+            return selection;
+        };
+        let values: Vec<&Value> = match found {
+            Value::Array(items) => items.iter().collect(),
+            Value::Null => Vec::new(),
+            other => vec![other],
+        };
+        let mut seen: Vec<String> = fixed
+            .to
+            .iter()
+            .chain(&fixed.cc)
+            .chain(&fixed.bcc)
+            .map(|a| a.mailbox().to_ascii_lowercase())
+            .collect();
+        let room = max_recipients.saturating_sub(seen.len());
+        for value in values {
+            let address = match self.check(value) {
+                Ok(address) => address,
+                Err(reason) => {
+                    selection.dropped_count += 1;
+                    if selection.dropped.len() < DROPS_QUOTED {
+                        selection.dropped.push(Dropped {
+                            value: quote(value),
+                            reason,
+                        });
+                    }
+                    continue;
+                }
+            };
+            let key = address.mailbox().to_ascii_lowercase();
+            if seen.contains(&key) {
+                continue;
+            }
+            if selection.to.len() >= room {
+                selection.over_limit += 1;
+                continue;
+            }
+            seen.push(key);
+            selection.to.push(address);
+        }
+        selection
+    }
+
+    fn check(&self, value: &Value) -> Result<EmailAddress, String> {
+        let Value::String(raw) = value else {
+            return Err("not a string".to_owned());
+        };
+        let address = EmailAddress::parse(raw)?;
+        let (_, domain) = address
+            .mailbox()
+            .rsplit_once('@')
+            .ok_or_else(|| "no domain".to_owned())?;
+        match ascii_domain(domain) {
+            Some(domain) if self.allowed.contains(&domain) => Ok(address),
+            Some(domain) => Err(format!("domain {domain} is not in allowed_domains")),
+            None => Err("the domain is not a domain name".to_owned()),
+        }
+    }
+}
+
+/// A domain in lower-case ASCII, IDNs in their `xn--` form; None if it is not a domain name.
+fn ascii_domain(domain: &str) -> Option<String> {
+    let ascii = idna::domain_to_ascii(domain).ok()?;
+    let valid = !ascii.is_empty()
+        && ascii.len() <= 253
+        && ascii.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    valid.then_some(ascii)
+}
+
+/// A metadata value for a log line: JSON-quoted (so CR/LF and quotes are escaped), cut short.
+fn quote(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(QUOTE_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn owners(allowed: &[&str]) -> MetadataRecipients {
+        let allowed: Vec<String> = allowed.iter().map(|d| (*d).to_owned()).collect();
+        MetadataRecipients::compile("user_meta.owners", &allowed).expect("compiles")
+    }
+
+    fn fixed(to: &[&str]) -> Recipients {
+        Recipients {
+            to: to
+                .iter()
+                .map(|a| EmailAddress::parse(a).expect("address"))
+                .collect(),
+            ..Recipients::default()
+        }
+    }
+
+    fn package(owners: Value) -> Value {
+        json!({"user_meta": {"owners": owners}})
+    }
+
+    fn addresses(selection: &Selection) -> Vec<&str> {
+        selection.to.iter().map(EmailAddress::as_str).collect()
+    }
+
+    #[test]
+    fn a_string_or_a_list_of_strings_names_recipients_in_allowed_domains_only() {
+        let route = owners(&["example.com"]);
+        let one = route.select(Some(&package(json!("ana@example.com"))), &fixed(&[]), 50);
+        assert_eq!(addresses(&one), ["ana@example.com"]);
+        let list = route.select(
+            Some(&package(json!([
+                "ana@example.com",
+                "eve@evil.test",
+                "Bo <bo@EXAMPLE.com>"
+            ]))),
+            &fixed(&[]),
+            50,
+        );
+        assert_eq!(addresses(&list), ["ana@example.com", "Bo <bo@EXAMPLE.com>"]);
+        assert_eq!(list.dropped_count, 1);
+        assert_eq!(list.dropped[0].value, "\"eve@evil.test\"");
+        assert!(list.dropped[0]
+            .reason
+            .contains("evil.test is not in allowed_domains"));
+    }
+
+    #[test]
+    fn subdomains_are_not_the_domain() {
+        let route = owners(&["example.com"]);
+        let got = route.select(
+            Some(&package(json!([
+                "a@mail.example.com",
+                "b@example.com.evil.test"
+            ]))),
+            &fixed(&[]),
+            50,
+        );
+        assert!(got.to.is_empty());
+        assert_eq!(got.dropped_count, 2);
+    }
+
+    #[test]
+    fn no_metadata_at_the_path_names_nobody() {
+        let route = owners(&["example.com"]);
+        for package in [json!({}), json!({"user_meta": {}}), package(Value::Null)] {
+            let got = route.select(Some(&package), &fixed(&[]), 50);
+            assert_eq!(got, Selection::default(), "{package}");
+        }
+        assert_eq!(route.select(None, &fixed(&[]), 50), Selection::default());
+    }
+
+    #[test]
+    fn hostile_values_are_dropped_never_passed_on() {
+        let route = owners(&["example.com"]);
+        let hostile = json!([
+            "a@example.com\r\nBcc: victim@evil.test",
+            "a@example.com\nX-Injected: 1",
+            "\"Doe, \\\"Jane\\\"\" <jane@example.com>",
+            "<script>@example.com",
+            "no-at-sign",
+            "",
+            42,
+            {"address": "x@example.com"},
+            ["nested@example.com"],
+            "x@exa mple.com",
+            "x@example.com>",
+        ]);
+        let got = route.select(Some(&package(hostile)), &fixed(&[]), 50);
+        for address in &got.to {
+            assert!(!address.as_str().contains(['\r', '\n']), "{address:?}");
+        }
+        assert!(got.dropped_count >= 9, "{got:?}");
+        assert!(got.dropped.iter().all(|d| !d.value.contains(['\r', '\n'])));
+    }
+
+    #[test]
+    fn international_domains_match_in_either_form() {
+        let unicode = owners(&["bücher.example"]);
+        let punycode = owners(&["xn--bcher-kva.example"]);
+        for route in [unicode, punycode] {
+            let got = route.select(
+                Some(&package(json!([
+                    "ana@bücher.example",
+                    "bo@xn--bcher-kva.example"
+                ]))),
+                &fixed(&[]),
+                50,
+            );
+            assert_eq!(got.to.len(), 2, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn the_fixed_recipients_come_first_and_the_rest_are_capped_in_metadata_order() {
+        let route = owners(&["example.com"]);
+        let many: Vec<String> = (0..10_000).map(|i| format!("u{i}@example.com")).collect();
+        let got = route.select(
+            Some(&package(json!(many))),
+            &fixed(&["ops@example.org", "u0@example.com"]),
+            50,
+        );
+        assert_eq!(got.to.len(), 48);
+        assert_eq!(
+            got.to[0].as_str(),
+            "u1@example.com",
+            "u0 is already on the email"
+        );
+        assert_eq!(got.over_limit, 10_000 - 1 - 48);
+        assert_eq!(got.dropped_count, 0);
+    }
+
+    #[test]
+    fn only_the_first_drops_are_quoted_and_each_is_short() {
+        let route = owners(&["example.com"]);
+        let bad: Vec<String> = (0..1000)
+            .map(|i| format!("{}{i}@evil.test", "x".repeat(500)))
+            .collect();
+        let got = route.select(Some(&package(json!(bad))), &fixed(&[]), 50);
+        assert_eq!(got.dropped_count, 1000);
+        assert_eq!(got.dropped.len(), DROPS_QUOTED);
+        assert!(got.dropped[0].value.chars().count() <= QUOTE_CHARS + 1);
+    }
+
+    #[test]
+    fn to_from_needs_allowed_domains_and_a_path() {
+        let err = MetadataRecipients::compile("user_meta.owners", &[]).expect_err("refused");
+        assert!(err.contains("allowed_domains"), "{err}");
+        for path in ["", ".", "user_meta..owners"] {
+            assert!(MetadataRecipients::compile(path, &["example.com".to_owned()]).is_err());
+        }
+        let bad = MetadataRecipients::compile("user_meta.owners", &["not a domain".to_owned()]);
+        assert!(bad.is_err());
+        let prefixed =
+            MetadataRecipients::compile("package.user_meta.owners", &["@Example.COM".to_owned()])
+                .expect("a leading package. and @ are accepted");
+        assert_eq!(prefixed.path(), "user_meta.owners");
+    }
+}
