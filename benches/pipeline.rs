@@ -86,6 +86,7 @@ fn pipeline(c: &mut Criterion) {
         renderer: renderer(),
         catalog_host: Some("catalog.example.com".to_owned()),
         default_from: "quilt@example.com".to_owned(),
+        contact_list: None,
         mailer: Arc::new(NoopMailer),
         details: None,
         // A window of zero: every message is new, as in steady state with distinct events.

@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::domain::details::Details;
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::ManifestLimits;
-use crate::domain::render::{template_data, Renderer};
+use crate::domain::render::{set_unsubscribe_url, template_data, Renderer};
 use crate::domain::route::RouteTable;
 use crate::ports::{AccountStatus, Mailer};
 use crate::telemetry::emf::{report_emf, EmfReporter};
@@ -82,7 +82,8 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
             cases.push(Some(&details));
         }
         for case in cases {
-            let data = template_data(&sample, host, &route.name, case);
+            let mut data = template_data(&sample, host, &route.name, case);
+            set_unsubscribe_url(&mut data, route.topic.as_deref());
             if let Err(e) = renderer.render(&route.template, data) {
                 let which = if case.is_some() { "with" } else { "without" };
                 warnings.push(format!(
@@ -222,6 +223,7 @@ impl App {
             renderer: compiled.renderer,
             catalog_host: settings.catalog.host.clone(),
             default_from: settings.ses.from.clone(),
+            contact_list: settings.ses.contact_list.clone(),
             mailer: Arc::clone(&mailer),
             details,
             memory: EventMemory::new(

@@ -100,6 +100,18 @@ pub struct Email {
     pub text: String,
     /// Name/value tags for SES event publishing (route, event id).
     pub tags: Vec<(String, String)>,
+    /// The SES contact list and topic the email belongs to: SES then adds the one-click
+    /// unsubscribe headers and skips recipients who left the topic.
+    pub list: Option<ListManagement>,
+}
+
+/// An SES v2 contact list and one of its topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListManagement {
+    /// Contact list name (`ses.contact_list`).
+    pub contact_list: String,
+    /// Topic name (the route's `topic`).
+    pub topic: String,
 }
 
 /// What the worker should do about a failed send.

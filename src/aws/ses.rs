@@ -2,7 +2,9 @@
 
 use aws_sdk_sesv2::config::http::HttpResponse;
 use aws_sdk_sesv2::error::SdkError;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
+use aws_sdk_sesv2::types::{
+    Body, Content, Destination, EmailContent, ListManagementOptions, Message, MessageTag,
+};
 use aws_sdk_sesv2::Client;
 
 use super::{describe, error_code};
@@ -69,6 +71,7 @@ impl Mailer for SesMailer {
             .content(EmailContent::builder().simple(message).build())
             .set_email_tags(Some(tags))
             .set_configuration_set_name(self.configuration_set.clone())
+            .set_list_management_options(list_management(email)?)
             .send()
             .await
             .map_err(|e| classify(&e))?;
@@ -152,6 +155,21 @@ pub fn kind_of(code: &str, http_status: Option<u16>) -> FailureKind {
             _ => FailureKind::Transient,
         },
     }
+}
+
+/// `ListManagementOptions` for an email that belongs to a contact list topic.
+fn list_management(email: &Email) -> Result<Option<ListManagementOptions>, SendError> {
+    email
+        .list
+        .as_ref()
+        .map(|list| {
+            ListManagementOptions::builder()
+                .contact_list_name(&list.contact_list)
+                .topic_name(&list.topic)
+                .build()
+                .map_err(|e| invalid(&e))
+        })
+        .transpose()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::domain::details::{Decision, Details};
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::ManifestLimits;
-use crate::domain::render::template_data;
+use crate::domain::render::{set_unsubscribe_url, template_data};
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::Route;
 use crate::memory_store::MemoryStore;
@@ -133,7 +133,10 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
             }
             let unquoted = selection.dropped_count - selection.dropped.len();
             if unquoted > 0 {
-                eprintln!("note: route \"{}\": to_from drops {unquoted} more", route.name);
+                eprintln!(
+                    "note: route \"{}\": to_from drops {unquoted} more",
+                    route.name
+                );
             }
             if selection.over_limit > 0 {
                 eprintln!(
@@ -150,7 +153,8 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
             }
         }
         let shown = details.as_ref().filter(|_| route.details);
-        let data = template_data(&event, settings.catalog.host.as_deref(), &route.name, shown);
+        let mut data = template_data(&event, settings.catalog.host.as_deref(), &route.name, shown);
+        set_unsubscribe_url(&mut data, route.topic.as_deref());
         if args.data {
             println!("{}", serde_json::to_string_pretty(&data)?);
             continue;
@@ -182,7 +186,10 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
             None => {
                 println!("=== route \"{}\" → {}", route.name, to.join(", "));
                 let copies = |list: &[crate::domain::route::EmailAddress]| {
-                    list.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+                    list.iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 if !route.recipients.cc.is_empty() {
                     println!("Cc: {}", copies(&route.recipients.cc));

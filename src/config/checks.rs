@@ -91,6 +91,24 @@ impl Settings {
                     &format!("route name \"{}\" is used twice", route.name),
                 );
             }
+            if route.topic.is_some() && self.ses.contact_list.is_none() {
+                return invalid(
+                    &format!("routes[{i}].topic"),
+                    &format!(
+                        "route \"{}\" names a topic, but ses.contact_list is not set",
+                        route.name
+                    ),
+                );
+            }
+            if route.to_from.is_some() && !self.s3.details {
+                return invalid(
+                    &format!("routes[{i}].to_from"),
+                    &format!(
+                        "route \"{}\" takes recipients from package details, but s3.details = false reads none",
+                        route.name
+                    ),
+                );
+            }
             if route.package_pattern.is_some() && !self.s3.details {
                 return invalid(
                     &format!("routes[{i}].package_pattern"),

@@ -81,6 +81,9 @@ pub struct SesSettings {
     pub configuration_set: Option<String>,
     /// SendEmail calls per second across the process; 0 means "ask SES GetAccount".
     pub max_send_rate: f64,
+    /// SES v2 contact list whose topics routes name (`topic`), for one-click unsubscribe.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub contact_list: Option<String>,
 }
 
 /// S3 reads for the package details (`package` and `changes` in templates).

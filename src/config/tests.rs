@@ -210,6 +210,21 @@ fn a_package_pattern_needs_the_details_switch_on() {
 }
 
 #[test]
+fn a_topic_needs_a_contact_list() {
+    let topical = MINIMAL.replace(
+        "pattern = { source",
+        "topic = \"releases\"\npattern = { source",
+    );
+    let msg = load(&topical, &[]).expect_err("must fail").to_string();
+    assert!(
+        msg.contains("routes[0].topic") && msg.contains("ses.contact_list"),
+        "{msg}"
+    );
+    let listed = load(&topical, &[("QUILT_NOTIFY__SES__CONTACT_LIST", "quilt")]).expect("loads");
+    assert_eq!(listed.ses.contact_list.as_deref(), Some("quilt"));
+}
+
+#[test]
 fn a_whole_config_can_come_from_one_environment_variable() {
     let s = Settings::load_with_env(None, env(&[(INLINE_ENV, MINIMAL)])).expect("loads");
     assert_eq!(s.routes[0].name, "all");

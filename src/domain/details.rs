@@ -98,6 +98,7 @@ mod tests {
             to_from: None,
             allowed_domains: vec![],
             max_recipients: 50,
+            topic: None,
         })
         .expect("compiles")
     }

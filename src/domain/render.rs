@@ -196,6 +196,8 @@ pub fn template_data(
             Value::String(format!("quilt+s3://{bucket}#package={handle}@{top_hash}")),
         ),
         ("route", Value::from(route)),
+        // Set by `unsubscribe_url` for routes with a contact-list topic.
+        ("unsubscribe_url", Value::Null),
         (
             "package",
             details.map_or(Value::Null, |d| d.package.clone()),
@@ -209,6 +211,21 @@ pub fn template_data(
         data.insert(key.to_owned(), value);
     }
     Value::Object(data)
+}
+
+/// SES's placeholder for a recipient's one-click unsubscribe link. SES replaces it in the sent
+/// email when the send names a contact-list topic; Handlebars passes it through as text.
+pub const SES_UNSUBSCRIBE_PLACEHOLDER: &str = "{{amazonSESUnsubscribeUrl}}";
+
+/// Gives the template an `unsubscribe_url` (SES's placeholder) when the route has a topic, so
+/// `{{#if unsubscribe_url}}` shows the link only where SES will fill it in.
+pub fn set_unsubscribe_url(data: &mut Value, topic: Option<&str>) {
+    if let (Some(_), Value::Object(map)) = (topic, data) {
+        map.insert(
+            "unsubscribe_url".to_owned(),
+            Value::from(SES_UNSUBSCRIBE_PLACEHOLDER),
+        );
+    }
 }
 
 /// Subjects are one header line: control characters (CR, LF, tabs…) become spaces, runs of
@@ -400,5 +417,30 @@ mod tests {
             )
             .expect("renders without a catalog");
         assert!(!without_catalog.html.contains("/b/example/packages"));
+    }
+
+    #[test]
+    fn the_unsubscribe_link_is_ses_placeholder_only_for_routes_with_a_topic() {
+        let mut r = Renderer::new();
+        let link = "{{#if unsubscribe_url}}<a href=\"{{unsubscribe_url}}\">Unsubscribe</a>{{/if}}";
+        r.add(
+            "t",
+            &TemplateSource {
+                subject: "s".into(),
+                html: link.into(),
+                text: "{{#if unsubscribe_url}}Unsubscribe: {{unsubscribe_url}}{{/if}}".into(),
+            },
+        )
+        .expect("parses");
+        let mut data = template_data(&event(DOCUMENTED), None, "r", None);
+        let plain = r.render("t", data.clone()).expect("renders");
+        assert_eq!((plain.html.as_str(), plain.text.as_str()), ("", ""));
+        set_unsubscribe_url(&mut data, Some("releases"));
+        let listed = r.render("t", data).expect("renders");
+        assert_eq!(
+            listed.html,
+            "<a href=\"{{amazonSESUnsubscribeUrl}}\">Unsubscribe</a>"
+        );
+        assert_eq!(listed.text, "Unsubscribe: {{amazonSESUnsubscribeUrl}}");
     }
 }

@@ -54,6 +54,9 @@ pub struct RouteSpec {
     /// Most addresses on one email (To, Cc and Bcc); `to_from` addresses beyond it are dropped.
     #[serde(default = "max_recipients")]
     pub max_recipients: usize,
+    /// A topic of `ses.contact_list`: recipients can unsubscribe from this route's mail.
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 fn yes() -> bool {
@@ -142,6 +145,8 @@ pub struct Route {
     pub metadata_recipients: Option<MetadataRecipients>,
     /// Most addresses on one email.
     pub max_recipients: usize,
+    /// Contact-list topic, for one-click unsubscribe.
+    pub topic: Option<String>,
 }
 
 impl Route {
@@ -304,6 +309,12 @@ impl Route {
             skip_unchanged: spec.skip_unchanged,
             metadata_recipients,
             max_recipients: spec.max_recipients,
+            topic: spec
+                .topic
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
         })
     }
 }
@@ -370,6 +381,7 @@ mod tests {
             to_from: None,
             allowed_domains: vec![],
             max_recipients: SES_MAX_RECIPIENTS,
+            topic: None,
         }
     }
 

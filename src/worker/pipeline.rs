@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::domain::details::{Decision, Details};
 use crate::domain::event::PackageEvent;
-use crate::domain::render::{template_data, Renderer};
+use crate::domain::render::{set_unsubscribe_url, template_data, Renderer};
 use crate::domain::route::{EmailAddress, Route, RouteTable};
-use crate::ports::{Email, FailureKind, Mailer, SendError};
+use crate::ports::{Email, FailureKind, ListManagement, Mailer, SendError};
 
 use super::details::DetailsSource;
 use super::event_lock::EventLocks;
@@ -30,6 +30,7 @@ pub struct Pipeline<M> {
     renderer: Renderer,
     catalog_host: Option<String>,
     default_from: String,
+    contact_list: Option<String>,
     mailer: Arc<M>,
     details: Option<Arc<dyn DetailsSource>>,
     memory: EventMemory,
@@ -49,6 +50,8 @@ pub struct Parts<M> {
     pub catalog_host: Option<String>,
     /// Sender of routes that name none.
     pub default_from: String,
+    /// SES contact list of the routes' topics (`ses.contact_list`).
+    pub contact_list: Option<String>,
     /// Sends the emails; the worker shares it to probe a paused account.
     pub mailer: Arc<M>,
     /// Reads package details; None when `s3.details` is off.
@@ -84,6 +87,7 @@ impl<M: Mailer> Pipeline<M> {
             renderer,
             catalog_host,
             default_from,
+            contact_list,
             mailer,
             details,
             memory,
@@ -95,6 +99,7 @@ impl<M: Mailer> Pipeline<M> {
             renderer,
             catalog_host,
             default_from,
+            contact_list,
             mailer,
             details,
             memory,
@@ -225,7 +230,8 @@ impl<M: Mailer> Pipeline<M> {
         details: Option<&Details>,
         extra_to: &[EmailAddress],
     ) -> Result<(), Outcome> {
-        let data = template_data(event, self.catalog_host.as_deref(), &route.name, details);
+        let mut data = template_data(event, self.catalog_host.as_deref(), &route.name, details);
+        set_unsubscribe_url(&mut data, route.topic.as_deref());
         let rendered =
             self.renderer
                 .render(&route.template, data)
@@ -253,6 +259,12 @@ impl<M: Mailer> Pipeline<M> {
                 ("route".to_owned(), route.name.clone()),
                 ("event_id".to_owned(), event.id().to_owned()),
             ],
+            list: self.contact_list.as_ref().zip(route.topic.as_ref()).map(
+                |(contact_list, topic)| ListManagement {
+                    contact_list: contact_list.clone(),
+                    topic: topic.clone(),
+                },
+            ),
         };
         self.limiter.acquire().await;
         let call = Instant::now();

@@ -247,6 +247,7 @@ fn worker_limited(
         renderer,
         catalog_host: None,
         default_from: "from@example.com".into(),
+        contact_list: None,
         mailer: Arc::clone(&mailer),
         details: None,
         memory: EventMemory::new(Duration::from_secs(3600), 1000),

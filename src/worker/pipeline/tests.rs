@@ -144,6 +144,7 @@ fn build(routes: &[RouteSpec], store: &Arc<MemoryStore>) -> (Pipeline<Outbox>, A
         renderer,
         catalog_host: None,
         default_from: "from@example.com".into(),
+        contact_list: None,
         mailer: Arc::clone(&outbox),
         details: Some(Arc::new(reader) as Arc<dyn DetailsSource>),
         memory: EventMemory::new(Duration::from_secs(3600), 100),
@@ -354,4 +355,27 @@ async fn a_route_whose_package_names_nobody_allowed_sends_nothing() {
     let (outcome, _) = pipeline.process(&event_for("e1", &hash)).await;
     assert_eq!(outcome, Outcome::Filtered);
     assert!(outbox.subjects().is_empty());
+}
+
+#[tokio::test]
+async fn a_route_with_a_topic_sends_with_its_contact_list_and_others_without() {
+    let store = pushed(&["same_hash", "unicode_nested"]);
+    let routes = [
+        route("listed", json!({"topic": "releases"})),
+        route("plain", json!({})),
+    ];
+    let (mut pipeline, outbox) = build(&routes, &store);
+    pipeline.contact_list = Some("quilt".to_owned());
+    let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
+    assert_eq!(outcome, Outcome::Sent);
+    let sent = outbox.0.lock().unwrap();
+    let list = sent[0]
+        .list
+        .as_ref()
+        .expect("the topic route names its list");
+    assert_eq!(
+        (list.contact_list.as_str(), list.topic.as_str()),
+        ("quilt", "releases")
+    );
+    assert_eq!(sent[1].list, None);
 }
