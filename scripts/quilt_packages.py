@@ -15,6 +15,13 @@ hand-writing manifests. Sub-commands:
             with no revision yet, two (v1: README.md, three data files and metadata; v2: one file
             added, one removed, one modified, metadata changed), so the first email already shows
             changes; afterwards one more each call (a data file modified). Prints what push prints
+            With --diff the result also holds "diff": quilt3's own Package.diff of the previous
+            revision and this one ({"added", "modified", "deleted"}, sorted; null for a first
+            revision), the reference the integration tests compare the worker's changes with
+  bulk      build a revision of N file entries without uploading any file (entries name objects
+            s3://BUCKET/bulk/..., which need not exist; quilt3's Package.build writes the manifest
+            and revision pointers exactly as a push does): a large manifest in seconds, for the
+            integration test of big packages. Prints what push prints
   bucket    create or delete (with everything in it) a bucket: the integration tests make one
             per test; prints {"bucket", "action"}
   scenario  push the fixed list of revisions the unit tests are built on (first revision, add,
@@ -154,7 +161,7 @@ def latest_top_hash(bucket, name):
 
 
 def push(bucket, name, *, base="latest", set_files=(), set_texts=(), deletes=(), meta=None,
-         message=None, workflow=None, entry_meta=(), workdir):
+         message=None, workflow=None, entry_meta=(), workdir, diff=False):
     """Push one revision; returns the result dictionary printed by the `push` sub-command."""
     import quilt3
 
@@ -183,6 +190,52 @@ def push(bucket, name, *, base="latest", set_files=(), set_texts=(), deletes=(),
         pushed = pkg.push(name, registry=registry, message=message, force=True, **kwargs)
     top_hash = pushed.top_hash
     log(f"pushed {name}@{top_hash[:7]} to {registry}")
+    result = {
+        "bucket": bucket,
+        "name": name,
+        "top_hash": top_hash,
+        "previous_top_hash": previous,
+        "manifest_key": f".quilt/packages/{top_hash}",
+    }
+    if diff:
+        result["diff"] = quilt3_diff(bucket, name, previous, top_hash)
+    return result
+
+
+def quilt3_diff(bucket, name, before_hash, after_hash):
+    """quilt3's Package.diff of two revisions, sorted; None when there is no earlier one."""
+    import quilt3
+
+    if before_hash is None:
+        return None
+    registry = f"s3://{bucket}"
+    before = quilt3.Package.browse(name, registry=registry, top_hash=before_hash)
+    after = quilt3.Package.browse(name, registry=registry, top_hash=after_hash)
+    added, modified, deleted = before.diff(after)
+    return {"added": sorted(added), "modified": sorted(modified), "deleted": sorted(deleted)}
+
+
+def bulk(bucket, name, files, message=None, meta=None):
+    """Build a revision of `files` entries naming objects that are never uploaded."""
+    import base64
+
+    import quilt3
+    from quilt3.util import PhysicalKey
+
+    previous = latest_top_hash(bucket, name)
+    pkg = quilt3.Package()
+    for i in range(files):
+        digest = base64.b64encode(hashlib.sha256(str(i).encode()).digest()).decode()
+        key = f"shard-{i % 10}/part-{i // 1000:03d}/file-{i:06d}.csv"
+        entry = quilt3.packages.PackageEntry(
+            PhysicalKey(bucket, f"bulk/{key}", None), 100 + i % 50,
+            {"type": "sha2-256-chunked", "value": digest}, None)
+        pkg.set(key, entry)
+    if meta is not None:
+        pkg.set_meta(meta)
+    with contextlib.redirect_stdout(sys.stderr):
+        top_hash = pkg.build(name, registry=f"s3://{bucket}", message=message)
+    log(f"built {name}@{top_hash[:7]} ({files} entries) in s3://{bucket}")
     return {
         "bucket": bucket,
         "name": name,
@@ -394,6 +447,14 @@ def main():
     p.add_argument("--meta", type=json.loads, help="package user_meta as JSON")
     p.add_argument("--message")
     p.add_argument("--workflow", help="workflow id (needs .quilt/workflows/config.yml)")
+    p.add_argument("--diff", action="store_true",
+                   help="add quilt3's Package.diff of the previous revision and this one")
+    bk = sub.add_parser("bulk", help="build a revision of N entries without uploading files")
+    bk.add_argument("--bucket", required=True)
+    bk.add_argument("--name", required=True, help="package handle, e.g. team/demo")
+    bk.add_argument("--files", type=int, required=True, help="number of file entries")
+    bk.add_argument("--message")
+    bk.add_argument("--meta", type=json.loads, help="package user_meta as JSON")
     sp = sub.add_parser("sample", help="push the sample package's next revision(s)")
     sp.add_argument("--bucket", default="example")
     sp.add_argument("--name", default="some/package")
@@ -419,7 +480,13 @@ def main():
             wait_for_new_pointer_second(args.bucket, args.name)
             result = push(args.bucket, args.name, base=args.base, set_files=args.set_files,
                           set_texts=args.set_texts, deletes=args.deletes, meta=args.meta,
-                          message=args.message, workflow=args.workflow, workdir=workdir)
+                          message=args.message, workflow=args.workflow, workdir=workdir,
+                          diff=args.diff)
+        elif args.command == "bulk":
+            ensure_bucket(args.bucket)
+            wait_for_new_pointer_second(args.bucket, args.name)
+            result = bulk(args.bucket, args.name, args.files, message=args.message,
+                          meta=args.meta)
         elif args.command == "bucket":
             if args.action == "create":
                 ensure_bucket(args.bucket)

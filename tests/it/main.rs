@@ -6,6 +6,7 @@
 mod support;
 
 mod delivery;
+mod details;
 mod harness;
 mod operations;
 mod reliability;

@@ -1,4 +1,5 @@
-//! `SesProxy`: a fault-injecting HTTP proxy in front of the SES v2 emulator.
+//! `SesProxy`: a fault-injecting HTTP proxy in front of the SES v2 emulator, or in front of
+//! LocalStack's S3 (see [`S3Fault`]).
 //!
 //! The worker is pointed at the proxy (`ses.endpoint_url`); the proxy forwards to the emulator
 //! unless the test's current [`Faults`] say otherwise. Tests flip the faults while the worker runs.
@@ -9,6 +10,11 @@
 //! drop connections without an answer (SES unreachable), and answer `GetAccount` itself
 //! (sending enabled or paused, with a send quota). Random choices come from a seeded generator,
 //! so a run's sequence of decisions is reproducible.
+//!
+//! In front of S3 (the worker's `s3.endpoint_url` pointed at the proxy, path-style), requests
+//! whose path contains a marker (an object key) can be answered with S3-shaped errors: an HTTP
+//! status and the XML `<Error><Code>…</Code><Message>…</Message></Error>` body S3 sends, so the
+//! SDK parses them as it parses real S3 errors. Everything else is forwarded as it came.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -79,6 +85,49 @@ impl SesError {
     }
 }
 
+/// An error answer as S3 sends it (REST-XML).
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Error {
+    /// HTTP status.
+    pub status: u16,
+    /// The `<Code>` of the XML body.
+    pub code: &'static str,
+    /// The `<Message>` of the XML body.
+    pub message: &'static str,
+}
+
+impl S3Error {
+    /// 403 `AccessDenied`: the caller's policy does not allow the call.
+    pub fn access_denied() -> Self {
+        Self {
+            status: 403,
+            code: "AccessDenied",
+            message: "Access Denied",
+        }
+    }
+
+    /// 503 `SlowDown`: S3's throttling answer.
+    pub fn slow_down() -> Self {
+        Self {
+            status: 503,
+            code: "SlowDown",
+            message: "Please reduce your request rate.",
+        }
+    }
+}
+
+/// S3 requests to fail: those whose path contains `path_containing` (e.g. a manifest's key),
+/// answered with `error`, the first `times` of them (`None`: all, until healed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Fault {
+    /// The answer.
+    pub error: S3Error,
+    /// Only requests whose URL path, as sent (percent-encoded), contains this.
+    pub path_containing: String,
+    /// How many matching requests still get the error; `None`: every one.
+    pub times: Option<u64>,
+}
+
 /// What the proxy answers to `GetAccount` itself (a rejected send is tested against moto, which
 /// rejects for real).
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +173,8 @@ pub struct Faults {
     pub drop_rate: f64,
     /// The `GetAccount` answer.
     pub account: Account,
+    /// S3 requests answered with an error.
+    pub s3: Option<S3Fault>,
 }
 
 impl Default for Faults {
@@ -142,6 +193,7 @@ impl Faults {
             send_delay: Duration::ZERO,
             drop_rate: 0.0,
             account: Account::enabled(50.0),
+            s3: None,
         }
     }
 
@@ -175,6 +227,27 @@ impl Faults {
         self.account = account;
         self
     }
+
+    /// Answers every S3 request whose path contains `path_containing` with `error`.
+    pub fn s3_error(mut self, path_containing: &str, error: S3Error) -> Self {
+        self.s3 = Some(S3Fault {
+            error,
+            path_containing: path_containing.to_owned(),
+            times: None,
+        });
+        self
+    }
+
+    /// Answers the first `times` S3 requests whose path contains `path_containing` with
+    /// `error`, then forwards them again.
+    pub fn s3_error_times(mut self, path_containing: &str, error: S3Error, times: u64) -> Self {
+        self.s3 = Some(S3Fault {
+            error,
+            path_containing: path_containing.to_owned(),
+            times: Some(times),
+        });
+        self
+    }
 }
 
 /// What the proxy saw and did, for assertions and the summary.
@@ -190,6 +263,10 @@ pub struct Stats {
     pub dropped: u64,
     /// `GetAccount` requests received.
     pub account_calls: u64,
+    /// S3 requests whose path matched the S3 fault's marker.
+    pub s3_matched: u64,
+    /// S3 requests answered with an injected error.
+    pub s3_failed: u64,
 }
 
 struct State {
@@ -202,6 +279,7 @@ struct State {
 enum Decision {
     Drop,
     Fail(SesError),
+    FailS3(S3Error),
     Account(bool, f64),
     Forward { delay: Duration, is_send: bool },
 }
@@ -309,6 +387,16 @@ fn decide(state: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Dec
         stats.dropped += 1;
         return Decision::Drop;
     }
+    if let Some(fault) = faults.s3.as_mut() {
+        if path.contains(&fault.path_containing) {
+            stats.s3_matched += 1;
+            if fault.times.is_none_or(|left| left > 0) {
+                fault.times = fault.times.map(|left| left - 1);
+                stats.s3_failed += 1;
+                return Decision::FailS3(fault.error.clone());
+            }
+        }
+    }
     if is_account {
         let Account {
             sending_enabled,
@@ -352,6 +440,7 @@ async fn handle(
     match decide(&state, &parts.method, &path, &body) {
         Decision::Drop => Err(Dropped),
         Decision::Fail(error) => Ok(error_response(&error)),
+        Decision::FailS3(error) => Ok(s3_error_response(&error)),
         Decision::Account(enabled, rate) => Ok(account_response(enabled, rate)),
         Decision::Forward { delay, is_send } => {
             if !delay.is_zero() {
@@ -382,6 +471,20 @@ fn error_response(error: &SesError) -> Response<Full<Bytes>> {
         HeaderName::from_static("x-amzn-errortype"),
         HeaderValue::from_static(error.code),
     );
+    response
+}
+
+fn s3_error_response(error: &S3Error) -> Response<Full<Bytes>> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>\
+         <RequestId>QNPROXY</RequestId><HostId>quilt-notify-test-proxy</HostId></Error>",
+        error.code, error.message
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::from_u16(error.status).unwrap_or(StatusCode::FORBIDDEN);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
     response
 }
 

@@ -2,13 +2,14 @@
 //! bucket per test ([`QuiltBucket`], emptied and deleted when dropped, also when a test panics)
 //! and [`QuiltBucket::push`], which runs `scripts/quilt_packages.py push` (quilt3 8.0.0) with
 //! `.emulators/quilt-venv/bin/python` (made by `scripts/install-emulators`) and returns the top
-//! hashes quilt3 reports.
+//! hashes quilt3 reports, with quilt3's own diff against the previous revision.
+//! [`QuiltBucket::bulk`] builds a revision of many entries with quilt3 without uploading files.
 //!
 //! Everything here blocks on a child process (a push takes about a second): from an async test,
 //! call it inside `tokio::task::spawn_blocking`, or accept the pause of that test's runtime.
 
-// The package-details (enrichment) tests in tests/it use this module; until they land, nothing
-// does.
+// A toolbox for the package tests: not every helper (workflows, local files, a bucket of its own
+// name) is used by the tests of today.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,50 @@ pub struct Pushed {
     pub previous_top_hash: Option<String>,
     /// `.quilt/packages/<top hash>`.
     pub manifest_key: String,
+    /// quilt3's `Package.diff` of the previous revision and this one; `None` for a first
+    /// revision (and for [`QuiltBucket::bulk`]).
+    pub diff: Option<Quilt3Diff>,
+}
+
+/// What quilt3's `previous.diff(current)` says, each list sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Quilt3Diff {
+    pub added: Vec<String>,
+    pub modified: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
+impl Pushed {
+    fn from_json(pushed: &Value) -> Self {
+        let text = |key: &str| {
+            pushed[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("push result without {key}: {pushed}"))
+                .to_owned()
+        };
+        let list = |diff: &Value, key: &str| -> Vec<String> {
+            diff[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("diff without {key}: {diff}"))
+                .iter()
+                .map(|v| v.as_str().expect("diff path").to_owned())
+                .collect()
+        };
+        let diff = pushed
+            .get("diff")
+            .filter(|d| !d.is_null())
+            .map(|d| Quilt3Diff {
+                added: list(d, "added"),
+                modified: list(d, "modified"),
+                deleted: list(d, "deleted"),
+            });
+        Self {
+            top_hash: text("top_hash"),
+            previous_top_hash: pushed["previous_top_hash"].as_str().map(str::to_owned),
+            manifest_key: text("manifest_key"),
+            diff,
+        }
+    }
 }
 
 /// One revision to push: starts from the package's latest revision (or from nothing with
@@ -136,8 +181,14 @@ impl QuiltBucket {
     /// [`Endpoints`](super::Endpoints)).
     pub fn create(endpoint: &str) -> Self {
         // unique() is lower-case letters, digits and dashes: a valid bucket name, well under 63.
+        Self::create_named(endpoint, &unique("qn-pkg"))
+    }
+
+    /// Creates the bucket `name` (e.g. a [`TestStack`](super::TestStack)'s `bucket`, which its
+    /// rule passes), owned by the returned value: dropping it deletes the bucket.
+    pub fn create_named(endpoint: &str, name: &str) -> Self {
         let bucket = Self {
-            name: unique("qn-pkg"),
+            name: name.to_owned(),
             endpoint: endpoint.to_owned(),
         };
         quilt_packages(
@@ -154,6 +205,7 @@ impl QuiltBucket {
 
     /// Pushes one revision of `package` (e.g. `team/demo`) with quilt3. Back-to-back pushes
     /// are spaced by the script into distinct seconds, so each keeps its own revision pointer.
+    /// The result carries quilt3's diff against the revision `latest` pointed at before.
     pub fn push(&self, package: &str, revision: Revision) -> Pushed {
         let mut args: Vec<String> = vec![
             "push".into(),
@@ -161,20 +213,29 @@ impl QuiltBucket {
             self.name.clone(),
             "--name".into(),
             package.into(),
+            "--diff".into(),
         ];
         args.extend(revision.args);
-        let pushed = quilt_packages(&self.endpoint, &args);
-        let text = |key: &str| {
-            pushed[key]
-                .as_str()
-                .unwrap_or_else(|| panic!("push result without {key}: {pushed}"))
-                .to_owned()
-        };
-        Pushed {
-            top_hash: text("top_hash"),
-            previous_top_hash: pushed["previous_top_hash"].as_str().map(str::to_owned),
-            manifest_key: text("manifest_key"),
-        }
+        Pushed::from_json(&quilt_packages(&self.endpoint, &args))
+    }
+
+    /// Builds one revision of `package` holding `files` file entries, with quilt3's
+    /// `Package.build` (manifest and revision pointers as a push writes them), without uploading
+    /// any file: the entries name objects under `s3://<bucket>/bulk/` that do not exist. Ten
+    /// top-level folders `shard-0` … `shard-9`, each entry 100 to 149 bytes.
+    pub fn bulk(&self, package: &str, files: usize, message: &str) -> Pushed {
+        let args: Vec<String> = vec![
+            "bulk".into(),
+            "--bucket".into(),
+            self.name.clone(),
+            "--name".into(),
+            package.into(),
+            "--files".into(),
+            files.to_string(),
+            "--message".into(),
+            message.into(),
+        ];
+        Pushed::from_json(&quilt_packages(&self.endpoint, &args))
     }
 
     /// The `package-revision` event detail a Quilt stack publishes for `pushed`.
