@@ -63,6 +63,9 @@ enum Command {
     /// back to the queue (`redrive`). The DLQ is the queue's RedrivePolicy target, or
     /// `--dlq-url`.
     Dlq(quilt_notify::commands::dlq::DlqArgs),
+    /// Manage the SES contact list (`ses.contact_list`) whose topics give routes one-click
+    /// unsubscribe: `sync` creates the list and the routes' topics.
+    Topics(quilt_notify::commands::topics::TopicsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
             operator_exit(quilt_notify::commands::send_test_event::run(&args))
         }
         Command::Dlq(args) => operator_exit(quilt_notify::commands::dlq::run(&args)),
+        Command::Topics(args) => operator_exit(quilt_notify::commands::topics::run(&args)),
     }
 }
 

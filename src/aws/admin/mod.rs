@@ -7,9 +7,11 @@
 //! [`AdminError`] for both services.
 
 pub mod events;
+pub mod ses;
 pub mod sqs;
 
 pub use events::{EventBus, NewEvent, Rule};
+pub use ses::{ListTopic, SesAdmin};
 pub use sqs::{Depth, MoveTask, MoveTaskStatus, MovedBatch, PeekedMessage, QueueFacts, SqsAdmin};
 
 use aws_sdk_sqs::error::{BuildError, ProvideErrorMetadata, SdkError};
