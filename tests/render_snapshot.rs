@@ -1,14 +1,19 @@
-//! Snapshot of the default template (`config/templates/package-created`) rendered for the
-//! documented event: `tests/snapshots/package-created.html` is the HTML part exactly as sent,
-//! `tests/snapshots/package-created.txt` the subject line, a blank line, then the text part.
+//! Snapshots of the default template (`config/templates/package-created`) rendered for the
+//! documented event, in three cases: with the package details of `events/package-details.json`
+//! (a revision with changes), without details (`package` and `changes` null, as with
+//! `s3.details = false`), and for a first revision (`changes` null). For each case
+//! `tests/snapshots/<case>.html` is the HTML part exactly as sent, `tests/snapshots/<case>.txt`
+//! the subject line, a blank line, then the text part.
 //!
 //! A template change shows up here as a diff to review. After an intended change, rewrite the
 //! snapshots with `UPDATE_SNAPSHOTS=1 cargo test --test render_snapshot` and commit them.
 
 use std::path::{Path, PathBuf};
 
+use quilt_notify::domain::details::Details;
 use quilt_notify::domain::event::PackageEvent;
-use quilt_notify::domain::render::template_data;
+use quilt_notify::domain::render::{template_data, RenderedEmail, Renderer};
+use serde_json::{json, Value};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,20 +50,163 @@ fn assert_snapshot(path: &Path, actual: &str) {
     }
 }
 
-#[test]
-fn the_default_template_renders_the_documented_event_exactly_as_the_snapshots() {
-    let templates = root().join("config/templates");
-    let renderer =
-        quilt_notify::templates::load_dir(&templates, ["package-created"]).expect("templates load");
-    let body = std::fs::read_to_string(root().join("events/package-revision.json")).expect("event");
-    let event = PackageEvent::parse(&body).expect("documented event parses");
-    let data = template_data(&event, Some("catalog.example.com"), "package-created", None);
-    let email = renderer.render("package-created", data).expect("renders");
+fn renderer() -> Renderer {
+    quilt_notify::templates::load_dir(&root().join("config/templates"), ["package-created"])
+        .expect("templates load")
+}
 
+fn event() -> PackageEvent {
+    let body = std::fs::read_to_string(root().join("events/package-revision.json")).expect("event");
+    PackageEvent::parse(&body).expect("documented event parses")
+}
+
+/// The default template for the documented event with these details.
+fn render(details: Option<&Details>) -> RenderedEmail {
+    let data = template_data(
+        &event(),
+        Some("catalog.example.com"),
+        "package-created",
+        details,
+    );
+    renderer().render("package-created", data).expect("renders")
+}
+
+/// Compares both parts with `tests/snapshots/<case>.{html,txt}`.
+fn assert_email_snapshot(case: &str, email: &RenderedEmail) {
     let snapshots = root().join("tests/snapshots");
-    assert_snapshot(&snapshots.join("package-created.html"), &email.html);
+    assert_snapshot(&snapshots.join(format!("{case}.html")), &email.html);
     assert_snapshot(
-        &snapshots.join("package-created.txt"),
+        &snapshots.join(format!("{case}.txt")),
         &format!("Subject: {}\n\n{}", email.subject, email.text),
     );
+}
+
+fn sample_details() -> Details {
+    quilt_notify::app::sample_details().expect("built-in sample details")
+}
+
+#[test]
+fn without_details_the_default_template_renders_the_documented_event_as_the_snapshots() {
+    let email = render(None);
+    assert_email_snapshot("package-created", &email);
+    assert!(!email.text.contains("What changed"), "{}", email.text);
+}
+
+#[test]
+fn with_details_the_default_template_shows_the_package_and_its_changes_as_the_snapshots() {
+    let email = render(Some(&sample_details()));
+    assert_email_snapshot("package-created-details", &email);
+    assert_eq!(
+        email.subject,
+        "New package revision: some/package @ a0fddac in s3://example (+4 -1 ~0 files)"
+    );
+    for shown in [
+        "Unicode and deep keys",
+        "8 files, 166 bytes",
+        "+ 日本語/ファイル.txt",
+        "- notes.txt",
+        "removed: owner",
+        "changed: tags",
+        "tags: raw, intl",
+        "A package pushed by scripts/quilt_packages.py.",
+        "/compare/487e8c85f8c3a31176d0ccddfb97e7c611b7ba19c3bcb0df9738a4d5077b416e/",
+        "/revisions",
+    ] {
+        assert!(
+            email.text.contains(shown),
+            "text lacks {shown:?}:\n{}",
+            email.text
+        );
+    }
+}
+
+#[test]
+fn a_first_revision_says_so_as_the_snapshots() {
+    let details = Details {
+        changes: Value::Null,
+        unchanged: false,
+        ..sample_details()
+    };
+    let email = render(Some(&details));
+    assert_email_snapshot("package-created-first", &email);
+    assert!(
+        email.subject.ends_with(" (first revision)"),
+        "{}",
+        email.subject
+    );
+    assert!(email
+        .text
+        .contains("This is the first revision of the package."));
+    assert!(email
+        .html
+        .contains("This is the first revision of the package."));
+}
+
+#[test]
+fn incomplete_details_say_why_and_claim_no_first_revision() {
+    let mut details = sample_details();
+    details.package["error"] = json!("AccessDenied reading the manifest");
+    details.changes = Value::Null;
+    let email = render(Some(&details));
+    assert!(email
+        .text
+        .contains("Details incomplete: AccessDenied reading the manifest"));
+    assert!(email.html.contains("AccessDenied reading the manifest"));
+    assert!(
+        !email.subject.contains("first revision"),
+        "{}",
+        email.subject
+    );
+    assert!(!email.text.contains("first revision"), "{}", email.text);
+
+    let mut details = sample_details();
+    details.changes["error"] = json!("the previous revision's manifest was not read whole");
+    for diff in ["added", "removed", "modified", "bytes_delta", "user_meta"] {
+        details.changes[diff] = Value::Null;
+    }
+    let email = render(Some(&details));
+    assert!(email
+        .text
+        .contains("Unknown: the previous revision's manifest was not read whole"));
+    assert!(!email.subject.contains('+'), "{}", email.subject);
+}
+
+#[test]
+fn hostile_package_content_is_escaped_in_html_and_keeps_the_subject_one_line() {
+    let evil = "<script>alert(\"x\")</script>\r\nBcc: victim@example.com '&";
+    let mut details = sample_details();
+    details.package["message"] = json!(evil);
+    details.package["readme"] = json!(evil);
+    details.package["user_meta"] = json!({ evil: evil, "nested": {"k": evil} });
+    details.package["workflow"] = json!({"id": evil, "config": null});
+    details.package["top_level"] = json!([{"name": evil, "files": 1, "bytes": 1}]);
+    details.changes["added"]["paths"] = json!([evil]);
+    details.changes["user_meta"]["changed"] = json!([evil]);
+    let email = render(Some(&details));
+    assert!(!email.html.contains("<script"), "{}", email.html);
+    assert!(email.html.contains("&lt;script&gt;"));
+    assert!(!email.subject.contains(['\r', '\n']), "{:?}", email.subject);
+    assert!(
+        email.text.contains(evil),
+        "the text part is not HTML: shown as is"
+    );
+}
+
+#[test]
+fn a_route_with_a_topic_gets_the_unsubscribe_link_and_others_do_not() {
+    let mut data = template_data(&event(), None, "package-created", None);
+    quilt_notify::domain::render::set_unsubscribe_url(&mut data, Some("releases"));
+    let email = renderer().render("package-created", data).expect("renders");
+    let placeholder = quilt_notify::domain::render::SES_UNSUBSCRIBE_PLACEHOLDER;
+    assert!(
+        email.html.contains(&format!("<a href=\"{placeholder}\"")),
+        "{}",
+        email.html
+    );
+    assert!(
+        email.text.contains(&format!("Unsubscribe: {placeholder}")),
+        "{}",
+        email.text
+    );
+    assert!(!render(None).text.contains("Unsubscribe"));
 }
