@@ -72,6 +72,24 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
     .with_context(|| format!("templates in {}", settings.templates.dir.display()))?;
     let sample = PackageEvent::parse(SAMPLE_EVENT).context("built-in sample event")?;
     let details = sample_details()?;
+    // Details as they come: with changes, a first revision, and a manifest that was not read
+    // whole (`changes` then has an `error` and null counts).
+    let first = Details {
+        changes: serde_json::Value::Null,
+        ..details.clone()
+    };
+    let mut incomplete = details.clone();
+    incomplete.package["error"] = "the manifest could not be read to the end".into();
+    if let Some(changes) = incomplete.changes.as_object_mut() {
+        changes.insert(
+            "error".to_owned(),
+            "the current revision's manifest was not read whole".into(),
+        );
+        for key in ["added", "removed", "modified", "bytes_delta", "user_meta"] {
+            changes.insert(key.to_owned(), serde_json::Value::Null);
+        }
+    }
+    let variants = [details, first, incomplete];
     let host = settings.catalog.host.as_deref();
     let mut warnings = Vec::new();
     for route in routes.routes() {
@@ -79,15 +97,20 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
         // template must render both without and with them.
         let mut cases = vec![None];
         if route.details && settings.s3.details {
-            cases.push(Some(&details));
+            cases.extend(variants.iter().map(Some));
         }
         for case in cases {
             let mut data = template_data(&sample, host, &route.name, case);
             set_unsubscribe_url(&mut data, route.topic.as_deref());
             if let Err(e) = renderer.render(&route.template, data) {
-                let which = if case.is_some() { "with" } else { "without" };
+                let which = match case.map(|d| (d.changes.is_null(), d.error().is_some())) {
+                    None => "without package details",
+                    Some((true, _)) => "as a first revision",
+                    Some((_, true)) => "with incomplete package details",
+                    Some(_) => "with package details",
+                };
                 warnings.push(format!(
-                    "route \"{}\": template \"{}\" fails on the sample package event {which} package details: {e}",
+                    "route \"{}\": template \"{}\" fails on the sample package event {which}: {e}",
                     route.name, route.template
                 ));
             }

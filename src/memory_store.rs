@@ -7,10 +7,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::ports::{ObjectRef, PackageStore, StoreError, StoreFailureKind};
 
+/// Bodies by (bucket, key).
+type Objects = BTreeMap<(String, String), Arc<[u8]>>;
+
 /// Objects by bucket and key.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    objects: Mutex<BTreeMap<(String, String), Arc<[u8]>>>,
+    objects: Mutex<Objects>,
     /// Keys (for reads) and prefixes (for listings) that fail, with how.
     failures: Mutex<HashMap<String, StoreFailureKind>>,
     reads: Mutex<HashMap<String, usize>>,

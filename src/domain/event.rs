@@ -136,7 +136,7 @@ impl PackageEvent {
 }
 
 /// An SNS notification carries the envelope as a JSON string in `Message`; unwrap it once.
-fn unwrap_sns(value: Value) -> Result<Value, EventError> {
+pub(crate) fn unwrap_sns(value: Value) -> Result<Value, EventError> {
     let is_sns = value.get("Type").and_then(Value::as_str) == Some("Notification")
         && value.get("Message").is_some();
     if !is_sns {

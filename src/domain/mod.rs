@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod changes;
 pub mod details;
 pub mod event;
+pub mod feedback;
 pub mod manifest;
 pub mod pattern;
 pub mod recipients;

@@ -98,6 +98,18 @@ impl<S: PackageStore> DetailsReader<S> {
             None => None,
         };
         let mut package = current.package_json(readme.as_deref());
+        if let (Some(cause), Some(object)) = (current.error(), package.as_object_mut()) {
+            // Say which manifest: a reason like "line 2 is not valid JSON" alone does not.
+            if !matches!(cause, ManifestError::Interrupted(_)) {
+                object.insert(
+                    "error".to_owned(),
+                    Value::String(format!(
+                        "manifest s3://{bucket}/{}: {cause}",
+                        manifest_key(top_hash)
+                    )),
+                );
+            }
+        }
         let previous = match self.previous_hash(event).await {
             Ok(previous) => previous,
             Err(e) if e.kind == StoreFailureKind::Transient => return Err(e),
