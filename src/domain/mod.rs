@@ -7,6 +7,7 @@ pub mod details;
 pub mod event;
 pub mod feedback;
 pub mod manifest;
+pub mod message;
 pub mod pattern;
 pub mod recipients;
 pub mod render;

@@ -9,10 +9,13 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::{Metrics, Snapshot, BUCKETS, COUNTERS, HISTOGRAMS, SLOTS};
+use crate::domain::feedback::FeedbackKind;
 
 /// Most values one EMF metric may carry (the format's limit).
 const EMF_MAX_VALUES: usize = 100;
@@ -30,6 +33,7 @@ pub struct EmfReporter {
     namespace: String,
     queue: String,
     previous: Snapshot,
+    previous_feedback: BTreeMap<(String, FeedbackKind), u64>,
 }
 
 impl EmfReporter {
@@ -40,6 +44,7 @@ impl EmfReporter {
             namespace: namespace.into(),
             queue: queue.into(),
             previous: Snapshot::default(),
+            previous_feedback: BTreeMap::new(),
         }
     }
 
@@ -82,6 +87,70 @@ impl EmfReporter {
         );
         self.previous = now;
         Value::Object(root).to_string()
+    }
+}
+
+impl EmfReporter {
+    /// One EMF line per route that had SES feedback since the previous call, with the
+    /// dimensions `Queue` and `Route` and the metrics `Bounces`, `Complaints`,
+    /// `DeliveryDelays` and `OtherSesEvents` (their increase in the interval).
+    pub fn feedback_lines(&mut self, metrics: &Metrics, timestamp_ms: u64) -> Vec<String> {
+        let now: BTreeMap<(String, FeedbackKind), u64> = metrics.feedback().into_iter().collect();
+        let mut per_route: BTreeMap<&str, [u64; FeedbackKind::ALL.len()]> = BTreeMap::new();
+        for ((route, kind), count) in &now {
+            let before = self
+                .previous_feedback
+                .get(&(route.clone(), *kind))
+                .copied()
+                .unwrap_or(0);
+            let delta = count.saturating_sub(before);
+            if delta > 0 {
+                let slot = FeedbackKind::ALL
+                    .iter()
+                    .position(|k| k == kind)
+                    .unwrap_or(0);
+                per_route.entry(route.as_str()).or_default()[slot] += delta;
+            }
+        }
+        let lines = per_route
+            .into_iter()
+            .map(|(route, counts)| {
+                let mut root = Map::new();
+                let mut definitions = Vec::new();
+                for (kind, count) in FeedbackKind::ALL.iter().zip(counts) {
+                    let name = feedback_metric(*kind);
+                    definitions.push(serde_json::json!({"Name": name, "Unit": "Count"}));
+                    root.insert(name.to_owned(), Value::from(count));
+                }
+                root.insert("Queue".to_owned(), Value::from(self.queue.clone()));
+                root.insert("Route".to_owned(), Value::from(route));
+                root.insert("message".to_owned(), Value::from("metrics"));
+                root.insert(
+                    "_aws".to_owned(),
+                    serde_json::json!({
+                        "Timestamp": timestamp_ms,
+                        "CloudWatchMetrics": [{
+                            "Namespace": self.namespace,
+                            "Dimensions": [["Queue", "Route"]],
+                            "Metrics": definitions,
+                        }],
+                    }),
+                );
+                Value::Object(root).to_string()
+            })
+            .collect();
+        self.previous_feedback = now;
+        lines
+    }
+}
+
+/// The EMF metric name of one kind of SES feedback.
+fn feedback_metric(kind: FeedbackKind) -> &'static str {
+    match kind {
+        FeedbackKind::Bounce => "Bounces",
+        FeedbackKind::Complaint => "Complaints",
+        FeedbackKind::DeliveryDelay => "DeliveryDelays",
+        FeedbackKind::Other => "OtherSesEvents",
     }
 }
 
@@ -146,6 +215,9 @@ async fn report_to(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         write(&reporter.line(metrics, now_ms));
+        for line in reporter.feedback_lines(metrics, now_ms) {
+            write(&line);
+        }
         if last {
             return;
         }
@@ -172,6 +244,38 @@ fn write_line(line: &str) {
 mod tests {
     use super::*;
     use crate::telemetry::metrics::{Counter, Histogram};
+
+    #[test]
+    fn feedback_lines_carry_each_routes_increase_with_a_route_dimension() {
+        let metrics = Metrics::default();
+        let mut reporter = EmfReporter::new("QuiltNotify", "q");
+        assert!(
+            reporter.feedback_lines(&metrics, 1).is_empty(),
+            "no feedback, no line"
+        );
+        metrics.add_feedback("raw", FeedbackKind::Bounce);
+        metrics.add_feedback("raw", FeedbackKind::Complaint);
+        metrics.add_feedback("ops", FeedbackKind::Bounce);
+        let lines = reporter.feedback_lines(&metrics, 2);
+        let parsed: Vec<Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(parsed.len(), 2);
+        let raw = parsed.iter().find(|l| l["Route"] == "raw").expect("raw");
+        assert_eq!(
+            (raw["Bounces"].as_u64(), raw["Complaints"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(
+            raw["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["Queue", "Route"]])
+        );
+        metrics.add_feedback("ops", FeedbackKind::Bounce);
+        let lines = reporter.feedback_lines(&metrics, 3);
+        assert_eq!(lines.len(), 1, "only routes with new feedback");
+        assert!(lines[0].contains("\"Bounces\":1"), "{}", lines[0]);
+    }
 
     #[test]
     fn emf_lines_carry_increases_since_the_previous_line() {

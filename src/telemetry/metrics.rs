@@ -1,12 +1,17 @@
 //! What the worker counts about itself: counters and duration histograms, each described once in
 //! a table ([`COUNTERS`], [`HISTOGRAMS`]) that both export formats read.
 //!
-//! Recording is a few relaxed atomic adds, so the hot path never takes a lock. Knows nothing of
+//! Recording is a few relaxed atomic adds, so the hot path never takes a lock (SES feedback,
+//! counted per route and rare, takes one). Knows nothing of
 //! the export formats ([`prometheus`](super::prometheus), [`emf`](super::emf)) nor of when or
 //! where they are written.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+
+use crate::domain::feedback::FeedbackKind;
 
 /// How one metric is named and explained in every export, and its unit in EMF.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +30,7 @@ pub struct Descriptor<M> {
 }
 
 /// A monotonic count. The per-outcome counters follow the `outcome` log field, so for settled
-/// batches `received = sent + filtered + duplicate + unchanged + failed_* + released`.
+/// batches `received = sent + filtered + duplicate + feedback + unchanged + failed_* + released`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
     /// Messages received from the queue; a message received three times counts three.
@@ -36,6 +41,9 @@ pub enum Counter {
     Filtered,
     /// Messages whose event id was handled before, deleted unsent (`outcome=duplicate`).
     Duplicate,
+    /// SES bounces, complaints and delivery delays received and deleted (`outcome=feedback`);
+    /// per route and type in [`Metrics::feedback`].
+    Feedback,
     /// Messages whose revision has its predecessor's top hash, deleted unsent because every
     /// matched route skips unchanged revisions (`outcome=unchanged`).
     Unchanged,
@@ -59,7 +67,7 @@ pub enum Counter {
 }
 
 /// Every counter, in export order; row `i` describes the variant whose discriminant is `i`.
-pub const COUNTERS: [Descriptor<Counter>; 13] = {
+pub const COUNTERS: [Descriptor<Counter>; 14] = {
     const fn row(
         metric: Counter,
         name: &'static str,
@@ -98,6 +106,12 @@ pub const COUNTERS: [Descriptor<Counter>; 13] = {
             "duplicate",
             "Duplicate",
             "Messages whose event id was already handled, deleted unsent.",
+        ),
+        row(
+            Counter::Feedback,
+            "feedback",
+            "Feedback",
+            "SES bounce, complaint and delivery-delay events received, deleted.",
         ),
         row(
             Counter::Unchanged,
@@ -310,7 +324,13 @@ struct Distribution {
 pub struct Metrics {
     counters: [AtomicU64; COUNTERS.len()],
     histograms: [Distribution; HISTOGRAMS.len()],
+    /// SES feedback per (route, kind). Routes are the configured ones (the caller maps any other
+    /// tag to [`UNKNOWN_ROUTE`]), so the label set stays bounded.
+    feedback: Mutex<BTreeMap<(String, FeedbackKind), u64>>,
 }
+
+/// The route label of SES feedback whose `route` tag names no configured route.
+pub const UNKNOWN_ROUTE: &str = "(unknown)";
 
 impl Metrics {
     /// Adds `n` to a counter.
@@ -321,6 +341,18 @@ impl Metrics {
     /// A counter's value.
     pub fn count(&self, counter: Counter) -> u64 {
         self.counters[counter as usize].load(Ordering::Relaxed)
+    }
+
+    /// Counts one SES feedback event for a route.
+    pub fn add_feedback(&self, route: &str, kind: FeedbackKind) {
+        let mut feedback = self.feedback.lock().unwrap_or_else(PoisonError::into_inner);
+        *feedback.entry((route.to_owned(), kind)).or_default() += 1;
+    }
+
+    /// SES feedback counts per (route, kind), in order.
+    pub fn feedback(&self) -> Vec<((String, FeedbackKind), u64)> {
+        let feedback = self.feedback.lock().unwrap_or_else(PoisonError::into_inner);
+        feedback.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Records one duration.

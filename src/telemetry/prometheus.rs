@@ -21,6 +21,20 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", self.count(counter.metric));
         }
+        let name = "quilt_notify_feedback_by_route_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} SES bounces, complaints and delivery delays, per route (the mail's route tag) and type."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for ((route, kind), count) in self.feedback() {
+            let _ = writeln!(
+                out,
+                "{name}{{route=\"{}\",type=\"{}\"}} {count}",
+                label(&route),
+                kind.as_str()
+            );
+        }
         for histogram in &HISTOGRAMS {
             let name = format!("quilt_notify_{}", histogram.name);
             let _ = writeln!(out, "# HELP {name} {}", histogram.help);
@@ -43,6 +57,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A label value escaped as the text format wants it.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -112,16 +134,33 @@ mod tests {
     }
 
     #[test]
+    fn feedback_is_counted_per_route_and_type_with_escaped_labels() {
+        use crate::domain::feedback::FeedbackKind;
+        let metrics = Metrics::default();
+        metrics.add_feedback("raw", FeedbackKind::Bounce);
+        metrics.add_feedback("raw", FeedbackKind::Bounce);
+        metrics.add_feedback("a\"b", FeedbackKind::Complaint);
+        let text = metrics.prometheus();
+        assert!(text
+            .contains("quilt_notify_feedback_by_route_total{route=\"raw\",type=\"bounce\"} 2\n"));
+        assert!(
+            text.contains("{route=\"a\\\"b\",type=\"complaint\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn every_metric_has_help_and_type_lines_in_export_order() {
         let text = Metrics::default().prometheus();
         let types: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .collect();
-        assert_eq!(types.len(), Counter::ALL.len() + Histogram::ALL.len());
+        assert_eq!(types.len(), Counter::ALL.len() + 1 + Histogram::ALL.len());
         assert_eq!(types[0], "quilt_notify_received_total counter");
-        assert_eq!(types[12], "quilt_notify_emails_sent_total counter");
-        assert_eq!(types[13], "quilt_notify_processing_seconds histogram");
+        assert_eq!(types[13], "quilt_notify_emails_sent_total counter");
+        assert_eq!(types[14], "quilt_notify_feedback_by_route_total counter");
+        assert_eq!(types[15], "quilt_notify_processing_seconds histogram");
         assert!(
             text.contains("# HELP quilt_notify_emails_sent_total SendEmail calls SES accepted.\n")
         );

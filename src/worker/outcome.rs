@@ -16,6 +16,9 @@ pub enum Outcome {
     Filtered,
     /// This event id was already handled within the dedupe window. Delete.
     Duplicate,
+    /// SES feedback (a bounce, a complaint, a delivery delay) about a mail sent earlier: counted
+    /// and logged. Delete.
+    Feedback,
     /// The revision re-pushed its predecessor's content, and every matched route skips such
     /// revisions (`skip_unchanged`). Delete.
     Unchanged,
@@ -39,6 +42,7 @@ impl Outcome {
             Self::Sent => "sent",
             Self::Filtered => "filtered",
             Self::Duplicate => "duplicate",
+            Self::Feedback => "feedback",
             Self::Unchanged => "unchanged",
             Self::Failed { .. } => "failed",
             Self::Interrupted => "released",
@@ -53,6 +57,7 @@ impl Outcome {
             Self::Sent => Counter::Sent,
             Self::Filtered => Counter::Filtered,
             Self::Duplicate => Counter::Duplicate,
+            Self::Feedback => Counter::Feedback,
             Self::Unchanged => Counter::Unchanged,
             Self::Interrupted => Counter::Released,
             Self::Failed { kind, .. } => match kind {
@@ -89,7 +94,7 @@ pub struct Retry {
 
 impl Outcome {
     /// The queue action for this outcome:
-    /// - sent, filtered, duplicate, unchanged: delete;
+    /// - sent, filtered, duplicate, feedback, unchanged: delete;
     /// - permanent failure, or released at shutdown: visible again at once (a permanent failure
     ///   so that the redrive policy moves it to the DLQ within seconds, an unfinished message so
     ///   that another worker takes it);
@@ -98,7 +103,9 @@ impl Outcome {
     /// - transient or throttled: hidden for the backoff of its receive count.
     pub fn queue_action(&self, retry: &Retry) -> QueueAction {
         match self {
-            Self::Sent | Self::Filtered | Self::Duplicate | Self::Unchanged => QueueAction::Delete,
+            Self::Sent | Self::Filtered | Self::Duplicate | Self::Feedback | Self::Unchanged => {
+                QueueAction::Delete
+            }
             Self::Failed {
                 kind: FailureKind::Permanent,
                 ..
@@ -145,6 +152,7 @@ mod tests {
             (Outcome::Sent, retry(1, None), QueueAction::Delete),
             (Outcome::Filtered, retry(3, None), QueueAction::Delete),
             (Outcome::Unchanged, retry(2, None), QueueAction::Delete),
+            (Outcome::Feedback, retry(1, None), QueueAction::Delete),
             (
                 Outcome::Duplicate,
                 retry(1, paused_for(9)),

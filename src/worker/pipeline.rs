@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::domain::details::{Decision, Details};
 use crate::domain::event::PackageEvent;
+use crate::domain::feedback::{Feedback, FeedbackKind};
+use crate::domain::message::Message;
 use crate::domain::render::{set_unsubscribe_url, template_data, Renderer};
 use crate::domain::route::{EmailAddress, Route, RouteTable};
 use crate::ports::{Email, FailureKind, ListManagement, Mailer, SendError};
@@ -19,7 +21,7 @@ use super::memory::EventMemory;
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
 use super::Instruments;
-use crate::telemetry::metrics::{Counter, Histogram};
+use crate::telemetry::metrics::{Counter, Histogram, UNKNOWN_ROUTE};
 
 /// How long every send waits after SES said "too many requests", on top of the rate limit.
 const THROTTLE_PAUSE: Duration = Duration::from_secs(1);
@@ -121,8 +123,14 @@ impl<M: Mailer> Pipeline<M> {
 
     async fn process_body(&self, body: &str) -> (Outcome, Facts) {
         let mut facts = Facts::default();
-        let event = match PackageEvent::parse(body) {
-            Ok(event) => event,
+        let event = match Message::parse(body) {
+            Ok(Message::Package(event)) => event,
+            Ok(Message::Feedback(feedback)) => {
+                facts.event_id = feedback.event_id.clone();
+                facts.routes.extend(feedback.route.clone());
+                self.count_feedback(&feedback);
+                return (Outcome::Feedback, facts);
+            }
             Err(e) => {
                 let outcome = Outcome::Failed {
                     kind: FailureKind::Permanent,
@@ -221,6 +229,31 @@ impl<M: Mailer> Pipeline<M> {
         };
         self.memory.record_done(event.id(), Instant::now());
         (outcome, facts)
+    }
+
+    /// Counts SES feedback for its route (only configured routes become labels) and logs it:
+    /// WARN for bounces and complaints, which need someone to act, INFO otherwise.
+    fn count_feedback(&self, feedback: &Feedback) {
+        let route = feedback
+            .route
+            .as_deref()
+            .filter(|name| self.routes.routes().iter().any(|r| r.name == *name))
+            .unwrap_or(UNKNOWN_ROUTE);
+        self.instruments.metrics.add_feedback(route, feedback.kind);
+        let recipients = feedback.recipients.join(", ");
+        let subtype = feedback.subtype.as_deref().unwrap_or_default();
+        let message_id = feedback.message_id.as_deref().unwrap_or_default();
+        let kind = feedback.kind.as_str();
+        match feedback.kind {
+            FeedbackKind::Bounce | FeedbackKind::Complaint => tracing::warn!(
+                feedback = kind, route, recipients = %recipients, subtype, ses_message_id = message_id,
+                detail_type = %feedback.detail_type, "SES feedback: {kind}"
+            ),
+            FeedbackKind::DeliveryDelay | FeedbackKind::Other => tracing::info!(
+                feedback = kind, route, recipients = %recipients, subtype, ses_message_id = message_id,
+                detail_type = %feedback.detail_type, "SES feedback: {kind}"
+            ),
+        }
     }
 
     async fn send_route(

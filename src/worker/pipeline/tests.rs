@@ -379,3 +379,34 @@ async fn a_route_with_a_topic_sends_with_its_contact_list_and_others_without() {
     );
     assert_eq!(sent[1].list, None);
 }
+
+#[tokio::test]
+async fn ses_feedback_is_counted_per_configured_route_and_deleted_unsent() {
+    use crate::domain::feedback::FeedbackKind;
+    let store = pushed(&["same_hash"]);
+    let (pipeline, outbox) = build(&[route("raw", json!({}))], &store);
+    let feedback = |route: &str| {
+        json!({
+            "source": "aws.ses", "detail-type": "Email Bounced", "id": "x",
+            "detail": {"eventType": "Bounce",
+                       "bounce": {"bounceType": "Permanent",
+                                  "bouncedRecipients": [{"emailAddress": "gone@example.com"}]},
+                       "mail": {"messageId": "m1", "tags": {"route": [route], "event_id": ["e9"]}}}
+        })
+        .to_string()
+    };
+    let (outcome, facts) = pipeline.process(&feedback("raw")).await;
+    assert_eq!(outcome, Outcome::Feedback);
+    assert_eq!(facts.event_id.as_deref(), Some("e9"));
+    assert_eq!(facts.routes, ["raw"]);
+    let (outcome, _) = pipeline.process(&feedback("forged-route")).await;
+    assert_eq!(outcome, Outcome::Feedback);
+    assert!(outbox.subjects().is_empty());
+    assert_eq!(
+        pipeline.instruments.metrics.feedback(),
+        [
+            (("(unknown)".to_owned(), FeedbackKind::Bounce), 1),
+            (("raw".to_owned(), FeedbackKind::Bounce), 1),
+        ]
+    );
+}
