@@ -251,8 +251,14 @@ fn the_stack_worker_config_loads_and_compiles() {
     );
     assert_eq!(settings.queue.url, env["QUILT_NOTIFY__QUEUE__URL"]);
     assert_eq!(
-        settings.ses.configuration_set, None,
-        "empty parameter: none"
+        settings.ses.configuration_set.as_deref(),
+        Some(env["QUILT_NOTIFY__SES__CONFIGURATION_SET"].as_str()),
+        "empty parameter: the stack's own configuration set"
+    );
+    assert!(env["QUILT_NOTIFY__SES__CONFIGURATION_SET"].contains("FeedbackConfigurationSet"));
+    assert_eq!(
+        settings.ses.contact_list, None,
+        "no UnsubscribeTopic: no list"
     );
     assert!(
         settings.health.listen.is_some(),
@@ -314,11 +320,22 @@ fn the_stack_grants_only_what_the_worker_needs() {
                 a if a.starts_with("sqs:") => assert_eq!(resource, "Queue.Arn", "{a}"),
                 "ses:SendEmail" => {
                     let arns = resource.as_array().expect("identity ARNs");
-                    assert!(
-                        arns.iter()
-                            .all(|arn| arn.as_str().is_some_and(|s| s.contains(":identity/"))),
-                        "ses:SendEmail only on the sender's identities: {resource}"
+                    let (identities, others): (Vec<&Value>, Vec<&Value>) = arns
+                        .iter()
+                        .partition(|arn| arn.as_str().is_some_and(|s| s.contains(":identity/")));
+                    assert_eq!(
+                        identities.len(),
+                        2,
+                        "the address and its domain: {resource}"
                     );
+                    assert_eq!(
+                        others.len(),
+                        1,
+                        "and the stack's configuration set only: {resource}"
+                    );
+                    assert!(others[0]
+                        .to_string()
+                        .contains(":configuration-set/quilt-notify-FeedbackConfigurationSet"));
                 }
                 "ses:GetAccount" => assert_eq!(resource, "*"),
                 "s3:GetObject" | "s3:GetObjectVersion" => {
@@ -357,14 +374,14 @@ fn the_stack_grants_only_what_the_worker_needs() {
     .collect();
     assert_eq!(actions, expected);
 
-    // Only this rule may send to the queue.
+    // Only these rules may send to the queue: package events and SES feedback.
     let policy = &resources["QueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
     assert_eq!(policy["Effect"], "Allow");
     assert_eq!(policy["Principal"]["Service"], "events.amazonaws.com");
     assert_eq!(policy["Action"], "sqs:SendMessage");
     assert_eq!(
         policy["Condition"]["ArnEquals"]["aws:SourceArn"],
-        "Rule.Arn"
+        json!(["Rule.Arn", "FeedbackRule.Arn"])
     );
 
     // A configuration set, when given, is a resource of SendEmail too.
@@ -379,6 +396,87 @@ fn the_stack_grants_only_what_the_worker_needs() {
             .contains(":configuration-set/quilt"),
         "{send}"
     );
+}
+
+#[test]
+#[ignore = "needs the emulators: run scripts/test"]
+fn ses_feedback_about_the_stacks_mail_reaches_the_worker_and_is_recognised() {
+    use quilt_notify::domain::message::Message;
+    use quilt_notify::domain::pattern::Pattern;
+
+    let resources = stack(&stack_params("example", ""));
+    let set = &resources["FeedbackConfigurationSet"]["Properties"];
+    assert_eq!(
+        set["SuppressionOptions"]["SuppressedReasons"],
+        json!(["BOUNCE", "COMPLAINT"])
+    );
+    let destination = &resources["FeedbackEventDestination"]["Properties"]["EventDestination"];
+    assert_eq!(
+        destination["MatchingEventTypes"],
+        json!(["BOUNCE", "COMPLAINT", "DELIVERY_DELAY"])
+    );
+    assert!(destination["EventBridgeDestination"]["EventBusArn"]
+        .to_string()
+        .ends_with(":event-bus/default\""));
+    let rule = &resources["FeedbackRule"]["Properties"];
+    assert_eq!(rule["Targets"][0]["Arn"], "Queue.Arn");
+    let pattern = Pattern::compile(&rule["EventPattern"]).expect("the rule's pattern compiles");
+    let set_name = "quilt-notify-FeedbackConfigurationSet";
+    let bounce = |configuration_set: &str| {
+        json!({
+            "version": "0", "id": "1", "detail-type": "Email Bounced", "source": "aws.ses",
+            "account": "1", "time": "2026-11-29T00:00:00Z", "region": "us-east-1", "resources": [],
+            "detail": {"eventType": "Bounce",
+                       "bounce": {"bounceType": "Permanent",
+                                  "bouncedRecipients": [{"emailAddress": "gone@example.com"}]},
+                       "mail": {"messageId": "m", "tags": {
+                           "ses:configuration-set": [configuration_set],
+                           "route": ["package-created"], "event_id": ["e"]}}}
+        })
+    };
+    assert!(
+        pattern.matches(&bounce(set_name)),
+        "our mail's bounces come"
+    );
+    assert!(
+        !pattern.matches(&bounce("someone-elses-set")),
+        "other senders' bounces in the account do not"
+    );
+    let Ok(Message::Feedback(feedback)) = Message::parse(&bounce(set_name).to_string()) else {
+        panic!("the worker takes it for feedback, not poison");
+    };
+    assert_eq!(feedback.route.as_deref(), Some("package-created"));
+
+    let alarm = &resources["ComplaintRateAlarm"]["Properties"];
+    assert_eq!(alarm["MetricName"], "Reputation.ComplaintRate");
+    assert_eq!(alarm["Threshold"], json!(0.001));
+}
+
+#[test]
+#[ignore = "needs the emulators: run scripts/test"]
+fn an_unsubscribe_topic_makes_a_contact_list_the_route_sends_with() {
+    let mut params = stack_params("example", "");
+    params["UnsubscribeTopic"] = json!("releases");
+    let resources = stack(&params);
+    let list = &resources["ContactList"]["Properties"];
+    assert_eq!(list["Topics"][0]["TopicName"], "releases");
+    assert_eq!(list["Topics"][0]["DefaultSubscriptionStatus"], "OPT_IN");
+    let mut env = container_env(&worker_container(&resources));
+    env.insert(
+        "QUILT_NOTIFY__TEMPLATES__DIR".into(),
+        repo().join("config/templates").display().to_string(),
+    );
+    let settings = Settings::load_with_env(None, Some(env)).expect("loads");
+    assert!(settings.ses.contact_list.is_some());
+    let compiled = app::compile(&settings).expect("compiles");
+    assert_eq!(
+        compiled.routes.routes()[0].topic.as_deref(),
+        Some("releases")
+    );
+    let send = resources["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][1]
+        ["Resource"]
+        .to_string();
+    assert!(send.contains(":contact-list/"), "{send}");
 }
 
 /// The task role's S3 statements: (actions, resources, condition) of each.

@@ -91,7 +91,12 @@ impl Settings {
                     &format!("route name \"{}\" is used twice", route.name),
                 );
             }
-            if route.topic.is_some() && self.ses.contact_list.is_none() {
+            let topic = route
+                .topic
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty());
+            if topic.is_some() && self.ses.contact_list.is_none() {
                 return invalid(
                     &format!("routes[{i}].topic"),
                     &format!(
