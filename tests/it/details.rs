@@ -821,6 +821,7 @@ async fn a_corrupt_manifest_still_sends_the_email_saying_it_is_corrupt() {
         error.contains("line 1 is not valid JSON"),
         "names the bad line: {error}"
     );
+    assert!(error.contains(&key), "names the manifest: {error}");
     assert_eq!(email.one("files"), "0");
     let warned = warnings_about(&worker, &ds.stack.bucket, &key);
     assert!(
@@ -969,6 +970,10 @@ async fn a_manifest_over_max_manifest_entries_is_read_no_further_and_the_email_s
     assert!(
         error.contains("more than 2 entries"),
         "names the limit: {error}"
+    );
+    assert!(
+        error.contains(&pushed.manifest_key),
+        "names the manifest: {error}"
     );
     assert_eq!(email.one("message"), "Three files", "the header was read");
     let warned = warnings_about(&worker, &ds.stack.bucket, &pushed.manifest_key);
