@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 
 use super::{describe, error_code};
@@ -136,7 +136,13 @@ where
         _ => None,
     };
     let kind = kind_of(&code, status);
-    (code, describe(err), kind)
+    // The service's own sentence ("Access Denied") when it sent one: this text reaches emails
+    // (`package.error`), where the SDK's debug rendering would not belong.
+    let message = err
+        .message()
+        .filter(|m| !m.is_empty())
+        .map_or_else(|| describe(err), str::to_owned);
+    (code, message, kind)
 }
 
 /// The classification table.

@@ -52,11 +52,13 @@ pub struct RenderArgs {
     pub no_details: bool,
 }
 
-/// Renders every matching route (or the named one) and prints or writes the result.
+/// Renders every matching route (or the named one) and prints or writes the result. Details
+/// that cannot be read now (S3 unreachable) are left out with a note, as a preview should still
+/// show the email.
 ///
 /// # Errors
-/// Invalid configuration, unreadable or invalid event, unknown route, details that cannot be
-/// read, or a template that fails on this event (the message names the template file, line and
+/// Invalid configuration, unreadable or invalid event, unknown route, or a template that fails
+/// on this event (the message names the template file, line and
 /// variable).
 pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref())?;
@@ -235,10 +237,16 @@ fn read_details(
             Arc::new(DetailsReader::new(store, limits, 2, host))
         }
     };
-    let details = runtime.block_on(source.details(event)).with_context(|| {
-        "cannot read the package details (render from local files with --manifest, or without details with --no-details)"
-    })?;
-    Ok(Some(details))
+    match runtime.block_on(source.details(event)) {
+        Ok(details) => Ok(Some(details)),
+        // The worker would retry; a preview goes on without them, and says so.
+        Err(e) => {
+            eprintln!(
+                "note: cannot read the package details now ({e}); rendering without them (as with --no-details). Preview with local manifests: --manifest FILE [--previous FILE]"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The two manifests laid out as quilt3 lays a package out in its bucket, under the event's

@@ -516,7 +516,7 @@ mod tests {
         assert_eq!(
             c["error"],
             "the current revision's manifest was not read whole: \
-             the manifest could not be read to the end: connection reset"
+             the manifest could not be read: connection reset"
         );
         assert_eq!(c["unchanged"], false);
         assert_eq!(c["previous_top_hash"], "old");

@@ -61,10 +61,21 @@ pub fn pointer_hash(text: &str) -> Option<&str> {
 }
 
 /// Reads pointers newest first and says when the previous revision is known.
+///
+/// The event's own pointer is the one holding its top hash whose stamp is closest to the event's
+/// time: a re-push of the same content writes a second pointer with the same hash, and taking the
+/// newest would make a first revision's event look like that re-push (`unchanged`, never sent).
+/// The previous revision is the pointer just older than the event's own.
 #[derive(Debug, Clone)]
 pub struct PreviousRevision {
     top_hash: String,
-    seen_own: bool,
+    /// The event's time, seconds since the epoch; without it, the newest own pointer wins.
+    event_time: Option<u64>,
+    /// The best own pointer so far: its distance from the event's time, and the hash of the
+    /// pointer just older than it, once read.
+    best: Option<(u64, Option<String>)>,
+    /// The last pointer fed was the best own one, so the next is its predecessor.
+    awaiting_predecessor: bool,
 }
 
 /// What the search needs next.
@@ -72,34 +83,59 @@ pub struct PreviousRevision {
 pub enum Search {
     /// Read the next older pointer.
     Continue,
-    /// The previous revision's top hash.
+    /// The previous revision's top hash: no older pointer can change the answer.
     Found(String),
 }
 
 impl PreviousRevision {
-    /// Searches the revision before the one holding `top_hash`.
-    pub fn new(top_hash: &str) -> Self {
+    /// Searches the revision before the one holding `top_hash`, for an event at `event_time`.
+    pub fn new(top_hash: &str, event_time: Option<u64>) -> Self {
         Self {
             top_hash: top_hash.to_ascii_lowercase(),
-            seen_own: false,
+            event_time,
+            best: None,
+            awaiting_predecessor: false,
         }
     }
 
-    /// Takes the hash of the next older pointer.
-    pub fn feed(&mut self, pointed: &str) -> Search {
+    /// Takes the next older pointer: its stamp and the hash it holds.
+    pub fn feed(&mut self, stamp: u64, pointed: &str) -> Search {
         let pointed = pointed.to_ascii_lowercase();
-        if self.seen_own {
-            Search::Found(pointed)
-        } else {
-            self.seen_own = pointed == self.top_hash;
-            Search::Continue
+        if std::mem::take(&mut self.awaiting_predecessor) {
+            if let Some((_, predecessor)) = &mut self.best {
+                *predecessor = Some(pointed.clone());
+            }
+        }
+        if pointed == self.top_hash {
+            let distance = self.event_time.map_or(0, |t| t.abs_diff(stamp));
+            if self.best.as_ref().is_none_or(|(best, _)| distance < *best) {
+                self.best = Some((distance, None));
+                self.awaiting_predecessor = true;
+            }
+        }
+        match &self.best {
+            // Every older pointer is farther from the event's time than the best one.
+            Some((distance, Some(previous)))
+                if self
+                    .event_time
+                    .is_none_or(|t| t.saturating_sub(stamp) > *distance) =>
+            {
+                Search::Found(previous.clone())
+            }
+            _ => Search::Continue,
         }
     }
 
     /// Whether the event's own pointer was found (if the pointers ran out after it, the event's
     /// revision is the package's first).
     pub fn seen_own(&self) -> bool {
-        self.seen_own
+        self.best.is_some()
+    }
+
+    /// The answer once the pointers ran out: the predecessor of the best own pointer, or None
+    /// (a first revision, or no own pointer at all: see [`seen_own`](Self::seen_own)).
+    pub fn finish(self) -> Option<String> {
+        self.best.and_then(|(_, previous)| previous)
     }
 }
 
@@ -204,27 +240,82 @@ mod tests {
         assert!(pointers_newest_first(&prefix, &listed, None).is_empty());
     }
 
+    /// Runs a search over pointers given newest first as (stamp, hash).
+    fn previous(own: &str, event_time: Option<u64>, pointers: &[(u64, &str)]) -> Option<String> {
+        let mut search = PreviousRevision::new(own, event_time);
+        for (stamp, hash) in pointers {
+            if let Search::Found(previous) = search.feed(*stamp, hash) {
+                return Some(previous);
+            }
+        }
+        search.finish()
+    }
+
     #[test]
     fn the_previous_revision_is_the_pointer_after_the_events_own() {
-        let mut search = PreviousRevision::new("BBB");
-        assert_eq!(search.feed("ccc"), Search::Continue, "a later push");
-        assert_eq!(search.feed("bbb"), Search::Continue, "the event's own");
+        let pointers = [(300, "ccc"), (200, "bbb"), (100, "aaa")];
+        assert_eq!(
+            previous("BBB", Some(200), &pointers).as_deref(),
+            Some("aaa")
+        );
+        assert_eq!(previous("bbb", None, &pointers).as_deref(), Some("aaa"));
+        let mut search = PreviousRevision::new("bbb", Some(200));
+        assert_eq!(search.feed(300, "ccc"), Search::Continue, "a later push");
+        assert_eq!(search.feed(200, "bbb"), Search::Continue, "the event's own");
         assert!(search.seen_own());
-        assert_eq!(search.feed("aaa"), Search::Found("aaa".into()));
+        assert_eq!(search.feed(100, "aaa"), Search::Found("aaa".into()));
     }
 
     #[test]
     fn a_re_push_has_its_own_hash_as_previous() {
-        let mut search = PreviousRevision::new("bbb");
-        assert_eq!(search.feed("bbb"), Search::Continue);
-        assert_eq!(search.feed("bbb"), Search::Found("bbb".into()));
+        let pointers = [(200, "bbb"), (100, "bbb"), (50, "aaa")];
+        assert_eq!(
+            previous("bbb", Some(200), &pointers).as_deref(),
+            Some("bbb")
+        );
+    }
+
+    #[test]
+    fn a_first_revision_stays_first_when_the_same_content_is_pushed_again_soon_after() {
+        // v1 at 100, re-pushed unchanged at 160; v1's event is handled after the re-push.
+        let pointers = [(160, "aaa"), (100, "aaa")];
+        assert_eq!(
+            previous("aaa", Some(100), &pointers),
+            None,
+            "first revision"
+        );
+        assert_eq!(
+            previous("aaa", Some(160), &pointers).as_deref(),
+            Some("aaa")
+        );
+    }
+
+    #[test]
+    fn a_revert_is_diffed_against_its_own_predecessor() {
+        // A at 100, B at 130, A again at 160: the first A's event is a first revision.
+        let pointers = [(160, "aaa"), (130, "bbb"), (100, "aaa")];
+        assert_eq!(previous("aaa", Some(101), &pointers), None);
+        assert_eq!(
+            previous("aaa", Some(161), &pointers).as_deref(),
+            Some("bbb")
+        );
+        assert_eq!(
+            previous("bbb", Some(130), &pointers).as_deref(),
+            Some("aaa")
+        );
     }
 
     #[test]
     fn a_first_revision_runs_out_after_its_own_pointer() {
-        let mut search = PreviousRevision::new("aaa");
-        assert_eq!(search.feed("aaa"), Search::Continue);
+        let mut search = PreviousRevision::new("aaa", Some(100));
+        assert_eq!(search.feed(100, "aaa"), Search::Continue);
         assert!(search.seen_own(), "then no older pointer: first revision");
+        assert_eq!(search.finish(), None);
+        assert_eq!(
+            previous("zzz", Some(100), &[(100, "aaa")]),
+            None,
+            "not found"
+        );
     }
 
     #[test]

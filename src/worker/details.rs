@@ -196,9 +196,9 @@ impl<S: PackageStore> DetailsReader<S> {
         Ok(summary)
     }
 
-    /// The previous revision's top hash: the pointer just older than the newest one holding the
-    /// event's top hash. None for a first revision, or when the event's own pointer is not among
-    /// the newest [`MAX_POINTERS_READ`].
+    /// The previous revision's top hash: the pointer just older than the event's own (the one
+    /// holding its top hash closest to its time, see [`PreviousRevision`]). None for a first
+    /// revision, or when the event's own pointer is not among the newest [`MAX_POINTERS_READ`].
     async fn previous_hash(&self, event: &PackageEvent) -> Result<Option<String>, StoreError> {
         let bucket = event.bucket();
         let prefix = pointers_prefix(event.handle());
@@ -206,12 +206,13 @@ impl<S: PackageStore> DetailsReader<S> {
             .store
             .list(bucket, &prefix, MAX_POINTERS_LISTED)
             .await?;
-        let not_after = event
+        let event_time = event
             .timestamp()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_secs().saturating_add(POINTER_SKEW_SECONDS));
-        let mut search = PreviousRevision::new(event.top_hash());
-        for (_, key) in pointers_newest_first(&prefix, &keys, not_after)
+            .map(|d| d.as_secs());
+        let not_after = event_time.map(|t| t.saturating_add(POINTER_SKEW_SECONDS));
+        let mut search = PreviousRevision::new(event.top_hash(), event_time);
+        for (stamp, key) in pointers_newest_first(&prefix, &keys, not_after)
             .into_iter()
             .take(MAX_POINTERS_READ)
         {
@@ -224,11 +225,11 @@ impl<S: PackageStore> DetailsReader<S> {
             let Some(hash) = pointer_hash(&text) else {
                 continue;
             };
-            if let Search::Found(previous) = search.feed(hash) {
+            if let Search::Found(previous) = search.feed(stamp, hash) {
                 return Ok(Some(previous));
             }
         }
-        Ok(None)
+        Ok(search.finish())
     }
 
     /// The README's first characters; None (with a WARN) when it cannot be read.

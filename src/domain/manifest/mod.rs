@@ -107,7 +107,7 @@ pub enum ManifestError {
     #[error("logical key {0:?} appears more than once")]
     DuplicateKey(String),
     /// The caller stopped reading (the stream broke, a splitter gave up): see [`ManifestReader::fail`].
-    #[error("the manifest could not be read to the end: {0}")]
+    #[error("the manifest could not be read: {0}")]
     Interrupted(String),
 }
 
