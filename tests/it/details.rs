@@ -1030,3 +1030,112 @@ async fn a_package_of_100000_files_is_summarized_in_bounded_memory() {
     wait_outcome(&worker, "sent").await;
     assert!(ds.queue_drained().await);
 }
+
+// ------------------------------------------------------------------ who gets the mail (issue 15)
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn owners_named_in_the_package_metadata_get_the_mail_only_in_allowed_domains() {
+    let ds = DetailsStack::new(StackOptions::default()).await;
+    let ana = format!("{}@example.com", crate::support::unique("ana"));
+    let bo = format!("Bo <{}@EXAMPLE.com>", crate::support::unique("bo"));
+    let owned = ds
+        .push(
+            "team/owned",
+            Revision::new()
+                .starting_empty()
+                .message("owned")
+                .meta(&json!({"owners": [ana, "eve@evil.test", "x@example.com\r\nBcc: y@evil.test", bo]}))
+                .set_text("data.csv", "a\n1\n"),
+        )
+        .await;
+    let pattern = json!({"source": ["com.quiltdata"], "detail": {"bucket": [ds.stack.bucket]}});
+    let route = format!(
+        "[[routes]]\nname = \"owners\"\ntemplate = \"facts\"\nto = [\"{}\"]\n\
+         to_from = \"user_meta.owners\"\nallowed_domains = [\"example.com\"]\npattern = '''{pattern}'''\n",
+        ds.stack.recipient
+    );
+    let worker = ds.start(&route, "", &[]);
+
+    ds.publish("team/owned", &owned.top_hash).await;
+
+    let emails = ds.stack.wait_for_emails(1, WITHIN).await;
+    assert_eq!(emails.len(), 1, "log: {:#?}", worker.lines());
+    assert_eq!(
+        emails[0]["destination"]["to"],
+        json!([ds.stack.recipient, ana, bo]),
+        "the operator's address first, then the allowed owners in metadata order"
+    );
+    let dropped: Vec<Value> = worker
+        .lines()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN" && l["route"] == "owners" && l["dropped"] == 2)
+        .collect();
+    assert_eq!(
+        dropped.len(),
+        1,
+        "one WARN line for both drops: {:#?}",
+        worker.lines()
+    );
+    let first = dropped[0]["first"].as_str().expect("first");
+    assert!(
+        first.contains("evil.test is not in allowed_domains"),
+        "{first}"
+    );
+    assert!(first.contains("control characters"), "{first}");
+    assert_eq!(dropped[0]["handle"], "team/owned");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn a_route_with_a_topic_asks_ses_for_list_management_and_others_do_not() {
+    let ds = DetailsStack::new(StackOptions::default()).await;
+    let proxy = SesProxy::start(&ds.stack.endpoints.ses, 7).await;
+    let pushed = ds
+        .push(
+            "team/listed",
+            Revision::new()
+                .starting_empty()
+                .set_text("data.csv", "a\n1\n"),
+        )
+        .await;
+    let routes = format!(
+        "{}{}",
+        ds.route("listed", "topic = \"releases\""),
+        ds.route("plain", "")
+    );
+    let config = ds.stack.config(&proxy.url, &routes, "");
+    let worker = ds.stack.start_worker_with_env(
+        &config,
+        &[
+            (
+                "QUILT_NOTIFY__TEMPLATES__DIR",
+                ds.templates.display().to_string(),
+            ),
+            ("QUILT_NOTIFY__SES__CONTACT_LIST", "quilt-notify".to_owned()),
+        ],
+    );
+
+    ds.publish("team/listed", &pushed.top_hash).await;
+
+    let emails = ds.stack.wait_for_emails(2, WITHIN).await;
+    assert_eq!(emails.len(), 2, "log: {:#?}", worker.lines());
+    let requests = proxy.send_requests();
+    let by_route = |route: &str| -> Value {
+        requests
+            .iter()
+            .find(|r| {
+                r["EmailTags"].as_array().is_some_and(|tags| {
+                    tags.iter()
+                        .any(|t| t["Name"] == "route" && t["Value"] == route)
+                })
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("a SendEmail for {route}: {requests:#?}"))
+    };
+    assert_eq!(
+        by_route("listed")["ListManagementOptions"],
+        json!({"ContactListName": "quilt-notify", "TopicName": "releases"})
+    );
+    assert_eq!(by_route("plain").get("ListManagementOptions"), None);
+}

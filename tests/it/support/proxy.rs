@@ -273,6 +273,8 @@ struct State {
     faults: Faults,
     rng: fastrand::Rng,
     stats: Stats,
+    /// The JSON body of every `SendEmail` request received, in order.
+    sends: Vec<serde_json::Value>,
 }
 
 /// What to do with one request, decided under the lock.
@@ -315,6 +317,7 @@ impl SesProxy {
             faults: Faults::none(),
             rng: fastrand::Rng::with_seed(seed),
             stats: Stats::default(),
+            sends: Vec::new(),
         }));
         let client = reqwest::Client::new();
         let upstream = upstream.trim_end_matches('/').to_owned();
@@ -361,6 +364,11 @@ impl SesProxy {
         self.lock().stats.clone()
     }
 
+    /// The JSON body of every `SendEmail` request so far (what the worker asked SES to do).
+    pub fn send_requests(&self) -> Vec<serde_json::Value> {
+        self.lock().sends.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -374,11 +382,17 @@ impl Drop for SesProxy {
 
 fn decide(state: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Decision {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-    let State { faults, rng, stats } = &mut *state;
+    let State {
+        faults,
+        rng,
+        stats,
+        sends,
+    } = &mut *state;
     let is_send = method == Method::POST && path == SEND_EMAIL_PATH;
     let is_account = method == Method::GET && path == ACCOUNT_PATH;
     if is_send {
         stats.sends += 1;
+        sends.push(serde_json::from_slice(body).unwrap_or(serde_json::Value::Null));
     }
     if is_account {
         stats.account_calls += 1;
