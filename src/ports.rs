@@ -170,6 +170,27 @@ pub trait Mailer: Send + Sync + 'static {
     fn account(&self) -> impl Future<Output = Result<AccountStatus, SendError>> + Send;
 }
 
+/// A shared store is a store (the tests and benches keep a handle on the one a reader uses).
+impl<S: PackageStore> PackageStore for std::sync::Arc<S> {
+    fn read(
+        &self,
+        object: &ObjectRef,
+        max_bytes: Option<u64>,
+        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::read(self, object, max_bytes, sink)
+    }
+
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max_keys: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        S::list(self, bucket, prefix, max_keys)
+    }
+}
+
 pub use crate::domain::revision::ObjectRef;
 
 /// What a failed store call means for the message.

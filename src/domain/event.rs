@@ -52,12 +52,7 @@ impl PackageEvent {
     /// The body is not JSON, not an envelope (direct or SNS-wrapped), or lacks one of `id`,
     /// `time`, `detail.type`, `detail.bucket`, `detail.handle`, `detail.topHash` as strings.
     pub fn parse(body: &str) -> Result<Self, EventError> {
-        let value: Value = serde_json::from_str(body).map_err(|e| EventError::NotJson {
-            what: "body",
-            reason: e.to_string(),
-        })?;
-        let envelope = unwrap_sns(value)?;
-        Self::from_envelope(envelope)
+        Self::from_envelope(envelope_of(body)?)
     }
 
     /// Builds an event from an envelope already parsed.
@@ -136,7 +131,20 @@ impl PackageEvent {
 }
 
 /// An SNS notification carries the envelope as a JSON string in `Message`; unwrap it once.
-pub(crate) fn unwrap_sns(value: Value) -> Result<Value, EventError> {
+/// The EventBridge envelope in a message body: the body itself, or the `Message` of an SNS
+/// notification.
+///
+/// # Errors
+/// The body (or the SNS `Message`) is not JSON.
+pub(crate) fn envelope_of(body: &str) -> Result<Value, EventError> {
+    let value: Value = serde_json::from_str(body).map_err(|e| EventError::NotJson {
+        what: "body",
+        reason: e.to_string(),
+    })?;
+    unwrap_sns(value)
+}
+
+fn unwrap_sns(value: Value) -> Result<Value, EventError> {
     let is_sns = value.get("Type").and_then(Value::as_str) == Some("Notification")
         && value.get("Message").is_some();
     if !is_sns {

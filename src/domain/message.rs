@@ -1,9 +1,7 @@
 //! What an SQS message body can be: a Quilt package event, or SES feedback about a mail sent
 //! earlier (both reach the queue through EventBridge rules). One JSON parse decides.
 
-use serde_json::Value;
-
-use super::event::{unwrap_sns, EventError, PackageEvent};
+use super::event::{envelope_of, EventError, PackageEvent};
 use super::feedback::Feedback;
 
 /// A parsed message body.
@@ -21,11 +19,7 @@ impl Message {
     /// # Errors
     /// As [`PackageEvent::parse`]: not JSON, not an envelope, or not a package event.
     pub fn parse(body: &str) -> Result<Self, EventError> {
-        let value: Value = serde_json::from_str(body).map_err(|e| EventError::NotJson {
-            what: "body",
-            reason: e.to_string(),
-        })?;
-        let envelope = unwrap_sns(value)?;
+        let envelope = envelope_of(body)?;
         if let Some(feedback) = Feedback::from_envelope(&envelope) {
             return Ok(Self::Feedback(feedback));
         }

@@ -72,7 +72,25 @@ impl EmfReporter {
                 .push(serde_json::json!({"Name": histogram.emf_name, "Unit": histogram.emf_unit}));
             root.insert(histogram.emf_name.to_owned(), Value::from(values));
         }
+        self.previous = now;
+        self.document(root, &[], definitions, timestamp_ms)
+    }
+
+    /// One EMF line: the metric values in `root`, the dimension `Queue` plus `extra` dimensions
+    /// (name, value), and the directive that declares `definitions`.
+    fn document(
+        &self,
+        mut root: Map<String, Value>,
+        extra: &[(&str, &str)],
+        definitions: Vec<Value>,
+        timestamp_ms: u64,
+    ) -> String {
+        let mut dimensions = vec!["Queue"];
         root.insert("Queue".to_owned(), Value::from(self.queue.clone()));
+        for (name, value) in extra {
+            dimensions.push(name);
+            root.insert((*name).to_owned(), Value::from(*value));
+        }
         root.insert("message".to_owned(), Value::from("metrics"));
         root.insert(
             "_aws".to_owned(),
@@ -80,12 +98,11 @@ impl EmfReporter {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    "Dimensions": [["Queue"]],
+                    "Dimensions": [dimensions],
                     "Metrics": definitions,
                 }],
             }),
         );
-        self.previous = now;
         Value::Object(root).to_string()
     }
 }
@@ -122,21 +139,7 @@ impl EmfReporter {
                     definitions.push(serde_json::json!({"Name": name, "Unit": "Count"}));
                     root.insert(name.to_owned(), Value::from(count));
                 }
-                root.insert("Queue".to_owned(), Value::from(self.queue.clone()));
-                root.insert("Route".to_owned(), Value::from(route));
-                root.insert("message".to_owned(), Value::from("metrics"));
-                root.insert(
-                    "_aws".to_owned(),
-                    serde_json::json!({
-                        "Timestamp": timestamp_ms,
-                        "CloudWatchMetrics": [{
-                            "Namespace": self.namespace,
-                            "Dimensions": [["Queue", "Route"]],
-                            "Metrics": definitions,
-                        }],
-                    }),
-                );
-                Value::Object(root).to_string()
+                self.document(root, &[("Route", route)], definitions, timestamp_ms)
             })
             .collect();
         self.previous_feedback = now;

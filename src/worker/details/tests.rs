@@ -5,68 +5,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::memory_store::MemoryStore;
-
-const BUCKET: &str = "quilt-notify-fixtures";
-const HANDLE: &str = "team/demo";
-const INDEX: &str = include_str!("../../../tests/data/quilt/index.json");
-
-fn manifest(name: &str) -> &'static str {
-    match name {
-        "first" => include_str!("../../../tests/data/quilt/first.jsonl"),
-        "add_files" => include_str!("../../../tests/data/quilt/add_files.jsonl"),
-        "remove_files" => include_str!("../../../tests/data/quilt/remove_files.jsonl"),
-        "modify_file" => include_str!("../../../tests/data/quilt/modify_file.jsonl"),
-        "metadata_only" => include_str!("../../../tests/data/quilt/metadata_only.jsonl"),
-        "same_hash" => include_str!("../../../tests/data/quilt/same_hash.jsonl"),
-        "unicode_nested" => include_str!("../../../tests/data/quilt/unicode_nested.jsonl"),
-        other => panic!("no fixture {other}"),
-    }
-}
-
-fn top_hash(name: &str) -> String {
-    let index: Value = serde_json::from_str(INDEX).expect("index");
-    index["revisions"]
-        .as_array()
-        .expect("revisions")
-        .iter()
-        .find(|r| r["name"] == name)
-        .and_then(|r| r["top_hash"].as_str())
-        .expect("revision")
-        .to_owned()
-}
-
-/// quilt3's own `Package.diff` for two consecutive revisions, from the index.
-fn quilt3_diff(from: &str, to: &str) -> Value {
-    let index: Value = serde_json::from_str(INDEX).expect("index");
-    index["diffs"]
-        .as_array()
-        .expect("diffs")
-        .iter()
-        .find(|d| d["from"] == from && d["to"] == to)
-        .cloned()
-        .expect("diff")
-}
-
-/// Pushes revisions as quilt3 does: the manifest, then a pointer stamped a minute apart.
-fn push(store: &MemoryStore, revisions: &[&str]) {
-    store.put(
-        BUCKET,
-        "team/demo/README.md",
-        "# Demo\n\nA package pushed by scripts/quilt_packages.py.\n",
-    );
-    for (i, name) in revisions.iter().enumerate() {
-        let hash = top_hash(name);
-        store.put(BUCKET, &manifest_key(&hash), manifest(name));
-        let stamp = 1_700_000_000 + 60 * i as u64;
-        for pointer in [stamp.to_string(), "latest".to_owned()] {
-            store.put(
-                BUCKET,
-                &format!(".quilt/named_packages/{HANDLE}/{pointer}"),
-                hash.as_str(),
-            );
-        }
-    }
-}
+use crate::worker::fixtures::{manifest, push, quilt3_diff, top_hash, BUCKET, HANDLE};
 
 fn store(chunk: usize) -> MemoryStore {
     MemoryStore::new(chunk)

@@ -15,33 +15,11 @@ use crate::domain::route::{RouteSpec, RouteTable};
 use crate::memory_store::MemoryStore;
 use crate::ports::{AccountStatus, Email, FailureKind, Mailer, SendError, StoreFailureKind};
 use crate::worker::details::{DetailsReader, DetailsSource};
+use crate::worker::fixtures::{push, top_hash, BUCKET, HANDLE};
 use crate::worker::memory::EventMemory;
 use crate::worker::outcome::Outcome;
 use crate::worker::rate::RateLimiter;
 use crate::worker::Instruments;
-
-const BUCKET: &str = "quilt-notify-fixtures";
-const HANDLE: &str = "team/demo";
-const INDEX: &str = include_str!("../../../tests/data/quilt/index.json");
-
-fn manifest(name: &str) -> &'static str {
-    match name {
-        "metadata_only" => include_str!("../../../tests/data/quilt/metadata_only.jsonl"),
-        "same_hash" => include_str!("../../../tests/data/quilt/same_hash.jsonl"),
-        "unicode_nested" => include_str!("../../../tests/data/quilt/unicode_nested.jsonl"),
-        other => panic!("no fixture {other}"),
-    }
-}
-
-fn top_hash(name: &str) -> String {
-    let index: Value = serde_json::from_str(INDEX).expect("index");
-    index["revisions"]
-        .as_array()
-        .and_then(|r| r.iter().find(|r| r["name"] == name))
-        .and_then(|r| r["top_hash"].as_str())
-        .expect("revision")
-        .to_owned()
-}
 
 /// Records what was sent.
 #[derive(Default)]
@@ -70,39 +48,8 @@ impl Mailer for Outbox {
 /// The store after quilt3 pushed these revisions of `team/demo`, a minute apart.
 fn pushed(revisions: &[&str]) -> Arc<MemoryStore> {
     let store = MemoryStore::new(4096);
-    for (i, name) in revisions.iter().enumerate() {
-        let hash = top_hash(name);
-        store.put(BUCKET, &manifest_key(&hash), manifest(name));
-        let stamp = 1_700_000_000 + 60 * i as u64;
-        store.put(
-            BUCKET,
-            &format!("{}{stamp}", pointers_prefix(HANDLE)),
-            hash.as_str(),
-        );
-    }
+    push(&store, revisions);
     Arc::new(store)
-}
-
-/// A shared store behind the port, so the test keeps a handle on it.
-struct Shared(Arc<MemoryStore>);
-
-impl crate::ports::PackageStore for Shared {
-    async fn read(
-        &self,
-        object: &crate::ports::ObjectRef,
-        max_bytes: Option<u64>,
-        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
-    ) -> Result<(), crate::ports::StoreError> {
-        self.0.read(object, max_bytes, sink).await
-    }
-    async fn list(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        max_keys: usize,
-    ) -> Result<Vec<String>, crate::ports::StoreError> {
-        self.0.list(bucket, prefix, max_keys).await
-    }
 }
 
 fn route(name: &str, extra: Value) -> RouteSpec {
@@ -133,12 +80,7 @@ fn build(routes: &[RouteSpec], store: &Arc<MemoryStore>) -> (Pipeline<Outbox>, A
         )
         .unwrap();
     let outbox = Arc::new(Outbox::default());
-    let reader = DetailsReader::new(
-        Shared(Arc::clone(store)),
-        ManifestLimits::default(),
-        8,
-        None,
-    );
+    let reader = DetailsReader::new(Arc::clone(store), ManifestLimits::default(), 8, None);
     let pipeline = Pipeline::new(Parts {
         routes: RouteTable::compile(routes).unwrap(),
         renderer,
