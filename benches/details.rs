@@ -1,0 +1,703 @@
+//! Package details benchmarks (issue 12): what `DetailsReader::read` costs per event for a
+//! 10-file and a 100,000-file package, and what it adds to the whole pipeline.
+//! `cargo bench --bench details`; the numbers are in docs/performance.md ("Package details").
+//!
+//! Revisions are laid out in a [`MemoryStore`] as quilt3 lays them out (manifest at
+//! `.quilt/packages/<top hash>`, pointers `.quilt/named_packages/<handle>/<epoch>` and `latest`
+//! holding the top hash, a root README.md), one push a minute. The manifest lines have the shape
+//! of quilt3 8.0's (tests/data/quilt/first.jsonl). The current revision differs from the previous
+//! one by about 1 %: removed, modified and added files, at least one of each.
+//!
+//! Three variants of one read:
+//! - `cold`: no cache (`cache_size` 0), both manifests are read and parsed;
+//! - `new_push`: the previous revision's summary is cached (it was the previous event's), the
+//!   current manifest is read and parsed — a push's event in steady state;
+//! - `warm`: both summaries cached (a redelivered event): pointers, README and the diff only.
+//!
+//! In bench mode (`--bench`), before the timings, two one-shot measurements go to stderr:
+//! 1. the 100,000-file event read once with no cache, its manifests streamed from a store that
+//!    generates them (nothing held whole): wall and CPU time, manifest bytes, and the process's
+//!    peak RSS (VmHWM), measured first, before anything else in the process allocates;
+//! 2. a burst of 100 pushes to one package, read in push order through one reader with
+//!    `[s3] cache_size` from config/default.toml: cache hits and misses, and GetObject calls
+//!    per event. The burst also runs (asserting only) under `cargo test --benches`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
+use quilt_notify::domain::event::PackageEvent;
+use quilt_notify::domain::manifest::{ManifestLimits, ManifestReader};
+use quilt_notify::domain::render::{template_data, Renderer};
+use quilt_notify::domain::revision::{manifest_key, ObjectRef};
+use quilt_notify::domain::route::{RouteSpec, RouteTable};
+use quilt_notify::memory_store::MemoryStore;
+use quilt_notify::ports::{AccountStatus, Email, Mailer, PackageStore, SendError, StoreError};
+use quilt_notify::worker::details::{DetailsReader, DetailsSource};
+use quilt_notify::worker::memory::EventMemory;
+use quilt_notify::worker::outcome::Outcome;
+use quilt_notify::worker::rate::RateLimiter;
+use quilt_notify::worker::{Instruments, Parts, Pipeline};
+use tokio::runtime::Runtime;
+
+const BUCKET: &str = "bench-bucket";
+const HANDLE: &str = "team/bench";
+const CATALOG: &str = "catalog.example.com";
+/// The first push's pointer stamp (2024-01-01T00:00:00Z); later pushes follow a minute apart.
+const FIRST_PUSH: u64 = 1_704_067_200;
+/// Bytes per chunk handed to the reader, about what an S3 response body's frames are.
+const CHUNK: usize = 16 * 1024;
+const README: &str = "# Bench\n\nA package made by benches/details.rs.\n";
+
+fn bench_mode() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// `[s3] cache_size` from config/default.toml: the reader's cache as deployed.
+fn default_cache_size() -> usize {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    let text = std::fs::read_to_string(path).expect("config/default.toml");
+    let s3 = text.split("\n[s3]").nth(1).expect("[s3] section");
+    let s3 = s3.split("\n[").next().unwrap_or(s3);
+    s3.lines()
+        .filter_map(|line| line.trim().strip_prefix("cache_size"))
+        .find_map(|rest| rest.trim().strip_prefix('=')?.trim().parse().ok())
+        .expect("[s3] cache_size")
+}
+
+/// Base64 of 32 bytes derived from `seed`, like quilt3's `sha2-256-chunked` values.
+fn hash_b64(seed: u64) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bytes = [0u8; 33];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for b in bytes.iter_mut().take(32) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let mut out = String::with_capacity(44);
+    for chunk in bytes.chunks(3) {
+        let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
+        for shift in [18, 12, 6, 0] {
+            out.push(char::from(ALPHABET[(n >> shift & 63) as usize]));
+        }
+    }
+    out.truncate(43);
+    out.push('=');
+    out
+}
+
+/// A top hash (64 hex digits) for revision `n` of the package of `files` files.
+fn top_hash(files: usize, n: u64) -> String {
+    let mut x = (files as u64) << 20 ^ n ^ 0x5DEE_CE66_D1CE_4E5B;
+    let mut out = String::with_capacity(64);
+    for _ in 0..4 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let _ = write!(out, "{x:016x}");
+    }
+    out
+}
+
+fn header(message: &str) -> String {
+    format!(
+        r#"{{"version": "v0", "user_meta": {{"stage": "prod", "owner": "data-team", "tags": ["raw"]}}, "message": "{message}"}}"#
+    )
+}
+
+/// Entry line of file `id` (0 is the root README.md), in quilt3's format; `modified` changes
+/// its size and hash. Keys sort as the ids do, 1,000 files per folder.
+fn entry_line(id: usize, modified: bool, out: &mut String) {
+    let key = if id == 0 {
+        "README.md".to_owned()
+    } else {
+        format!("data/{:03}/file-{id:07}.csv", id / 1_000)
+    };
+    let size = if id == 0 {
+        README.len() as u64
+    } else {
+        1_000 + (id as u64 % 977) + if modified { 13 } else { 0 }
+    };
+    let seed = id as u64 * 2 + u64::from(modified);
+    let _ = write!(
+        out,
+        r#"{{"logical_key": "{key}", "physical_keys": ["s3://{BUCKET}/{HANDLE}/{key}"], "size": {size}, "hash": {{"type": "sha2-256-chunked", "value": "{}"}}, "meta": {{}}}}"#,
+        hash_b64(seed)
+    );
+    out.push('\n');
+}
+
+/// The files (id, modified) of the previous (`current` false) or current revision of a package
+/// of `files` files: the current one removes the ids ≡ 3 (mod 100), modifies those ≡ 7 and adds
+/// as many new ones, 1 % each (at least one).
+fn revision_files(files: usize, current: bool) -> impl Iterator<Item = (usize, bool)> {
+    let added = if current { (files / 100).max(1) } else { 0 };
+    (0..files)
+        .filter(move |i| !(current && i % 100 == 3))
+        .map(move |i| (i, current && i % 100 == 7))
+        .chain((files..files + added).map(|i| (i, false)))
+}
+
+fn manifest(message: &str, entries: impl Iterator<Item = (usize, bool)>) -> String {
+    let mut out = header(message);
+    out.push('\n');
+    for (id, modified) in entries {
+        entry_line(id, modified, &mut out);
+    }
+    out
+}
+
+/// The event of the push stamped `stamp`.
+fn event(top_hash: &str, stamp: u64) -> PackageEvent {
+    let time = time::OffsetDateTime::from_unix_timestamp(stamp as i64)
+        .expect("stamp")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    let body = serde_json::json!({
+        "version": "0", "id": format!("event-{top_hash}"), "detail-type": "package-revision",
+        "source": "com.quiltdata", "account": "012345678901", "time": time,
+        "region": "us-east-1", "resources": [],
+        "detail": {"version": "0.1", "type": "created", "bucket": BUCKET, "handle": HANDLE,
+                   "topHash": top_hash}
+    });
+    PackageEvent::parse(&body.to_string()).expect("event")
+}
+
+fn pointer_key(stamp: u64) -> String {
+    format!(".quilt/named_packages/{HANDLE}/{stamp}")
+}
+
+/// Pushes `(top hash, manifest)` revisions in order, `spacing` seconds apart, as quilt3 does:
+/// the manifest, then the pointers. The README goes first. Returns each push's stamp.
+fn push(store: &MemoryStore, revisions: &[(String, String)], spacing: u64) -> Vec<u64> {
+    store.put(BUCKET, &format!("{HANDLE}/README.md"), README);
+    let mut stamps = Vec::new();
+    for (i, (hash, body)) in revisions.iter().enumerate() {
+        let stamp = FIRST_PUSH + spacing * i as u64;
+        store.put(BUCKET, &manifest_key(hash), body.as_str());
+        for key in [
+            pointer_key(stamp),
+            format!(".quilt/named_packages/{HANDLE}/latest"),
+        ] {
+            store.put(BUCKET, &key, hash.as_str());
+        }
+        stamps.push(stamp);
+    }
+    stamps
+}
+
+/// Two revisions of a package of `files` files in a store: the store, the previous and the
+/// current revision's events, and the current manifest's size in bytes.
+fn two_revisions(files: usize) -> (MemoryStore, PackageEvent, PackageEvent, usize) {
+    let revisions = [false, true].map(|current| {
+        let message = if current { "Current" } else { "Previous" };
+        (
+            top_hash(files, u64::from(current)),
+            manifest(message, revision_files(files, current)),
+        )
+    });
+    let store = MemoryStore::new(CHUNK);
+    let stamps = push(&store, &revisions, 60);
+    let bytes = revisions[1].1.len();
+    let previous = event(&revisions[0].0, stamps[0]);
+    let current = event(&revisions[1].0, stamps[1]);
+    (store, previous, current, bytes)
+}
+
+/// A store the bench keeps a handle on (to count reads) while a reader owns it.
+#[derive(Clone)]
+struct Shared(Arc<MemoryStore>);
+
+impl PackageStore for Shared {
+    async fn read(
+        &self,
+        object: &ObjectRef,
+        max_bytes: Option<u64>,
+        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+    ) -> Result<(), StoreError> {
+        self.0.read(object, max_bytes, sink).await
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max_keys: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.0.list(bucket, prefix, max_keys).await
+    }
+}
+
+fn reader<S: PackageStore>(store: S, cache_size: usize) -> DetailsReader<S> {
+    DetailsReader::new(
+        store,
+        ManifestLimits::default(),
+        cache_size,
+        Some(CATALOG.to_owned()),
+    )
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Checks what a read of the current revision of `files` files must say.
+fn check(details: &quilt_notify::worker::details::Details, files: usize) {
+    let changed = (files / 100).max(1) as u64;
+    let changes = &details.changes;
+    for kind in ["added", "removed", "modified"] {
+        assert_eq!(changes[kind]["count"], changed, "{kind}: {changes}");
+    }
+    assert_eq!(details.package["files"], files as u64);
+    assert!(details.package["readme"].is_string(), "{}", details.package);
+    assert!(details.package["error"].is_null(), "{}", details.package);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-shot measurements (stderr).
+
+/// Generates manifests as they are read, in chunks, so that none is ever held whole (as an S3
+/// response body is streamed); everything else comes from a [`MemoryStore`].
+struct StreamingStore {
+    small: MemoryStore,
+    /// Manifest key → (files, current revision).
+    manifests: HashMap<String, (usize, bool)>,
+    bytes_served: Arc<AtomicU64>,
+}
+
+impl PackageStore for StreamingStore {
+    async fn read(
+        &self,
+        object: &ObjectRef,
+        max_bytes: Option<u64>,
+        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+    ) -> Result<(), StoreError> {
+        let Some(&(files, current)) = self.manifests.get(&object.key) else {
+            return self.small.read(object, max_bytes, sink).await;
+        };
+        let mut buffer = header(if current { "Current" } else { "Previous" });
+        buffer.push('\n');
+        let mut served = 0;
+        for (id, modified) in revision_files(files, current) {
+            entry_line(id, modified, &mut buffer);
+            if buffer.len() >= CHUNK {
+                served += buffer.len();
+                if !sink(buffer.as_bytes()) {
+                    buffer.clear();
+                    break;
+                }
+                buffer.clear();
+            }
+        }
+        if !buffer.is_empty() {
+            served += buffer.len();
+            sink(buffer.as_bytes());
+        }
+        self.bytes_served
+            .fetch_add(served as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max_keys: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.small.list(bucket, prefix, max_keys).await
+    }
+}
+
+/// (VmHWM, VmRSS) in kB; VmHWM is reset to the current RSS first when `reset`.
+fn rss_kb(reset: bool) -> (u64, u64) {
+    if reset {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// This process's user + system CPU time.
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// One read of the `files`-file event with no cache, manifests streamed: wall and CPU time,
+/// manifest bytes, peak RSS. Run it first: VmHWM is the whole process's.
+fn report_large(files: usize) {
+    let (start_hwm, start_rss) = rss_kb(false);
+    let small = MemoryStore::new(CHUNK);
+    let revisions: Vec<(String, String)> = [false, true]
+        .iter()
+        .map(|&current| (top_hash(files, u64::from(current)), String::new()))
+        .collect();
+    let stamps = push(&small, &revisions, 60);
+    let manifests = revisions
+        .iter()
+        .zip([false, true])
+        .map(|((hash, _), current)| (manifest_key(hash), (files, current)))
+        .collect();
+    let bytes_served = Arc::new(AtomicU64::new(0));
+    let store = StreamingStore {
+        small,
+        manifests,
+        bytes_served: Arc::clone(&bytes_served),
+    };
+    let event = event(&revisions[1].0, stamps[1]);
+    let runtime = runtime();
+
+    // What generating the lines alone costs, to take off the read's CPU time.
+    let (generate_cpu, manifest_bytes) = {
+        let cpu = cpu_time();
+        let mut bytes = [0u64; 2];
+        for (n, current) in [false, true].into_iter().enumerate() {
+            let key = manifest_key(&top_hash(files, u64::from(current)));
+            let object = ObjectRef {
+                bucket: BUCKET.to_owned(),
+                key,
+                version: None,
+            };
+            let mut sink = |chunk: &[u8]| {
+                bytes[n] += chunk.len() as u64;
+                true
+            };
+            runtime
+                .block_on(store.read(&object, None, &mut sink))
+                .expect("generated");
+        }
+        (cpu_time() - cpu, bytes)
+    };
+    bytes_served.store(0, Ordering::Relaxed);
+
+    let (before_hwm, before_rss) = rss_kb(true);
+    let reader = reader(store, 0);
+    let cpu = cpu_time();
+    let started = Instant::now();
+    let details = runtime.block_on(reader.read(&event)).expect("details");
+    let wall = started.elapsed();
+    let cpu = cpu_time() - cpu;
+    let (after_hwm, after_rss) = rss_kb(false);
+    check(&details, files);
+    drop(details);
+    drop(reader);
+    // What one cached summary of this manifest keeps (the cache holds summaries, not bytes).
+    let summary_heap = {
+        let body = manifest("Current", revision_files(files, true));
+        let mut lines = ManifestReader::new(ManifestLimits::default());
+        for line in body.lines() {
+            lines.feed_line(line.as_bytes()).expect("line");
+        }
+        lines.finish().heap_bytes()
+    };
+    eprintln!(
+        "details/one_shot/{files}_files_cold: read() {wall:.2?} wall, {cpu:.2?} CPU \
+         ({:.2?} of it generating the lines; reader ≈ {:.2?}); manifests {} B previous, {} B \
+         current ({} B served); VmHWM {after_hwm} kB (VmHWM {before_hwm} / VmRSS {before_rss} kB \
+         before the read, {start_hwm} / {start_rss} kB at process start; VmRSS after \
+         {after_rss} kB): the read added {} kB; one summary of it ≈ {:.1} MB of heap",
+        generate_cpu,
+        cpu.saturating_sub(generate_cpu),
+        manifest_bytes[0],
+        manifest_bytes[1],
+        bytes_served.load(Ordering::Relaxed),
+        after_hwm.saturating_sub(before_rss),
+        summary_heap as f64 / 1e6,
+    );
+}
+
+/// 100 pushes to one package, `spacing` seconds apart, each adding one file to the previous
+/// (10 files first), read in push order by one reader caching `cache_size` summaries.
+/// Returns (hits, misses, GetObject calls, events whose changes were found), and prints them
+/// when `print`.
+fn burst(cache_size: usize, spacing: u64, print: bool) -> (u64, u64, usize, usize) {
+    const PUSHES: usize = 100;
+    let revisions: Vec<(String, String)> = (0..PUSHES)
+        .map(|n| {
+            (
+                top_hash(7, n as u64),
+                manifest(&format!("Push {n}"), (0..10 + n).map(|i| (i, false))),
+            )
+        })
+        .collect();
+    let store = Arc::new(MemoryStore::new(CHUNK));
+    let stamps = push(&store, &revisions, spacing);
+    let mut keys: Vec<String> = revisions.iter().map(|(h, _)| manifest_key(h)).collect();
+    let manifest_keys = keys.len();
+    keys.extend(stamps.iter().map(|&s| pointer_key(s)));
+    keys.push(format!(".quilt/named_packages/{HANDLE}/latest"));
+    keys.push(format!("{HANDLE}/README.md"));
+    let events: Vec<PackageEvent> = revisions
+        .iter()
+        .zip(&stamps)
+        .map(|((hash, _), &stamp)| event(hash, stamp))
+        .collect();
+    let reader = reader(Shared(Arc::clone(&store)), cache_size);
+    let runtime = runtime();
+    let mut with_changes = 0;
+    for (n, event) in events.iter().enumerate() {
+        let details = runtime.block_on(reader.read(event)).expect("details");
+        if !details.changes.is_null() {
+            assert_eq!(details.changes["added"]["count"], 1, "push {n}");
+            with_changes += 1;
+        }
+    }
+    let reads = |keys: &[String]| -> usize { keys.iter().map(|k| store.reads(k)).sum() };
+    let manifest_reads = reads(&keys[..manifest_keys]);
+    let pointer_reads = reads(&keys[manifest_keys..manifest_keys + PUSHES + 1]);
+    let gets = reads(&keys);
+    let (hits, misses) = reader.cache_stats();
+    if print {
+        let per = |n: usize| n as f64 / PUSHES as f64;
+        eprintln!(
+            "details/one_shot/burst_{PUSHES}_pushes_{spacing}s_apart_cache_{cache_size}: \
+             hits {hits} misses {misses} (hit rate {:.1} %); GetObject {gets} ({:.2} per event: \
+             manifests {:.2}, pointers {:.2}, README {:.2}); 1 ListObjectsV2 per event; \
+             {with_changes} of {PUSHES} events found their previous revision",
+            100.0 * hits as f64 / (hits + misses).max(1) as f64,
+            per(gets),
+            per(manifest_reads),
+            per(pointer_reads),
+            per(gets - manifest_reads - pointer_reads),
+        );
+    }
+    (hits, misses, gets, with_changes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Criterion.
+
+fn read_benches(c: &mut Criterion) {
+    let runtime = runtime();
+    let cache_size = default_cache_size();
+    let sizes: &[usize] = if bench_mode() { &[10, 100_000] } else { &[10] };
+    let mut group = c.benchmark_group("details");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    for &files in sizes {
+        let (store, previous, current, _) = two_revisions(files);
+        let store = Shared(Arc::new(store));
+        // Setup per iteration for the large package's new_push: its previous manifest is
+        // parsed before each timed read.
+        let batch = if files > 1_000 {
+            group.sample_size(10);
+            group.measurement_time(Duration::from_secs(10));
+            BatchSize::PerIteration
+        } else {
+            BatchSize::SmallInput
+        };
+        let cold = reader(store.clone(), 0);
+        check(
+            &runtime.block_on(cold.read(&current)).expect("details"),
+            files,
+        );
+        group.bench_function(format!("read_{files}_files/cold"), |b| {
+            b.iter(|| runtime.block_on(cold.read(black_box(&current))))
+        });
+        group.bench_function(format!("read_{files}_files/new_push"), |b| {
+            b.iter_batched(
+                || {
+                    let fresh = reader(store.clone(), cache_size);
+                    runtime.block_on(fresh.read(&previous)).expect("details");
+                    fresh
+                },
+                |fresh| runtime.block_on(fresh.read(black_box(&current))),
+                batch,
+            )
+        });
+        let warm = reader(store.clone(), cache_size);
+        runtime.block_on(warm.read(&current)).expect("details");
+        group.bench_function(format!("read_{files}_files/warm"), |b| {
+            b.iter(|| runtime.block_on(warm.read(black_box(&current))))
+        });
+    }
+    group.finish();
+}
+
+/// Readers prepared ahead, one per event, in order (criterion's batched setup fills it).
+#[derive(Default)]
+struct ReaderQueue(std::sync::Mutex<std::collections::VecDeque<DetailsReader<Shared>>>);
+
+impl DetailsSource for ReaderQueue {
+    fn details<'a>(
+        &'a self,
+        event: &'a PackageEvent,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<quilt_notify::worker::details::Details, StoreError>,
+                > + Send
+                + 'a,
+        >,
+    > {
+        let reader = self
+            .0
+            .lock()
+            .expect("queue")
+            .pop_front()
+            .expect("a prepared reader");
+        Box::pin(async move { reader.read(event).await })
+    }
+}
+
+/// Accepts every email at once.
+struct NoopMailer;
+
+impl Mailer for NoopMailer {
+    async fn send(&self, email: &Email) -> Result<String, SendError> {
+        Ok(email.subject.len().to_string())
+    }
+    async fn account(&self) -> Result<AccountStatus, SendError> {
+        Ok(AccountStatus {
+            sending_enabled: true,
+            max_send_rate: None,
+        })
+    }
+}
+
+/// benches/pipeline.rs's route, for this bench's bucket; `details` is on by default.
+fn routes() -> RouteTable {
+    let spec: RouteSpec = serde_json::from_value(serde_json::json!({
+        "name": "package-created",
+        "template": "package-created",
+        "to": ["data-team@example.com"],
+        "pattern": {
+            "source": ["com.quiltdata"],
+            "detail-type": ["package-revision"],
+            "detail": {"type": ["created"], "handle": [{"prefix": ""}], "bucket": [BUCKET]}
+        }
+    }))
+    .expect("route spec");
+    RouteTable::compile(&[spec]).expect("routes")
+}
+
+fn renderer() -> Renderer {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
+    quilt_notify::templates::load_dir(&dir, ["package-created"]).expect("templates")
+}
+
+fn pipeline(details: Option<Arc<dyn DetailsSource>>) -> Pipeline<NoopMailer> {
+    Pipeline::new(Parts {
+        routes: routes(),
+        renderer: renderer(),
+        catalog_host: Some(CATALOG.to_owned()),
+        default_from: "quilt@example.com".to_owned(),
+        contact_list: None,
+        mailer: Arc::new(NoopMailer),
+        details,
+        // A window of zero: every message is new, as in steady state with distinct events.
+        memory: EventMemory::new(Duration::ZERO, 1),
+        limiter: RateLimiter::new(0.0),
+        instruments: Instruments::default(),
+    })
+}
+
+/// The whole pipeline (parse, dedupe, match, details, render, no-op send) for the 10-file
+/// package's current revision, without details and with each kind of read.
+fn pipeline_benches(c: &mut Criterion) {
+    let runtime = runtime();
+    let cache_size = default_cache_size();
+    let (store, previous, current, _) = two_revisions(10);
+    let store = Shared(Arc::new(store));
+    let message = serde_json::to_string(&serde_json::json!({
+        "version": "0", "id": "bench-event", "detail-type": "package-revision",
+        "source": "com.quiltdata", "account": "012345678901",
+        "time": current.envelope()["time"], "region": "us-east-1", "resources": [],
+        "detail": {"version": "0.1", "type": "created", "bucket": BUCKET, "handle": HANDLE,
+                   "topHash": current.top_hash()}
+    }))
+    .expect("message");
+    let sent = |pipeline: &Pipeline<NoopMailer>| {
+        let (outcome, _) = runtime.block_on(pipeline.process(&message));
+        assert_eq!(outcome, Outcome::Sent, "every iteration does the full work");
+    };
+    let mut group = c.benchmark_group("pipeline_details");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    // Where the pipeline's extra time goes: the template data and render alone.
+    let renderer = renderer();
+    let details = runtime
+        .block_on(reader(store.clone(), 0).read(&current))
+        .expect("details");
+    for (name, details) in [("no_details", None), ("10_files", Some(&details))] {
+        group.bench_function(format!("template_data+render/{name}"), |b| {
+            b.iter(|| {
+                let data = template_data(
+                    black_box(&current),
+                    Some(CATALOG),
+                    "package-created",
+                    details,
+                );
+                renderer.render("package-created", data)
+            })
+        });
+    }
+    let without = pipeline(None);
+    sent(&without);
+    group.bench_function("no_details", |b| {
+        b.iter(|| runtime.block_on(without.process(black_box(&message))))
+    });
+    let cold = pipeline(Some(Arc::new(reader(store.clone(), 0))));
+    sent(&cold);
+    group.bench_function("10_files/cold", |b| {
+        b.iter(|| runtime.block_on(cold.process(black_box(&message))))
+    });
+    // One pipeline; each event gets a fresh reader that has read the previous revision.
+    let queue = Arc::new(ReaderQueue::default());
+    let new_push = pipeline(Some(Arc::clone(&queue) as Arc<dyn DetailsSource>));
+    group.bench_function("10_files/new_push", |b| {
+        b.iter_batched(
+            || {
+                let fresh = reader(store.clone(), cache_size);
+                runtime.block_on(fresh.read(&previous)).expect("details");
+                queue.0.lock().expect("queue").push_back(fresh);
+            },
+            |()| runtime.block_on(new_push.process(black_box(&message))),
+            BatchSize::SmallInput,
+        )
+    });
+    let warm = pipeline(Some(Arc::new(reader(store.clone(), cache_size))));
+    sent(&warm);
+    group.bench_function("10_files/warm", |b| {
+        b.iter(|| runtime.block_on(warm.process(black_box(&message))))
+    });
+    group.finish();
+}
+
+/// The one-shot measurements, first (peak RSS is the process's), then the timings.
+fn one_shots(_: &mut Criterion) {
+    let cache_size = default_cache_size();
+    if bench_mode() {
+        report_large(100_000);
+        for (cache, spacing) in [(cache_size, 60), (0, 60), (cache_size, 1)] {
+            burst(cache, spacing, true);
+        }
+    }
+    // Under `cargo test --benches` too: the cache reads each manifest once in a burst.
+    let (hits, misses, _, with_changes) = burst(cache_size, 60, false);
+    assert_eq!((hits, misses, with_changes), (99, 100, 99));
+}
+
+criterion_group!(benches, one_shots, read_benches, pipeline_benches);
+criterion_main!(benches);
