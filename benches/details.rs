@@ -36,7 +36,7 @@ use quilt_notify::domain::revision::{manifest_key, ObjectRef};
 use quilt_notify::domain::route::{RouteSpec, RouteTable};
 use quilt_notify::memory_store::MemoryStore;
 use quilt_notify::ports::{AccountStatus, Email, Mailer, PackageStore, SendError, StoreError};
-use quilt_notify::worker::details::{DetailsReader, DetailsSource};
+use quilt_notify::worker::details::{CacheLimits, DetailsReader, DetailsSource};
 use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::outcome::Outcome;
 use quilt_notify::worker::rate::RateLimiter;
@@ -237,7 +237,7 @@ fn reader<S: PackageStore>(store: S, cache_size: usize) -> DetailsReader<S> {
     DetailsReader::new(
         store,
         ManifestLimits::default(),
-        cache_size,
+        CacheLimits::new(cache_size, 64),
         Some(CATALOG.to_owned()),
     )
 }

@@ -22,7 +22,7 @@ use crate::domain::render::{set_unsubscribe_url, template_data, Renderer};
 use crate::domain::route::RouteTable;
 use crate::ports::{AccountStatus, Mailer};
 use crate::telemetry::emf::{report_emf, EmfReporter};
-use crate::worker::details::{DetailsReader, DetailsSource};
+use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
 use crate::worker::memory::EventMemory;
 use crate::worker::rate::RateLimiter;
 use crate::worker::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
@@ -235,7 +235,7 @@ impl App {
             let reader = DetailsReader::new(
                 S3Store::new(s3_client(&sdk, settings)),
                 limits,
-                settings.s3.cache_size,
+                CacheLimits::new(settings.s3.cache_size, settings.s3.cache_megabytes),
                 settings.catalog.host.clone(),
             );
             Arc::new(reader) as Arc<dyn DetailsSource>

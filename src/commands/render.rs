@@ -16,7 +16,7 @@ use crate::domain::render::{set_unsubscribe_url, template_data};
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::Route;
 use crate::memory_store::MemoryStore;
-use crate::worker::details::{DetailsReader, DetailsSource};
+use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
 
 /// Arguments of `quilt-notify render`.
 #[derive(Debug, Args)]
@@ -229,12 +229,12 @@ fn read_details(
     let source: Arc<dyn DetailsSource> = match &args.manifest {
         Some(manifest) => {
             let store = local_store(event, manifest, args.previous.as_deref())?;
-            Arc::new(DetailsReader::new(store, limits, 2, host))
+            Arc::new(DetailsReader::new(store, limits, CacheLimits::NONE, host))
         }
         None => {
             let sdk = runtime.block_on(app::sdk_config(settings))?;
             let store = crate::aws::s3::S3Store::new(app::s3_client(&sdk, settings));
-            Arc::new(DetailsReader::new(store, limits, 2, host))
+            Arc::new(DetailsReader::new(store, limits, CacheLimits::NONE, host))
         }
     };
     match runtime.block_on(source.details(event)) {

@@ -99,6 +99,8 @@ pub struct S3Settings {
     pub max_manifest_entries: usize,
     /// Manifest summaries kept in memory, by top hash.
     pub cache_size: usize,
+    /// Their memory at most, in MiB.
+    pub cache_megabytes: usize,
 }
 
 /// Pollers, concurrency, shutdown and dedupe.

@@ -60,83 +60,22 @@ pub fn pointer_hash(text: &str) -> Option<&str> {
         .then_some(hash)
 }
 
-/// Reads pointers newest first and says when the previous revision is known.
+/// The order in which to read a package's pointers (indices into the newest-first list) to find
+/// the event's own: closest to the event's time first, newer first on a tie; newest first when
+/// the event has no time.
 ///
-/// The event's own pointer is the one holding its top hash whose stamp is closest to the event's
-/// time: a re-push of the same content writes a second pointer with the same hash, and taking the
-/// newest would make a first revision's event look like that re-push (`unchanged`, never sent).
-/// The previous revision is the pointer just older than the event's own.
-#[derive(Debug, Clone)]
-pub struct PreviousRevision {
-    top_hash: String,
-    /// The event's time, seconds since the epoch; without it, the newest own pointer wins.
-    event_time: Option<u64>,
-    /// The best own pointer so far: its distance from the event's time, and the hash of the
-    /// pointer just older than it, once read.
-    best: Option<(u64, Option<String>)>,
-    /// The last pointer fed was the best own one, so the next is its predecessor.
-    awaiting_predecessor: bool,
-}
-
-/// What the search needs next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Search {
-    /// Read the next older pointer.
-    Continue,
-    /// The previous revision's top hash: no older pointer can change the answer.
-    Found(String),
-}
-
-impl PreviousRevision {
-    /// Searches the revision before the one holding `top_hash`, for an event at `event_time`.
-    pub fn new(top_hash: &str, event_time: Option<u64>) -> Self {
-        Self {
-            top_hash: top_hash.to_ascii_lowercase(),
-            event_time,
-            best: None,
-            awaiting_predecessor: false,
-        }
+/// The event's own pointer is the one holding its top hash closest to its time. A re-push of the
+/// same content writes a second pointer with the same hash, so "the newest holding the hash"
+/// would make a first revision's event look like that re-push (`unchanged`, never sent); and in a
+/// burst of pushes seconds apart, reading newest first would spend every read on later pushes.
+/// The previous revision is then the pointer just older than the own one: the next in the list.
+pub fn closest_first(newest_first: &[(u64, String)], event_time: Option<u64>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..newest_first.len()).collect();
+    if let Some(t) = event_time {
+        // A stable sort keeps newest-first order among equal distances.
+        order.sort_by_key(|&i| newest_first[i].0.abs_diff(t));
     }
-
-    /// Takes the next older pointer: its stamp and the hash it holds.
-    pub fn feed(&mut self, stamp: u64, pointed: &str) -> Search {
-        let pointed = pointed.to_ascii_lowercase();
-        if std::mem::take(&mut self.awaiting_predecessor) {
-            if let Some((_, predecessor)) = &mut self.best {
-                *predecessor = Some(pointed.clone());
-            }
-        }
-        if pointed == self.top_hash {
-            let distance = self.event_time.map_or(0, |t| t.abs_diff(stamp));
-            if self.best.as_ref().is_none_or(|(best, _)| distance < *best) {
-                self.best = Some((distance, None));
-                self.awaiting_predecessor = true;
-            }
-        }
-        match &self.best {
-            // Every older pointer is farther from the event's time than the best one.
-            Some((distance, Some(previous)))
-                if self
-                    .event_time
-                    .is_none_or(|t| t.saturating_sub(stamp) > *distance) =>
-            {
-                Search::Found(previous.clone())
-            }
-            _ => Search::Continue,
-        }
-    }
-
-    /// Whether the event's own pointer was found (if the pointers ran out after it, the event's
-    /// revision is the package's first).
-    pub fn seen_own(&self) -> bool {
-        self.best.is_some()
-    }
-
-    /// The answer once the pointers ran out: the predecessor of the best own pointer, or None
-    /// (a first revision, or no own pointer at all: see [`seen_own`](Self::seen_own)).
-    pub fn finish(self) -> Option<String> {
-        self.best.and_then(|(_, previous)| previous)
-    }
+    order
 }
 
 /// Why a physical key is not a readable S3 object.
@@ -240,37 +179,47 @@ mod tests {
         assert!(pointers_newest_first(&prefix, &listed, None).is_empty());
     }
 
-    /// Runs a search over pointers given newest first as (stamp, hash).
-    fn previous(own: &str, event_time: Option<u64>, pointers: &[(u64, &str)]) -> Option<String> {
-        let mut search = PreviousRevision::new(own, event_time);
-        for (stamp, hash) in pointers {
-            if let Search::Found(previous) = search.feed(*stamp, hash) {
-                return Some(previous);
+    /// The previous revision found the way the details reader finds it, over pointers given
+    /// newest first as (stamp, hash); and how many pointers it read.
+    fn previous(
+        own: &str,
+        event_time: Option<u64>,
+        pointers: &[(u64, &str)],
+    ) -> (Option<String>, usize) {
+        let list: Vec<(u64, String)> = pointers
+            .iter()
+            .map(|(s, h)| (*s, (*h).to_owned()))
+            .collect();
+        let mut reads = 0;
+        for i in closest_first(&list, event_time) {
+            reads += 1;
+            if list[i].1 == own {
+                return (list.get(i + 1).map(|(_, h)| h.clone()), reads + 1);
             }
         }
-        search.finish()
+        (None, reads)
     }
 
     #[test]
     fn the_previous_revision_is_the_pointer_after_the_events_own() {
         let pointers = [(300, "ccc"), (200, "bbb"), (100, "aaa")];
         assert_eq!(
-            previous("BBB", Some(200), &pointers).as_deref(),
+            previous("bbb", Some(200), &pointers).0.as_deref(),
             Some("aaa")
         );
-        assert_eq!(previous("bbb", None, &pointers).as_deref(), Some("aaa"));
-        let mut search = PreviousRevision::new("bbb", Some(200));
-        assert_eq!(search.feed(300, "ccc"), Search::Continue, "a later push");
-        assert_eq!(search.feed(200, "bbb"), Search::Continue, "the event's own");
-        assert!(search.seen_own());
-        assert_eq!(search.feed(100, "aaa"), Search::Found("aaa".into()));
+        assert_eq!(previous("bbb", None, &pointers).0.as_deref(), Some("aaa"));
+        assert_eq!(
+            previous("aaa", Some(100), &pointers).0,
+            None,
+            "first revision"
+        );
     }
 
     #[test]
     fn a_re_push_has_its_own_hash_as_previous() {
         let pointers = [(200, "bbb"), (100, "bbb"), (50, "aaa")];
         assert_eq!(
-            previous("bbb", Some(200), &pointers).as_deref(),
+            previous("bbb", Some(200), &pointers).0.as_deref(),
             Some("bbb")
         );
     }
@@ -279,43 +228,39 @@ mod tests {
     fn a_first_revision_stays_first_when_the_same_content_is_pushed_again_soon_after() {
         // v1 at 100, re-pushed unchanged at 160; v1's event is handled after the re-push.
         let pointers = [(160, "aaa"), (100, "aaa")];
+        assert_eq!(previous("aaa", Some(100), &pointers).0, None);
         assert_eq!(
-            previous("aaa", Some(100), &pointers),
-            None,
-            "first revision"
-        );
-        assert_eq!(
-            previous("aaa", Some(160), &pointers).as_deref(),
+            previous("aaa", Some(160), &pointers).0.as_deref(),
             Some("aaa")
         );
     }
 
     #[test]
     fn a_revert_is_diffed_against_its_own_predecessor() {
-        // A at 100, B at 130, A again at 160: the first A's event is a first revision.
+        // A at 100, B at 130, A again at 160.
         let pointers = [(160, "aaa"), (130, "bbb"), (100, "aaa")];
-        assert_eq!(previous("aaa", Some(101), &pointers), None);
+        assert_eq!(previous("aaa", Some(101), &pointers).0, None);
         assert_eq!(
-            previous("aaa", Some(161), &pointers).as_deref(),
+            previous("aaa", Some(161), &pointers).0.as_deref(),
             Some("bbb")
         );
         assert_eq!(
-            previous("bbb", Some(130), &pointers).as_deref(),
+            previous("bbb", Some(130), &pointers).0.as_deref(),
             Some("aaa")
         );
     }
 
     #[test]
-    fn a_first_revision_runs_out_after_its_own_pointer() {
-        let mut search = PreviousRevision::new("aaa", Some(100));
-        assert_eq!(search.feed(100, "aaa"), Search::Continue);
-        assert!(search.seen_own(), "then no older pointer: first revision");
-        assert_eq!(search.finish(), None);
-        assert_eq!(
-            previous("zzz", Some(100), &[(100, "aaa")]),
-            None,
-            "not found"
-        );
+    fn in_a_burst_the_events_own_pointer_is_read_first_not_after_every_later_push() {
+        // 100 pushes a second apart; the event of push 10 is handled after all of them.
+        let hashes: Vec<String> = (0..100).map(|i| format!("{i:064x}")).collect();
+        let pointers: Vec<(u64, &str)> = (0..100u64)
+            .rev()
+            .map(|i| (1_000 + i, hashes[i as usize].as_str()))
+            .collect();
+        let (found, reads) = previous(&hashes[10], Some(1_010), &pointers);
+        assert_eq!(found.as_deref(), Some(hashes[9].as_str()));
+        assert_eq!(reads, 2, "its own pointer, then the one before it");
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub use crate::domain::details::Details;
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::{ManifestError, ManifestLimits, ManifestReader, ManifestSummary};
 use crate::domain::revision::{
-    manifest_key, parse_physical_key, pointer_hash, pointers_newest_first, pointers_prefix,
-    ObjectRef, PreviousRevision, Search, POINTER_SKEW_SECONDS,
+    closest_first, manifest_key, parse_physical_key, pointer_hash, pointers_newest_first,
+    pointers_prefix, ObjectRef, POINTER_SKEW_SECONDS,
 };
 use crate::ports::{PackageStore, StoreError, StoreFailureKind};
 
@@ -32,6 +32,31 @@ const POINTER_BYTES: u64 = 512;
 /// Revision pointers listed at most, and read at most while looking for the previous one.
 const MAX_POINTERS_LISTED: usize = 100_000;
 const MAX_POINTERS_READ: usize = 20;
+
+/// How much the summary cache may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Summaries at most (0: no cache).
+    pub entries: usize,
+    /// Their heap bytes at most, summed; a larger summary is not cached.
+    pub bytes: usize,
+}
+
+impl CacheLimits {
+    /// No cache at all (a one-off read, as in `render`).
+    pub const NONE: Self = Self {
+        entries: 0,
+        bytes: 0,
+    };
+
+    /// At most `entries` summaries in `megabytes` MiB.
+    pub fn new(entries: usize, megabytes: usize) -> Self {
+        Self {
+            entries,
+            bytes: megabytes.saturating_mul(1024 * 1024),
+        }
+    }
+}
 
 /// Where the pipeline gets an event's details: a [`DetailsReader`] over any store, behind one
 /// object so that the pipeline and the worker need no store type parameter.
@@ -64,18 +89,18 @@ pub struct DetailsReader<S> {
 }
 
 impl<S: PackageStore> DetailsReader<S> {
-    /// A reader with these manifest limits, caching `cache_size` summaries.
+    /// A reader with these manifest limits and cache limits.
     pub fn new(
         store: S,
         limits: ManifestLimits,
-        cache_size: usize,
+        cache: CacheLimits,
         catalog_host: Option<String>,
     ) -> Self {
         Self {
             store,
             limits,
             catalog_host,
-            cache: SummaryCache::new(cache_size),
+            cache: SummaryCache::new(cache.entries, cache.bytes),
             loading: EventLocks::default(),
         }
     }
@@ -197,8 +222,9 @@ impl<S: PackageStore> DetailsReader<S> {
     }
 
     /// The previous revision's top hash: the pointer just older than the event's own (the one
-    /// holding its top hash closest to its time, see [`PreviousRevision`]). None for a first
-    /// revision, or when the event's own pointer is not among the newest [`MAX_POINTERS_READ`].
+    /// holding its top hash closest to its time, see [`closest_first`]). None for a first
+    /// revision, or when the event's own pointer is not among the [`MAX_POINTERS_READ`] closest
+    /// to its time.
     async fn previous_hash(&self, event: &PackageEvent) -> Result<Option<String>, StoreError> {
         let bucket = event.bucket();
         let prefix = pointers_prefix(event.handle());
@@ -211,25 +237,32 @@ impl<S: PackageStore> DetailsReader<S> {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs());
         let not_after = event_time.map(|t| t.saturating_add(POINTER_SKEW_SECONDS));
-        let mut search = PreviousRevision::new(event.top_hash(), event_time);
-        for (stamp, key) in pointers_newest_first(&prefix, &keys, not_after)
+        let pointers = pointers_newest_first(&prefix, &keys, not_after);
+        for i in closest_first(&pointers, event_time)
             .into_iter()
             .take(MAX_POINTERS_READ)
         {
-            let object = ObjectRef {
-                bucket: bucket.to_owned(),
-                key,
-                version: None,
-            };
-            let text = self.read_text(&object, POINTER_BYTES).await?;
-            let Some(hash) = pointer_hash(&text) else {
-                continue;
-            };
-            if let Search::Found(previous) = search.feed(stamp, hash) {
-                return Ok(Some(previous));
+            let hash = self.pointer(bucket, &pointers[i].1).await?;
+            if hash.is_some_and(|h| h.eq_ignore_ascii_case(event.top_hash())) {
+                // The own pointer: the previous revision is the next older one, if any.
+                return match pointers.get(i + 1) {
+                    Some((_, key)) => self.pointer(bucket, key).await,
+                    None => Ok(None),
+                };
             }
         }
-        Ok(search.finish())
+        Ok(None)
+    }
+
+    /// The top hash a pointer holds; None when its text is not a hash.
+    async fn pointer(&self, bucket: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let object = ObjectRef {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version: None,
+        };
+        let text = self.read_text(&object, POINTER_BYTES).await?;
+        Ok(pointer_hash(&text).map(str::to_ascii_lowercase))
     }
 
     /// The README's first characters; None (with a WARN) when it cannot be read.
@@ -348,9 +381,11 @@ impl LineSplitter {
     }
 }
 
-/// The most recently used manifest summaries, by bucket and top hash.
+/// The most recently used manifest summaries, by bucket and top hash, bounded by count and by
+/// bytes (a 100,000-file summary holds about 10 MB).
 struct SummaryCache {
     capacity: usize,
+    max_bytes: usize,
     // std Mutex: a few map operations, never held across an await.
     state: Mutex<CacheState>,
 }
@@ -360,14 +395,17 @@ struct CacheState {
     entries: HashMap<String, Arc<ManifestSummary>>,
     /// Keys, least recently used first.
     order: VecDeque<String>,
+    /// The summaries' heap bytes, summed.
+    bytes: usize,
     hits: u64,
     misses: u64,
 }
 
 impl SummaryCache {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             capacity,
+            max_bytes,
             state: Mutex::default(),
         }
     }
@@ -401,18 +439,23 @@ impl SummaryCache {
     }
 
     fn put(&self, key: String, summary: Arc<ManifestSummary>) {
-        if self.capacity == 0 {
+        let size = summary.heap_bytes();
+        if self.capacity == 0 || size > self.max_bytes {
             return;
         }
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.entries.insert(key.clone(), summary).is_none() {
-            state.order.push_back(key);
+        match state.entries.insert(key.clone(), summary) {
+            Some(old) => state.bytes = state.bytes.saturating_sub(old.heap_bytes()),
+            None => state.order.push_back(key),
         }
-        while state.entries.len() > self.capacity {
+        state.bytes += size;
+        while state.entries.len() > self.capacity || state.bytes > self.max_bytes {
             let Some(oldest) = state.order.pop_front() else {
                 break;
             };
-            state.entries.remove(&oldest);
+            if let Some(gone) = state.entries.remove(&oldest) {
+                state.bytes = state.bytes.saturating_sub(gone.heap_bytes());
+            }
         }
     }
 

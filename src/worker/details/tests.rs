@@ -15,7 +15,7 @@ fn reader(store: MemoryStore) -> DetailsReader<MemoryStore> {
     DetailsReader::new(
         store,
         ManifestLimits::default(),
-        8,
+        CacheLimits::new(8, 64),
         Some("catalog.example.com".to_owned()),
     )
 }
@@ -186,7 +186,7 @@ async fn a_line_over_the_limit_is_not_buffered_and_is_reported() {
             max_line_bytes: 2048,
             max_entries: 100,
         },
-        8,
+        CacheLimits::new(8, 64),
         None,
     );
     let details = reader.read(&event("first")).await.expect("details");
@@ -200,7 +200,7 @@ async fn a_line_over_the_limit_is_not_buffered_and_is_reported() {
 
 #[test]
 fn the_cache_forgets_the_least_recently_used() {
-    let cache = SummaryCache::new(2);
+    let cache = SummaryCache::new(2, usize::MAX);
     let summary = || Arc::new(ManifestReader::read_str(ManifestLimits::default(), "{}"));
     cache.put("a".into(), summary());
     cache.put("b".into(), summary());
@@ -208,6 +208,32 @@ fn the_cache_forgets_the_least_recently_used() {
     cache.put("c".into(), summary());
     assert!(cache.get("b").is_none(), "b was least recently used");
     assert!(cache.get("a").is_some() && cache.get("c").is_some());
+}
+
+#[test]
+fn the_cache_holds_no_more_bytes_than_allowed() {
+    let big = || {
+        Arc::new(ManifestReader::read_str(
+            ManifestLimits::default(),
+            manifest("unicode_nested"),
+        ))
+    };
+    let size = big().heap_bytes();
+    let cache = SummaryCache::new(100, size * 2 + size / 2);
+    for key in ["a", "b", "c"] {
+        cache.put(key.into(), big());
+    }
+    assert!(
+        cache.peek("a").is_none(),
+        "two fit, the third pushed the oldest out"
+    );
+    assert!(cache.peek("b").is_some() && cache.peek("c").is_some());
+    let tiny = SummaryCache::new(100, size - 1);
+    tiny.put("a".into(), big());
+    assert!(
+        tiny.peek("a").is_none(),
+        "a summary over the budget is not cached"
+    );
 }
 
 /// The built-in sample details (`events/package-details.json`, which `validate` renders every
@@ -233,4 +259,51 @@ async fn the_sample_details_are_this_readers_output_for_real_revisions() {
     );
     let sample = crate::app::sample_details().expect("the built-in sample parses");
     assert_eq!(sample, details);
+}
+
+/// Pushes a second apart, every event handled after the burst: each still finds its own pointer
+/// (the closest to its time) and the one before it, however many pushes came after.
+#[tokio::test]
+async fn in_a_burst_each_revision_is_diffed_against_the_one_before_it() {
+    let names = ["first", "add_files", "remove_files", "modify_file"];
+    let store = store(4096);
+    push(&store, &[]);
+    let start = 1_704_067_200u64; // 2024-01-01T00:00:00Z
+    for (i, name) in names.iter().enumerate() {
+        let hash = top_hash(name);
+        store.put(BUCKET, &manifest_key(&hash), manifest(name));
+        let pointer = format!(".quilt/named_packages/{HANDLE}/{}", start + i as u64);
+        store.put(BUCKET, &pointer, hash.as_str());
+    }
+    // Thirty more pushes follow within the same minute: more than the reader reads.
+    let later = top_hash("unicode_nested");
+    store.put(BUCKET, &manifest_key(&later), manifest("unicode_nested"));
+    for i in 0..30 {
+        let pointer = format!(".quilt/named_packages/{HANDLE}/{}", start + 10 + i);
+        store.put(BUCKET, &pointer, later.as_str());
+    }
+    let reader = reader(store);
+    for (i, name) in names.iter().enumerate() {
+        let time = time::OffsetDateTime::from_unix_timestamp((start + i as u64) as i64)
+            .expect("time")
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("rfc3339");
+        let body = json!({
+            "version": "0", "id": format!("burst-{i}"), "detail-type": "package-revision",
+            "source": "com.quiltdata", "account": "1", "time": time,
+            "region": "us-east-1", "resources": [],
+            "detail": {"version": "0.1", "type": "created", "bucket": BUCKET, "handle": HANDLE,
+                       "topHash": top_hash(name)}
+        });
+        let event = PackageEvent::parse(&body.to_string()).expect("event");
+        let details = reader.read(&event).await.expect("details");
+        match i {
+            0 => assert_eq!(details.changes, Value::Null, "the first push"),
+            _ => assert_eq!(
+                details.changes["previous_top_hash"],
+                top_hash(names[i - 1]).as_str(),
+                "{name}"
+            ),
+        }
+    }
 }

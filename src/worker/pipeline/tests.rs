@@ -14,7 +14,7 @@ use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::{RouteSpec, RouteTable};
 use crate::memory_store::MemoryStore;
 use crate::ports::{AccountStatus, Email, FailureKind, Mailer, SendError, StoreFailureKind};
-use crate::worker::details::{DetailsReader, DetailsSource};
+use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
 use crate::worker::fixtures::{push, top_hash, BUCKET, HANDLE};
 use crate::worker::memory::EventMemory;
 use crate::worker::outcome::Outcome;
@@ -80,7 +80,12 @@ fn build(routes: &[RouteSpec], store: &Arc<MemoryStore>) -> (Pipeline<Outbox>, A
         )
         .unwrap();
     let outbox = Arc::new(Outbox::default());
-    let reader = DetailsReader::new(Arc::clone(store), ManifestLimits::default(), 8, None);
+    let reader = DetailsReader::new(
+        Arc::clone(store),
+        ManifestLimits::default(),
+        CacheLimits::new(8, 64),
+        None,
+    );
     let pipeline = Pipeline::new(Parts {
         routes: RouteTable::compile(routes).unwrap(),
         renderer,
