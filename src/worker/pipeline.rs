@@ -13,7 +13,7 @@ use crate::domain::feedback::{Feedback, FeedbackKind};
 use crate::domain::message::Message;
 use crate::domain::render::{set_unsubscribe_url, template_data, Renderer};
 use crate::domain::route::{EmailAddress, Route, RouteTable};
-use crate::ports::{Email, FailureKind, ListManagement, Mailer, SendError};
+use crate::ports::{Email, FailureKind, ListManagement, Mailer, SendError, StoreError};
 
 use super::details::DetailsSource;
 use super::event_lock::EventLocks;
@@ -164,27 +164,52 @@ impl<M: Mailer> Pipeline<M> {
                     .was_sent(event.id(), &route.name, Instant::now())
             })
             .collect();
-        let details = match &self.details {
-            Some(source) if pending.iter().any(|route| route.needs_details()) => {
-                let started = Instant::now();
-                let read = source.details(&event).await;
-                self.instruments
-                    .metrics
-                    .observe(Histogram::DetailsRead, started.elapsed());
-                Some(read)
-            }
-            _ => None,
-        };
+        let details = self.read_details(&event, &pending).await;
+        let done = pending.len() < facts.routes.len();
+        let outcome = self.send_routes(&event, pending, details.as_ref(), done).await;
+        if !matches!(outcome, Outcome::Failed { .. }) {
+            self.memory.record_done(event.id(), Instant::now());
+        }
+        (outcome, facts)
+    }
 
+    /// The event's details, read once when a pending route uses them and `s3.details` is on.
+    async fn read_details(
+        &self,
+        event: &PackageEvent,
+        pending: &[&Route],
+    ) -> Option<Result<Details, StoreError>> {
+        let source = self.details.as_ref()?;
+        if !pending.iter().any(|route| route.needs_details()) {
+            return None;
+        }
+        let started = Instant::now();
+        let read = source.details(event).await;
+        self.instruments
+            .metrics
+            .observe(Histogram::DetailsRead, started.elapsed());
+        Some(read)
+    }
+
+    /// Decides and sends each pending route; the outcome is the most hopeful failure if any
+    /// route failed, else sent (`already_sent`: some route was sent on an earlier receive),
+    /// else unchanged, else filtered.
+    async fn send_routes(
+        &self,
+        event: &PackageEvent,
+        pending: Vec<&Route>,
+        details: Option<&Result<Details, StoreError>>,
+        already_sent: bool,
+    ) -> Outcome {
         let mut worst: Option<Outcome> = None;
         let mut fail = |failure: Outcome| {
             if worst.as_ref().is_none_or(|w| rank(&failure) > rank(w)) {
                 worst = Some(failure);
             }
         };
-        let (mut sent, mut unchanged) = (pending.len() < facts.routes.len(), false);
+        let (mut sent, mut unchanged) = (already_sent, false);
         for route in pending {
-            let read = match &details {
+            let read = match details {
                 Some(Err(e)) if route.needs_details() => {
                     // Routes that do not use details still go out; this one waits for a retry.
                     fail(Outcome::Failed {
@@ -199,11 +224,11 @@ impl<M: Mailer> Pipeline<M> {
             };
             match route.decide(read) {
                 Decision::Send => {
-                    let Some(extra_to) = metadata_recipients(&event, route, read) else {
+                    let Some(extra_to) = metadata_recipients(event, route, read) else {
                         continue;
                     };
                     match self
-                        .send_route(&event, route, read.filter(|_| route.details), &extra_to)
+                        .send_route(event, route, read.filter(|_| route.details), &extra_to)
                         .await
                     {
                         Ok(()) => sent = true,
@@ -221,14 +246,12 @@ impl<M: Mailer> Pipeline<M> {
                 }),
             }
         }
-        let outcome = match worst {
-            Some(failure) => return (failure, facts),
+        match worst {
+            Some(failure) => failure,
             None if sent => Outcome::Sent,
             None if unchanged => Outcome::Unchanged,
             None => Outcome::Filtered,
-        };
-        self.memory.record_done(event.id(), Instant::now());
-        (outcome, facts)
+        }
     }
 
     /// Counts SES feedback for its route (only configured routes become labels) and logs it:
