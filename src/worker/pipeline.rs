@@ -166,7 +166,9 @@ impl<M: Mailer> Pipeline<M> {
             .collect();
         let details = self.read_details(&event, &pending).await;
         let done = pending.len() < facts.routes.len();
-        let outcome = self.send_routes(&event, pending, details.as_ref(), done).await;
+        let outcome = self
+            .send_routes(&event, pending, details.as_ref(), done)
+            .await;
         if !matches!(outcome, Outcome::Failed { .. }) {
             self.memory.record_done(event.id(), Instant::now());
         }
