@@ -14,6 +14,8 @@ pub mod aws;
 pub mod commands;
 pub mod config;
 pub mod domain;
+#[cfg(test)]
+mod fixtures;
 pub mod health;
 pub mod memory_store;
 pub mod ports;

@@ -249,37 +249,7 @@ fn clamp(value: i128) -> i64 {
 mod tests {
     use super::*;
     use crate::domain::manifest::{ManifestError, ManifestLimits, ManifestReader};
-
-    const INDEX: &str = include_str!("../../tests/data/quilt/index.json");
-
-    /// The committed manifests of `scripts/quilt_packages.py scenario`, by revision name.
-    fn fixture(name: &str) -> &'static str {
-        match name {
-            "first" => include_str!("../../tests/data/quilt/first.jsonl"),
-            "add_files" => include_str!("../../tests/data/quilt/add_files.jsonl"),
-            "remove_files" => include_str!("../../tests/data/quilt/remove_files.jsonl"),
-            "modify_file" => include_str!("../../tests/data/quilt/modify_file.jsonl"),
-            "metadata_only" => include_str!("../../tests/data/quilt/metadata_only.jsonl"),
-            "same_hash" => include_str!("../../tests/data/quilt/same_hash.jsonl"),
-            "unicode_nested" => include_str!("../../tests/data/quilt/unicode_nested.jsonl"),
-            "entry_meta" => include_str!("../../tests/data/quilt/entry_meta.jsonl"),
-            "workflow" => include_str!("../../tests/data/quilt/workflow.jsonl"),
-            other => panic!("no fixture {other}"),
-        }
-    }
-
-    fn index() -> Value {
-        serde_json::from_str(INDEX).expect("index.json")
-    }
-
-    fn top_hash(name: &str) -> String {
-        index()["revisions"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["name"] == name))
-            .and_then(|r| r["top_hash"].as_str())
-            .map(str::to_owned)
-            .expect("revision in index.json")
-    }
+    use crate::fixtures::{index, manifest as fixture, top_hash};
 
     fn summary(name: &str) -> ManifestSummary {
         ManifestReader::read_str(ManifestLimits::default(), fixture(name))

@@ -8,8 +8,6 @@ pub mod backoff;
 mod batch;
 pub mod details;
 pub mod event_lock;
-#[cfg(test)]
-mod fixtures;
 pub mod memory;
 pub mod outcome;
 pub mod pause;

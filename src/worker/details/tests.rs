@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::memory_store::MemoryStore;
-use crate::worker::fixtures::{manifest, push, quilt3_diff, top_hash, BUCKET, HANDLE};
+use crate::fixtures::{manifest, push, quilt3_diff, top_hash, BUCKET, HANDLE};
 
 fn store(chunk: usize) -> MemoryStore {
     MemoryStore::new(chunk)

@@ -15,7 +15,7 @@ use crate::domain::route::{RouteSpec, RouteTable};
 use crate::memory_store::MemoryStore;
 use crate::ports::{AccountStatus, Email, FailureKind, Mailer, SendError, StoreFailureKind};
 use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
-use crate::worker::fixtures::{push, top_hash, BUCKET, HANDLE};
+use crate::fixtures::{push, top_hash, BUCKET, HANDLE};
 use crate::worker::memory::EventMemory;
 use crate::worker::outcome::Outcome;
 use crate::worker::rate::RateLimiter;

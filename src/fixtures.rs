@@ -1,4 +1,4 @@
-//! Real quilt3 revisions for the worker's tests: the manifests of `scripts/quilt_packages.py
+//! Real quilt3 revisions for the crate's tests: the manifests of `scripts/quilt_packages.py
 //! scenario` (`tests/data/quilt`), their top hashes and quilt3's own diffs, and a store laid out
 //! as quilt3 lays a package out in its bucket.
 
@@ -11,23 +11,26 @@ use crate::memory_store::MemoryStore;
 pub const BUCKET: &str = "quilt-notify-fixtures";
 /// The package the fixtures are revisions of.
 pub const HANDLE: &str = "team/demo";
-const INDEX: &str = include_str!("../../tests/data/quilt/index.json");
+const INDEX: &str = include_str!("../tests/data/quilt/index.json");
 
 /// The manifest of one revision of the scenario.
 pub fn manifest(name: &str) -> &'static str {
     match name {
-        "first" => include_str!("../../tests/data/quilt/first.jsonl"),
-        "add_files" => include_str!("../../tests/data/quilt/add_files.jsonl"),
-        "remove_files" => include_str!("../../tests/data/quilt/remove_files.jsonl"),
-        "modify_file" => include_str!("../../tests/data/quilt/modify_file.jsonl"),
-        "metadata_only" => include_str!("../../tests/data/quilt/metadata_only.jsonl"),
-        "same_hash" => include_str!("../../tests/data/quilt/same_hash.jsonl"),
-        "unicode_nested" => include_str!("../../tests/data/quilt/unicode_nested.jsonl"),
+        "first" => include_str!("../tests/data/quilt/first.jsonl"),
+        "add_files" => include_str!("../tests/data/quilt/add_files.jsonl"),
+        "remove_files" => include_str!("../tests/data/quilt/remove_files.jsonl"),
+        "modify_file" => include_str!("../tests/data/quilt/modify_file.jsonl"),
+        "metadata_only" => include_str!("../tests/data/quilt/metadata_only.jsonl"),
+        "same_hash" => include_str!("../tests/data/quilt/same_hash.jsonl"),
+        "unicode_nested" => include_str!("../tests/data/quilt/unicode_nested.jsonl"),
+        "entry_meta" => include_str!("../tests/data/quilt/entry_meta.jsonl"),
+        "workflow" => include_str!("../tests/data/quilt/workflow.jsonl"),
         other => panic!("no fixture {other}"),
     }
 }
 
-fn index() -> Value {
+/// `index.json`: each revision's name and top hash, and quilt3's diffs between them.
+pub fn index() -> Value {
     serde_json::from_str(INDEX).expect("index.json")
 }
 
