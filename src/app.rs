@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::domain::details::Details;
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::ManifestLimits;
-use crate::domain::render::{set_unsubscribe_url, template_data, Renderer};
+use crate::domain::render::{route_data, Renderer};
 use crate::domain::route::RouteTable;
 use crate::ports::{AccountStatus, Mailer};
 use crate::telemetry::emf::{report_emf, EmfReporter};
@@ -100,8 +100,7 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
             cases.extend(variants.iter().map(Some));
         }
         for case in cases {
-            let mut data = template_data(&sample, host, &route.name, case);
-            set_unsubscribe_url(&mut data, route.topic.as_deref());
+            let data = route_data(route, &sample, host, case);
             if let Err(e) = renderer.render(&route.template, data) {
                 let which = match case.map(|d| (d.changes.is_null(), d.error().is_some())) {
                     None => "without package details",

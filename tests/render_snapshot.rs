@@ -194,8 +194,13 @@ fn hostile_package_content_is_escaped_in_html_and_keeps_the_subject_one_line() {
 
 #[test]
 fn a_route_with_a_topic_gets_the_unsubscribe_link_and_others_do_not() {
-    let mut data = template_data(&event(), None, "package-created", None);
-    quilt_notify::domain::render::set_unsubscribe_url(&mut data, Some("releases"));
+    let spec = serde_json::from_value(serde_json::json!({
+        "name": "package-created", "template": "package-created", "to": ["a@b.c"],
+        "pattern": {"source": ["com.quiltdata"]}, "topic": "releases"
+    }))
+    .expect("spec");
+    let route = quilt_notify::domain::route::Route::compile(&spec).expect("route");
+    let data = quilt_notify::domain::render::route_data(&route, &event(), None, None);
     let email = renderer().render("package-created", data).expect("renders");
     let placeholder = quilt_notify::domain::render::SES_UNSUBSCRIBE_PLACEHOLDER;
     assert!(

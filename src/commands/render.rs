@@ -12,7 +12,8 @@ use crate::config::Settings;
 use crate::domain::details::{Decision, Details};
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::ManifestLimits;
-use crate::domain::render::{set_unsubscribe_url, template_data};
+use crate::domain::recipients::Selection;
+use crate::domain::render::route_data;
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::Route;
 use crate::memory_store::MemoryStore;
@@ -114,49 +115,23 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
                 route.name
             ),
         }
-        let mut to: Vec<String> = route
-            .recipients
-            .to
-            .iter()
-            .map(|a| a.as_str().to_owned())
-            .collect();
-        if let Some(source) = &route.metadata_recipients {
-            let selection = source.select(
-                details.as_ref().map(|d| &d.package),
-                &route.recipients,
-                route.max_recipients,
-            );
-            to.extend(selection.to.iter().map(|a| a.as_str().to_owned()));
-            for dropped in &selection.dropped {
-                eprintln!(
-                    "note: route \"{}\": to_from drops {}: {}",
-                    route.name, dropped.value, dropped.reason
-                );
-            }
-            let unquoted = selection.dropped_count - selection.dropped.len();
-            if unquoted > 0 {
-                eprintln!(
-                    "note: route \"{}\": to_from drops {unquoted} more",
-                    route.name
-                );
-            }
-            if selection.over_limit > 0 {
-                eprintln!(
-                    "note: route \"{}\": to_from drops {} over max_recipients ({})",
-                    route.name, selection.over_limit, route.max_recipients
-                );
-            }
-            if to.is_empty() && route.recipients.cc.is_empty() && route.recipients.bcc.is_empty() {
-                eprintln!(
-                    "note: route \"{}\": nobody is left to receive it (to_from = {}); nothing would be sent",
-                    route.name,
-                    source.path()
-                );
-            }
+        let addressees = route.addressees(details.as_ref().map(|d| &d.package));
+        if let Some(selection) = &addressees.selection {
+            print_drops(&route.name, route.max_recipients, selection);
         }
-        let shown = details.as_ref().filter(|_| route.details);
-        let mut data = template_data(&event, settings.catalog.host.as_deref(), &route.name, shown);
-        set_unsubscribe_url(&mut data, route.topic.as_deref());
+        if addressees.nobody {
+            eprintln!(
+                "note: route \"{}\": nobody is left to receive it (to_from names no allowed address); nothing would be sent",
+                route.name
+            );
+        }
+        let to: Vec<&str> = addressees.to.iter().map(|a| a.as_str()).collect();
+        let data = route_data(
+            route,
+            &event,
+            settings.catalog.host.as_deref(),
+            details.as_ref(),
+        );
         if args.data {
             println!("{}", serde_json::to_string_pretty(&data)?);
             continue;
@@ -205,6 +180,26 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every address `to_from` dropped, with why, as notes on stderr.
+fn print_drops(route: &str, max_recipients: usize, selection: &Selection) {
+    for dropped in &selection.dropped {
+        eprintln!(
+            "note: route \"{route}\": to_from drops {}: {}",
+            dropped.value, dropped.reason
+        );
+    }
+    let unquoted = selection.dropped_count - selection.dropped.len();
+    if unquoted > 0 {
+        eprintln!("note: route \"{route}\": to_from drops {unquoted} more");
+    }
+    if selection.over_limit > 0 {
+        eprintln!(
+            "note: route \"{route}\": to_from drops {} over max_recipients ({max_recipients})",
+            selection.over_limit
+        );
+    }
 }
 
 /// The details the worker would read: from local files with `--manifest`, none with

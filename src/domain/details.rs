@@ -41,38 +41,46 @@ pub enum Decision {
     SkipUnchanged,
     /// The route's `package_pattern` does not match the details.
     Filtered,
-    /// The route's `package_pattern` cannot be evaluated: the details are missing or
-    /// incomplete. Permanent, because a partial manifest could make the pattern lie either way.
+    /// The route's `package_pattern`, or the recipients only its `to_from` names, cannot be
+    /// decided: the details are missing or incomplete. Permanent, because a partial manifest
+    /// could make the pattern lie either way, and deleting the message would lose the mail.
     Unevaluable(String),
 }
 
 impl Route {
     /// Decides for `details`, the event's details when they were read (None when no route
     /// needed them or `s3.details` is off). A route that does not use details ignores them.
+    ///
+    /// A route that cannot be decided without whole details (a `package_pattern`, or recipients
+    /// that only `to_from` names) fails instead of guessing, so its message reaches the DLQ
+    /// rather than being deleted unsent.
     pub fn decide(&self, details: Option<&Details>) -> Decision {
-        let Some(details) = details.filter(|_| self.needs_details()) else {
-            return match self.package_pattern {
-                Some(_) => Decision::Unevaluable(
-                    "package_pattern cannot be evaluated: no package details were read".to_owned(),
-                ),
-                None => Decision::Send,
-            };
+        let details = details.filter(|_| self.needs_details());
+        let missing = match details {
+            None => Some("no package details were read".to_owned()),
+            Some(d) => d.error(),
+        };
+        if let Some(reason) = &missing {
+            if self.package_pattern.is_some() {
+                return Decision::Unevaluable(format!(
+                    "package_pattern cannot be evaluated: {reason}"
+                ));
+            }
+            if self.metadata_recipients.is_some() && self.recipients.is_empty() {
+                return Decision::Unevaluable(format!(
+                    "to_from names every recipient and cannot be read: {reason}"
+                ));
+            }
+        }
+        let Some(details) = details else {
+            return Decision::Send;
         };
         if self.skip_unchanged && details.unchanged {
             return Decision::SkipUnchanged;
         }
-        let Some(pattern) = &self.package_pattern else {
-            return Decision::Send;
-        };
-        if let Some(reason) = details.error() {
-            return Decision::Unevaluable(format!(
-                "package_pattern cannot be evaluated on incomplete details: {reason}"
-            ));
-        }
-        if pattern.matches(&details.pattern_input()) {
-            Decision::Send
-        } else {
-            Decision::Filtered
+        match &self.package_pattern {
+            Some(pattern) if !pattern.matches(&details.pattern_input()) => Decision::Filtered,
+            _ => Decision::Send,
         }
     }
 }
@@ -83,7 +91,11 @@ mod tests {
     use crate::domain::route::RouteSpec;
 
     fn route(details: bool, skip_unchanged: bool, package_pattern: Option<Value>) -> Route {
-        Route::compile(&RouteSpec {
+        Route::compile(&spec(details, skip_unchanged, package_pattern)).expect("compiles")
+    }
+
+    fn spec(details: bool, skip_unchanged: bool, package_pattern: Option<Value>) -> RouteSpec {
+        RouteSpec {
             name: "r".to_owned(),
             pattern: json!({"source": ["com.quiltdata"]}),
             template: "t".to_owned(),
@@ -99,8 +111,7 @@ mod tests {
             allowed_domains: vec![],
             max_recipients: 50,
             topic: None,
-        })
-        .expect("compiles")
+        }
     }
 
     fn details(stage: &str, removed: u64, unchanged: bool) -> Details {
@@ -169,6 +180,36 @@ mod tests {
         // Without a package_pattern, partial details still go out: the email says what failed.
         assert_eq!(
             route(true, true, None).decide(Some(&partial)),
+            Decision::Send
+        );
+    }
+
+    #[test]
+    fn recipients_only_the_package_names_need_whole_details() {
+        let owners = |to: &[&str]| {
+            Route::compile(&RouteSpec {
+                to: to.iter().map(|a| (*a).to_owned()).collect(),
+                to_from: Some("user_meta.owners".to_owned()),
+                allowed_domains: vec!["example.com".to_owned()],
+                ..spec(false, true, None)
+            })
+            .expect("compiles")
+        };
+        let mut partial = details("prod", 0, false);
+        partial.package["error"] = json!("AccessDenied");
+        // Deleting the message unsent would lose the notification: it goes to the DLQ instead.
+        let Decision::Unevaluable(reason) = owners(&[]).decide(Some(&partial)) else {
+            panic!("nobody can be named without the manifest");
+        };
+        assert!(reason.contains("AccessDenied"), "{reason}");
+        assert!(matches!(owners(&[]).decide(None), Decision::Unevaluable(_)));
+        // The operator's own recipients still get it.
+        assert_eq!(
+            owners(&["ops@example.org"]).decide(Some(&partial)),
+            Decision::Send
+        );
+        assert_eq!(
+            owners(&[]).decide(Some(&details("prod", 0, false))),
             Decision::Send
         );
     }

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::route::{EmailAddress, Recipients};
+use super::route::{EmailAddress, Recipients, Route};
 
 /// SES accepts at most 50 recipients (To, Cc and Bcc together) per message.
 pub const SES_MAX_RECIPIENTS: usize = 50;
@@ -153,6 +153,40 @@ impl MetadataRecipients {
             Some(domain) if self.allowed.contains(&domain) => Ok(address),
             Some(domain) => Err(format!("domain {domain} is not in allowed_domains")),
             None => Err("the domain is not a domain name".to_owned()),
+        }
+    }
+}
+
+/// Who one email of a route goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressees {
+    /// To: the route's fixed `to`, then what `to_from` kept, in metadata order.
+    pub to: Vec<EmailAddress>,
+    /// What `to_from` kept and dropped; None for a route without it.
+    pub selection: Option<Selection>,
+    /// Nobody would receive the email (To, Cc and Bcc all empty).
+    pub nobody: bool,
+}
+
+impl Route {
+    /// The addressees for a package (`package` from its details, when read).
+    pub fn addressees(&self, package: Option<&Value>) -> Addressees {
+        let selection = self
+            .metadata_recipients
+            .as_ref()
+            .map(|source| source.select(package, &self.recipients, self.max_recipients));
+        let to: Vec<EmailAddress> = self
+            .recipients
+            .to
+            .iter()
+            .chain(selection.iter().flat_map(|s| &s.to))
+            .cloned()
+            .collect();
+        let nobody = to.is_empty() && self.recipients.is_empty();
+        Addressees {
+            to,
+            selection,
+            nobody,
         }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::catalog::{encode_path, CatalogLinks};
 use super::details::Details;
 use super::event::PackageEvent;
+use super::route::Route;
 
 /// The three parts of one template, as source text.
 #[derive(Debug, Clone)]
@@ -196,7 +197,7 @@ pub fn template_data(
             Value::String(format!("quilt+s3://{bucket}#package={handle}@{top_hash}")),
         ),
         ("route", Value::from(route)),
-        // Set by `unsubscribe_url` for routes with a contact-list topic.
+        // Set by `route_data` for routes with a contact-list topic.
         ("unsubscribe_url", Value::Null),
         (
             "package",
@@ -217,15 +218,24 @@ pub fn template_data(
 /// email when the send names a contact-list topic; Handlebars passes it through as text.
 pub const SES_UNSUBSCRIBE_PLACEHOLDER: &str = "{{amazonSESUnsubscribeUrl}}";
 
-/// Gives the template an `unsubscribe_url` (SES's placeholder) when the route has a topic, so
-/// `{{#if unsubscribe_url}}` shows the link only where SES will fill it in.
-pub fn set_unsubscribe_url(data: &mut Value, topic: Option<&str>) {
-    if let (Some(_), Value::Object(map)) = (topic, data) {
+/// The data one route's template sees: [`template_data`], with the details only when the route
+/// shows them (`details = true`), and an `unsubscribe_url` (SES's placeholder) when the route
+/// has a topic, so `{{#if unsubscribe_url}}` shows the link only where SES will fill it in.
+pub fn route_data(
+    route: &Route,
+    event: &PackageEvent,
+    catalog_host: Option<&str>,
+    details: Option<&Details>,
+) -> Value {
+    let shown = details.filter(|_| route.details);
+    let mut data = template_data(event, catalog_host, &route.name, shown);
+    if let (Some(_), Value::Object(map)) = (&route.topic, &mut data) {
         map.insert(
             "unsubscribe_url".to_owned(),
             Value::from(SES_UNSUBSCRIBE_PLACEHOLDER),
         );
     }
+    data
 }
 
 /// Subjects are one header line: control characters (CR, LF, tabs…) become spaces, runs of
@@ -432,11 +442,25 @@ mod tests {
             },
         )
         .expect("parses");
-        let mut data = template_data(&event(DOCUMENTED), None, "r", None);
-        let plain = r.render("t", data.clone()).expect("renders");
+        let route = |topic: Option<&str>| {
+            let spec = serde_json::from_value(serde_json::json!({
+                "name": "r", "template": "t", "to": ["a@b.c"], "pattern": {"source": ["x"]},
+                "topic": topic
+            }))
+            .expect("spec");
+            Route::compile(&spec).expect("route")
+        };
+        let event = event(DOCUMENTED);
+        let plain = r
+            .render("t", route_data(&route(None), &event, None, None))
+            .expect("renders");
         assert_eq!((plain.html.as_str(), plain.text.as_str()), ("", ""));
-        set_unsubscribe_url(&mut data, Some("releases"));
-        let listed = r.render("t", data).expect("renders");
+        let listed = r
+            .render(
+                "t",
+                route_data(&route(Some("releases")), &event, None, None),
+            )
+            .expect("renders");
         assert_eq!(
             listed.html,
             "<a href=\"{{amazonSESUnsubscribeUrl}}\">Unsubscribe</a>"

@@ -122,6 +122,13 @@ pub struct Recipients {
     pub reply_to: Vec<EmailAddress>,
 }
 
+impl Recipients {
+    /// Nobody would receive the email (Reply-To receives nothing).
+    pub fn is_empty(&self) -> bool {
+        self.to.is_empty() && self.cc.is_empty() && self.bcc.is_empty()
+    }
+}
+
 /// A route ready to use.
 #[derive(Debug, Clone)]
 pub struct Route {

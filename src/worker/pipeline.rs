@@ -11,7 +11,8 @@ use crate::domain::details::{Decision, Details};
 use crate::domain::event::PackageEvent;
 use crate::domain::feedback::{Feedback, FeedbackKind};
 use crate::domain::message::Message;
-use crate::domain::render::{set_unsubscribe_url, template_data, Renderer};
+use crate::domain::recipients::Selection;
+use crate::domain::render::{route_data, Renderer};
 use crate::domain::route::{EmailAddress, Route, RouteTable};
 use crate::ports::{Email, FailureKind, ListManagement, Mailer, SendError, StoreError};
 
@@ -226,13 +227,10 @@ impl<M: Mailer> Pipeline<M> {
             };
             match route.decide(read) {
                 Decision::Send => {
-                    let Some(extra_to) = metadata_recipients(event, route, read) else {
+                    let Some(to) = addressees(event, route, read) else {
                         continue;
                     };
-                    match self
-                        .send_route(event, route, read.filter(|_| route.details), &extra_to)
-                        .await
-                    {
+                    match self.send_route(event, route, read, &to).await {
                         Ok(()) => sent = true,
                         Err(failure) => fail(failure),
                     }
@@ -243,7 +241,7 @@ impl<M: Mailer> Pipeline<M> {
                 }
                 Decision::Unevaluable(reason) => fail(Outcome::Failed {
                     kind: FailureKind::Permanent,
-                    code: "package_pattern".to_owned(),
+                    code: "incomplete_details".to_owned(),
                     error: format!("route \"{}\": {reason}", route.name),
                 }),
             }
@@ -286,10 +284,9 @@ impl<M: Mailer> Pipeline<M> {
         event: &PackageEvent,
         route: &Route,
         details: Option<&Details>,
-        extra_to: &[EmailAddress],
+        to: &[EmailAddress],
     ) -> Result<(), Outcome> {
-        let mut data = template_data(event, self.catalog_host.as_deref(), &route.name, details);
-        set_unsubscribe_url(&mut data, route.topic.as_deref());
+        let data = route_data(route, event, self.catalog_host.as_deref(), details);
         let rendered =
             self.renderer
                 .render(&route.template, data)
@@ -306,7 +303,7 @@ impl<M: Mailer> Pipeline<M> {
                 .from
                 .as_ref()
                 .map_or_else(|| self.default_from.clone(), |f| f.as_str().to_owned()),
-            to: [addresses(&route.recipients.to), addresses(extra_to)].concat(),
+            to: addresses(to),
             cc: addresses(&route.recipients.cc),
             bcc: addresses(&route.recipients.bcc),
             reply_to: addresses(&route.recipients.reply_to),
@@ -360,24 +357,35 @@ impl<M: Mailer> Pipeline<M> {
     }
 }
 
-/// The `to_from` recipients the package names for this route, after one WARN line for what was
-/// dropped; None when nobody at all is left to receive (the route is then filtered, with a WARN
-/// line saying why). Empty for a route without `to_from`.
-fn metadata_recipients(
+/// The To addresses of a route's email for this package, after one WARN line for what
+/// `to_from` dropped; None when nobody at all is left to receive it (the route is then
+/// filtered, with a WARN line saying why).
+fn addressees(
     event: &PackageEvent,
     route: &Route,
     details: Option<&Details>,
 ) -> Option<Vec<EmailAddress>> {
-    let Some(source) = &route.metadata_recipients else {
-        return Some(Vec::new());
-    };
-    let selection = source.select(
-        details.map(|d| &d.package),
-        &route.recipients,
-        route.max_recipients,
-    );
+    let addressees = route.addressees(details.map(|d| &d.package));
+    if let Some(selection) = &addressees.selection {
+        warn_dropped(event, route, selection);
+    }
+    if addressees.nobody {
+        tracing::warn!(
+            route = %route.name,
+            bucket = event.bucket(),
+            handle = event.handle(),
+            top_hash = event.top_hash(),
+            "no recipients left: the package names no allowed address at to_from; nothing sent for this route"
+        );
+        return None;
+    }
+    Some(addressees.to)
+}
+
+/// One WARN line for the invalid or foreign `to_from` addresses, one for those over the limit.
+fn warn_dropped(event: &PackageEvent, route: &Route, selection: &Selection) {
     if selection.dropped_count > 0 {
-        let dropped: Vec<String> = selection
+        let first: Vec<String> = selection
             .dropped
             .iter()
             .map(|d| format!("{} ({})", d.value, d.reason))
@@ -388,7 +396,7 @@ fn metadata_recipients(
             handle = event.handle(),
             top_hash = event.top_hash(),
             dropped = selection.dropped_count,
-            first = %dropped.join("; "),
+            first = %first.join("; "),
             "to_from: addresses dropped (invalid, or outside allowed_domains)"
         );
     }
@@ -403,20 +411,6 @@ fn metadata_recipients(
             "to_from: addresses dropped over max_recipients, the last in metadata order"
         );
     }
-    let fixed = &route.recipients;
-    if selection.to.is_empty() && fixed.to.is_empty() && fixed.cc.is_empty() && fixed.bcc.is_empty()
-    {
-        tracing::warn!(
-            route = %route.name,
-            bucket = event.bucket(),
-            handle = event.handle(),
-            top_hash = event.top_hash(),
-            to_from = %source.path(),
-            "no recipients left: the package names no allowed address at to_from; nothing sent for this route"
-        );
-        return None;
-    }
-    Some(selection.to)
 }
 
 /// When routes fail differently, the message's fate follows the most hopeful failure: anything

@@ -22,7 +22,7 @@ use crate::app::Compiled;
 use crate::aws::admin::{PeekedMessage, SqsAdmin};
 use crate::config::Settings;
 use crate::domain::event::PackageEvent;
-use crate::domain::render::template_data;
+use crate::domain::render::route_data;
 use crate::ports::Receipt;
 
 /// Arguments of `quilt-notify dlq inspect`.
@@ -194,7 +194,7 @@ fn why_for_event(
         return "matches no route now: a worker would delete it as filtered".to_owned();
     }
     for route in &routes {
-        let data = template_data(event, catalog, &route.name, None);
+        let data = route_data(route, event, catalog, None);
         if let Err(e) = compiled.renderer.render(&route.template, data) {
             return format!("permanent (render): route \"{}\": {e}", route.name);
         }

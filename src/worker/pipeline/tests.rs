@@ -12,10 +12,10 @@ use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::{Renderer, TemplateSource};
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::{RouteSpec, RouteTable};
+use crate::fixtures::{push, top_hash, BUCKET, HANDLE};
 use crate::memory_store::MemoryStore;
 use crate::ports::{AccountStatus, Email, FailureKind, Mailer, SendError, StoreFailureKind};
 use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
-use crate::fixtures::{push, top_hash, BUCKET, HANDLE};
 use crate::worker::memory::EventMemory;
 use crate::worker::outcome::Outcome;
 use crate::worker::rate::RateLimiter;
@@ -240,7 +240,7 @@ async fn incomplete_details_still_send_but_fail_a_package_pattern_permanently() 
         panic!("the pattern route cannot decide, got {outcome:?}");
     };
     assert_eq!(kind, FailureKind::Permanent);
-    assert_eq!(code, "package_pattern");
+    assert_eq!(code, "incomplete_details");
     assert!(
         error.contains("route \"prod\": package_pattern cannot be evaluated"),
         "{error}"
