@@ -31,17 +31,19 @@ use std::time::{Duration, Instant};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::manifest::{ManifestLimits, ManifestReader};
-use quilt_notify::domain::render::{template_data, Renderer};
+use quilt_notify::domain::render::template_data;
 use quilt_notify::domain::revision::{manifest_key, ObjectRef};
-use quilt_notify::domain::route::{RouteSpec, RouteTable};
 use quilt_notify::memory_store::MemoryStore;
-use quilt_notify::ports::{AccountStatus, Email, Mailer, PackageStore, SendError, StoreError};
+use quilt_notify::ports::{PackageStore, StoreError};
 use quilt_notify::worker::details::{CacheLimits, DetailsReader, DetailsSource};
 use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::outcome::Outcome;
 use quilt_notify::worker::rate::RateLimiter;
 use quilt_notify::worker::{Instruments, Parts, Pipeline};
 use tokio::runtime::Runtime;
+
+mod common;
+use common::{hash_b64, renderer, routes, NoopMailer};
 
 const BUCKET: &str = "bench-bucket";
 const HANDLE: &str = "team/bench";
@@ -66,29 +68,6 @@ fn default_cache_size() -> usize {
         .filter_map(|line| line.trim().strip_prefix("cache_size"))
         .find_map(|rest| rest.trim().strip_prefix('=')?.trim().parse().ok())
         .expect("[s3] cache_size")
-}
-
-/// Base64 of 32 bytes derived from `seed`, like quilt3's `sha2-256-chunked` values.
-fn hash_b64(seed: u64) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bytes = [0u8; 33];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for b in bytes.iter_mut().take(32) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    let mut out = String::with_capacity(44);
-    for chunk in bytes.chunks(3) {
-        let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
-        for shift in [18, 12, 6, 0] {
-            out.push(char::from(ALPHABET[(n >> shift & 63) as usize]));
-        }
-    }
-    out.truncate(43);
-    out.push('=');
-    out
 }
 
 /// A top hash (64 hex digits) for revision `n` of the package of `files` files.
@@ -561,45 +540,9 @@ impl DetailsSource for ReaderQueue {
     }
 }
 
-/// Accepts every email at once.
-struct NoopMailer;
-
-impl Mailer for NoopMailer {
-    async fn send(&self, email: &Email) -> Result<String, SendError> {
-        Ok(email.subject.len().to_string())
-    }
-    async fn account(&self) -> Result<AccountStatus, SendError> {
-        Ok(AccountStatus {
-            sending_enabled: true,
-            max_send_rate: None,
-        })
-    }
-}
-
-/// benches/pipeline.rs's route, for this bench's bucket; `details` is on by default.
-fn routes() -> RouteTable {
-    let spec: RouteSpec = serde_json::from_value(serde_json::json!({
-        "name": "package-created",
-        "template": "package-created",
-        "to": ["data-team@example.com"],
-        "pattern": {
-            "source": ["com.quiltdata"],
-            "detail-type": ["package-revision"],
-            "detail": {"type": ["created"], "handle": [{"prefix": ""}], "bucket": [BUCKET]}
-        }
-    }))
-    .expect("route spec");
-    RouteTable::compile(&[spec]).expect("routes")
-}
-
-fn renderer() -> Renderer {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
-    quilt_notify::templates::load_dir(&dir, ["package-created"]).expect("templates")
-}
-
 fn pipeline(details: Option<Arc<dyn DetailsSource>>) -> Pipeline<NoopMailer> {
     Pipeline::new(Parts {
-        routes: routes(),
+        routes: routes(BUCKET),
         renderer: renderer(),
         catalog_host: Some(CATALOG.to_owned()),
         default_from: "quilt@example.com".to_owned(),

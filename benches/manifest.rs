@@ -14,31 +14,10 @@ use quilt_notify::domain::manifest::{
     ContentHash, ManifestLimits, ManifestReader, ManifestSummary,
 };
 
-const HEADER: &str = r#"{"version": "v0", "user_meta": {"stage": "prod", "owner": "data-team", "tags": ["raw", "intl"]}, "message": "Nightly load", "workflow": {"id": "release", "config": "s3://bench-bucket/.quilt/workflows/config.yml"}}"#;
+mod common;
+use common::hash_b64;
 
-/// Base64 of 32 bytes derived from `seed`, like quilt3's `sha2-256-chunked` values.
-fn hash_b64(seed: u64) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bytes = [0u8; 33];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for b in bytes.iter_mut().take(32) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    let mut out = String::with_capacity(44);
-    for chunk in bytes.chunks(3) {
-        let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
-        for shift in [18, 12, 6, 0] {
-            out.push(char::from(ALPHABET[(n >> shift & 63) as usize]));
-        }
-    }
-    // With a zero 33rd byte, the first 43 characters are those of the 32 bytes alone.
-    out.truncate(43);
-    out.push('=');
-    out
-}
+const HEADER: &str = r#"{"version": "v0", "user_meta": {"stage": "prod", "owner": "data-team", "tags": ["raw", "intl"]}, "message": "Nightly load", "workflow": {"id": "release", "config": "s3://bench-bucket/.quilt/workflows/config.yml"}}"#;
 
 /// Entry line `i` of a package of `files` files spread over 50 top-level folders; `revision`
 /// changes a few sizes and hashes (1 in 100 files modified).

@@ -6,49 +6,19 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use quilt_notify::domain::event::PackageEvent;
-use quilt_notify::domain::render::{template_data, Renderer};
-use quilt_notify::domain::route::{RouteSpec, RouteTable};
-use quilt_notify::ports::{AccountStatus, Email, Mailer, SendError};
+use quilt_notify::domain::render::template_data;
 use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::outcome::Outcome;
 use quilt_notify::worker::rate::RateLimiter;
 use quilt_notify::worker::{Instruments, Parts, Pipeline};
 
+mod common;
+use common::{renderer, NoopMailer};
+
 const EVENT: &str = include_str!("../events/package-revision.json");
 
-/// Accepts every email at once.
-struct NoopMailer;
-
-impl Mailer for NoopMailer {
-    async fn send(&self, email: &Email) -> Result<String, SendError> {
-        Ok(email.subject.len().to_string())
-    }
-    async fn account(&self) -> Result<AccountStatus, SendError> {
-        Ok(AccountStatus {
-            sending_enabled: true,
-            max_send_rate: None,
-        })
-    }
-}
-
-fn routes() -> RouteTable {
-    let spec: RouteSpec = serde_json::from_value(serde_json::json!({
-        "name": "package-created",
-        "template": "package-created",
-        "to": ["data-team@example.com"],
-        "pattern": {
-            "source": ["com.quiltdata"],
-            "detail-type": ["package-revision"],
-            "detail": {"type": ["created"], "handle": [{"prefix": ""}], "bucket": ["example"]}
-        }
-    }))
-    .expect("route spec");
-    RouteTable::compile(&[spec]).expect("routes")
-}
-
-fn renderer() -> Renderer {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
-    quilt_notify::templates::load_dir(&dir, ["package-created"]).expect("templates")
+fn routes() -> quilt_notify::domain::route::RouteTable {
+    common::routes("example")
 }
 
 fn domain(c: &mut Criterion) {
