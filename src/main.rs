@@ -20,7 +20,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// An EventBridge rule sends Quilt's `package-revision` events to an SQS queue; quilt-notify
 /// long-polls that queue, matches each event against the configured routes (EventBridge
-/// event patterns), renders the route's Handlebars templates and sends the email with SES v2.
+/// event patterns), reads the package's manifest from S3 to say what the package is and what
+/// changed, renders the route's Handlebars templates and sends the email with SES v2.
 /// A message is deleted only after all its emails were accepted; failures are retried with
 /// backoff and end in the queue's dead-letter queue.
 #[derive(Debug, Parser)]
@@ -47,8 +48,10 @@ enum Command {
     /// `{"pattern": …, "event": …}` lines on stdin (`--jsonl`). Exits 0 on a match, 1 on none,
     /// 2 on an invalid pattern, configuration or input.
     Match(quilt_notify::commands::pattern_match::MatchArgs),
-    /// Render the emails an event would produce, without sending: subject and text on the
-    /// terminal, or files to open in a browser with `--out`.
+    /// Render the emails an event would produce, without sending, with the package details
+    /// read as the worker reads them (or from local manifests, `--manifest`): subject,
+    /// recipients and text on the terminal, files to open in a browser with `--out`, or every
+    /// template variable as JSON with `--data`.
     Render(quilt_notify::commands::render::RenderArgs),
     /// Probe a running worker's health endpoint (see `health.listen`); for container
     /// HEALTHCHECKs, which then need no curl and no shell. Exits 0 on HTTP 200, 1 otherwise.
