@@ -188,30 +188,6 @@ fn two_revisions(files: usize) -> (MemoryStore, PackageEvent, PackageEvent, usiz
     (store, previous, current, bytes)
 }
 
-/// A store the bench keeps a handle on (to count reads) while a reader owns it.
-#[derive(Clone)]
-struct Shared(Arc<MemoryStore>);
-
-impl PackageStore for Shared {
-    async fn read(
-        &self,
-        object: &ObjectRef,
-        max_bytes: Option<u64>,
-        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
-    ) -> Result<(), StoreError> {
-        self.0.read(object, max_bytes, sink).await
-    }
-
-    async fn list(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        max_keys: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        self.0.list(bucket, prefix, max_keys).await
-    }
-}
-
 fn reader<S: PackageStore>(store: S, cache_size: usize) -> DetailsReader<S> {
     DetailsReader::new(
         store,
@@ -432,7 +408,7 @@ fn burst(cache_size: usize, spacing: u64, print: bool) -> (u64, u64, usize, usiz
         .zip(&stamps)
         .map(|((hash, _), &stamp)| event(hash, stamp))
         .collect();
-    let reader = reader(Shared(Arc::clone(&store)), cache_size);
+    let reader = reader(Arc::clone(&store), cache_size);
     let runtime = runtime();
     let mut with_changes = 0;
     for (n, event) in events.iter().enumerate() {
@@ -476,7 +452,7 @@ fn read_benches(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     for &files in sizes {
         let (store, previous, current, _) = two_revisions(files);
-        let store = Shared(Arc::new(store));
+        let store = Arc::new(store);
         // Setup per iteration for the large package's new_push: its previous manifest is
         // parsed before each timed read.
         let batch = if files > 1_000 {
@@ -516,7 +492,7 @@ fn read_benches(c: &mut Criterion) {
 
 /// Readers prepared ahead, one per event, in order (criterion's batched setup fills it).
 #[derive(Default)]
-struct ReaderQueue(std::sync::Mutex<std::collections::VecDeque<DetailsReader<Shared>>>);
+struct ReaderQueue(std::sync::Mutex<std::collections::VecDeque<DetailsReader<Arc<MemoryStore>>>>);
 
 impl DetailsSource for ReaderQueue {
     fn details<'a>(
@@ -562,7 +538,7 @@ fn pipeline_benches(c: &mut Criterion) {
     let runtime = runtime();
     let cache_size = default_cache_size();
     let (store, previous, current, _) = two_revisions(10);
-    let store = Shared(Arc::new(store));
+    let store = Arc::new(store);
     let message = serde_json::to_string(&serde_json::json!({
         "version": "0", "id": "bench-event", "detail-type": "package-revision",
         "source": "com.quiltdata", "account": "012345678901",
