@@ -11,6 +11,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::dynamodb::DynamoState;
 use crate::aws::s3::S3Store;
 use crate::aws::ses::SesMailer;
 use crate::aws::sqs::SqsQueue;
@@ -20,8 +21,9 @@ use crate::domain::event::PackageEvent;
 use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::{route_data, Renderer};
 use crate::domain::route::RouteTable;
-use crate::ports::{AccountStatus, Mailer};
+use crate::ports::{AccountStatus, Mailer, StateStore};
 use crate::telemetry::emf::{report_emf, EmfReporter};
+use crate::worker::claims::Claims;
 use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
 use crate::worker::memory::EventMemory;
 use crate::worker::rate::RateLimiter;
@@ -173,6 +175,22 @@ pub fn s3_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// A DynamoDB client for `state.endpoint_url`.
+pub fn dynamodb_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_dynamodb::Client {
+    let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
+    config.set_endpoint_url(settings.state.endpoint_url.clone());
+    let config = config.timeout_config(timeouts(5, Some(20))).build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// The shared state table of `state.table`, when set.
+pub fn state_store(sdk: &SdkConfig, settings: &Settings) -> Option<Arc<dyn StateStore>> {
+    let table = settings.state.table.as_ref()?;
+    let ttl = Duration::from_secs(settings.state.ttl_days.saturating_mul(86_400));
+    let store = DynamoState::new(dynamodb_client(sdk, settings), table.clone(), ttl);
+    Some(Arc::new(store))
+}
+
 /// An EventBridge client for `events.endpoint_url` (only `send-test-event` uses one).
 pub fn events_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_eventbridge::Client {
     let mut config = aws_sdk_eventbridge::config::Builder::from(sdk);
@@ -240,6 +258,19 @@ impl App {
             Arc::new(reader) as Arc<dyn DetailsSource>
         });
         let instruments = Instruments::default();
+        let claims = state_store(&sdk, settings).map(|store| {
+            let claims = Claims::new(
+                store,
+                Claims::new_owner(),
+                Duration::from_secs(settings.state.lease_seconds),
+            );
+            tracing::info!(
+                table = settings.state.table.as_deref().unwrap_or_default(),
+                owner = claims.owner(),
+                "shared state: one email per (event, route) across tasks"
+            );
+            claims
+        });
         let pipeline = Pipeline::new(Parts {
             routes: compiled.routes,
             renderer: compiled.renderer,
@@ -252,6 +283,7 @@ impl App {
                 Duration::from_secs(worker_settings.dedupe_window_seconds),
                 worker_settings.dedupe_capacity,
             ),
+            claims,
             limiter: RateLimiter::new(send_rate),
             instruments: instruments.clone(),
         });

@@ -17,6 +17,7 @@ pub mod domain;
 #[cfg(test)]
 mod fixtures;
 pub mod health;
+pub mod memory_state;
 pub mod memory_store;
 pub mod ports;
 pub mod telemetry;

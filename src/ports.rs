@@ -125,6 +125,9 @@ pub enum FailureKind {
     Permanent,
     /// The whole account cannot send (paused, suspended): stop consuming, keep the messages.
     AccountPaused,
+    /// The shared state table cannot be used (missing, access denied): stop consuming, keep the
+    /// messages, rather than send without the one-email guarantee or drain them to the DLQ.
+    StateUnavailable,
 }
 
 impl FailureKind {
@@ -135,6 +138,7 @@ impl FailureKind {
             Self::Throttled => "throttled",
             Self::Permanent => "permanent",
             Self::AccountPaused => "account_paused",
+            Self::StateUnavailable => "state_unavailable",
         }
     }
 }
@@ -255,4 +259,165 @@ pub trait PackageStore: Send + Sync + 'static {
         prefix: &str,
         max_keys: usize,
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+/// A future boxed so that its trait can be shared as a trait object (`dyn StateStore`).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+pub use crate::domain::digest::Window;
+
+/// What a lease is held on: one route's email for one event, or one digest window of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseKey<'a> {
+    /// The email of `route` for the event `event_id`.
+    Send {
+        /// EventBridge event id.
+        event_id: &'a str,
+        /// Route name.
+        route: &'a str,
+    },
+    /// The digest of `route` for `window`.
+    Window {
+        /// Route name.
+        route: &'a str,
+        /// The window.
+        window: Window,
+    },
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the lease now. `takeover`: it took over an expired lease of another
+    /// owner (that owner died or stalled mid-send).
+    Won {
+        /// Whether another owner's expired lease was taken.
+        takeover: bool,
+    },
+    /// Finished already: sent, recorded in a digest, or (a window) given up.
+    Done,
+    /// Another owner's lease is live until this time (Unix milliseconds).
+    Held {
+        /// When the lease ends unless renewed.
+        until_ms: i64,
+    },
+}
+
+/// How a claimed piece of work ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish<'a> {
+    /// SES accepted the email, with this message id.
+    Sent {
+        /// The SES message id.
+        message_id: &'a str,
+    },
+    /// It can never be sent (a digest that SES refuses or that cannot render).
+    Failed {
+        /// Why.
+        error: &'a str,
+    },
+}
+
+/// The answer to recording an event into a digest window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded in this window.
+    New,
+    /// This (event, route) was recorded before, in this window or an earlier one.
+    Already,
+    /// The window is being sent or was sent: record in a later one.
+    WindowClosed,
+}
+
+/// What a failed state call means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFailureKind {
+    /// Throttling, 5xx, timeouts, network: try the message again later.
+    Transient,
+    /// The table is missing, access is denied, or its key schema is not ours: nothing works
+    /// until an operator acts, so the worker stops receiving.
+    Unusable,
+}
+
+/// Why a state call failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{operation} on table {table}: {code}: {message}")]
+pub struct StateError {
+    /// What it means.
+    pub kind: StateFailureKind,
+    /// The operation, e.g. `PutItem`.
+    pub operation: &'static str,
+    /// The table.
+    pub table: String,
+    /// The service's error code, or a short name for failures that never reached it.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// State shared by every task of the service, like a DynamoDB table: leases that make one
+/// email per (event, route) and one digest per window, and the events of open digest windows.
+/// Times are Unix milliseconds, windows Unix seconds.
+pub trait StateStore: Send + Sync + 'static {
+    /// Takes the lease on `key` until `now_ms + lease_ms`, unless the work is done or another
+    /// owner's lease is live.
+    fn claim<'a>(
+        &'a self,
+        key: LeaseKey<'a>,
+        owner: &'a str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'a, Result<Claim, StateError>>;
+
+    /// Extends the caller's lease to `until_ms`; false if the caller no longer holds it.
+    fn renew<'a>(
+        &'a self,
+        key: LeaseKey<'a>,
+        owner: &'a str,
+        until_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, StateError>>;
+
+    /// Marks the claimed work finished, for good (a finished window leaves the pending list).
+    fn finish<'a>(
+        &'a self,
+        key: LeaseKey<'a>,
+        owner: &'a str,
+        finish: Finish<'a>,
+    ) -> BoxFuture<'a, Result<(), StateError>>;
+
+    /// Gives the lease up after a failure that a retry may cure, so the next attempt, here or
+    /// in another task, need not wait for it to expire. A window stays closed to new events.
+    fn release<'a>(
+        &'a self,
+        key: LeaseKey<'a>,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), StateError>>;
+
+    /// Records `entry` (JSON) for the event in the route's window, once per (event, route):
+    /// both the record and its once-marker are written, or neither.
+    fn record<'a>(
+        &'a self,
+        route: &'a str,
+        window: Window,
+        event_id: &'a str,
+        entry: &'a str,
+    ) -> BoxFuture<'a, Result<Recorded, StateError>>;
+
+    /// The route's windows holding events and not sent yet that end at or before `ended_by`
+    /// (Unix seconds), oldest first.
+    fn pending_windows<'a>(
+        &'a self,
+        route: &'a str,
+        ended_by: i64,
+    ) -> BoxFuture<'a, Result<Vec<Window>, StateError>>;
+
+    /// Every entry recorded in the window.
+    fn window_entries<'a>(
+        &'a self,
+        route: &'a str,
+        window: Window,
+    ) -> BoxFuture<'a, Result<Vec<String>, StateError>>;
+
+    /// One cheap read, to learn whether an unusable table works again.
+    fn probe(&self) -> BoxFuture<'_, Result<(), StateError>>;
 }

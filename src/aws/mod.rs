@@ -9,6 +9,7 @@
 
 pub mod admin;
 mod batch;
+pub mod dynamodb;
 pub mod s3;
 pub mod ses;
 pub mod sqs;

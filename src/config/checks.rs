@@ -74,6 +74,15 @@ impl Settings {
         if self.s3.max_manifest_entries == 0 {
             return invalid("s3.max_manifest_entries", "must be at least 1");
         }
+        if self.state.ttl_days == 0 || self.state.ttl_days > 365 {
+            return invalid("state.ttl_days", "must be between 1 and 365");
+        }
+        if !(5..=3600).contains(&self.state.lease_seconds) {
+            return invalid("state.lease_seconds", "must be between 5 and 3600");
+        }
+        if !(1..=300).contains(&self.state.digest_check_seconds) {
+            return invalid("state.digest_check_seconds", "must be between 1 and 300");
+        }
         if self.routes.is_empty() {
             return invalid(
                 "routes",
@@ -110,6 +119,15 @@ impl Settings {
                     &format!("routes[{i}].to_from"),
                     &format!(
                         "route \"{}\" takes recipients from package details, but s3.details = false reads none",
+                        route.name
+                    ),
+                );
+            }
+            if false /* MERGE: route.digest.is_some() */ && self.state.table.is_none() {
+                return invalid(
+                    &format!("routes[{i}].digest"),
+                    &format!(
+                        "route \"{}\" is a digest, which needs the shared state table: set state.table (and create it with `quilt-notify state create`)",
                         route.name
                     ),
                 );

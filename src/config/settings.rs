@@ -20,6 +20,8 @@ pub struct Settings {
     pub ses: SesSettings,
     /// S3, where package manifests are read for the package details.
     pub s3: S3Settings,
+    /// State shared by every task: one email per (event, route), digests.
+    pub state: StateSettings,
     /// Pollers, concurrency, shutdown and dedupe.
     pub worker: WorkerSettings,
     /// Backoff for transient failures.
@@ -101,6 +103,24 @@ pub struct S3Settings {
     pub cache_size: usize,
     /// Their memory at most, in MiB.
     pub cache_megabytes: usize,
+}
+
+/// The DynamoDB table of shared state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// Table name; `None` keeps state in each process's memory (and refuses digest routes).
+    #[serde(deserialize_with = "empty_as_none")]
+    pub table: Option<String>,
+    /// Endpoint override, e.g. moto.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub endpoint_url: Option<String>,
+    /// Days an item lives after its last write (a window's items: after the window ends).
+    pub ttl_days: u64,
+    /// A claim holds its lease this long, renewed while a send is slow.
+    pub lease_seconds: u64,
+    /// How often each task looks for digest windows that have closed.
+    pub digest_check_seconds: u64,
 }
 
 /// Pollers, concurrency, shutdown and dedupe.

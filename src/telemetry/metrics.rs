@@ -30,7 +30,8 @@ pub struct Descriptor<M> {
 }
 
 /// A monotonic count. The per-outcome counters follow the `outcome` log field, so for settled
-/// batches `received = sent + filtered + duplicate + feedback + unchanged + failed_* + released`.
+/// batches `received = sent + filtered + duplicate + feedback + unchanged + recorded +
+/// claimed_elsewhere + failed_* + released`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
     /// Messages received from the queue; a message received three times counts three.
@@ -47,6 +48,12 @@ pub enum Counter {
     /// Messages whose revision has its predecessor's top hash, deleted unsent because every
     /// matched route skips unchanged revisions (`outcome=unchanged`).
     Unchanged,
+    /// Messages whose digest routes recorded the event for a later digest, with nothing else
+    /// left to send (`outcome=recorded`).
+    Recorded,
+    /// Messages hidden because another task holds the lease on one of their emails
+    /// (`outcome=claimed_elsewhere`).
+    ClaimedElsewhere,
     /// Transient failures (network, 5xx, timeout): retried after a backoff.
     FailedTransient,
     /// SES throttling: retried after a backoff, sending slowed down.
@@ -55,6 +62,8 @@ pub enum Counter {
     FailedPermanent,
     /// The SES account cannot send: kept in the queue, receiving paused.
     FailedAccountPaused,
+    /// The state table is unusable: kept in the queue, receiving paused.
+    FailedStateUnavailable,
     /// Unfinished at shutdown and given back to the queue at once (`outcome=released`).
     Released,
     /// Messages deleted from the queue.
@@ -64,10 +73,28 @@ pub enum Counter {
     Unacknowledged,
     /// `SendEmail` calls SES accepted (a message matching two routes sends two).
     EmailsSent,
+    /// Leases won on shared state (an (event, route) email or a digest window) before sending.
+    Claims,
+    /// Claims that found the work done already (sent or recorded by another task or an earlier
+    /// receive): nothing sent again.
+    ClaimsSkipped,
+    /// Claims that found another task's live lease.
+    ClaimsHeld,
+    /// Claims that took over another owner's expired lease (it died or stalled mid-send).
+    LeaseTakeovers,
+    /// Emails SES accepted whose claim could not be marked sent: a redelivery after the lease
+    /// ends may send them again.
+    UnmarkedSends,
+    /// Events recorded into a digest window.
+    DigestEvents,
+    /// Digest emails SES accepted.
+    DigestsSent,
+    /// Digest windows given up (the digest cannot render, or SES rejects it).
+    DigestsFailed,
 }
 
 /// Every counter, in export order; row `i` describes the variant whose discriminant is `i`.
-pub const COUNTERS: [Descriptor<Counter>; 14] = {
+pub const COUNTERS: [Descriptor<Counter>; 25] = {
     const fn row(
         metric: Counter,
         name: &'static str,
@@ -120,6 +147,18 @@ pub const COUNTERS: [Descriptor<Counter>; 14] = {
             "Messages for a re-push of the same top hash, deleted unsent.",
         ),
         row(
+            Counter::Recorded,
+            "recorded",
+            "Recorded",
+            "Messages recorded for a later digest, with nothing else to send.",
+        ),
+        row(
+            Counter::ClaimedElsewhere,
+            "claimed_elsewhere",
+            "ClaimedElsewhere",
+            "Messages hidden while another task holds the lease on one of their emails.",
+        ),
+        row(
             Counter::FailedTransient,
             "failed_transient",
             "FailedTransient",
@@ -144,6 +183,12 @@ pub const COUNTERS: [Descriptor<Counter>; 14] = {
             "Messages kept because the SES account cannot send.",
         ),
         row(
+            Counter::FailedStateUnavailable,
+            "failed_state_unavailable",
+            "FailedStateUnavailable",
+            "Messages kept because the state table is unusable.",
+        ),
+        row(
             Counter::Released,
             "released",
             "Released",
@@ -166,6 +211,54 @@ pub const COUNTERS: [Descriptor<Counter>; 14] = {
             "emails_sent",
             "EmailsSent",
             "SendEmail calls SES accepted.",
+        ),
+        row(
+            Counter::Claims,
+            "claims",
+            "Claims",
+            "Leases won on shared state before a send (an email or a digest window).",
+        ),
+        row(
+            Counter::ClaimsSkipped,
+            "claims_skipped",
+            "ClaimsSkipped",
+            "Claims that found the email sent or the event recorded already: not sent again.",
+        ),
+        row(
+            Counter::ClaimsHeld,
+            "claims_held",
+            "ClaimsHeld",
+            "Claims that found another task's live lease.",
+        ),
+        row(
+            Counter::LeaseTakeovers,
+            "lease_takeovers",
+            "LeaseTakeovers",
+            "Claims that took over an expired lease of another owner.",
+        ),
+        row(
+            Counter::UnmarkedSends,
+            "unmarked_sends",
+            "UnmarkedSends",
+            "Emails SES accepted whose claim could not be marked sent.",
+        ),
+        row(
+            Counter::DigestEvents,
+            "digest_events",
+            "DigestEvents",
+            "Events recorded into a digest window.",
+        ),
+        row(
+            Counter::DigestsSent,
+            "digests_sent",
+            "DigestsSent",
+            "Digest emails SES accepted.",
+        ),
+        row(
+            Counter::DigestsFailed,
+            "digests_failed",
+            "DigestsFailed",
+            "Digest windows given up: the digest cannot render or SES rejects it.",
         ),
     ]
 };

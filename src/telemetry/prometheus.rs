@@ -158,9 +158,19 @@ mod tests {
             .collect();
         assert_eq!(types.len(), Counter::ALL.len() + 1 + Histogram::ALL.len());
         assert_eq!(types[0], "quilt_notify_received_total counter");
-        assert_eq!(types[13], "quilt_notify_emails_sent_total counter");
-        assert_eq!(types[14], "quilt_notify_feedback_by_route_total counter");
-        assert_eq!(types[15], "quilt_notify_processing_seconds histogram");
+        assert_eq!(
+            types[Counter::EmailsSent as usize],
+            "quilt_notify_emails_sent_total counter"
+        );
+        let last_counter = Counter::ALL.len();
+        assert_eq!(
+            types[last_counter],
+            "quilt_notify_feedback_by_route_total counter"
+        );
+        assert_eq!(
+            types[last_counter + 1],
+            "quilt_notify_processing_seconds histogram"
+        );
         assert!(
             text.contains("# HELP quilt_notify_emails_sent_total SendEmail calls SES accepted.\n")
         );

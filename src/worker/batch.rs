@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::outcome::{Outcome, QueueAction, Retry};
+use super::pause::Cause;
 use super::pipeline::Facts;
 use super::Shared;
 use crate::ports::{FailureKind, Mailer, Queue, ReceivedMessage, VisibilityChange};
@@ -126,20 +127,31 @@ async fn settle<Q: Queue, M>(
     results: Vec<(ReceivedMessage, Outcome, Facts)>,
     started: Instant,
 ) {
-    let account_paused = results.iter().any(|(_, outcome, _)| {
-        matches!(
-            outcome,
-            Outcome::Failed {
-                kind: FailureKind::AccountPaused,
-                ..
-            }
-        )
+    let cause = results.iter().find_map(|(_, outcome, _)| match outcome {
+        Outcome::Failed {
+            kind: FailureKind::AccountPaused,
+            ..
+        } => Some((Cause::SesAccount, None)),
+        Outcome::Failed {
+            kind: FailureKind::StateUnavailable,
+            error,
+            ..
+        } => Some((Cause::StateTable, Some(error))),
+        _ => None,
     });
-    if account_paused && shared.pause.trip() {
-        shared.instruments.status.set_paused(true);
-        tracing::error!(
-            "SES says the account cannot send (paused or suspended): stopping receives and keeping messages in the queue until a probe finds it enabled"
-        );
+    if let Some((cause, error)) = cause {
+        if shared.pause.trip(cause) {
+            shared.instruments.status.set_paused(Some(cause));
+            match cause {
+                Cause::SesAccount => tracing::error!(
+                    "SES says the account cannot send (paused or suspended): stopping receives and keeping messages in the queue until a probe finds it enabled"
+                ),
+                Cause::StateTable => tracing::error!(
+                    error = error.map_or("", String::as_str),
+                    "the state table cannot be used (missing, access denied, or not this schema): stopping receives and keeping messages in the queue until a probe reads it"
+                ),
+            }
+        }
     }
     let pause_remaining = shared.pause.remaining();
     let mut deletes = Vec::new();
@@ -150,6 +162,7 @@ async fn settle<Q: Queue, M>(
             backoff: shared.options.backoff,
             jitter: fastrand::f64(),
             pause_remaining,
+            now_ms: super::claims::now_ms(),
         };
         match outcome.queue_action(&retry) {
             QueueAction::Delete => {

@@ -6,6 +6,7 @@
 
 pub mod backoff;
 mod batch;
+pub mod claims;
 pub mod details;
 pub mod event_lock;
 pub mod memory;

@@ -22,6 +22,15 @@ pub enum Outcome {
     /// The revision re-pushed its predecessor's content, and every matched route skips such
     /// revisions (`skip_unchanged`). Delete.
     Unchanged,
+    /// Every route that sends at once was done earlier or now, and the digest routes recorded
+    /// the event for their next digest (`recorded`). Delete.
+    Recorded,
+    /// Another task holds the lease on one of this event's emails (it is sending it now): the
+    /// message hides until that lease ends, then shows whether the email went out.
+    ClaimedElsewhere {
+        /// When the other task's lease ends, Unix milliseconds.
+        until_ms: i64,
+    },
     /// Something failed; the message stays. Its fate follows from the kind.
     Failed {
         /// What to do about it.
@@ -44,6 +53,8 @@ impl Outcome {
             Self::Duplicate => "duplicate",
             Self::Feedback => "feedback",
             Self::Unchanged => "unchanged",
+            Self::Recorded => "recorded",
+            Self::ClaimedElsewhere { .. } => "claimed_elsewhere",
             Self::Failed { .. } => "failed",
             Self::Interrupted => "released",
         }
@@ -59,12 +70,15 @@ impl Outcome {
             Self::Duplicate => Counter::Duplicate,
             Self::Feedback => Counter::Feedback,
             Self::Unchanged => Counter::Unchanged,
+            Self::Recorded => Counter::Recorded,
+            Self::ClaimedElsewhere { .. } => Counter::ClaimedElsewhere,
             Self::Interrupted => Counter::Released,
             Self::Failed { kind, .. } => match kind {
                 FailureKind::Transient => Counter::FailedTransient,
                 FailureKind::Throttled => Counter::FailedThrottled,
                 FailureKind::Permanent => Counter::FailedPermanent,
                 FailureKind::AccountPaused => Counter::FailedAccountPaused,
+                FailureKind::StateUnavailable => Counter::FailedStateUnavailable,
             },
         }
     }
@@ -88,23 +102,34 @@ pub struct Retry {
     pub backoff: Backoff,
     /// In `[0, 1)`: shortens the backoff by up to a fifth (pass `fastrand::f64()`).
     pub jitter: f64,
-    /// Time until the next probe of a paused SES account, when the account is paused.
+    /// Time until the next probe of a paused SES account or unusable state table, when paused.
     pub pause_remaining: Option<Duration>,
+    /// Unix milliseconds now, to tell how long another task's lease still runs.
+    pub now_ms: i64,
 }
 
 impl Outcome {
     /// The queue action for this outcome:
-    /// - sent, filtered, duplicate, feedback, unchanged: delete;
+    /// - sent, filtered, duplicate, feedback, unchanged, recorded: delete;
+    /// - claimed elsewhere: hidden until the other task's lease ends (at least 1 s), when the
+    ///   next receive finds the email sent (duplicate) or the lease free to take over;
     /// - permanent failure, or released at shutdown: visible again at once (a permanent failure
     ///   so that the redrive policy moves it to the DLQ within seconds, an unfinished message so
     ///   that another worker takes it);
-    /// - the account cannot send: hidden until the next account probe, whatever its receive
-    ///   count, since it is not the message's fault (at least 1 s);
+    /// - the account cannot send, or the state table is unusable: hidden until the next probe,
+    ///   whatever its receive count, since it is not the message's fault (at least 1 s);
     /// - transient or throttled: hidden for the backoff of its receive count.
     pub fn queue_action(&self, retry: &Retry) -> QueueAction {
         match self {
-            Self::Sent | Self::Filtered | Self::Duplicate | Self::Feedback | Self::Unchanged => {
-                QueueAction::Delete
+            Self::Sent
+            | Self::Filtered
+            | Self::Duplicate
+            | Self::Feedback
+            | Self::Unchanged
+            | Self::Recorded => QueueAction::Delete,
+            Self::ClaimedElsewhere { until_ms } => {
+                let seconds = until_ms.saturating_sub(retry.now_ms).div_euclid(1000) + 1;
+                QueueAction::Hide(u32::try_from(seconds.clamp(1, 43_200)).unwrap_or(1))
             }
             Self::Failed {
                 kind: FailureKind::Permanent,
@@ -112,7 +137,7 @@ impl Outcome {
             }
             | Self::Interrupted => QueueAction::Hide(0),
             Self::Failed {
-                kind: FailureKind::AccountPaused,
+                kind: FailureKind::AccountPaused | FailureKind::StateUnavailable,
                 ..
             } => {
                 let wait = retry.pause_remaining.unwrap_or(FIRST_PROBE);
@@ -146,6 +171,7 @@ mod tests {
             backoff,
             jitter: 0.0,
             pause_remaining,
+            now_ms: 1_000_000,
         };
         let paused_for = |s| Some(Duration::from_secs(s));
         let table = [
@@ -153,6 +179,24 @@ mod tests {
             (Outcome::Filtered, retry(3, None), QueueAction::Delete),
             (Outcome::Unchanged, retry(2, None), QueueAction::Delete),
             (Outcome::Feedback, retry(1, None), QueueAction::Delete),
+            (Outcome::Recorded, retry(1, None), QueueAction::Delete),
+            (
+                Outcome::ClaimedElsewhere {
+                    until_ms: 1_042_500,
+                },
+                retry(1, None),
+                QueueAction::Hide(43),
+            ),
+            (
+                Outcome::ClaimedElsewhere { until_ms: 999_000 },
+                retry(4, None),
+                QueueAction::Hide(1),
+            ),
+            (
+                failed(FailureKind::StateUnavailable),
+                retry(9, paused_for(20)),
+                QueueAction::Hide(20),
+            ),
             (
                 Outcome::Duplicate,
                 retry(1, paused_for(9)),
@@ -237,6 +281,7 @@ mod tests {
             backoff: Backoff::new(10, 300),
             jitter: 0.999,
             pause_remaining: None,
+            now_ms: 0,
         };
         assert_eq!(
             failed(FailureKind::Transient).queue_action(&retry),

@@ -1,7 +1,8 @@
-//! The account-wide stop: when SES says the account cannot send (paused or suspended), every
-//! poller stops receiving, so the queue keeps its messages instead of draining them into the DLQ.
-//! One poller at a time probes the account (SES `GetAccount`, which costs no message) with a
-//! doubling interval, and reopens the gate when sending is enabled again.
+//! The worker-wide stop: when SES says the account cannot send (paused or suspended), or the
+//! shared state table cannot be used (missing, access denied), every poller stops receiving, so
+//! the queue keeps its messages instead of draining them into the DLQ. One poller at a time
+//! probes the cause (SES `GetAccount`, or one read of the table; neither costs a message) with a
+//! doubling interval, and reopens the gate when it works again.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,8 +14,30 @@ pub const FIRST_PROBE: Duration = Duration::from_secs(5);
 /// Longest wait between probes.
 pub const MAX_PROBE: Duration = Duration::from_secs(300);
 
+/// What stopped the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The SES account cannot send.
+    SesAccount,
+    /// The state table cannot be used.
+    StateTable,
+}
+
+impl Cause {
+    /// Why the worker is not receiving, for `/readyz` and the log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::SesAccount => "SES account cannot send (paused); not receiving",
+            Self::StateTable => {
+                "the state table cannot be used (missing or access denied); not receiving"
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Paused {
+    cause: Cause,
     until: Instant,
     interval: Duration,
     probing: bool,
@@ -27,8 +50,8 @@ pub enum Gate {
     Open,
     /// Paused: wait this long, then ask again.
     Wait(Duration),
-    /// Paused and due: this poller probes the account, then calls `resume` or `extend`.
-    Probe,
+    /// Paused and due: this poller probes the cause, then calls `resume` or `extend`.
+    Probe(Cause),
 }
 
 /// Shared pause state of all pollers.
@@ -38,14 +61,15 @@ pub struct Pause {
 }
 
 impl Pause {
-    /// Closes the gate after an account-wide failure. Returns true if this call closed it (so
-    /// the caller logs it once), false if it was already closed.
-    pub fn trip(&self) -> bool {
+    /// Closes the gate after a worker-wide failure. Returns true if this call closed it (so
+    /// the caller logs it once), false if it was already closed (for whatever cause).
+    pub fn trip(&self, cause: Cause) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.is_some() {
             return false;
         }
         *state = Some(Paused {
+            cause,
             until: Instant::now() + FIRST_PROBE,
             interval: FIRST_PROBE,
             probing: false,
@@ -74,7 +98,7 @@ impl Pause {
             Gate::Wait(Duration::from_millis(500))
         } else {
             paused.probing = true;
-            Gate::Probe
+            Gate::Probe(paused.cause)
         }
     }
 
@@ -88,6 +112,7 @@ impl Pause {
     pub fn extend(&self) -> Duration {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let paused = state.get_or_insert(Paused {
+            cause: Cause::SesAccount,
             until: Instant::now(),
             interval: FIRST_PROBE,
             probing: false,
@@ -107,11 +132,14 @@ mod tests {
     async fn a_tripped_gate_waits_then_lets_exactly_one_poller_probe() {
         let pause = Pause::default();
         assert_eq!(pause.check(), Gate::Open);
-        assert!(pause.trip());
-        assert!(!pause.trip(), "tripping twice is reported once");
+        assert!(pause.trip(Cause::StateTable));
+        assert!(
+            !pause.trip(Cause::SesAccount),
+            "tripping twice is reported once"
+        );
         assert_eq!(pause.check(), Gate::Wait(FIRST_PROBE));
         tokio::time::advance(FIRST_PROBE).await;
-        assert_eq!(pause.check(), Gate::Probe);
+        assert_eq!(pause.check(), Gate::Probe(Cause::StateTable));
         assert!(
             matches!(pause.check(), Gate::Wait(_)),
             "others wait while one probes"
@@ -123,7 +151,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failed_probes_back_off_up_to_the_cap() {
         let pause = Pause::default();
-        pause.trip();
+        pause.trip(Cause::SesAccount);
         let intervals: Vec<Duration> = (0..8).map(|_| pause.extend()).collect();
         assert_eq!(intervals[0], Duration::from_secs(10));
         assert_eq!(intervals[1], Duration::from_secs(20));

@@ -14,8 +14,12 @@ use crate::domain::message::Message;
 use crate::domain::recipients::Selection;
 use crate::domain::render::{route_data, Renderer};
 use crate::domain::route::{EmailAddress, Route, RouteTable};
-use crate::ports::{Email, FailureKind, ListManagement, Mailer, SendError, StoreError};
+use crate::ports::{
+    Claim, Email, FailureKind, Finish, LeaseKey, ListManagement, Mailer, SendError, StateError,
+    StateFailureKind, StoreError,
+};
 
+use super::claims::Claims;
 use super::details::DetailsSource;
 use super::event_lock::EventLocks;
 use super::memory::EventMemory;
@@ -37,6 +41,7 @@ pub struct Pipeline<M> {
     mailer: Arc<M>,
     details: Option<Arc<dyn DetailsSource>>,
     memory: EventMemory,
+    claims: Option<Claims>,
     /// Held from the dedupe check until the outcome is recorded (see `event_lock`).
     in_flight: EventLocks,
     limiter: RateLimiter,
@@ -59,8 +64,11 @@ pub struct Parts<M> {
     pub mailer: Arc<M>,
     /// Reads package details; None when `s3.details` is off.
     pub details: Option<Arc<dyn DetailsSource>>,
-    /// Dedupe and partial-success memory.
+    /// Dedupe and partial-success memory of this process.
     pub memory: EventMemory,
+    /// Leases in the shared state table, when `state.table` is set: one email per (event,
+    /// route) across every task and restart.
+    pub claims: Option<Claims>,
     /// The send-rate limit.
     pub limiter: RateLimiter,
     /// Where processing times, sends and progress are recorded.
@@ -94,6 +102,7 @@ impl<M: Mailer> Pipeline<M> {
             mailer,
             details,
             memory,
+            claims,
             limiter,
             instruments,
         } = parts;
@@ -106,6 +115,7 @@ impl<M: Mailer> Pipeline<M> {
             mailer,
             details,
             memory,
+            claims,
             in_flight: EventLocks::default(),
             limiter,
             instruments,
@@ -194,9 +204,7 @@ impl<M: Mailer> Pipeline<M> {
         Some(read)
     }
 
-    /// Decides and sends each pending route; the outcome is the most hopeful failure if any
-    /// route failed, else sent (`already_sent`: some route was sent on an earlier receive),
-    /// else unchanged, else filtered.
+    /// Decides and sends each pending route, then sums up (see [`combine`]).
     async fn send_routes(
         &self,
         event: &PackageEvent,
@@ -204,53 +212,98 @@ impl<M: Mailer> Pipeline<M> {
         details: Option<&Result<Details, StoreError>>,
         already_sent: bool,
     ) -> Outcome {
-        let mut worst: Option<Outcome> = None;
-        let mut fail = |failure: Outcome| {
-            if worst.as_ref().is_none_or(|w| rank(&failure) > rank(w)) {
-                worst = Some(failure);
-            }
-        };
-        let (mut sent, mut unchanged) = (already_sent, false);
+        let mut results = Vec::with_capacity(pending.len());
         for route in pending {
-            let read = match details {
-                Some(Err(e)) if route.needs_details() => {
-                    // Routes that do not use details still go out; this one waits for a retry.
-                    fail(Outcome::Failed {
-                        kind: FailureKind::Transient,
-                        code: e.code.clone(),
-                        error: format!("route \"{}\": package details: {e}", route.name),
-                    });
-                    continue;
-                }
-                Some(Ok(details)) => Some(details),
-                _ => None,
-            };
-            match route.decide(read) {
-                Decision::Send => {
-                    let Some(to) = addressees(event, route, read) else {
-                        continue;
-                    };
-                    match self.send_route(event, route, read, &to).await {
-                        Ok(()) => sent = true,
-                        Err(failure) => fail(failure),
-                    }
-                }
-                Decision::SkipUnchanged => unchanged = true,
-                Decision::Filtered => {
-                    tracing::debug!(route = %route.name, "package_pattern does not match");
-                }
-                Decision::Unevaluable(reason) => fail(Outcome::Failed {
-                    kind: FailureKind::Permanent,
-                    code: "incomplete_details".to_owned(),
-                    error: format!("route \"{}\": {reason}", route.name),
-                }),
-            }
+            results.push(self.route_result(event, route, details).await);
         }
-        match worst {
-            Some(failure) => failure,
-            None if sent => Outcome::Sent,
-            None if unchanged => Outcome::Unchanged,
-            None => Outcome::Filtered,
+        combine(results, already_sent)
+    }
+
+    /// What one route does with the event: decide on its details, then send.
+    async fn route_result(
+        &self,
+        event: &PackageEvent,
+        route: &Route,
+        details: Option<&Result<Details, StoreError>>,
+    ) -> RouteResult {
+        let read = match details {
+            Some(Err(e)) if route.needs_details() => {
+                // Routes that do not use details still go out; this one waits for a retry.
+                return RouteResult::Failed(Outcome::Failed {
+                    kind: FailureKind::Transient,
+                    code: e.code.clone(),
+                    error: format!("route \"{}\": package details: {e}", route.name),
+                });
+            }
+            Some(Ok(details)) => Some(details),
+            _ => None,
+        };
+        match route.decide(read) {
+            Decision::Send => {
+                let Some(to) = addressees(event, route, read) else {
+                    return RouteResult::Filtered;
+                };
+                self.send_route(event, route, read, &to).await
+            }
+            Decision::SkipUnchanged => RouteResult::Unchanged,
+            Decision::Filtered => {
+                tracing::debug!(route = %route.name, "package_pattern does not match");
+                RouteResult::Filtered
+            }
+            Decision::Unevaluable(reason) => RouteResult::Failed(Outcome::Failed {
+                kind: FailureKind::Permanent,
+                code: "incomplete_details".to_owned(),
+                error: format!("route \"{}\": {reason}", route.name),
+            }),
+        }
+    }
+
+    /// Asks the state table whether it answers again (the probe of a paused worker).
+    ///
+    /// # Errors
+    /// The table still fails; Ok when there is no table.
+    pub async fn probe_state(&self) -> Result<(), StateError> {
+        match &self.claims {
+            Some(claims) => claims.store().probe().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Claims the route's email for this event in the state table, when there is one. Ok(None)
+    /// means go ahead and send; Ok(Some) is the route's result without sending.
+    async fn claim(
+        &self,
+        event: &PackageEvent,
+        route: &Route,
+        key: LeaseKey<'_>,
+    ) -> Result<Option<RouteResult>, Outcome> {
+        let Some(claims) = &self.claims else {
+            return Ok(None);
+        };
+        let metrics = &self.instruments.metrics;
+        match claims.claim(key).await {
+            Ok(Claim::Won { takeover }) => {
+                metrics.add(Counter::Claims, 1);
+                if takeover {
+                    metrics.add(Counter::LeaseTakeovers, 1);
+                    tracing::warn!(
+                        route = %route.name,
+                        "took over an expired lease: the task that held it died or stalled mid-send (if SES had accepted its email, this one is a duplicate)"
+                    );
+                }
+                Ok(None)
+            }
+            Ok(Claim::Done) => {
+                metrics.add(Counter::ClaimsSkipped, 1);
+                self.memory
+                    .record_sent(event.id(), &route.name, Instant::now());
+                Ok(Some(RouteResult::Done))
+            }
+            Ok(Claim::Held { until_ms }) => {
+                metrics.add(Counter::ClaimsHeld, 1);
+                Ok(Some(RouteResult::Held(until_ms)))
+            }
+            Err(e) => Err(state_failure(&route.name, &e)),
         }
     }
 
@@ -285,16 +338,27 @@ impl<M: Mailer> Pipeline<M> {
         route: &Route,
         details: Option<&Details>,
         to: &[EmailAddress],
-    ) -> Result<(), Outcome> {
+    ) -> RouteResult {
+        match self.try_send_route(event, route, details, to).await {
+            Ok(result) | Err(result) => result,
+        }
+    }
+
+    async fn try_send_route(
+        &self,
+        event: &PackageEvent,
+        route: &Route,
+        details: Option<&Details>,
+        to: &[EmailAddress],
+    ) -> Result<RouteResult, RouteResult> {
         let data = route_data(route, event, self.catalog_host.as_deref(), details);
-        let rendered =
-            self.renderer
-                .render(&route.template, data)
-                .map_err(|e| Outcome::Failed {
-                    kind: FailureKind::Permanent,
-                    code: "render".to_owned(),
-                    error: format!("route \"{}\": {e}", route.name),
-                })?;
+        let rendered = self.renderer.render(&route.template, data).map_err(|e| {
+            RouteResult::Failed(Outcome::Failed {
+                kind: FailureKind::Permanent,
+                code: "render".to_owned(),
+                error: format!("route \"{}\": {e}", route.name),
+            })
+        })?;
         let addresses = |list: &[EmailAddress]| -> Vec<String> {
             list.iter().map(|a| a.as_str().to_owned()).collect()
         };
@@ -314,20 +378,33 @@ impl<M: Mailer> Pipeline<M> {
                 ("route".to_owned(), route.name.clone()),
                 ("event_id".to_owned(), event.id().to_owned()),
             ],
-            list: self.contact_list.as_ref().zip(route.topic.as_ref()).map(
-                |(contact_list, topic)| ListManagement {
-                    contact_list: contact_list.clone(),
-                    topic: topic.clone(),
-                },
-            ),
+            list: self.list_management(route),
         };
-        self.limiter.acquire().await;
-        let call = Instant::now();
-        let sent = self.mailer.send(&email).await;
+        let key = LeaseKey::Send {
+            event_id: event.id(),
+            route: &route.name,
+        };
+        if let Some(done) = self
+            .claim(event, route, key)
+            .await
+            .map_err(RouteResult::Failed)?
+        {
+            return Ok(done);
+        }
+        let send = async {
+            self.limiter.acquire().await;
+            let call = Instant::now();
+            let sent = self.mailer.send(&email).await;
+            (sent, call.elapsed())
+        };
+        let (sent, took) = match &self.claims {
+            Some(claims) => claims.hold(key, send).await,
+            None => send.await,
+        };
         let metrics = &self.instruments.metrics;
-        metrics.observe(Histogram::SesCall, call.elapsed());
+        metrics.observe(Histogram::SesCall, took);
         match sent {
-            Ok(_) => {
+            Ok(message_id) => {
                 metrics.add(Counter::EmailsSent, 1);
                 self.instruments.status.progressed();
                 if let Some(at) = event.timestamp() {
@@ -337,23 +414,123 @@ impl<M: Mailer> Pipeline<M> {
                 }
                 self.memory
                     .record_sent(event.id(), &route.name, Instant::now());
-                Ok(())
+                if let Some(claims) = &self.claims {
+                    let finish = Finish::Sent {
+                        message_id: &message_id,
+                    };
+                    if let Err(e) = claims.finish(key, finish).await {
+                        metrics.add(Counter::UnmarkedSends, 1);
+                        tracing::warn!(
+                            route = %route.name,
+                            ses_message_id = %message_id,
+                            error = %e,
+                            "sent, but the claim could not be marked sent: a redelivery after its lease ends may send this email again"
+                        );
+                    }
+                }
+                Ok(RouteResult::Sent)
             }
             Err(SendError {
                 kind,
                 code,
                 message,
             }) => {
+                if let Some(claims) = &self.claims {
+                    claims.release(key).await;
+                }
                 if kind == FailureKind::Throttled {
                     self.limiter.slow_down(THROTTLE_PAUSE);
                 }
-                Err(Outcome::Failed {
+                Err(RouteResult::Failed(Outcome::Failed {
                     kind,
                     code,
                     error: format!("route \"{}\": {message}", route.name),
-                })
+                }))
             }
         }
+    }
+
+    /// The contact list and topic of a route's mail, when it has a topic.
+    fn list_management(&self, route: &Route) -> Option<ListManagement> {
+        self.contact_list
+            .as_ref()
+            .zip(route.topic.as_ref())
+            .map(|(contact_list, topic)| ListManagement {
+                contact_list: contact_list.clone(),
+                topic: topic.clone(),
+            })
+    }
+}
+
+/// What became of one route of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RouteResult {
+    /// SES accepted its email now.
+    Sent,
+    /// Sent (or recorded) earlier, by this task or another: nothing sent now.
+    Done,
+    /// Another task's lease on its email lasts until then (Unix milliseconds).
+    Held(i64),
+    /// Recorded for the route's next digest.
+    Recorded,
+    /// Skipped: the revision re-pushed its predecessor's content.
+    Unchanged,
+    /// Nothing to send: the package pattern does not match, or nobody is left to receive it.
+    Filtered,
+    /// It failed, this way.
+    Failed(Outcome),
+}
+
+/// The message's outcome from its routes': the most hopeful failure if any failed; else
+/// claimed elsewhere while another task sends one of them; else sent if any was sent (now, or
+/// earlier: `already_sent`, or a claim found it done while others were sent or skipped); else
+/// recorded; else duplicate when every route was done before; else unchanged, else filtered.
+fn combine(results: Vec<RouteResult>, already_sent: bool) -> Outcome {
+    let mut worst: Option<Outcome> = None;
+    let mut held: Option<i64> = None;
+    let (mut sent, mut done, mut recorded, mut unchanged) = (already_sent, 0, false, false);
+    let routes = results.len();
+    for result in results {
+        match result {
+            RouteResult::Failed(failure) => {
+                if worst.as_ref().is_none_or(|w| rank(&failure) > rank(w)) {
+                    worst = Some(failure);
+                }
+            }
+            RouteResult::Held(until_ms) => held = Some(held.map_or(until_ms, |h| h.max(until_ms))),
+            RouteResult::Sent => sent = true,
+            RouteResult::Done => done += 1,
+            RouteResult::Recorded => recorded = true,
+            RouteResult::Unchanged => unchanged = true,
+            RouteResult::Filtered => {}
+        }
+    }
+    if let Some(failure) = worst {
+        return failure;
+    }
+    if let Some(until_ms) = held {
+        return Outcome::ClaimedElsewhere { until_ms };
+    }
+    match () {
+        () if sent => Outcome::Sent,
+        () if recorded => Outcome::Recorded,
+        () if done > 0 && done == routes => Outcome::Duplicate,
+        () if done > 0 => Outcome::Sent,
+        () if unchanged => Outcome::Unchanged,
+        () => Outcome::Filtered,
+    }
+}
+
+/// A failed state call as the message's outcome: transient, or unusable (which pauses the
+/// worker instead of sending without the guarantee).
+fn state_failure(route: &str, e: &StateError) -> Outcome {
+    Outcome::Failed {
+        kind: match e.kind {
+            StateFailureKind::Transient => FailureKind::Transient,
+            StateFailureKind::Unusable => FailureKind::StateUnavailable,
+        },
+        code: e.code.clone(),
+        error: format!("route \"{route}\": state table: {e}"),
     }
 }
 
@@ -422,7 +599,7 @@ fn rank(outcome: &Outcome) -> u8 {
             FailureKind::Permanent => 1,
             FailureKind::Transient => 2,
             FailureKind::Throttled => 3,
-            FailureKind::AccountPaused => 4,
+            FailureKind::AccountPaused | FailureKind::StateUnavailable => 4,
         },
         _ => 0,
     }

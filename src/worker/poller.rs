@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::batch;
-use super::pause::Gate;
+use super::pause::{Cause, Gate};
 use super::Shared;
 use crate::ports::{FailureKind, Mailer, Queue};
 use crate::telemetry::metrics::Counter;
@@ -88,10 +88,10 @@ async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &Cancellat
         let wait = match shared.pause.check() {
             Gate::Open => return true,
             Gate::Wait(wait) => wait,
-            Gate::Probe => match shared.account.account().await {
+            Gate::Probe(Cause::SesAccount) => match shared.account.account().await {
                 Ok(account) if account.sending_enabled => {
                     shared.pause.resume();
-                    status.set_paused(false);
+                    status.set_paused(None);
                     tracing::warn!("SES account can send again: resuming");
                     return true;
                 }
@@ -99,7 +99,7 @@ async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &Cancellat
                     // The account cannot be asked (e.g. no ses:GetAccount permission):
                     // resume and let the next send tell.
                     shared.pause.resume();
-                    status.set_paused(false);
+                    status.set_paused(None);
                     tracing::warn!(error = %e, "cannot probe the SES account; resuming to find out by sending");
                     return true;
                 }
@@ -108,6 +108,23 @@ async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &Cancellat
                     tracing::error!(
                         next_probe_s = next.as_secs(),
                         "SES account still cannot send; not receiving"
+                    );
+                    continue;
+                }
+            },
+            Gate::Probe(Cause::StateTable) => match shared.pipeline.probe_state().await {
+                Ok(()) => {
+                    shared.pause.resume();
+                    status.set_paused(None);
+                    tracing::warn!("the state table answers again: resuming");
+                    return true;
+                }
+                Err(e) => {
+                    let next = shared.pause.extend();
+                    tracing::error!(
+                        next_probe_s = next.as_secs(),
+                        error = %e,
+                        "the state table still cannot be used; not receiving"
                     );
                     continue;
                 }

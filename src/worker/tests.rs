@@ -251,6 +251,7 @@ fn worker_limited(
         mailer: Arc::clone(&mailer),
         details: None,
         memory: EventMemory::new(Duration::from_secs(3600), 1000),
+        claims: None,
         limiter,
         instruments: instruments.clone(),
     });

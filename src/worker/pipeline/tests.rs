@@ -15,15 +15,16 @@ use crate::domain::route::{RouteSpec, RouteTable};
 use crate::fixtures::{push, top_hash, BUCKET, HANDLE};
 use crate::memory_store::MemoryStore;
 use crate::ports::{AccountStatus, Email, FailureKind, Mailer, SendError, StoreFailureKind};
+use crate::worker::claims::Claims;
 use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
 use crate::worker::memory::EventMemory;
 use crate::worker::outcome::Outcome;
 use crate::worker::rate::RateLimiter;
 use crate::worker::Instruments;
 
-/// Records what was sent.
+/// Records what was sent; refuses every send while `refuse` holds an error.
 #[derive(Default)]
-struct Outbox(Mutex<Vec<Email>>);
+struct Outbox(Mutex<Vec<Email>>, Mutex<Option<SendError>>);
 
 impl Outbox {
     fn subjects(&self) -> Vec<String> {
@@ -34,8 +35,12 @@ impl Outbox {
 
 impl Mailer for Outbox {
     async fn send(&self, email: &Email) -> Result<String, SendError> {
-        self.0.lock().unwrap().push(email.clone());
-        Ok("id".to_owned())
+        if let Some(refused) = self.1.lock().unwrap().clone() {
+            return Err(refused);
+        }
+        let mut sent = self.0.lock().unwrap();
+        sent.push(email.clone());
+        Ok(format!("ses-{}", sent.len()))
     }
     async fn account(&self) -> Result<AccountStatus, SendError> {
         Ok(AccountStatus {
@@ -66,6 +71,15 @@ fn route(name: &str, extra: Value) -> RouteSpec {
 /// A pipeline whose template's subject shows what it was given: the route, the package's file
 /// count and the number of added files, or `-` where there were no details.
 fn build(routes: &[RouteSpec], store: &Arc<MemoryStore>) -> (Pipeline<Outbox>, Arc<Outbox>) {
+    build_sharing(routes, store, None)
+}
+
+/// The same, claiming in shared state when `claims` is given (one pipeline is one task).
+fn build_sharing(
+    routes: &[RouteSpec],
+    store: &Arc<MemoryStore>,
+    claims: Option<Claims>,
+) -> (Pipeline<Outbox>, Arc<Outbox>) {
     let mut renderer = Renderer::new();
     renderer
         .add(
@@ -95,6 +109,7 @@ fn build(routes: &[RouteSpec], store: &Arc<MemoryStore>) -> (Pipeline<Outbox>, A
         mailer: Arc::clone(&outbox),
         details: Some(Arc::new(reader) as Arc<dyn DetailsSource>),
         memory: EventMemory::new(Duration::from_secs(3600), 100),
+        claims,
         limiter: RateLimiter::new(0.0),
         instruments: Instruments::default(),
     });
@@ -357,3 +372,5 @@ async fn ses_feedback_is_counted_per_configured_route_and_deleted_unsent() {
         ]
     );
 }
+
+mod shared_state;

@@ -1,0 +1,188 @@
+//! Leases on shared state: claim a piece of work (one route's email for one event, one digest
+//! window), hold the lease while the work runs, then finish it or give it up.
+//!
+//! Whoever holds a live lease is the only task doing that work; a lease that is not renewed
+//! (its task died) ends after `state.lease_seconds`, and another task takes the work over.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::ports::{Claim, Finish, LeaseKey, StateError, StateStore};
+
+/// The state store with this task's identity and lease length.
+#[derive(Clone)]
+pub struct Claims {
+    store: Arc<dyn StateStore>,
+    owner: String,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims")
+            .field("owner", &self.owner)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Claims {
+    /// Claims in `store` as `owner` (unique per process), for leases of `lease`.
+    pub fn new(store: Arc<dyn StateStore>, owner: impl Into<String>, lease: Duration) -> Self {
+        Self {
+            store,
+            owner: owner.into(),
+            lease,
+        }
+    }
+
+    /// A fresh owner id for this process: the host name (the ECS task's, in production) and a
+    /// random suffix, so that a restarted process never mistakes its predecessor's leases for
+    /// its own.
+    pub fn new_owner() -> String {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "quilt-notify".to_owned());
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        format!("{host}-{}", &id[..12])
+    }
+
+    /// This process's owner id.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The store, for the calls that are not about leases.
+    pub fn store(&self) -> &dyn StateStore {
+        self.store.as_ref()
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
+    /// Takes the lease on `key` for one lease length.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn claim(&self, key: LeaseKey<'_>) -> Result<Claim, StateError> {
+        self.store
+            .claim(key, &self.owner, now_ms(), self.lease_ms())
+            .await
+    }
+
+    /// Runs `work` while renewing the lease on `key` every third of its length, so a slow send
+    /// is not taken over. A renewal that finds the lease gone, or fails, is logged: the work
+    /// goes on (it may already be under way at SES), and another task may do it again.
+    pub async fn hold<F: Future>(&self, key: LeaseKey<'_>, work: F) -> F::Output {
+        let every = self.lease / 3;
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                output = &mut work => return output,
+                _ = renew.tick() => {
+                    let until = now_ms().saturating_add(self.lease_ms());
+                    match self.store.renew(key, &self.owner, until).await {
+                        Ok(true) => tracing::debug!(?key, "lease renewed"),
+                        Ok(false) => tracing::warn!(?key, "lease lost while working (another task may do this work too)"),
+                        Err(e) => tracing::warn!(?key, error = %e, "could not renew lease"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks the work finished for good.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn finish(&self, key: LeaseKey<'_>, finish: Finish<'_>) -> Result<(), StateError> {
+        self.store.finish(key, &self.owner, finish).await
+    }
+
+    /// Gives the lease up after a failure, so a retry need not wait for it to end. Best
+    /// effort: if the store fails too, the lease simply runs out.
+    pub async fn release(&self, key: LeaseKey<'_>) {
+        if let Err(e) = self.store.release(key, &self.owner).await {
+            tracing::debug!(?key, error = %e, "could not release lease; it runs out by itself");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory_state::MemoryState;
+
+    fn claims(store: &Arc<MemoryState>, owner: &str) -> Claims {
+        Claims::new(
+            Arc::clone(store) as Arc<dyn StateStore>,
+            owner,
+            Duration::from_secs(3),
+        )
+    }
+
+    const KEY: LeaseKey<'static> = LeaseKey::Send {
+        event_id: "e1",
+        route: "r",
+    };
+
+    #[tokio::test]
+    async fn a_live_lease_holds_others_off_and_a_finished_pair_is_done() {
+        let store = Arc::new(MemoryState::new());
+        let (a, b) = (claims(&store, "a"), claims(&store, "b"));
+        assert_eq!(a.claim(KEY).await, Ok(Claim::Won { takeover: false }));
+        assert!(matches!(b.claim(KEY).await, Ok(Claim::Held { .. })));
+        a.finish(KEY, Finish::Sent { message_id: "m1" })
+            .await
+            .expect("finish");
+        assert_eq!(b.claim(KEY).await, Ok(Claim::Done));
+        assert_eq!(a.claim(KEY).await, Ok(Claim::Done));
+    }
+
+    #[tokio::test]
+    async fn a_released_lease_is_claimed_at_once_without_a_takeover() {
+        let store = Arc::new(MemoryState::new());
+        let (a, b) = (claims(&store, "a"), claims(&store, "b"));
+        a.claim(KEY).await.expect("claim");
+        a.release(KEY).await;
+        assert_eq!(b.claim(KEY).await, Ok(Claim::Won { takeover: false }));
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over() {
+        let store = Arc::new(MemoryState::new());
+        let b = claims(&store, "b");
+        store
+            .claim(KEY, "dead", now_ms() - 10_000, 1_000)
+            .await
+            .expect("claim");
+        assert_eq!(b.claim(KEY).await, Ok(Claim::Won { takeover: true }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_send_keeps_its_lease() {
+        let store = Arc::new(MemoryState::new());
+        let a = claims(&store, "a");
+        a.claim(KEY).await.expect("claim");
+        let before = store.holder(KEY).expect("held").1;
+        // Tokio's clock is paused and advances; the wall clock the leases use barely moves, so
+        // the renewal shows as calls rather than as a later end.
+        a.hold(KEY, tokio::time::sleep(Duration::from_secs(10)))
+            .await;
+        assert!(
+            store.calls() >= 4,
+            "renewed about every second: {}",
+            store.calls()
+        );
+        assert!(store.holder(KEY).expect("still held").1 >= before);
+    }
+}

@@ -1,0 +1,143 @@
+//! The pipeline with a shared state table: each pipeline here is one task, and they share one
+//! in-memory state with the DynamoDB adapter's semantics (the same promises against moto's
+//! DynamoDB and the real binary are in `tests/it/state.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{build_sharing, event, pushed, route, Outbox};
+use crate::memory_state::MemoryState;
+use crate::ports::{FailureKind, LeaseKey, SendError, StateFailureKind, StateStore};
+use crate::telemetry::metrics::Counter;
+use crate::worker::claims::{now_ms, Claims};
+use crate::worker::outcome::Outcome;
+use crate::worker::Pipeline;
+
+fn task(state: &Arc<MemoryState>, owner: &str, routes: &[&str]) -> (Pipeline<Outbox>, Arc<Outbox>) {
+    let specs: Vec<_> = routes
+        .iter()
+        .map(|name| route(name, json!({"details": false})))
+        .collect();
+    let claims = Claims::new(
+        Arc::clone(state) as Arc<dyn StateStore>,
+        owner,
+        Duration::from_secs(60),
+    );
+    build_sharing(&specs, &pushed(&["same_hash"]), Some(claims))
+}
+
+fn key<'a>(event_id: &'a str, route: &'a str) -> LeaseKey<'a> {
+    LeaseKey::Send { event_id, route }
+}
+
+#[tokio::test]
+async fn the_same_event_at_two_tasks_sends_one_email() {
+    let state = Arc::new(MemoryState::new());
+    let (a, outbox_a) = task(&state, "a", &["r"]);
+    let (b, outbox_b) = task(&state, "b", &["r"]);
+    let body = event("e1", "same_hash");
+    assert_eq!(a.process(&body).await.0, Outcome::Sent);
+    assert_eq!(b.process(&body).await.0, Outcome::Duplicate);
+    assert_eq!(outbox_a.subjects().len() + outbox_b.subjects().len(), 1);
+    assert_eq!(state.sent(), [("send#e1".to_owned(), "ses-1".to_owned())]);
+    assert_eq!(b.instruments.metrics.count(Counter::ClaimsSkipped), 1);
+}
+
+#[tokio::test]
+async fn a_pair_another_task_is_sending_hides_the_message_until_its_lease_ends() {
+    let state = Arc::new(MemoryState::new());
+    let until = now_ms() + 30_000;
+    state
+        .claim(key("e1", "r"), "other", until - 30_000, 30_000)
+        .await
+        .unwrap();
+    let (b, outbox) = task(&state, "b", &["r"]);
+    let (outcome, _) = b.process(&event("e1", "same_hash")).await;
+    let Outcome::ClaimedElsewhere { until_ms } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!((until_ms - until).abs() < 1_000, "{until_ms} vs {until}");
+    assert!(outbox.subjects().is_empty());
+}
+
+#[tokio::test]
+async fn the_expired_lease_of_a_dead_task_is_taken_over_and_counted() {
+    let state = Arc::new(MemoryState::new());
+    state
+        .claim(key("e1", "r"), "dead", now_ms() - 120_000, 60_000)
+        .await
+        .unwrap();
+    let (b, outbox) = task(&state, "b", &["r"]);
+    assert_eq!(b.process(&event("e1", "same_hash")).await.0, Outcome::Sent);
+    assert_eq!(outbox.subjects().len(), 1);
+    assert_eq!(b.instruments.metrics.count(Counter::LeaseTakeovers), 1);
+}
+
+#[tokio::test]
+async fn only_the_routes_not_sent_elsewhere_are_sent() {
+    let state = Arc::new(MemoryState::new());
+    let (a, outbox_a) = task(&state, "a", &["first"]);
+    a.process(&event("e1", "same_hash")).await;
+    let (b, outbox_b) = task(&state, "b", &["first", "second"]);
+    assert_eq!(b.process(&event("e1", "same_hash")).await.0, Outcome::Sent);
+    assert_eq!(outbox_a.subjects(), ["first files=- added=-"]);
+    assert_eq!(outbox_b.subjects(), ["second files=- added=-"]);
+}
+
+#[tokio::test]
+async fn an_unusable_table_sends_nothing_and_stops_the_worker() {
+    let state = Arc::new(MemoryState::new());
+    state.fail(Some(StateFailureKind::Unusable));
+    let (a, outbox) = task(&state, "a", &["r"]);
+    let (outcome, _) = a.process(&event("e1", "same_hash")).await;
+    assert!(
+        matches!(outcome, Outcome::Failed { kind: FailureKind::StateUnavailable, ref code, .. } if code == "ResourceNotFoundException"),
+        "{outcome:?}"
+    );
+    assert!(
+        outbox.subjects().is_empty(),
+        "no email without the guarantee"
+    );
+    assert!(a.probe_state().await.is_err());
+    state.fail(None);
+    assert!(a.probe_state().await.is_ok());
+    assert_eq!(a.process(&event("e1", "same_hash")).await.0, Outcome::Sent);
+}
+
+#[tokio::test]
+async fn a_throttled_table_is_a_transient_failure() {
+    let state = Arc::new(MemoryState::new());
+    state.fail(Some(StateFailureKind::Transient));
+    let (a, outbox) = task(&state, "a", &["r"]);
+    let (outcome, _) = a.process(&event("e1", "same_hash")).await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Failed {
+                kind: FailureKind::Transient,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(outbox.subjects().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_send_gives_its_lease_up_so_another_task_retries_at_once() {
+    let state = Arc::new(MemoryState::new());
+    let (a, outbox_a) = task(&state, "a", &["r"]);
+    *outbox_a.1.lock().unwrap() = Some(SendError {
+        kind: FailureKind::Transient,
+        code: "ServiceUnavailable".into(),
+        message: "try later".into(),
+    });
+    let (outcome, _) = a.process(&event("e1", "same_hash")).await;
+    assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
+    assert_eq!(state.holder(key("e1", "r")), None);
+    let (b, outbox_b) = task(&state, "b", &["r"]);
+    assert_eq!(b.process(&event("e1", "same_hash")).await.0, Outcome::Sent);
+    assert_eq!(outbox_b.subjects().len(), 1);
+}
