@@ -69,6 +69,11 @@ enum Command {
     /// Manage the SES contact list (`ses.contact_list`) whose topics give routes one-click
     /// unsubscribe: `sync` creates the list and the routes' topics.
     Topics(quilt_notify::commands::topics::TopicsArgs),
+    /// The shared state table (`state.table`): `create` makes it (idempotent); without a
+    /// sub-command, print the digest windows waiting to be sent and the latest claims (which
+    /// event's email was sent, by which task, with which SES message id), or one event's
+    /// claims with `--event ID`.
+    State(quilt_notify::commands::state::StateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
         }
         Command::Dlq(args) => operator_exit(quilt_notify::commands::dlq::run(&args)),
         Command::Topics(args) => operator_exit(quilt_notify::commands::topics::run(&args)),
+        Command::State(args) => operator_exit(quilt_notify::commands::state::run(&args)),
     }
 }
 

@@ -32,7 +32,8 @@ use crate::ports::{
 /// The attribute DynamoDB's TTL deletes items by (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
-type Item = HashMap<String, AttributeValue>;
+/// One item, as the SDK holds it.
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// Shared state in one DynamoDB table.
 #[derive(Debug, Clone)]
@@ -568,13 +569,15 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+/// A string attribute.
+pub(crate) fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
 }
 
-fn number(item: &Item, name: &str) -> Option<i64> {
+/// A number attribute that fits an i64.
+pub(crate) fn number(item: &Item, name: &str) -> Option<i64> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())

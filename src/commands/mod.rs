@@ -5,6 +5,7 @@ pub mod dlq;
 pub mod pattern_match;
 pub mod render;
 pub mod send_test_event;
+pub mod state;
 pub mod topics;
 
 /// Runs an operator command's async body on a small runtime of its own.

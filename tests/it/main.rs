@@ -11,3 +11,4 @@ mod feedback;
 mod harness;
 mod operations;
 mod reliability;
+mod state;

@@ -15,14 +15,14 @@ use crate::support::{eventually, StackOptions, TestStack};
 
 const SECONDS_30: Duration = Duration::from_secs(30);
 const SECONDS_60: Duration = Duration::from_secs(60);
-const SECONDS_120: Duration = Duration::from_secs(120);
+pub(crate) const SECONDS_120: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
 /// A route pattern that matches every package event of this stack's bucket.
-fn every_package(stack: &TestStack) -> Value {
+pub(crate) fn every_package(stack: &TestStack) -> Value {
     json!({
         "source": ["com.quiltdata"],
         "detail-type": ["package-revision"],
@@ -40,12 +40,12 @@ fn handles_under(stack: &TestStack, prefix: &str) -> Value {
 }
 
 /// Environment overrides for the worker.
-fn env(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+pub(crate) fn env(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
     pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
 }
 
 /// `n` fresh events (unique ids) under `prefix`, and their bodies as SQS carries them.
-fn events(stack: &TestStack, prefix: &str, n: usize) -> (Vec<String>, Vec<String>) {
+pub(crate) fn events(stack: &TestStack, prefix: &str, n: usize) -> (Vec<String>, Vec<String>) {
     let events: Vec<Value> = (0..n)
         .map(|i| stack.event(&format!("{prefix}/pkg-{i}")))
         .collect();
@@ -58,7 +58,7 @@ fn events(stack: &TestStack, prefix: &str, n: usize) -> (Vec<String>, Vec<String
 }
 
 /// The event id an email was sent for: every template ends with "… for event <id>."
-fn event_id_of(email: &Value) -> Option<String> {
+pub(crate) fn event_id_of(email: &Value) -> Option<String> {
     let text = email["body"]["text"]
         .as_str()
         .or_else(|| email["body"]["html"].as_str())
@@ -72,7 +72,7 @@ fn event_id_of(email: &Value) -> Option<String> {
 }
 
 /// Event ids of the log lines whose outcome is one of `outcomes`.
-fn event_ids(lines: &[Value], outcomes: &[&str]) -> HashSet<String> {
+pub(crate) fn event_ids(lines: &[Value], outcomes: &[&str]) -> HashSet<String> {
     lines
         .iter()
         .filter(|l| outcomes.iter().any(|o| l["outcome"] == *o))
@@ -81,7 +81,7 @@ fn event_ids(lines: &[Value], outcomes: &[&str]) -> HashSet<String> {
 }
 
 /// Whether every id in `expected` was logged as sent (or as a duplicate of a sent one).
-fn all_settled(lines: &[Value], expected: &[String]) -> bool {
+pub(crate) fn all_settled(lines: &[Value], expected: &[String]) -> bool {
     let done = event_ids(lines, &["sent", "duplicate"]);
     expected.iter().all(|id| done.contains(id))
 }
@@ -105,17 +105,17 @@ fn at_level(lines: &[Value], level: &str) -> Vec<Value> {
 }
 
 /// How the expected events fared in the store.
-struct Tally {
+pub(crate) struct Tally {
     /// Expected ids with at least one email.
-    delivered: usize,
+    pub(crate) delivered: usize,
     /// Extra copies beyond the first, per id.
-    duplicates: BTreeMap<String, usize>,
+    pub(crate) duplicates: BTreeMap<String, usize>,
     /// Expected ids with no email.
-    lost: Vec<String>,
+    pub(crate) lost: Vec<String>,
 }
 
 impl Tally {
-    fn of(expected: &[String], emails: &[Value]) -> Self {
+    pub(crate) fn of(expected: &[String], emails: &[Value]) -> Self {
         let mut copies: BTreeMap<String, usize> = BTreeMap::new();
         for email in emails {
             if let Some(id) = event_id_of(email) {
@@ -139,13 +139,13 @@ impl Tally {
         }
     }
 
-    fn duplicate_count(&self) -> usize {
+    pub(crate) fn duplicate_count(&self) -> usize {
         self.duplicates.values().sum()
     }
 }
 
 /// One row of the table in docs/reliability.md.
-fn summary(fault: &str, injected: &str, sent: usize, tally: &Tally, in_dlq: &str) {
+pub(crate) fn summary(fault: &str, injected: &str, sent: usize, tally: &Tally, in_dlq: &str) {
     println!(
         "RELIABILITY | {fault} | {injected} | {sent} | {} | {} | {in_dlq} | {} |",
         tally.delivered,

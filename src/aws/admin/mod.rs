@@ -1,15 +1,18 @@
-//! The AWS calls of the operator commands (`dlq`, `send-test-event`): SQS administration in
-//! [`sqs`] (queue facts and depth, reading without consuming, moving messages back) and
-//! EventBridge in [`events`] (publishing, the rules that target a queue).
+//! The AWS calls of the operator commands (`dlq`, `send-test-event`, `topics`, `state`): SQS
+//! administration in [`sqs`] (queue facts and depth, reading without consuming, moving messages
+//! back), EventBridge in [`events`] (publishing, the rules that target a queue), SES contact
+//! lists in [`ses`] and the state table in [`dynamodb`].
 //!
 //! The worker never uses this module; it talks through the [`Queue`](crate::ports::Queue) port.
 //! Like the rest of `aws/`, it keeps SDK types inside and answers with its own: here one
 //! [`AdminError`] for both services.
 
+pub mod dynamodb;
 pub mod events;
 pub mod ses;
 pub mod sqs;
 
+pub use dynamodb::{ClaimRow, Created, PendingWindow, StateAdmin};
 pub use events::{EventBus, NewEvent, Rule};
 pub use ses::{ListTopic, SesAdmin};
 pub use sqs::{Depth, MoveTask, MoveTaskStatus, MovedBatch, PeekedMessage, QueueFacts, SqsAdmin};

@@ -6,6 +6,7 @@
 pub mod eventually;
 pub mod proxy;
 pub mod quilt;
+pub mod state;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

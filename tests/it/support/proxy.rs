@@ -1,5 +1,5 @@
-//! `SesProxy`: a fault-injecting HTTP proxy in front of the SES v2 emulator, or in front of
-//! LocalStack's S3 (see [`S3Fault`]).
+//! `SesProxy`: a fault-injecting HTTP proxy in front of the SES v2 emulator, in front of
+//! LocalStack's S3 (see [`S3Fault`]), or in front of moto's DynamoDB (see [`DynamoError`]).
 //!
 //! The worker is pointed at the proxy (`ses.endpoint_url`); the proxy forwards to the emulator
 //! unless the test's current [`Faults`] say otherwise. Tests flip the faults while the worker runs.
@@ -128,6 +128,37 @@ pub struct S3Fault {
     pub times: Option<u64>,
 }
 
+/// An error answer as DynamoDB sends it (the JSON 1.0 protocol: `__type` names the error).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamoError {
+    /// HTTP status.
+    pub status: u16,
+    /// The error code, e.g. `ThrottlingException`.
+    pub code: &'static str,
+    /// The `message` of the JSON body.
+    pub message: &'static str,
+}
+
+impl DynamoError {
+    /// 400 `ThrottlingException`.
+    pub fn throttling() -> Self {
+        Self {
+            status: 400,
+            code: "ThrottlingException",
+            message: "Rate of requests exceeds the allowed throughput.",
+        }
+    }
+
+    /// 500 `InternalServerError`.
+    pub fn internal_server_error() -> Self {
+        Self {
+            status: 500,
+            code: "InternalServerError",
+            message: "Internal server error",
+        }
+    }
+}
+
 /// What the proxy answers to `GetAccount` itself (a rejected send is tested against moto, which
 /// rejects for real).
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +206,10 @@ pub struct Faults {
     pub account: Account,
     /// S3 requests answered with an error.
     pub s3: Option<S3Fault>,
+    /// Fraction of DynamoDB requests (those with an `X-Amz-Target`) answered with an error.
+    pub dynamodb_error_rate: f64,
+    /// The error those requests get.
+    pub dynamodb_error: DynamoError,
 }
 
 impl Default for Faults {
@@ -194,7 +229,16 @@ impl Faults {
             drop_rate: 0.0,
             account: Account::enabled(50.0),
             s3: None,
+            dynamodb_error_rate: 0.0,
+            dynamodb_error: DynamoError::throttling(),
         }
+    }
+
+    /// Answers a fraction `rate` of DynamoDB requests with `error`.
+    pub fn dynamodb_errors(mut self, rate: f64, error: DynamoError) -> Self {
+        self.dynamodb_error_rate = rate;
+        self.dynamodb_error = error;
+        self
     }
 
     /// Answers a fraction `rate` of sends with `error`.
@@ -267,6 +311,10 @@ pub struct Stats {
     pub s3_matched: u64,
     /// S3 requests answered with an injected error.
     pub s3_failed: u64,
+    /// DynamoDB requests received.
+    pub dynamodb_calls: u64,
+    /// DynamoDB requests answered with an injected error.
+    pub dynamodb_failed: u64,
 }
 
 struct State {
@@ -282,6 +330,7 @@ enum Decision {
     Drop,
     Fail(SesError),
     FailS3(S3Error),
+    FailDynamo(DynamoError),
     Account(bool, f64),
     Forward { delay: Duration, is_send: bool },
 }
@@ -380,7 +429,13 @@ impl Drop for SesProxy {
     }
 }
 
-fn decide(state: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Decision {
+fn decide(
+    state: &Mutex<State>,
+    method: &Method,
+    path: &str,
+    dynamodb: bool,
+    body: &[u8],
+) -> Decision {
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     let State {
         faults,
@@ -397,6 +452,9 @@ fn decide(state: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Dec
     if is_account {
         stats.account_calls += 1;
     }
+    if dynamodb {
+        stats.dynamodb_calls += 1;
+    }
     if faults.drop_rate > 0.0 && rng.f64() < faults.drop_rate {
         stats.dropped += 1;
         return Decision::Drop;
@@ -410,6 +468,10 @@ fn decide(state: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Dec
                 return Decision::FailS3(fault.error.clone());
             }
         }
+    }
+    if dynamodb && faults.dynamodb_error_rate > 0.0 && rng.f64() < faults.dynamodb_error_rate {
+        stats.dynamodb_failed += 1;
+        return Decision::FailDynamo(faults.dynamodb_error.clone());
     }
     if is_account {
         let Account {
@@ -451,10 +513,16 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
     let path = parts.uri.path().to_owned();
-    match decide(&state, &parts.method, &path, &body) {
+    let dynamodb = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("DynamoDB_"));
+    match decide(&state, &parts.method, &path, dynamodb, &body) {
         Decision::Drop => Err(Dropped),
         Decision::Fail(error) => Ok(error_response(&error)),
         Decision::FailS3(error) => Ok(s3_error_response(&error)),
+        Decision::FailDynamo(error) => Ok(dynamo_error_response(&error)),
         Decision::Account(enabled, rate) => Ok(account_response(enabled, rate)),
         Decision::Forward { delay, is_send } => {
             if !delay.is_zero() {
@@ -499,6 +567,19 @@ fn s3_error_response(error: &S3Error) -> Response<Full<Bytes>> {
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response
+}
+
+fn dynamo_error_response(error: &DynamoError) -> Response<Full<Bytes>> {
+    let body = json!({
+        "__type": format!("com.amazonaws.dynamodb.v20120810#{}", error.code),
+        "message": error.message,
+    });
+    let mut response = json_response(error.status, &body);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
     response
 }
 
