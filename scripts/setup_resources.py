@@ -15,6 +15,10 @@ Resources, all idempotent (a re-run updates them in place):
   * the S3 bucket the sample package is pushed to (--sample-bucket; default: the pattern file's
     bucket, "example", whatever --bucket says), where scripts/send-sample-event pushes real
     quilt3 revisions and the worker reads their manifests. --delete leaves it (and its packages).
+  * with --state-table: the worker's shared state table on a DynamoDB endpoint (moto's,
+    --state-endpoint), with the key schema and TTL `quilt-notify state create` gives it. For the
+    compose init hook, whose container has Python but not the worker binary; scripts/run-local
+    and the tests run `quilt-notify state create` itself. --delete leaves it.
 
 Progress goes to stderr; stdout carries only the result (JSON with --json).
 """
@@ -225,6 +229,44 @@ def delete(args, sqs, events):
     return {"deleted": deleted}
 
 
+def ensure_state_table(args):
+    """The state table: key pk (S) + sk (S), on-demand, TTL on expires_at (as `quilt-notify
+    state create` makes it, src/aws/admin/dynamodb.rs)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    endpoint_args = argparse.Namespace(endpoint=args.state_endpoint, region=args.region)
+    (dynamodb,) = clients(endpoint_args, "dynamodb")
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            dynamodb.create_table(
+                TableName=args.state_table,
+                BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                      {"AttributeName": "sk", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                           {"AttributeName": "sk", "KeyType": "RANGE"}],
+            )
+            log(f"state table {args.state_table}: created at {args.state_endpoint}")
+            break
+        except ClientError as exc:
+            if error_code(exc) == "ResourceInUseException":
+                log(f"state table {args.state_table}: exists at {args.state_endpoint}")
+                break
+            raise
+        except BotoCoreError as exc:
+            if time.monotonic() >= deadline:
+                fail(f"cannot reach DynamoDB at {args.state_endpoint}: {exc} (is moto running?)")
+            time.sleep(0.5)
+    dynamodb.get_waiter("table_exists").wait(TableName=args.state_table,
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    dynamodb.update_time_to_live(
+        TableName=args.state_table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+    )
+    return args.state_table
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="setup_resources.py",
@@ -253,6 +295,10 @@ def parse_args(argv):
                         help="the rule's event pattern (env QN_RULE_PATTERN_FILE; default %(default)s)")
     parser.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                         help="retry until the endpoint answers, for at most SECONDS (default 0: fail at once)")
+    parser.add_argument("--state-table", default=os.environ.get("QN_STATE_TABLE") or None,
+                        help="also create the worker's state table of this name (env QN_STATE_TABLE; default: none)")
+    parser.add_argument("--state-endpoint", default=os.environ.get("QN_STATE_ENDPOINT") or "http://127.0.0.1:5000",
+                        help="DynamoDB endpoint of the state table (env QN_STATE_ENDPOINT; default %(default)s, moto)")
     parser.add_argument("--delete", action="store_true", help="delete the rule (and its targets), the queue and the DLQ")
     parser.add_argument("--json", action="store_true",
                         help='print {"queue_url", "dlq_url", "rule_arn", "queue_arn", "sample_bucket"} '
@@ -276,6 +322,8 @@ def main(argv=None):
     wait_for_endpoint(sqs, args.endpoint, args.wait)
     try:
         result = delete(args, sqs, events) if args.delete else create(args, sqs, events, s3)
+        if args.state_table and not args.delete:
+            result["state_table"] = ensure_state_table(args)
     except (BotoCoreError, ClientError) as exc:
         fail(f"{exc} (endpoint {args.endpoint})")
     if args.json:

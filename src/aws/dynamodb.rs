@@ -168,9 +168,21 @@ impl DynamoState {
                     None => self.get(key(lease)).await?,
                 };
                 // Gone between the write and the read (released): the next attempt claims it.
-                Ok(old
+                let claim = old
                     .as_ref()
-                    .map_or(Claim::Held { until_ms: now_ms }, Self::refused))
+                    .map_or(Claim::Held { until_ms: now_ms }, Self::refused);
+                if let (Claim::Done, LeaseKey::Window { route, window }) = (claim, lease) {
+                    // A task died between marking the window sent and taking it off the
+                    // pending list: finish that now, so the window is not listed again.
+                    self.client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .set_key(Some(pending_key(route, window)))
+                        .send()
+                        .await
+                        .map_err(|e| self.error("DeleteItem", &e))?;
+                }
+                Ok(claim)
             }
             Err(e) => Err(self.error("PutItem", &e)),
         }
