@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod changes;
 pub mod details;
+pub mod digest;
 pub mod event;
 pub mod feedback;
 pub mod manifest;
