@@ -5,14 +5,19 @@
 //! `tests/snapshots/<case>.html` is the HTML part exactly as sent, `tests/snapshots/<case>.txt`
 //! the subject line, a blank line, then the text part.
 //!
+//! The digest template (`config/templates/digest`) has its snapshot too, `tests/snapshots/digest.*`:
+//! an hourly window with two packages, one of them with two revisions (one a first revision).
+//!
 //! A template change shows up here as a diff to review. After an intended change, rewrite the
 //! snapshots with `UPDATE_SNAPSHOTS=1 cargo test --test render_snapshot` and commit them.
 
 use std::path::{Path, PathBuf};
 
 use quilt_notify::domain::details::Details;
+use quilt_notify::domain::digest::{digest_data, DigestEntry, MAX_PACKAGES};
 use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::render::{template_data, RenderedEmail, Renderer};
+use quilt_notify::domain::route::Route;
 use serde_json::{json, Value};
 
 fn root() -> PathBuf {
@@ -199,7 +204,7 @@ fn a_route_with_a_topic_gets_the_unsubscribe_link_and_others_do_not() {
         "pattern": {"source": ["com.quiltdata"]}, "topic": "releases"
     }))
     .expect("spec");
-    let route = quilt_notify::domain::route::Route::compile(&spec).expect("route");
+    let route = Route::compile(&spec).expect("route");
     let data = quilt_notify::domain::render::route_data(&route, &event(), None, None);
     let email = renderer().render("package-created", data).expect("renders");
     let placeholder = quilt_notify::domain::render::SES_UNSUBSCRIBE_PLACEHOLDER;
@@ -214,4 +219,175 @@ fn a_route_with_a_topic_gets_the_unsubscribe_link_and_others_do_not() {
         email.text
     );
     assert!(!render(None).text.contains("Unsubscribe"));
+}
+
+// --- The digest template -----------------------------------------------------------------------
+
+const HASH_FIRST: &str = "487e8c85f8c3a31176d0ccddfb97e7c611b7ba19c3bcb0df9738a4d5077b416e";
+const HASH_SECOND: &str = "e160a192a9d8d2edb53a9937c0db29939a25910668b1c1bf7e73301ab8325214";
+const HASH_OTHER: &str = "a0fddace2eb2fd91faa697d237a5dbdcfa77f0fd38ca8b4c850dbd93d142ee69";
+
+/// The documented event as another revision.
+fn revision(id: &str, time: &str, handle: &str, top_hash: &str) -> PackageEvent {
+    let mut envelope = event().envelope().clone();
+    envelope["id"] = json!(id);
+    envelope["time"] = json!(time);
+    envelope["detail"]["handle"] = json!(handle);
+    envelope["detail"]["topHash"] = json!(top_hash);
+    PackageEvent::from_envelope(envelope).expect("event")
+}
+
+/// Two revisions of team/demo (a first one, then one with changes) and one of some/package
+/// without details, in the window 2026-11-29 10:00–11:00 UTC.
+fn digest_entries() -> Vec<DigestEntry> {
+    let details = sample_details();
+    let first = Details {
+        changes: Value::Null,
+        ..sample_details()
+    };
+    vec![
+        DigestEntry::new(
+            &revision("e1", "2026-11-29T10:05:00Z", "team/demo", HASH_FIRST),
+            Some(&first),
+        ),
+        DigestEntry::new(
+            &revision("e2", "2026-11-29T10:40:00Z", "team/demo", HASH_SECOND),
+            Some(&details),
+        ),
+        DigestEntry::new(
+            &revision("e3", "2026-11-29T10:20:00Z", "some/package", HASH_OTHER),
+            None,
+        ),
+    ]
+}
+
+/// The shipped digest template for these entries, for an hourly route.
+fn render_digest(
+    entries: Vec<DigestEntry>,
+    catalog_host: Option<&str>,
+    topic: Option<&str>,
+) -> RenderedEmail {
+    let spec = serde_json::from_value(json!({
+        "name": "hourly", "to": ["a@b.c"], "pattern": {"source": ["com.quiltdata"]},
+        "digest": {"every": "1h"}, "topic": topic
+    }))
+    .expect("spec");
+    let route = Route::compile(&spec).expect("route");
+    let schedule = route.digest.clone().expect("a digest route");
+    let window = schedule.window_at(1_795_948_200); // 2026-11-29T10:30:00Z
+    let data = digest_data(&route, &schedule, window, entries, catalog_host);
+    quilt_notify::templates::load_dir(&root().join("config/templates"), [route.template.as_str()])
+        .expect("templates load")
+        .render(&route.template, data)
+        .expect("renders")
+}
+
+#[test]
+fn the_digest_template_lists_each_package_as_the_snapshots() {
+    let email = render_digest(
+        digest_entries(),
+        Some("catalog.example.com"),
+        Some("digests"),
+    );
+    assert_email_snapshot("digest", &email);
+    assert_eq!(
+        email.subject,
+        "[Quilt] 3 revisions of 2 packages, 2026-11-29 10:00–11:00 UTC"
+    );
+    let html_as_shown = email.html.replace("&#x3D;", "=");
+    for shown in [
+        "team/demo",
+        "s3://example",
+        "\"Unicode and deep keys\"",
+        "8 files, 166 bytes",
+        "+4 -1 ~0 files",
+        "(first revision)",
+        "some/package in s3://example: 1 revision\n",
+        &format!("https://catalog.example.com/b/example/packages/team/demo/tree/{HASH_SECOND}/"),
+        "All revisions: https://catalog.example.com/b/example/packages/team/demo/revisions",
+        "Unsubscribe: {{amazonSESUnsubscribeUrl}}",
+        "every 1h",
+    ] {
+        assert!(
+            email.text.contains(shown),
+            "text lacks {shown:?}:\n{}",
+            email.text
+        );
+    }
+    for shown in [
+        "Unicode and deep keys",
+        "first revision",
+        &format!("/b/example/packages/team/demo/tree/{HASH_SECOND}/"),
+        "/b/example/packages/team/demo/revisions",
+        "<a href=\"{{amazonSESUnsubscribeUrl}}\"",
+    ] {
+        assert!(html_as_shown.contains(shown), "html lacks {shown:?}");
+    }
+    // The newest package comes first.
+    let demo = email.text.find("team/demo in").expect("team/demo");
+    let other = email.text.find("some/package in").expect("some/package");
+    assert!(demo < other, "{}", email.text);
+    assert!(!email.text.contains("more package"), "{}", email.text);
+}
+
+#[test]
+fn the_digest_template_renders_without_a_catalog_and_counts_the_packages_left_out() {
+    let mut incomplete = sample_details();
+    incomplete.package["error"] = json!("AccessDenied");
+    let mut entries = digest_entries();
+    entries.push(DigestEntry::new(
+        &revision("e4", "2026-11-29T10:50:00Z", "team/partial", HASH_OTHER),
+        Some(&incomplete),
+    ));
+    let email = render_digest(entries, None, None);
+    assert!(!email.html.contains("catalog.example.com") && !email.text.contains("https://"));
+    assert!(!email.text.contains("Unsubscribe") && !email.html.contains("Unsubscribe"));
+    assert!(
+        email.text.contains("8 files, 166 bytes (as far as read)\n  Changes:  +4 -1 ~0 files\n  Details incomplete."),
+        "{}",
+        email.text
+    );
+    assert!(email.html.contains("Details incomplete."));
+
+    let many: Vec<DigestEntry> = (0..=MAX_PACKAGES)
+        .map(|i| {
+            DigestEntry::new(
+                &revision(
+                    &format!("e{i}"),
+                    "2026-11-29T10:05:00Z",
+                    &format!("p/{i:04}"),
+                    HASH_OTHER,
+                ),
+                None,
+            )
+        })
+        .collect();
+    let email = render_digest(many, Some("catalog.example.com"), None);
+    assert_eq!(
+        email.subject,
+        "[Quilt] 501 revisions of 501 packages, 2026-11-29 10:00–11:00 UTC"
+    );
+    assert!(email
+        .text
+        .contains("... and 1 more package, not listed here."));
+    assert!(email.html.contains("and 1 more package, not listed here."));
+    assert!(email.text.contains("p/0499 in") && !email.text.contains("p/0500"));
+}
+
+#[test]
+fn the_digest_template_escapes_package_content_in_html() {
+    let evil = "<script>alert(\"x\")</script>\r\nBcc: victim@example.com";
+    let mut details = sample_details();
+    details.package["message"] = json!(evil);
+    let entry = DigestEntry::new(
+        &revision("e1", "2026-11-29T10:05:00Z", "<b>evil</b>", HASH_OTHER),
+        Some(&details),
+    );
+    let email = render_digest(vec![entry], Some("catalog.example.com"), None);
+    assert!(!email.html.contains("<script") && !email.html.contains("<b>evil"));
+    assert!(email.html.contains("&lt;script&gt;"));
+    assert!(
+        email.text.contains(evil),
+        "the text part is not HTML: shown as is"
+    );
 }

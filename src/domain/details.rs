@@ -98,7 +98,8 @@ mod tests {
         RouteSpec {
             name: "r".to_owned(),
             pattern: json!({"source": ["com.quiltdata"]}),
-            template: "t".to_owned(),
+            template: Some("t".to_owned()),
+            digest: None,
             to: vec!["team@example.com".to_owned()],
             cc: vec![],
             bcc: vec![],

@@ -6,6 +6,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::digest::{self, DigestSpec, Schedule};
 use super::pattern::{Pattern, PatternError};
 use super::recipients::{MetadataRecipients, SES_MAX_RECIPIENTS};
 
@@ -17,8 +18,13 @@ pub struct RouteSpec {
     pub name: String,
     /// EventBridge event pattern: an object, or a string holding its JSON.
     pub pattern: Value,
-    /// Template directory name under `templates.dir`.
-    pub template: String,
+    /// Template directory name under `templates.dir`; required unless the route is a digest
+    /// (which names its template in `digest.template`).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Batch the route's events into one email per window instead of one email per event.
+    #[serde(default)]
+    pub digest: Option<DigestSpec>,
     /// Recipients.
     #[serde(default)]
     pub to: Vec<String>,
@@ -136,8 +142,10 @@ pub struct Route {
     pub name: String,
     /// Compiled pattern.
     pub pattern: Pattern,
-    /// Template name.
+    /// The template this route renders: one event's, or for a digest route the digest's.
     pub template: String,
+    /// For a digest route, when its windows close; `None` sends one email per event.
+    pub digest: Option<Schedule>,
     /// Recipients.
     pub recipients: Recipients,
     /// Sender override.
@@ -211,6 +219,22 @@ pub enum RouteError {
         /// What is wrong.
         reason: String,
     },
+    /// The route names no template, or names one where it does not belong.
+    #[error("route \"{route}\": {reason}")]
+    Template {
+        /// Route name.
+        route: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The `digest` table is invalid, or asks for something a digest cannot do.
+    #[error("route \"{route}\": {reason}")]
+    Digest {
+        /// Route name.
+        route: String,
+        /// What is wrong, with a valid example.
+        reason: String,
+    },
     /// Nobody would receive the email.
     #[error(
         "route \"{route}\": has no recipients (`to`, `cc`, `bcc` and `to_from` are all empty)"
@@ -225,9 +249,11 @@ impl Route {
     /// Compiles a configured route.
     ///
     /// # Errors
-    /// The pattern is invalid, an address is malformed, or there are no recipients.
+    /// The pattern is invalid, an address is malformed, there are no recipients, the template
+    /// is missing (or set beside `digest`), or the digest is invalid.
     pub fn compile(spec: &RouteSpec) -> Result<Self, RouteError> {
         let route = || spec.name.clone();
+        let (template, digest) = template_and_schedule(spec)?;
         let pattern_value = pattern_json(&spec.pattern, "pattern", &spec.name)?;
         let pattern = Pattern::compile(&pattern_value).map_err(|cause| RouteError::Pattern {
             route: route(),
@@ -308,7 +334,8 @@ impl Route {
         Ok(Self {
             name: spec.name.clone(),
             pattern,
-            template: spec.template.clone(),
+            template,
+            digest,
             recipients,
             from,
             details: spec.details,
@@ -324,6 +351,51 @@ impl Route {
                 .map(str::to_owned),
         })
     }
+}
+
+/// The template a route renders and, for a digest route, its schedule.
+fn template_and_schedule(spec: &RouteSpec) -> Result<(String, Option<Schedule>), RouteError> {
+    let template_error = |reason: &str| RouteError::Template {
+        route: spec.name.clone(),
+        reason: reason.to_owned(),
+    };
+    let digest_error = |reason: String| RouteError::Digest {
+        route: spec.name.clone(),
+        reason,
+    };
+    let Some(digest) = &spec.digest else {
+        return match &spec.template {
+            Some(template) if !template.trim().is_empty() => Ok((template.clone(), None)),
+            _ => Err(template_error(
+                "`template` is required (or `digest` for a digest route)",
+            )),
+        };
+    };
+    if spec.template.is_some() {
+        return Err(template_error(
+            "a digest route sends only its digest: name its template in `digest.template` \
+             (default \"digest\")",
+        ));
+    }
+    if spec.to_from.is_some() {
+        return Err(digest_error(
+            "`to_from` cannot be used with `digest`: recipients cannot come from one package's \
+             metadata in a digest of many packages; list them in `to`, `cc` or `bcc`"
+                .to_owned(),
+        ));
+    }
+    let schedule =
+        Schedule::parse(digest).map_err(|reason| digest_error(format!("`digest`: {reason}")))?;
+    let template = match &digest.template {
+        None => digest::DEFAULT_TEMPLATE.to_owned(),
+        Some(template) if !template.trim().is_empty() => template.clone(),
+        Some(_) => {
+            return Err(digest_error(
+                "`digest.template` is empty: leave it out for the default \"digest\"".to_owned(),
+            ))
+        }
+    };
+    Ok((template, Some(schedule)))
 }
 
 /// A pattern as configured: an object, or a string holding its JSON (a rule's pasted pattern).
@@ -376,7 +448,8 @@ mod tests {
         RouteSpec {
             name: name.to_owned(),
             pattern,
-            template: "package-created".to_owned(),
+            template: Some("package-created".to_owned()),
+            digest: None,
             to: vec!["team@example.com".to_owned()],
             cc: vec![],
             bcc: vec![],
@@ -500,6 +573,102 @@ mod tests {
                     ..spec("r10", json!({"source": ["x"]}))
                 },
                 "route \"r10\": `max_recipients` must be between 1 and 50",
+            ),
+        ];
+        for (spec, expected) in cases {
+            let err = Route::compile(&spec).expect_err(expected).to_string();
+            assert!(err.starts_with(expected), "got {err}, want {expected}");
+        }
+    }
+
+    fn digest_spec(name: &str, digest: Value) -> RouteSpec {
+        RouteSpec {
+            template: None,
+            digest: Some(serde_json::from_value(digest).expect("digest table")),
+            ..spec(name, json!({"source": ["com.quiltdata"]}))
+        }
+    }
+
+    #[test]
+    fn a_digest_route_renders_the_digest_template_unless_it_names_another() {
+        let hourly =
+            Route::compile(&digest_spec("hourly", json!({"every": "1h"}))).expect("compiles");
+        assert_eq!(hourly.template, "digest");
+        assert_eq!(hourly.digest, Some(Schedule::Every { seconds: 3600 }));
+        let morning = Route::compile(&digest_spec(
+            "morning",
+            json!({"at": "09:00", "timezone": "Europe/Berlin", "template": "team-digest"}),
+        ))
+        .expect("compiles");
+        assert_eq!(morning.template, "team-digest");
+        assert_eq!(
+            morning.digest.map(|d| d.describe()).as_deref(),
+            Some("daily at 09:00 Europe/Berlin")
+        );
+        let single = Route::compile(&spec("single", json!({"source": ["x"]}))).expect("compiles");
+        assert_eq!(
+            (single.template.as_str(), single.digest),
+            ("package-created", None)
+        );
+    }
+
+    #[test]
+    fn a_digest_is_configured_as_a_table_in_the_route() {
+        let spec: RouteSpec = serde_json::from_value(json!({
+            "name": "r", "to": ["a@b.c"], "pattern": {"source": ["com.quiltdata"]},
+            "digest": {"at": "09:00", "timezone": "Europe/Berlin"}
+        }))
+        .expect("parses");
+        assert_eq!(spec.template, None);
+        assert_eq!(
+            spec.digest.as_ref().and_then(|d| d.timezone.as_deref()),
+            Some("Europe/Berlin")
+        );
+        let typo = serde_json::from_value::<RouteSpec>(json!({
+            "name": "r", "to": ["a@b.c"], "pattern": {"source": ["x"]},
+            "digest": {"evry": "1h"}
+        }))
+        .expect_err("unknown digest key");
+        assert!(typo.to_string().contains("evry"), "{typo}");
+    }
+
+    #[test]
+    fn digest_and_template_errors_name_the_route() {
+        let cases = [
+            (
+                RouteSpec {
+                    template: None,
+                    ..spec("d1", json!({"source": ["x"]}))
+                },
+                "route \"d1\": `template` is required (or `digest` for a digest route)",
+            ),
+            (
+                RouteSpec {
+                    template: Some("package-created".to_owned()),
+                    ..digest_spec("d2", json!({"every": "1h"}))
+                },
+                "route \"d2\": a digest route sends only its digest: name its template in \
+                 `digest.template` (default \"digest\")",
+            ),
+            (
+                RouteSpec {
+                    to_from: Some("user_meta.owners".to_owned()),
+                    allowed_domains: vec!["example.com".to_owned()],
+                    ..digest_spec("d3", json!({"every": "1h"}))
+                },
+                "route \"d3\": `to_from` cannot be used with `digest`",
+            ),
+            (
+                digest_spec("d4", json!({"every": "1h", "at": "09:00"})),
+                "route \"d4\": `digest`: set `every` or `at`, not both",
+            ),
+            (
+                digest_spec("d5", json!({"at": "09:00", "timezone": "Europe/Berlinn"})),
+                "route \"d5\": `digest`: `timezone` = \"Europe/Berlinn\" is not a known IANA",
+            ),
+            (
+                digest_spec("d6", json!({"every": "1h", "template": " "})),
+                "route \"d6\": `digest.template` is empty",
             ),
         ];
         for (spec, expected) in cases {
