@@ -94,15 +94,44 @@ fn stack_params(bucket: &str, prefix: &str) -> Value {
     })
 }
 
-/// The template's resources, resolved for `params` (conditional ones left out when false).
-fn stack(params: &Value) -> Value {
+/// The template resolved for `params`: `resources` (conditional ones left out when false, each
+/// with its `Type`, `Properties` and deletion policies) and `outputs` (name: value).
+fn resolved_stack(params: &Value) -> Value {
     let resolved = deploy_check(&["cfn", "deploy/quilt-notify.yaml", &params.to_string()]);
     let violations = resolved["violations"].as_array().expect("violations");
     assert!(
         violations.is_empty(),
         "sample parameters refused: {violations:?}"
     );
-    resolved["resources"].clone()
+    resolved
+}
+
+/// The template's resources, resolved for `params` (conditional ones left out when false).
+fn stack(params: &Value) -> Value {
+    resolved_stack(params)["resources"].clone()
+}
+
+/// The item actions the worker's state store calls, and nothing else: TransactWriteItems is
+/// authorized by the actions of its parts, and its condition checks need ConditionCheckItem.
+const STATE_ITEM_ACTIONS: [&str; 6] = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+];
+
+/// A statement's `Action` as a list (IAM takes one action as a string).
+fn statement_actions(statement: &Value) -> Vec<String> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().expect("action").to_owned())
+            .collect(),
+        other => panic!("Action {other}"),
+    }
 }
 
 /// The worker's container definition in the task definition.
@@ -305,15 +334,7 @@ fn the_stack_grants_only_what_the_worker_needs() {
         .clone();
     let mut actions = BTreeSet::new();
     for statement in &statements {
-        let list = match &statement["Action"] {
-            Value::String(a) => vec![a.clone()],
-            Value::Array(a) => a
-                .iter()
-                .map(|v| v.as_str().expect("action").to_owned())
-                .collect(),
-            other => panic!("Action {other}"),
-        };
-        for action in list {
+        for action in statement_actions(statement) {
             assert!(!action.contains('*'), "no wildcard actions: {action}");
             let resource = &statement["Resource"];
             match action.as_str() {
@@ -353,6 +374,9 @@ fn the_stack_grants_only_what_the_worker_needs() {
                         "listing only the revision pointers"
                     );
                 }
+                a if a.starts_with("dynamodb:") => {
+                    assert_eq!(resource, "StateTable.Arn", "{a}: the state table only");
+                }
                 other => panic!("unexpected permission {other}"),
             }
             actions.insert(action);
@@ -370,6 +394,7 @@ fn the_stack_grants_only_what_the_worker_needs() {
         "s3:ListBucket",
     ]
     .into_iter()
+    .chain(STATE_ITEM_ACTIONS)
     .map(str::to_owned)
     .collect();
     assert_eq!(actions, expected);
@@ -396,6 +421,135 @@ fn the_stack_grants_only_what_the_worker_needs() {
             .contains(":configuration-set/quilt"),
         "{send}"
     );
+}
+
+#[test]
+#[ignore = "needs the emulators: run scripts/test"]
+fn the_stack_creates_the_state_table_the_worker_uses() {
+    let resolved = resolved_stack(&stack_params("example", ""));
+    let resources = &resolved["resources"];
+    let table = &resources["StateTable"];
+    assert_eq!(table["Type"], "AWS::DynamoDB::Table");
+    let properties = &table["Properties"];
+
+    // The key schema the worker's state store relies on: pk (S) + sk (S), and no index.
+    assert_eq!(
+        properties["KeySchema"],
+        json!([
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"}
+        ])
+    );
+    assert_eq!(
+        properties["AttributeDefinitions"],
+        json!([
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"}
+        ]),
+        "the two keys, as strings, and no other attribute"
+    );
+    for index in ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"] {
+        assert!(properties.get(index).is_none(), "no {index}: {properties}");
+    }
+    // On demand: nothing to size.
+    assert_eq!(properties["BillingMode"], "PAY_PER_REQUEST");
+    assert!(properties.get("ProvisionedThroughput").is_none());
+    // Expired items go by themselves: TTL on the attribute the worker writes (epoch seconds).
+    assert_eq!(
+        properties["TimeToLiveSpecification"],
+        json!({"AttributeName": "expires_at", "Enabled": true})
+    );
+    assert_eq!(
+        properties["PointInTimeRecoverySpecification"],
+        json!({"PointInTimeRecoveryEnabled": true})
+    );
+    assert_eq!(properties["SSESpecification"], json!({"SSEEnabled": true}));
+    // CloudFormation names it, so each stack has its own; deleting the stack deletes it (the
+    // state is transient, and PITR keeps a backup of a deleted table).
+    assert!(properties.get("TableName").is_none(), "{properties}");
+    assert_eq!(table["DeletionPolicy"], "Delete");
+    assert_eq!(table["UpdateReplacePolicy"], "Delete");
+
+    // The worker is told which table: `!Ref StateTable` is its name.
+    let table_name = "quilt-notify-StateTable";
+    let env = container_env(&worker_container(resources));
+    assert_eq!(
+        env.get("QUILT_NOTIFY__STATE__TABLE").map(String::as_str),
+        Some(table_name),
+        "{env:?}"
+    );
+    // And so is the operator, for `quilt-notify state`.
+    assert_eq!(resolved["outputs"]["StateTableName"], table_name);
+}
+
+#[test]
+#[ignore = "needs the emulators: run scripts/test"]
+fn the_task_role_uses_the_state_tables_items_and_nothing_else_of_dynamodb() {
+    let resources = stack(&stack_params("example", ""));
+    let role = &resources["TaskRole"]["Properties"];
+    assert_eq!(
+        role["Policies"].as_array().map(Vec::len),
+        Some(1),
+        "one inline policy: {role}"
+    );
+    assert!(
+        role.get("ManagedPolicyArns").is_none(),
+        "no managed policy: {role}"
+    );
+    let statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("task role statements");
+    let dynamodb: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s.to_string().contains("dynamodb:"))
+        .collect();
+    assert_eq!(
+        dynamodb.len(),
+        1,
+        "one statement grants DynamoDB: {dynamodb:?}"
+    );
+    let statement = dynamodb[0];
+
+    // Its own statement, with a Sid, allowing exactly the item actions on the table itself: no
+    // Scan, no batch, no table-level action, no index ARN, no condition that could widen it.
+    let keys: BTreeSet<&str> = statement
+        .as_object()
+        .expect("statement")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["Action", "Effect", "Resource", "Sid"]),
+        "{statement}"
+    );
+    assert!(
+        statement["Sid"].as_str().is_some_and(|sid| !sid.is_empty()),
+        "{statement}"
+    );
+    assert_eq!(statement["Effect"], "Allow");
+    let actions: BTreeSet<String> = statement_actions(statement).into_iter().collect();
+    let expected: BTreeSet<String> = STATE_ITEM_ACTIONS.map(str::to_owned).into();
+    assert_eq!(actions, expected);
+    assert_eq!(
+        statement_actions(statement).len(),
+        STATE_ITEM_ACTIONS.len(),
+        "each once"
+    );
+    assert_eq!(
+        statement["Resource"], "StateTable.Arn",
+        "the table's ARN alone"
+    );
+
+    // No other resource of the stack (the execution role, the queue policies) names DynamoDB.
+    for (name, resource) in resources.as_object().expect("resources") {
+        if name != "TaskRole" {
+            assert!(
+                !resource.to_string().contains("dynamodb:"),
+                "{name} grants DynamoDB: {resource}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -612,6 +766,7 @@ fn the_stack_has_alarms_scaling_and_outputs() {
         "DeadLetterQueueUrl:",
         "RuleArn:",
         "LogGroupName:",
+        "StateTableName:",
     ] {
         assert!(text.contains(&format!("  {output}")), "output {output}");
     }

@@ -12,7 +12,9 @@ PyYAML, jsonschema and boto3. Sub-commands, each printing one JSON document on s
                             `on`, `yes`, `no` stay strings
   cfn TEMPLATE PARAMS_JSON  resolve a CloudFormation template for the given parameter values
                             (defaults for the others): !Ref, !Sub, !GetAtt, !If and friends;
-                            print {"violations": [...], "resources": {name: resolved properties}}
+                            print {"violations": [...], "resources": {name: {Type, Properties
+                            resolved, and DeletionPolicy, UpdateReplacePolicy where given}},
+                            "outputs": {name: resolved value}}
   setup-pattern [BUCKET [PREFIX]]
                             the rule pattern as scripts/setup_resources.py builds it (its own
                             load_pattern on its default pattern file)
@@ -306,8 +308,14 @@ def cfn(path, params_json):
         resources[name] = {
             "Type": resource.get("Type"),
             "Properties": resolver.resolve(resource.get("Properties", {})),
+            **{k: resource[k] for k in ("DeletionPolicy", "UpdateReplacePolicy") if k in resource},
         }
-    print(json.dumps({"violations": violations, "resources": resources}))
+    outputs = {}
+    for name, output in template.get("Outputs", {}).items():
+        if "Condition" in output and not resolver.condition(output["Condition"]):
+            continue
+        outputs[name] = resolver.resolve(output["Value"])
+    print(json.dumps({"violations": violations, "resources": resources, "outputs": outputs}))
 
 
 # ---------------------------------------------------------------- setup_resources.py
