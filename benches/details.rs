@@ -527,6 +527,7 @@ fn pipeline(details: Option<Arc<dyn DetailsSource>>) -> Pipeline<NoopMailer> {
         details,
         // A window of zero: every message is new, as in steady state with distinct events.
         memory: EventMemory::new(Duration::ZERO, 1),
+        claims: None,
         limiter: RateLimiter::new(0.0),
         instruments: Instruments::default(),
     })

@@ -1,12 +1,17 @@
 //! The per-message domain work and the whole in-process pipeline with no-op ports: what one
-//! message costs the worker's CPU before any network. `cargo bench --bench pipeline`.
+//! message costs the worker's CPU before any network, without and with claims in a shared state
+//! (held in memory here: the DynamoDB calls' own cost is measured end to end by scripts/bench,
+//! phase send_state). `cargo bench --bench pipeline`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::render::template_data;
+use quilt_notify::memory_state::MemoryState;
+use quilt_notify::ports::StateStore;
+use quilt_notify::worker::claims::Claims;
 use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::outcome::Outcome;
 use quilt_notify::worker::rate::RateLimiter;
@@ -46,12 +51,9 @@ fn domain(c: &mut Criterion) {
     group.finish();
 }
 
-fn pipeline(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let pipeline = Pipeline::new(Parts {
+/// A pipeline with no-op ports, claiming in `claims` when given.
+fn build(claims: Option<Claims>) -> Pipeline<NoopMailer> {
+    Pipeline::new(Parts {
         routes: routes(),
         renderer: renderer(),
         catalog_host: Some("catalog.example.com".to_owned()),
@@ -61,18 +63,73 @@ fn pipeline(c: &mut Criterion) {
         details: None,
         // A window of zero: every message is new, as in steady state with distinct events.
         memory: EventMemory::new(Duration::ZERO, 1),
+        claims,
         limiter: RateLimiter::new(0.0),
         instruments: Instruments::default(),
-    });
+    })
+}
+
+/// The documented event with a fresh id: claims remember ids, so each message must be new.
+fn fresh_event(n: u64) -> String {
+    EVENT.replacen("\"id\": \"", &format!("\"id\": \"bench-{n}-"), 1)
+}
+
+fn pipeline(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pipeline = build(None);
     for _ in 0..2 {
         let (outcome, _) = runtime.block_on(pipeline.process(EVENT));
         assert_eq!(outcome, Outcome::Sent, "every iteration does the full work");
+    }
+    let state = Arc::new(MemoryState::new());
+    let claiming = build(Some(Claims::new(
+        Arc::clone(&state) as Arc<dyn StateStore>,
+        "bench",
+        Duration::from_secs(60),
+    )));
+    assert_ne!(fresh_event(1), EVENT, "the id is replaced");
+    for n in 0..2 {
+        let (outcome, _) = runtime.block_on(claiming.process(&fresh_event(n)));
+        assert_eq!(outcome, Outcome::Sent, "a new event is claimed and sent");
     }
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(1));
     group.bench_function("process_one_message_noop_ports", |b| {
         b.to_async(&runtime)
             .iter(|| pipeline.process(std::hint::black_box(EVENT)))
+    });
+    // The same work on fresh ids, with and without claims, so the two differ only by the claim,
+    // the lease and the mark.
+    let mut n = 1_000;
+    group.bench_function("process_fresh_message_no_state", |b| {
+        b.to_async(&runtime).iter_batched(
+            || {
+                n += 1;
+                fresh_event(n)
+            },
+            |body| {
+                let pipeline = &pipeline;
+                async move { pipeline.process(&body).await }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let mut n = 1_000_000;
+    group.bench_function("process_fresh_message_memory_state", |b| {
+        b.to_async(&runtime).iter_batched(
+            || {
+                n += 1;
+                fresh_event(n)
+            },
+            |body| {
+                let claiming = &claiming;
+                async move { claiming.process(&body).await }
+            },
+            BatchSize::SmallInput,
+        )
     });
     group.finish();
 }

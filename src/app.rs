@@ -17,10 +17,11 @@ use crate::aws::ses::SesMailer;
 use crate::aws::sqs::SqsQueue;
 use crate::config::Settings;
 use crate::domain::details::Details;
+use crate::domain::digest::{digest_data, DigestEntry, Schedule, Window};
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::{route_data, Renderer};
-use crate::domain::route::RouteTable;
+use crate::domain::route::{Route, RouteTable};
 use crate::ports::{AccountStatus, Mailer, StateStore};
 use crate::telemetry::emf::{report_emf, EmfReporter};
 use crate::worker::claims::Claims;
@@ -95,6 +96,12 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
     let host = settings.catalog.host.as_deref();
     let mut warnings = Vec::new();
     for route in routes.routes() {
+        if let Some(schedule) = &route.digest {
+            warnings.extend(try_digest(
+                &renderer, route, schedule, &sample, &variants, host,
+            ));
+            continue;
+        }
         // Details may be missing for any event (s3.details off, a store that failed), so a
         // template must render both without and with them.
         let mut cases = vec![None];
@@ -122,6 +129,41 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
         renderer,
         warnings,
     })
+}
+
+/// Tries a digest route's template on a digest of the sample event: alone without details, and
+/// beside revisions with each kind of details. The problem, if any, naming the route.
+fn try_digest(
+    renderer: &Renderer,
+    route: &Route,
+    schedule: &Schedule,
+    sample: &PackageEvent,
+    variants: &[Details],
+    host: Option<&str>,
+) -> Option<String> {
+    let window = sample
+        .timestamp()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(Window { start: 0, end: 0 }, |d| {
+            schedule.window_at(i64::try_from(d.as_secs()).unwrap_or(0))
+        });
+    let mut entries = vec![DigestEntry::new(sample, None)];
+    for (i, details) in variants.iter().enumerate() {
+        let mut entry = DigestEntry::new(sample, Some(details));
+        entry.event_id = format!("{}-{i}", entry.event_id);
+        entries.push(entry);
+    }
+    let cases = [vec![entries[0].clone()], entries];
+    for entries in cases {
+        let data = digest_data(route, schedule, window, entries, host);
+        if let Err(e) = renderer.render(&route.template, data) {
+            return Some(format!(
+                "route \"{}\": digest template \"{}\" fails on a digest of the sample package event: {e}",
+                route.name, route.template
+            ));
+        }
+    }
+    None
 }
 
 /// Loads the AWS SDK configuration (credentials, region) from the standard chain, with
@@ -295,6 +337,7 @@ impl App {
             visibility_seconds: settings.queue.visibility_timeout_seconds,
             backoff: Backoff::new(settings.retry.base_seconds, settings.retry.max_seconds),
             shutdown_deadline: Duration::from_secs(worker_settings.shutdown_deadline_seconds),
+            digest_check: Duration::from_secs(settings.state.digest_check_seconds),
         };
         let health = match &settings.health.listen {
             Some(address) => {

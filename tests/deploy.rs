@@ -280,6 +280,11 @@ fn the_stack_worker_config_loads_and_compiles() {
     );
     assert_eq!(settings.queue.url, env["QUILT_NOTIFY__QUEUE__URL"]);
     assert_eq!(
+        settings.state.table.as_deref(),
+        Some(env["QUILT_NOTIFY__STATE__TABLE"].as_str()),
+        "the worker claims in the stack's table"
+    );
+    assert_eq!(
         settings.ses.configuration_set.as_deref(),
         Some(env["QUILT_NOTIFY__SES__CONFIGURATION_SET"].as_str()),
         "empty parameter: the stack's own configuration set"

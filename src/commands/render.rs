@@ -10,6 +10,7 @@ use clap::Args;
 use crate::app;
 use crate::config::Settings;
 use crate::domain::details::{Decision, Details};
+use crate::domain::digest::{digest_data, DigestEntry};
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::ManifestLimits;
 use crate::domain::recipients::Selection;
@@ -27,8 +28,14 @@ pub struct RenderArgs {
     pub config: Option<PathBuf>,
     /// The event: a file holding an SQS message body (EventBridge envelope, or SNS-wrapped),
     /// or `-` for standard input.
-    #[arg(short, long, value_name = "FILE")]
-    pub event: PathBuf,
+    #[arg(short, long, value_name = "FILE", required_unless_present = "digest")]
+    pub event: Option<PathBuf>,
+    /// Preview the digest of digest routes (`digest = …`) from a file of events (`-`: standard
+    /// input): a JSON array of EventBridge envelopes, or one per line. Each digest route gets the
+    /// events its pattern matches (with `--route`, all of them), in the window of the newest.
+    /// No package details are read.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["event", "manifest", "previous"])]
+    pub digest: Option<PathBuf>,
     /// Render only this route, even if its patterns do not match the event.
     #[arg(short, long, value_name = "NAME")]
     pub route: Option<String>,
@@ -64,13 +71,13 @@ pub struct RenderArgs {
 pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref())?;
     let compiled = app::compile(&settings)?;
-    let body = if args.event.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("reading the event from stdin")?
-    } else {
-        std::fs::read_to_string(&args.event)
-            .with_context(|| format!("reading {}", args.event.display()))?
+    if let Some(events) = &args.digest {
+        return render_digests(args, &settings, &compiled, events);
+    }
+    let Some(path) = &args.event else {
+        anyhow::bail!("give an event (--event FILE) or a file of events (--digest FILE)");
     };
-    let event = PackageEvent::parse(&body).context("the event")?;
+    let event = PackageEvent::parse(&read_input(path)?).context("the event")?;
 
     let routes: Vec<&Route> = match &args.route {
         Some(name) => {
@@ -101,6 +108,16 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     };
 
     for route in routes {
+        if let Some(schedule) = &route.digest {
+            let now = jiff::Timestamp::now().as_second();
+            eprintln!(
+                "note: route \"{}\" is a digest ({}): this event would be recorded for the window {}; preview the digest with --digest FILE",
+                route.name,
+                schedule.describe(),
+                schedule.label(schedule.window_at(now))
+            );
+            continue;
+        }
         match route.decide(details.as_ref()) {
             Decision::Send => {}
             Decision::SkipUnchanged => {
@@ -140,44 +157,161 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
             .renderer
             .render(&route.template, data)
             .with_context(|| format!("route \"{}\"", route.name))?;
-        match &args.out {
-            Some(dir) => {
-                let dir = dir.join(&route.name);
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                for (file, text) in [
-                    ("subject.txt", &email.subject),
-                    ("index.html", &email.html),
-                    ("body.txt", &email.text),
-                ] {
-                    let path = dir.join(file);
-                    std::fs::write(&path, text)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                }
-                println!(
-                    "route \"{}\": {}",
-                    route.name,
-                    dir.join("index.html").display()
-                );
+        show(args, route, &to, &email)?;
+    }
+    Ok(())
+}
+
+/// Prints an email (or writes it under `--out`).
+fn show(
+    args: &RenderArgs,
+    route: &Route,
+    to: &[&str],
+    email: &crate::domain::render::RenderedEmail,
+) -> anyhow::Result<()> {
+    match &args.out {
+        Some(dir) => {
+            let dir = dir.join(&route.name);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (file, text) in [
+                ("subject.txt", &email.subject),
+                ("index.html", &email.html),
+                ("body.txt", &email.text),
+            ] {
+                let path = dir.join(file);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
-            None => {
-                println!("=== route \"{}\" → {}", route.name, to.join(", "));
-                let copies = |list: &[crate::domain::route::EmailAddress]| {
-                    list.iter()
-                        .map(|a| a.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                if !route.recipients.cc.is_empty() {
-                    println!("Cc: {}", copies(&route.recipients.cc));
-                }
-                if !route.recipients.bcc.is_empty() {
-                    println!("Bcc: {}", copies(&route.recipients.bcc));
-                }
-                println!("Subject: {}\n", email.subject);
-                println!("{}", email.text);
-            }
+            println!(
+                "route \"{}\": {}",
+                route.name,
+                dir.join("index.html").display()
+            );
         }
+        None => {
+            println!("=== route \"{}\" → {}", route.name, to.join(", "));
+            let copies = |list: &[crate::domain::route::EmailAddress]| {
+                list.iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if !route.recipients.cc.is_empty() {
+                println!("Cc: {}", copies(&route.recipients.cc));
+            }
+            if !route.recipients.bcc.is_empty() {
+                println!("Bcc: {}", copies(&route.recipients.bcc));
+            }
+            println!("Subject: {}\n", email.subject);
+            println!("{}", email.text);
+        }
+    }
+    Ok(())
+}
+
+/// A file's text, or standard input's for `-`.
+fn read_input(path: &Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+/// The events of a `--digest` file: a JSON array, or one JSON value per line.
+fn parse_events(text: &str) -> anyhow::Result<Vec<PackageEvent>> {
+    let values: Vec<serde_json::Value> = match serde_json::from_str(text) {
+        Ok(serde_json::Value::Array(values)) => values,
+        Ok(value) => vec![value],
+        Err(_) => text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(i, line)| {
+                serde_json::from_str(line).with_context(|| format!("line {}: not JSON", i + 1))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            PackageEvent::from_envelope(value).with_context(|| format!("event {}", i + 1))
+        })
+        .collect()
+}
+
+/// `render --digest`: the digest each digest route would send for these events.
+fn render_digests(
+    args: &RenderArgs,
+    settings: &Settings,
+    compiled: &app::Compiled,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let events = parse_events(&read_input(path)?)?;
+    let digests: Vec<&Route> = compiled
+        .routes
+        .routes()
+        .iter()
+        .filter(|r| r.digest.is_some())
+        .filter(|r| args.route.as_ref().is_none_or(|name| &r.name == name))
+        .collect();
+    if digests.is_empty() {
+        match &args.route {
+            Some(name) => {
+                anyhow::bail!("no digest route named \"{name}\" (a route with `digest = …`)")
+            }
+            None => anyhow::bail!("no route of this configuration is a digest (`digest = …`)"),
+        }
+    }
+    for route in digests {
+        let Some(schedule) = &route.digest else {
+            continue;
+        };
+        let matching: Vec<&PackageEvent> = events
+            .iter()
+            .filter(|e| args.route.is_some() || route.pattern.matches(e.envelope()))
+            .collect();
+        if matching.is_empty() {
+            eprintln!(
+                "note: route \"{}\": none of the {} events matches its pattern; an empty window sends nothing",
+                route.name,
+                events.len()
+            );
+            continue;
+        }
+        let newest = matching
+            .iter()
+            .filter_map(|e| e.time().parse::<jiff::Timestamp>().ok())
+            .max()
+            .unwrap_or_else(jiff::Timestamp::now);
+        let window = schedule.window_at(newest.as_second());
+        eprintln!(
+            "note: route \"{}\": {} of {} events, in the window {} ({})",
+            route.name,
+            matching.len(),
+            events.len(),
+            schedule.label(window),
+            schedule.describe()
+        );
+        let entries = matching.iter().map(|e| DigestEntry::new(e, None)).collect();
+        let data = digest_data(
+            route,
+            schedule,
+            window,
+            entries,
+            settings.catalog.host.as_deref(),
+        );
+        if args.data {
+            println!("{}", serde_json::to_string_pretty(&data)?);
+            continue;
+        }
+        let email = compiled
+            .renderer
+            .render(&route.template, data)
+            .with_context(|| format!("route \"{}\"", route.name))?;
+        let to: Vec<&str> = route.recipients.to.iter().map(|a| a.as_str()).collect();
+        show(args, route, &to, &email)?;
     }
     Ok(())
 }

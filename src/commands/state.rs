@@ -115,7 +115,7 @@ async fn show_state(
     let digest_routes: Vec<&str> = settings
         .routes
         .iter()
-        .filter(|_r| false /* MERGE: r.digest.is_some() */)
+        .filter(|r| r.digest.is_some())
         .map(|r| r.name.as_str())
         .collect();
     let mut pending: Vec<PendingWindow> = Vec::new();

@@ -123,7 +123,7 @@ impl Settings {
                     ),
                 );
             }
-            if false /* MERGE: route.digest.is_some() */ && self.state.table.is_none() {
+            if route.digest.is_some() && self.state.table.is_none() {
                 return invalid(
                     &format!("routes[{i}].digest"),
                     &format!(

@@ -50,6 +50,8 @@ pub struct WorkerOptions {
     pub backoff: Backoff,
     /// Time in-flight work gets after the stop signal before it is released.
     pub shutdown_deadline: Duration,
+    /// How often closed digest windows are looked for (`state.digest_check_seconds`).
+    pub digest_check: Duration,
 }
 
 /// Where the worker and its pipeline report what they do: counters for `/metrics` and EMF
@@ -135,6 +137,12 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
     pub async fn run(self, shutdown: CancellationToken) {
         let pollers = TaskTracker::new();
         let batches = TaskTracker::new();
+        if self.shared.pipeline.has_digests() {
+            pollers.spawn(send_digests(
+                Arc::clone(&self.shared),
+                shutdown.child_token(),
+            ));
+        }
         for index in 0..self.shared.options.pollers.max(1) {
             pollers.spawn(poller::poll(
                 Arc::clone(&self.shared),
@@ -172,4 +180,31 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
         }
         tracing::info!("worker stopped");
     }
+}
+
+/// Sends the digests of closed windows every `digest_check` until `stop`; not while the worker
+/// is paused (the SES account or the state table cannot be used). A digest being sent when the
+/// stop comes is finished: the process waits for this task as for the pollers.
+async fn send_digests<Q: Queue, M: Mailer>(shared: Arc<Shared<Q, M>>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(shared.options.digest_check.max(Duration::from_secs(1)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        if shared.pause.remaining().is_some() {
+            continue;
+        }
+        let pass = shared.pipeline.send_due_digests().await;
+        if pass != pipeline::DigestPass::default() {
+            tracing::debug!(
+                sent = pass.sent,
+                skipped = pass.skipped,
+                failed = pass.failed,
+                "digest check"
+            );
+        }
+    }
+    tracing::debug!("digest sender stopped");
 }

@@ -239,6 +239,12 @@ impl<M: Mailer> Pipeline<M> {
             _ => None,
         };
         match route.decide(read) {
+            Decision::Send if route.digest.is_some() => {
+                let Some(schedule) = &route.digest else {
+                    return RouteResult::Filtered;
+                };
+                self.record(event, route, schedule, read).await
+            }
             Decision::Send => {
                 let Some(to) = addressees(event, route, read) else {
                     return RouteResult::Filtered;
@@ -604,6 +610,9 @@ fn rank(outcome: &Outcome) -> u8 {
         _ => 0,
     }
 }
+
+mod digests;
+pub use digests::DigestPass;
 
 #[cfg(test)]
 mod tests;

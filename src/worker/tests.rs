@@ -209,6 +209,7 @@ fn options(deadline: Duration) -> WorkerOptions {
         visibility_seconds: 30,
         backoff: Backoff::new(5, 300),
         shutdown_deadline: deadline,
+        digest_check: Duration::from_secs(1),
     }
 }
 
@@ -639,6 +640,7 @@ async fn under_a_backlog_the_pollers_receive_full_batches() {
         visibility_seconds: 30,
         backoff: Backoff::new(5, 300),
         shutdown_deadline: Duration::from_secs(5),
+        digest_check: Duration::from_secs(1),
     };
     let w = worker_with(&queue, &mailer, &[route("all", "")], options);
     let q = queue.clone();

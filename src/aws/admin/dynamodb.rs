@@ -293,7 +293,7 @@ impl StateAdmin {
                 _ => break,
             }
         }
-        rows.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.at_ms));
         rows.truncate(limit);
         Ok((rows, scanned))
     }

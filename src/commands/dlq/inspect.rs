@@ -193,7 +193,8 @@ fn why_for_event(
     if routes.is_empty() {
         return "matches no route now: a worker would delete it as filtered".to_owned();
     }
-    for route in &routes {
+    // A digest route renders no email per event (its digest is tried at start-up).
+    for route in routes.iter().filter(|r| r.digest.is_none()) {
         let data = route_data(route, event, catalog, None);
         if let Err(e) = compiled.renderer.render(&route.template, data) {
             return format!("permanent (render): route \"{}\": {e}", route.name);

@@ -373,4 +373,5 @@ async fn ses_feedback_is_counted_per_configured_route_and_deleted_unsent() {
     );
 }
 
+mod digests;
 mod shared_state;

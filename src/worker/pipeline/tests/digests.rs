@@ -1,0 +1,257 @@
+//! Digest routes in the pipeline: events recorded once into the window of the moment, and each
+//! closed window sent once, by whichever task claims it first. The state is in memory, with the
+//! DynamoDB adapter's semantics; `tests/it/state.rs` runs the same against moto.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{event, Outbox};
+use crate::domain::digest::DigestEntry;
+use crate::domain::event::PackageEvent;
+use crate::domain::render::{Renderer, TemplateSource};
+use crate::domain::route::{RouteSpec, RouteTable};
+use crate::memory_state::MemoryState;
+use crate::ports::{FailureKind, LeaseKey, SendError, StateStore, Window};
+use crate::telemetry::metrics::Counter;
+use crate::worker::claims::{now_ms, Claims};
+use crate::worker::memory::EventMemory;
+use crate::worker::outcome::Outcome;
+use crate::worker::rate::RateLimiter;
+use crate::worker::{Instruments, Parts, Pipeline};
+
+/// A window long past: closed for every clock.
+const PAST: Window = Window {
+    start: 1_700_000_000,
+    end: 1_700_000_060,
+};
+
+fn digest_route(template: &str) -> RouteSpec {
+    serde_json::from_value(json!({
+        "name": "daily", "to": ["team@example.com"], "details": false,
+        "pattern": {"source": ["com.quiltdata"]},
+        "digest": {"every": "1h", "template": template},
+    }))
+    .unwrap()
+}
+
+/// One task: a pipeline whose digest template's subject counts events and packages.
+fn task(state: &Arc<MemoryState>, owner: &str, template: &str) -> (Pipeline<Outbox>, Arc<Outbox>) {
+    let claims = Claims::new(
+        Arc::clone(state) as Arc<dyn StateStore>,
+        owner,
+        Duration::from_secs(60),
+    );
+    build(Some(claims), template)
+}
+
+fn build(claims: Option<Claims>, template: &str) -> (Pipeline<Outbox>, Arc<Outbox>) {
+    let mut renderer = Renderer::new();
+    renderer
+        .add(
+            "digest",
+            &TemplateSource {
+                subject: "{{route}}: {{events}} events, {{package_count}} packages".into(),
+                html: "{{#each packages}}<p>{{handle}} {{revisions}}</p>{{/each}}".into(),
+                text: "{{#each packages}}{{handle}} {{revisions}}\n{{/each}}".into(),
+            },
+        )
+        .unwrap();
+    renderer
+        .add(
+            "broken",
+            &TemplateSource {
+                subject: "{{no_such_variable}}".into(),
+                html: "x".into(),
+                text: "x".into(),
+            },
+        )
+        .unwrap();
+    let outbox = Arc::new(Outbox::default());
+    let pipeline = Pipeline::new(Parts {
+        routes: RouteTable::compile(&[digest_route(template)]).unwrap(),
+        renderer,
+        catalog_host: None,
+        default_from: "from@example.com".into(),
+        contact_list: None,
+        mailer: Arc::clone(&outbox),
+        details: None,
+        memory: EventMemory::new(Duration::from_secs(3600), 100),
+        claims,
+        limiter: RateLimiter::new(0.0),
+        instruments: Instruments::default(),
+    });
+    (pipeline, outbox)
+}
+
+/// Records `n` events of `handles` straight into the past window, as a task would have.
+async fn recorded(state: &MemoryState, handles: &[&str]) {
+    for (i, handle) in handles.iter().enumerate() {
+        let body = event(&format!("e{i}"), "same_hash").replace("team/demo", handle);
+        let parsed = PackageEvent::parse(&body).unwrap();
+        let entry = serde_json::to_string(&DigestEntry::new(&parsed, None)).unwrap();
+        state
+            .record("daily", PAST, parsed.id(), &entry)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_matched_event_is_recorded_once_and_its_message_deleted() {
+    let state = Arc::new(MemoryState::new());
+    let (a, outbox) = task(&state, "a", "digest");
+    let body = event("e1", "same_hash");
+    assert_eq!(a.process(&body).await.0, Outcome::Recorded);
+    let (b, _) = task(&state, "b", "digest");
+    assert_eq!(b.process(&body).await.0, Outcome::Duplicate, "redelivered");
+    assert!(
+        outbox.subjects().is_empty(),
+        "nothing sent before the window closes"
+    );
+    assert_eq!(a.instruments.metrics.count(Counter::DigestEvents), 1);
+    let now = now_ms() / 1000;
+    let open = state.pending_windows("daily", now + 7200).await.unwrap();
+    assert_eq!(open.len(), 1, "one window holds it");
+    assert!(open[0].start <= now && now < open[0].end);
+    assert_eq!(
+        state.window_entries("daily", open[0]).await.unwrap().len(),
+        1
+    );
+    assert!(
+        state
+            .pending_windows("daily", now)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due before it ends"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_window_is_sent_once_grouped_by_package_whichever_tasks_look() {
+    let state = Arc::new(MemoryState::new());
+    recorded(&state, &["team/a", "team/b", "team/a"]).await;
+    let (a, outbox_a) = task(&state, "a", "digest");
+    let (b, outbox_b) = task(&state, "b", "digest");
+    let pass = a.send_due_digests().await;
+    assert_eq!(pass.sent, 1);
+    assert_eq!(b.send_due_digests().await.sent, 0);
+    assert_eq!(
+        a.send_due_digests().await.sent,
+        0,
+        "not twice by the same task"
+    );
+    assert_eq!(outbox_a.subjects(), ["daily: 3 events, 2 packages"]);
+    assert!(outbox_b.subjects().is_empty());
+    let sent = outbox_a.0.lock().unwrap()[0].text.clone();
+    assert_eq!(sent, "team/a 2\nteam/b 1\n");
+    assert!(state
+        .pending_windows("daily", i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(a.instruments.metrics.count(Counter::DigestsSent), 1);
+}
+
+#[tokio::test]
+async fn a_window_another_task_is_sending_is_left_to_it_until_its_lease_ends() {
+    let state = Arc::new(MemoryState::new());
+    recorded(&state, &["team/a"]).await;
+    let key = LeaseKey::Window {
+        route: "daily",
+        window: PAST,
+    };
+    state.claim(key, "other", now_ms(), 60_000).await.unwrap();
+    let (a, outbox) = task(&state, "a", "digest");
+    assert_eq!(a.send_due_digests().await.skipped, 1);
+    assert!(outbox.subjects().is_empty());
+    // The other task died: its lease ended.
+    state
+        .claim(key, "other", now_ms() - 120_000, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(a.send_due_digests().await.sent, 1);
+    assert_eq!(a.instruments.metrics.count(Counter::LeaseTakeovers), 1);
+}
+
+#[tokio::test]
+async fn a_record_after_the_window_was_claimed_goes_to_the_next_window() {
+    let state = Arc::new(MemoryState::new());
+    let (a, _) = task(&state, "a", "digest");
+    let now = now_ms() / 1000;
+    let current = Window {
+        start: now - now.rem_euclid(3600),
+        end: now - now.rem_euclid(3600) + 3600,
+    };
+    let key = LeaseKey::Window {
+        route: "daily",
+        window: current,
+    };
+    // Another task (with a faster clock) already closed the current window.
+    state
+        .claim(key, "fast-clock", now_ms(), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.process(&event("late", "same_hash")).await.0,
+        Outcome::Recorded
+    );
+    let pending = state.pending_windows("daily", i64::MAX).await.unwrap();
+    assert_eq!(
+        pending,
+        [Window {
+            start: current.end,
+            end: current.end + 3600
+        }]
+    );
+}
+
+#[tokio::test]
+async fn ses_trouble_leaves_the_window_for_the_next_check() {
+    let state = Arc::new(MemoryState::new());
+    recorded(&state, &["team/a"]).await;
+    let (a, outbox) = task(&state, "a", "digest");
+    *outbox.1.lock().unwrap() = Some(SendError {
+        kind: FailureKind::Transient,
+        code: "ServiceUnavailable".into(),
+        message: "try later".into(),
+    });
+    assert_eq!(a.send_due_digests().await.failed, 1);
+    let (b, outbox_b) = task(&state, "b", "digest");
+    assert_eq!(
+        b.send_due_digests().await.sent,
+        1,
+        "released: no wait for the lease"
+    );
+    assert_eq!(outbox_b.subjects(), ["daily: 1 events, 1 packages"]);
+}
+
+#[tokio::test]
+async fn a_digest_that_cannot_render_is_given_up_once_not_retried_forever() {
+    let state = Arc::new(MemoryState::new());
+    recorded(&state, &["team/a"]).await;
+    let (a, outbox) = task(&state, "a", "broken");
+    assert_eq!(a.send_due_digests().await.failed, 1);
+    assert_eq!(
+        a.send_due_digests().await.failed,
+        0,
+        "given up, not pending"
+    );
+    assert!(outbox.subjects().is_empty());
+    assert_eq!(a.instruments.metrics.count(Counter::DigestsFailed), 1);
+}
+
+#[tokio::test]
+async fn without_a_state_table_a_digest_route_fails_rather_than_drop_the_event() {
+    // Start-up refuses this configuration; the pipeline still never deletes an unrecorded event.
+    let (a, outbox) = build(None, "digest");
+    assert!(!a.has_digests(), "no digest loop without a table");
+    let (outcome, _) = a.process(&event("e1", "same_hash")).await;
+    assert!(
+        matches!(outcome, Outcome::Failed { kind: FailureKind::Permanent, ref code, .. } if code == "no_state_table"),
+        "{outcome:?}"
+    );
+    assert!(outbox.subjects().is_empty());
+}
