@@ -12,6 +12,8 @@ use crate::ports::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     Claimed,
+    /// A digest record under way, into this window.
+    Recording(Window),
     Recorded,
     Finished,
 }
@@ -29,6 +31,7 @@ type Key = (String, String);
 struct Tables {
     leases: HashMap<Key, Lease>,
     entries: HashMap<(String, Window), BTreeMap<String, String>>,
+    closed: BTreeSet<(String, Window)>,
     pending: BTreeSet<(String, Window)>,
     sent: Vec<(String, String)>,
 }
@@ -52,6 +55,14 @@ fn key(lease: LeaseKey<'_>) -> Key {
             format!("window#{route}#{}", window.start),
             "window".to_owned(),
         ),
+    }
+}
+
+fn recording(window: Window) -> Lease {
+    Lease {
+        status: Status::Recording(window),
+        owner: String::new(),
+        until_ms: 0,
     }
 }
 
@@ -118,7 +129,9 @@ impl StateStore for MemoryState {
                 std::collections::hash_map::Entry::Occupied(held) => {
                     let held = held.get();
                     match held.status {
-                        Status::Recorded | Status::Finished => return Ok(Claim::Done),
+                        Status::Recorded | Status::Recording(_) | Status::Finished => {
+                            return Ok(Claim::Done)
+                        }
                         Status::Claimed if held.owner != owner && held.until_ms >= now_ms => {
                             return Ok(Claim::Held {
                                 until_ms: held.until_ms,
@@ -225,31 +238,43 @@ impl StateStore for MemoryState {
         entry: &'a str,
     ) -> BoxFuture<'a, Result<Recorded, StateError>> {
         Box::pin(async move {
-            let mut tables = self.check("TransactWriteItems")?;
+            let mut tables = self.check("UpdateItem")?;
             let marker = key(LeaseKey::Send { event_id, route });
-            if tables.leases.contains_key(&marker) {
-                return Ok(Recorded::Already);
+            let mut attempt = match tables.leases.get(&marker).map(|l| l.status) {
+                Some(Status::Recording(first)) => first,
+                Some(_) => return Ok(Recorded::Already),
+                None => window,
+            };
+            loop {
+                let slot = (route.to_owned(), attempt);
+                let held = tables
+                    .entries
+                    .get(&slot)
+                    .is_some_and(|e| e.contains_key(event_id));
+                if held {
+                    break;
+                }
+                if !tables.closed.contains(&slot) {
+                    tables
+                        .entries
+                        .entry(slot.clone())
+                        .or_default()
+                        .insert(event_id.to_owned(), entry.to_owned());
+                    tables.pending.insert(slot);
+                    break;
+                }
+                if attempt == window {
+                    // The marker stays, pointing here, as DynamoDB's would after a refusal.
+                    tables.leases.insert(marker, recording(attempt));
+                    return Ok(Recorded::WindowClosed);
+                }
+                attempt = window;
             }
-            if tables
-                .leases
-                .contains_key(&key(LeaseKey::Window { route, window }))
-            {
-                return Ok(Recorded::WindowClosed);
-            }
-            tables.leases.insert(
-                marker,
-                Lease {
-                    status: Status::Recorded,
-                    owner: String::new(),
-                    until_ms: 0,
-                },
-            );
-            tables
-                .entries
-                .entry((route.to_owned(), window))
-                .or_default()
-                .insert(event_id.to_owned(), entry.to_owned());
-            tables.pending.insert((route.to_owned(), window));
+            let recorded = Lease {
+                status: Status::Recorded,
+                ..recording(attempt)
+            };
+            tables.leases.insert(marker, recorded);
             Ok(Recorded::New)
         })
     }
@@ -270,13 +295,14 @@ impl StateStore for MemoryState {
         })
     }
 
-    fn window_entries<'a>(
+    fn close_window<'a>(
         &'a self,
         route: &'a str,
         window: Window,
     ) -> BoxFuture<'a, Result<Vec<String>, StateError>> {
         Box::pin(async move {
-            let tables = self.check("Query")?;
+            let mut tables = self.check("UpdateItem")?;
+            tables.closed.insert((route.to_owned(), window));
             Ok(tables
                 .entries
                 .get(&(route.to_owned(), window))

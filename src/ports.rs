@@ -325,7 +325,7 @@ pub enum Recorded {
     New,
     /// This (event, route) was recorded before, in this window or an earlier one.
     Already,
-    /// The window is being sent or was sent: record in a later one.
+    /// The window is being sent or was sent (or is full): record in a later one.
     WindowClosed,
 }
 
@@ -394,7 +394,8 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), StateError>>;
 
     /// Records `entry` (JSON) for the event in the route's window, once per (event, route):
-    /// both the record and its once-marker are written, or neither.
+    /// a redelivered event is `Already` recorded (in this window or the one it went to first),
+    /// and an event is never in two windows. `WindowClosed`: try the next window.
     fn record<'a>(
         &'a self,
         route: &'a str,
@@ -411,8 +412,8 @@ pub trait StateStore: Send + Sync + 'static {
         ended_by: i64,
     ) -> BoxFuture<'a, Result<Vec<Window>, StateError>>;
 
-    /// Every entry recorded in the window.
-    fn window_entries<'a>(
+    /// Closes the window to new entries and returns every entry recorded in it. Idempotent.
+    fn close_window<'a>(
         &'a self,
         route: &'a str,
         window: Window,

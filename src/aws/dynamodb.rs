@@ -4,11 +4,20 @@
 //! state"). Items:
 //! - `send#<event id>` / `<route>`: the lease on one route's email for one event
 //!   (`status` claimed → sent), or the once-marker of an event recorded into a digest
-//!   (`status` recorded, with its window);
+//!   (`status` recording → recorded, with its window);
 //! - `window#<route>#<start>` / `window`: the lease on one digest window (claimed → sent or
-//!   failed); while it exists, the window takes no more events;
-//! - `window#<route>#<start>` / `event#<event id>`: one event of the window (`entry`, JSON);
+//!   failed);
+//! - `window#<route>#<start>` / `shard#NN`: 16 shards holding the window's events, one
+//!   attribute `e#<event id>` (the entry's JSON) each; `closed` once the window is being sent;
 //! - `pending#<route>` / `<start>-<end>`: a window holding events and not sent yet.
+//!
+//! Recording needs no transaction (moto copies a whole table per transaction, and DynamoDB
+//! charges double for one): the marker is written first, saying which window the event goes
+//! to; the entry then goes into its shard only while the shard is open, a condition on that
+//! one item; a sender closes every shard before reading it. So an entry is either in the shard
+//! when it closes (and in the digest), or refused (and sent to the next window, the marker
+//! moved first). A redelivery resumes from the marker, and finds an entry already in a closed
+//! shard, so no event is in two digests.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,12 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
 use super::{describe, error_code};
@@ -315,6 +320,10 @@ impl DynamoState {
         }
     }
 
+    /// Records one event in a window without a transaction (see the module doc): the
+    /// once-marker first, then the window's pending item, then the entry into one shard of the
+    /// window, on the condition that the shard is still open; a closed shard that does not hold
+    /// the entry sends it to the caller's next window.
     async fn record_entry(
         &self,
         route: &str,
@@ -322,114 +331,236 @@ impl DynamoState {
         event_id: &str,
         entry: &str,
     ) -> Result<Recorded, StateError> {
-        let now = now_ms() / 1000;
-        let window_expiry = self.expires_at(window.end);
-        let mut marker = key(LeaseKey::Send { event_id, route });
-        marker.insert("status".into(), s("recorded"));
+        let marker_key = key(LeaseKey::Send { event_id, route });
+        let mut marker = marker_key.clone();
+        marker.insert("status".into(), s("recording"));
         marker.insert("event_id".into(), s(event_id));
         marker.insert("route".into(), s(route));
         marker.insert("window_start".into(), n(window.start));
         marker.insert("window_end".into(), n(window.end));
-        marker.insert("recorded_at".into(), n(now));
-        marker.insert(TTL_ATTRIBUTE.into(), window_expiry.clone());
-        let mut event = HashMap::from([
-            ("pk".to_owned(), s(&window_pk(route, window))),
-            ("sk".to_owned(), s(&format!("event#{event_id}"))),
-        ]);
-        event.insert("entry".into(), s(entry));
-        event.insert(TTL_ATTRIBUTE.into(), window_expiry.clone());
+        marker.insert("recorded_at".into(), n(now_ms() / 1000));
+        marker.insert(TTL_ATTRIBUTE.into(), self.expires_at(window.end));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        // The window this event is (being) recorded in: a redelivery resumes the first attempt.
+        let mut attempt = window;
+        match put {
+            Ok(_) => {}
+            Err(SdkError::ServiceError(ctx)) if is_condition_failure(ctx.err()) => {
+                let old = match ctx.err() {
+                    PutItemError::ConditionalCheckFailedException(e) => e.item().cloned(),
+                    _ => None,
+                };
+                let old = match old {
+                    Some(old) => Some(old),
+                    None => self.get(marker_key.clone()).await?,
+                };
+                let Some(old) = old else {
+                    return Err(self.conflict("the once-marker vanished while recording"));
+                };
+                if string(&old, "status") != Some("recording") {
+                    return Ok(Recorded::Already);
+                }
+                if let (Some(start), Some(end)) =
+                    (number(&old, "window_start"), number(&old, "window_end"))
+                {
+                    attempt = Window { start, end };
+                }
+            }
+            Err(e) => return Err(self.error("PutItem", &e)),
+        }
+        loop {
+            match self.add_to_window(route, attempt, event_id, entry).await? {
+                Added::Yes => break,
+                Added::Closed if attempt == window => return Ok(Recorded::WindowClosed),
+                Added::Closed => {
+                    // The first attempt's window closed without this event: move to the
+                    // caller's window, and say so on the marker first.
+                    self.move_marker(&marker_key, attempt, window).await?;
+                    attempt = window;
+                }
+            }
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(marker_key))
+            .update_expression("SET #status = :recorded")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":recorded", s("recorded"))
+            .send()
+            .await
+            .map_err(|e| self.error("UpdateItem", &e))?;
+        Ok(Recorded::New)
+    }
+
+    /// Puts the entry into its shard of `window` unless the shard is closed. A closed shard
+    /// that already holds it (an earlier attempt got there before the close) counts as added.
+    async fn add_to_window(
+        &self,
+        route: &str,
+        window: Window,
+        event_id: &str,
+        entry: &str,
+    ) -> Result<Added, StateError> {
+        let expires = self.expires_at(window.end);
         let mut pending = pending_key(route, window);
         pending.insert("route".into(), s(route));
         pending.insert("window_start".into(), n(window.start));
         pending.insert("window_end".into(), n(window.end));
-        pending.insert(TTL_ATTRIBUTE.into(), window_expiry);
-        let put = |item: Item, condition: Option<&str>| -> Result<TransactWriteItem, StateError> {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .set_condition_expression(condition.map(str::to_owned))
-                .build()
-                .map_err(|e| self.build_error("TransactWriteItems", &e))?;
-            Ok(TransactWriteItem::builder().put(put).build())
-        };
-        let closed = ConditionCheck::builder()
+        pending.insert(TTL_ATTRIBUTE.into(), expires.clone());
+        // Before the entry: whenever a shard holds an entry, the window is listed as pending.
+        self.client
+            .put_item()
             .table_name(&self.table)
-            .set_key(Some(key(LeaseKey::Window { route, window })))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| self.build_error("TransactWriteItems", &e))?;
-        let written = self
+            .set_item(Some(pending))
+            .send()
+            .await
+            .map_err(|e| self.error("PutItem", &e))?;
+        let attribute = entry_attribute(event_id);
+        let added = self
             .client
-            .transact_write_items()
-            .transact_items(put(marker, Some("attribute_not_exists(pk)"))?)
-            .transact_items(put(event, None)?)
-            .transact_items(put(pending, None)?)
-            .transact_items(TransactWriteItem::builder().condition_check(closed).build())
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(shard_key(route, window, shard_of(event_id))))
+            .update_expression("SET #entry = :entry, window_start = :start, window_end = :end, expires_at = :expires")
+            .condition_expression("attribute_not_exists(closed)")
+            .expression_attribute_names("#entry", &attribute)
+            .expression_attribute_values(":entry", s(entry))
+            .expression_attribute_values(":start", n(window.start))
+            .expression_attribute_values(":end", n(window.end))
+            .expression_attribute_values(":expires", expires)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(Recorded::New),
-            Err(SdkError::ServiceError(ctx)) => {
-                if let TransactWriteItemsError::TransactionCanceledException(e) = ctx.err() {
-                    let failed = |i: usize| {
-                        e.cancellation_reasons()
-                            .get(i)
-                            .and_then(|r| r.code())
-                            .is_some_and(|c| c == "ConditionalCheckFailed")
+        match added {
+            Ok(_) => Ok(Added::Yes),
+            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
+                UpdateItemError::ConditionalCheckFailedException(e) => {
+                    let shard = match e.item() {
+                        Some(item) => Some(item.clone()),
+                        None => {
+                            self.get(shard_key(route, window, shard_of(event_id)))
+                                .await?
+                        }
                     };
-                    if failed(0) {
-                        return Ok(Recorded::Already);
-                    }
-                    if failed(3) {
-                        return Ok(Recorded::WindowClosed);
+                    Ok(if shard.is_some_and(|item| item.contains_key(&attribute)) {
+                        Added::Yes
+                    } else {
+                        Added::Closed
+                    })
+                }
+                // A shard at DynamoDB's 400 KB item limit takes no more: the next window does.
+                other
+                    if other.code() == Some("ValidationException")
+                        && other.message().is_some_and(|m| m.contains("size")) =>
+                {
+                    tracing::warn!(
+                        route,
+                        window_start = window.start,
+                        "digest window full (400 KB shard); recording in the next window"
+                    );
+                    Ok(Added::Closed)
+                }
+                _ => Err(self.error("UpdateItem", &SdkError::ServiceError(ctx))),
+            },
+            Err(e) => Err(self.error("UpdateItem", &e)),
+        }
+    }
+
+    /// Points the marker at `to`, if it still points at `from` (a concurrent copy of the same
+    /// event may have moved it already: then it agrees).
+    async fn move_marker(&self, marker: &Item, from: Window, to: Window) -> Result<(), StateError> {
+        let moved = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(marker.clone()))
+            .update_expression(
+                "SET window_start = :start, window_end = :end, expires_at = :expires",
+            )
+            .condition_expression("window_start = :from")
+            .expression_attribute_values(":start", n(to.start))
+            .expression_attribute_values(":end", n(to.end))
+            .expression_attribute_values(":from", n(from.start))
+            .expression_attribute_values(":expires", self.expires_at(to.end))
+            .send()
+            .await;
+        match moved {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(ctx))
+                if matches!(
+                    ctx.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.error("UpdateItem", &e)),
+        }
+    }
+
+    /// Closes every shard of the window (no entry can be added after) and returns the entries
+    /// they hold. Idempotent: a task taking a window over reads the same entries again.
+    async fn close_shards(&self, route: &str, window: Window) -> Result<Vec<String>, StateError> {
+        let mut entries = Vec::new();
+        for shard in 0..SHARDS {
+            let closed = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(shard_key(route, window, shard)))
+                .update_expression("SET closed = :yes, window_start = :start, window_end = :end, expires_at = :expires")
+                .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                .expression_attribute_values(":start", n(window.start))
+                .expression_attribute_values(":end", n(window.end))
+                .expression_attribute_values(":expires", self.expires_at(window.end))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await
+                .map_err(|e| self.error("UpdateItem", &e))?;
+            for (name, value) in closed.attributes.unwrap_or_default() {
+                if name.starts_with(ENTRY_PREFIX) {
+                    if let Ok(text) = value.as_s() {
+                        entries.push(text.clone());
                     }
                 }
-                Err(self.error("TransactWriteItems", &SdkError::ServiceError(ctx)))
             }
-            Err(e) => Err(self.error("TransactWriteItems", &e)),
         }
+        Ok(entries)
     }
 
-    fn build_error(
-        &self,
-        operation: &'static str,
-        err: &aws_sdk_dynamodb::error::BuildError,
-    ) -> StateError {
+    fn conflict(&self, message: &str) -> StateError {
         StateError {
-            kind: StateFailureKind::Unusable,
-            operation,
+            kind: StateFailureKind::Transient,
+            operation: "PutItem",
             table: self.table.clone(),
-            code: "BuildError".to_owned(),
-            message: err.to_string(),
+            code: "Conflict".to_owned(),
+            message: message.to_owned(),
         }
     }
 
-    /// Every item of a partition (from `sk_from` on, when given), read consistently.
-    async fn query_all(
-        &self,
-        pk: &str,
-        sk_prefix: Option<&str>,
-        sk_below: Option<&str>,
-    ) -> Result<Vec<Item>, StateError> {
+    /// Every item of a partition whose sort key sorts below `sk_below`, read consistently.
+    async fn query_below(&self, pk: &str, sk_below: &str) -> Result<Vec<Item>, StateError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let mut query = self
+            let query = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .consistent_read(true)
+                .key_condition_expression("pk = :pk AND sk < :sk")
                 .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":sk", s(sk_below))
                 .set_exclusive_start_key(start.take());
-            query = match (sk_prefix, sk_below) {
-                (Some(prefix), _) => query
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :sk)")
-                    .expression_attribute_values(":sk", s(prefix)),
-                (None, Some(below)) => query
-                    .key_condition_expression("pk = :pk AND sk < :sk")
-                    .expression_attribute_values(":sk", s(below)),
-                (None, None) => query.key_condition_expression("pk = :pk"),
-            };
             let page = query.send().await.map_err(|e| self.error("Query", &e))?;
             items.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
@@ -499,7 +630,7 @@ impl StateStore for DynamoState {
                 end: ended_by,
             });
             let items = self
-                .query_all(&format!("pending#{route}"), None, Some(&below))
+                .query_below(&format!("pending#{route}"), &below)
                 .await?;
             Ok(items
                 .iter()
@@ -514,20 +645,12 @@ impl StateStore for DynamoState {
         })
     }
 
-    fn window_entries<'a>(
+    fn close_window<'a>(
         &'a self,
         route: &'a str,
         window: Window,
     ) -> BoxFuture<'a, Result<Vec<String>, StateError>> {
-        Box::pin(async move {
-            let items = self
-                .query_all(&window_pk(route, window), Some("event#"), None)
-                .await?;
-            Ok(items
-                .iter()
-                .filter_map(|item| string(item, "entry").map(str::to_owned))
-                .collect())
-        })
+        Box::pin(self.close_shards(route, window))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<(), StateError>> {
@@ -543,6 +666,40 @@ impl StateStore for DynamoState {
 }
 
 const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
+
+/// Shards per digest window: a window's entries are spread over this many items by event id,
+/// so a window holds about 16 × 400 KB of entries (thousands of events) and each write touches
+/// one small item.
+pub const SHARDS: u32 = 16;
+
+/// Attribute-name prefix of one entry in a shard item: `e#<event id>`.
+pub const ENTRY_PREFIX: &str = "e#";
+
+/// Whether an entry went into a window.
+enum Added {
+    Yes,
+    Closed,
+}
+
+fn entry_attribute(event_id: &str) -> String {
+    format!("{ENTRY_PREFIX}{event_id}")
+}
+
+/// The shard of an event: FNV-1a of its id, so every copy of an event picks the same one.
+fn shard_of(event_id: &str) -> u32 {
+    let hash = event_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % SHARDS
+}
+
+/// The key of one shard of a window.
+pub(crate) fn shard_key(route: &str, window: Window, shard: u32) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(&window_pk(route, window))),
+        ("sk".to_owned(), s(&format!("shard#{shard:02}"))),
+    ])
+}
 
 fn is_condition_failure(err: &PutItemError) -> bool {
     matches!(err, PutItemError::ConditionalCheckFailedException(_))

@@ -8,7 +8,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::ports::{Claim, Finish, LeaseKey, StateError, StateStore};
+use crate::ports::{Claim, Finish, LeaseKey, StateError, StateFailureKind, StateStore};
+
+/// Attempts at marking work finished, the first retry after `FINISH_FIRST_RETRY`, doubling:
+/// 0.2 + 0.4 + … + 6.4 s, about 12.6 s in all.
+const FINISH_ATTEMPTS: u32 = 7;
+const FINISH_FIRST_RETRY: Duration = Duration::from_millis(200);
 
 /// The state store with this task's identity and lease length.
 #[derive(Clone)]
@@ -100,12 +105,31 @@ impl Claims {
         }
     }
 
-    /// Marks the work finished for good.
+    /// Marks the work finished for good, retrying a transient failure for up to about 12 s
+    /// while the lease is kept: an unmarked digest window would be taken over and sent again
+    /// once its lease ended.
     ///
     /// # Errors
-    /// The store failed.
+    /// The store failed on every attempt, or is unusable.
     pub async fn finish(&self, key: LeaseKey<'_>, finish: Finish<'_>) -> Result<(), StateError> {
-        self.store.finish(key, &self.owner, finish).await
+        let attempts = async {
+            let mut wait = FINISH_FIRST_RETRY;
+            let mut attempt = 1;
+            loop {
+                match self.store.finish(key, &self.owner, finish).await {
+                    Err(e)
+                        if e.kind == StateFailureKind::Transient && attempt < FINISH_ATTEMPTS =>
+                    {
+                        tracing::debug!(?key, error = %e, attempt, "could not mark finished; trying again");
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                        attempt += 1;
+                    }
+                    result => return result,
+                }
+            }
+        };
+        self.hold(key, attempts).await
     }
 
     /// Gives the lease up after a failure, so a retry need not wait for it to end. Best
@@ -166,6 +190,39 @@ mod tests {
             .await
             .expect("claim");
         assert_eq!(b.claim(KEY).await, Ok(Claim::Won { takeover: true }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn marking_finished_outlasts_a_short_outage_of_the_store() {
+        let store = Arc::new(MemoryState::new());
+        let a = claims(&store, "a");
+        a.claim(KEY).await.expect("claim");
+        store.fail(Some(StateFailureKind::Transient));
+        let healer = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                store.fail(None);
+            })
+        };
+        a.finish(KEY, Finish::Sent { message_id: "m" })
+            .await
+            .expect("marked once the store is back");
+        healer.await.expect("healer");
+        assert_eq!(a.claim(KEY).await, Ok(Claim::Done));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unusable_store_is_not_retried() {
+        let store = Arc::new(MemoryState::new());
+        let a = claims(&store, "a");
+        store.fail(Some(StateFailureKind::Unusable));
+        let calls = store.calls();
+        assert!(a
+            .finish(KEY, Finish::Sent { message_id: "m" })
+            .await
+            .is_err());
+        assert_eq!(store.calls() - calls, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,6 +7,7 @@ mod support;
 
 mod delivery;
 mod details;
+mod digests;
 mod feedback;
 mod harness;
 mod operations;

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, Select, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_dynamodb::Client;
 
 use super::AdminError;
-use crate::aws::dynamodb::{number, string, Item, TTL_ATTRIBUTE};
+use crate::aws::dynamodb::{number, string, Item, ENTRY_PREFIX, TTL_ATTRIBUTE};
 use crate::aws::AwsError;
 use crate::ports::Window;
 
@@ -226,12 +226,19 @@ impl StateAdmin {
             };
             let window = Window { start, end };
             let pk = format!("window#{route}#{start}");
-            let events = self.count(&pk, "event#").await?;
-            let claim = self
-                .query(&pk, Some("window"))
-                .await?
-                .first()
-                .map(|item| claim_row(item, format!("window {start}")));
+            let mut events = 0;
+            let mut claim = None;
+            for item in self.query(&pk, None).await? {
+                match string(&item, "sk") {
+                    Some("window") => claim = Some(claim_row(&item, format!("window {start}"))),
+                    _ => {
+                        events += item
+                            .keys()
+                            .filter(|name| name.starts_with(ENTRY_PREFIX))
+                            .count() as u64;
+                    }
+                }
+            }
             windows.push(PendingWindow {
                 route: route.to_owned(),
                 window,
@@ -322,30 +329,6 @@ impl StateAdmin {
             match page.last_evaluated_key {
                 Some(last) if !last.is_empty() => start = Some(last),
                 _ => return Ok(items),
-            }
-        }
-    }
-
-    async fn count(&self, pk: &str, sk_prefix: &str) -> Result<u64, AdminError> {
-        let mut total = 0;
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .select(Select::Count)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :sk)")
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-                .expression_attribute_values(":sk", AttributeValue::S(sk_prefix.to_owned()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| AdminError::call("Query", &e))?;
-            total += u64::try_from(page.count).unwrap_or(0);
-            match page.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok(total),
             }
         }
     }

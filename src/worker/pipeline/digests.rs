@@ -163,7 +163,29 @@ impl<M: Mailer> Pipeline<M> {
                 return WindowResult::Failed;
             }
         }
-        let raw = match claims.store().window_entries(&route.name, window).await {
+        // The lease is kept for all of it: closing the shards, the send and the mark.
+        claims
+            .hold(key, self.deliver(route, schedule, window, &label))
+            .await
+    }
+
+    /// Closes the claimed window, renders its digest, sends it and marks it sent.
+    async fn deliver(
+        &self,
+        route: &Route,
+        schedule: &Schedule,
+        window: Window,
+        label: &str,
+    ) -> WindowResult {
+        let Some(claims) = &self.claims else {
+            return WindowResult::Skipped;
+        };
+        let key = LeaseKey::Window {
+            route: &route.name,
+            window,
+        };
+        let metrics = &self.instruments.metrics;
+        let raw = match claims.store().close_window(&route.name, window).await {
             Ok(raw) => raw,
             Err(e) => {
                 claims.release(key).await;
@@ -236,7 +258,7 @@ impl<M: Mailer> Pipeline<M> {
             let sent = self.mailer.send(&email).await;
             (sent, call.elapsed())
         };
-        let (sent, took) = claims.hold(key, send).await;
+        let (sent, took) = send.await;
         metrics.observe(Histogram::SesCall, took);
         match sent {
             Ok(message_id) => {

@@ -115,10 +115,7 @@ async fn a_matched_event_is_recorded_once_and_its_message_deleted() {
     let open = state.pending_windows("daily", now + 7200).await.unwrap();
     assert_eq!(open.len(), 1, "one window holds it");
     assert!(open[0].start <= now && now < open[0].end);
-    assert_eq!(
-        state.window_entries("daily", open[0]).await.unwrap().len(),
-        1
-    );
+    assert_eq!(state.close_window("daily", open[0]).await.unwrap().len(), 1);
     assert!(
         state
             .pending_windows("daily", now)
@@ -185,15 +182,8 @@ async fn a_record_after_the_window_was_claimed_goes_to_the_next_window() {
         start: now - now.rem_euclid(3600),
         end: now - now.rem_euclid(3600) + 3600,
     };
-    let key = LeaseKey::Window {
-        route: "daily",
-        window: current,
-    };
-    // Another task (with a faster clock) already closed the current window.
-    state
-        .claim(key, "fast-clock", now_ms(), 60_000)
-        .await
-        .unwrap();
+    // Another task (with a faster clock) is already sending the current window.
+    state.close_window("daily", current).await.unwrap();
     assert_eq!(
         a.process(&event("late", "same_hash")).await.0,
         Outcome::Recorded
@@ -206,6 +196,21 @@ async fn a_record_after_the_window_was_claimed_goes_to_the_next_window() {
             end: current.end + 3600
         }]
     );
+}
+
+#[tokio::test]
+async fn a_redelivery_after_its_window_closed_is_not_recorded_again() {
+    let state = Arc::new(MemoryState::new());
+    let (a, outbox) = task(&state, "a", "digest");
+    let body = event("e1", "same_hash");
+    assert_eq!(a.process(&body).await.0, Outcome::Recorded);
+    let window = state.pending_windows("daily", i64::MAX).await.unwrap()[0];
+    assert_eq!(state.close_window("daily", window).await.unwrap().len(), 1);
+    let (b, _) = task(&state, "b", "digest");
+    assert_eq!(b.process(&body).await.0, Outcome::Duplicate);
+    let later = state.pending_windows("daily", i64::MAX).await.unwrap();
+    assert_eq!(later, [window], "no second window holds it");
+    assert!(outbox.subjects().is_empty());
 }
 
 #[tokio::test]
