@@ -205,8 +205,16 @@ fn the_rule_pattern_is_the_same_in_the_stack_the_setup_script_and_the_local_conf
         Some(HashMap::new()),
     )
     .expect("config/local.toml loads");
-    assert_eq!(local.routes.len(), 1, "config/local.toml has one route");
-    let local_route = pattern_value(&local.routes[0].pattern);
+    assert_eq!(
+        local.routes.len(),
+        2,
+        "config/local.toml has a route and a digest"
+    );
+    let local_routes: Vec<Value> = local
+        .routes
+        .iter()
+        .map(|r| pattern_value(&r.pattern))
+        .collect();
 
     let mut env = container_env(&worker_container(&resources));
     env.insert(
@@ -219,7 +227,9 @@ fn the_rule_pattern_is_the_same_in_the_stack_the_setup_script_and_the_local_conf
     assert_eq!(rule["source"], json!(["com.quiltdata"]), "{rule}");
     assert_eq!(setup, rule, "setup_resources.py vs the stack's rule");
     assert_eq!(file, rule, "config/rule-pattern.json vs the stack's rule");
-    assert_eq!(local_route, rule, "config/local.toml's route vs the rule");
+    for local_route in local_routes {
+        assert_eq!(local_route, rule, "config/local.toml's routes vs the rule");
+    }
     assert_eq!(stack_route, rule, "the stack's route vs its rule");
 }
 
