@@ -23,7 +23,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// event patterns), reads the package's manifest from S3 to say what the package is and what
 /// changed, renders the route's Handlebars templates and sends the email with SES v2.
 /// A message is deleted only after all its emails were accepted; failures are retried with
-/// backoff and end in the queue's dead-letter queue.
+/// backoff and end in the queue's dead-letter queue. With a DynamoDB state table
+/// (`state.table`), every task shares what was sent, so an email goes out once per route and
+/// event across restarts and tasks, and digest routes batch a window's events into one email.
 #[derive(Debug, Parser)]
 #[command(name = "quilt-notify", version, propagate_version = true)]
 struct Cli {
