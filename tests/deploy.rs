@@ -969,7 +969,7 @@ fn compose_file_validates_against_the_compose_spec_schema() {
     let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["localstack", "sample-event", "ses", "worker"]
+        ["localstack", "moto", "sample-event", "ses", "worker"]
             .into_iter()
             .collect()
     );
@@ -1120,7 +1120,9 @@ fn compose_starts_each_service_when_what_it_needs_is_healthy() {
     let model = compose_model();
     let services = &model["services"];
     for (service, needs) in [
-        ("worker", vec!["localstack", "ses"]),
+        ("worker", vec!["moto", "localstack", "ses"]),
+        // The LocalStack init hook creates the state table in moto.
+        ("localstack", vec!["moto"]),
         ("sample-event", vec!["worker"]),
     ] {
         for need in needs {
@@ -1209,6 +1211,20 @@ fn compose_worker_environment_is_accepted_by_the_config_loader() {
     assert_eq!(
         settings.ses.endpoint_url.as_deref(),
         Some("http://ses:8005")
+    );
+    // The state table is the one the LocalStack init hook creates in the moto service.
+    assert_eq!(
+        settings.state.endpoint_url.as_deref(),
+        Some("http://moto:5000")
+    );
+    let init = service_env(&services["localstack"]);
+    assert_eq!(
+        settings.state.table.as_deref(),
+        init.get("QN_STATE_TABLE").map(String::as_str)
+    );
+    assert_eq!(
+        init.get("QN_STATE_ENDPOINT").map(String::as_str),
+        Some("http://moto:5000")
     );
     // Package details come from LocalStack's S3 (the field is typed by the worker's [s3]
     // section; the loader above accepted it, and refuses unknown keys).
