@@ -224,7 +224,7 @@ impl<M: Mailer> Pipeline<M> {
                     .give_up(
                         key,
                         route,
-                        &label,
+                        label,
                         events,
                         &format!("the digest template fails: {e}"),
                     )
@@ -297,7 +297,7 @@ impl<M: Mailer> Pipeline<M> {
                 self.give_up(
                     key,
                     route,
-                    &label,
+                    label,
                     events,
                     &format!("SES rejected the digest: {code}: {message}"),
                 )
