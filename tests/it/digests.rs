@@ -90,7 +90,7 @@ async fn three_hundred_events_over_several_windows_make_one_digest_per_window_an
     let config = stack.config(
         &ses,
         &digest_routes(&stack, "4s"),
-        &table.section(&proxy.url, 5),
+        &table.section(&proxy.url, 10),
     );
     table.create(&config);
     let fast = env(&[("QUILT_NOTIFY__RETRY__BASE_SECONDS", "1")]);
@@ -110,7 +110,7 @@ async fn three_hundred_events_over_several_windows_make_one_digest_per_window_an
     }
     proxy.heal();
     assert!(
-        drained(&stack, &table, Duration::from_secs(120)).await,
+        drained(&stack, &table, Duration::from_secs(240)).await,
         "not drained; a: {:#?}",
         a.lines()
     );
@@ -173,7 +173,7 @@ async fn a_kill_9_while_a_digest_is_being_sent_and_a_restart_still_send_it_once(
     let config = stack.config(
         &ses.url,
         &digest_routes(&stack, "3s"),
-        &table.section(&stack.endpoints.moto, 5),
+        &table.section(&stack.endpoints.moto, 10),
     );
     table.create(&config);
     let mut first = stack.start_worker(&config);
@@ -181,7 +181,7 @@ async fn a_kill_9_while_a_digest_is_being_sent_and_a_restart_still_send_it_once(
     stack.send_batch(&stack.queue_url, &bodies).await;
     // Each digest send hangs in the proxy, so the kill falls while SES has not answered.
     ses.set(Faults::none().send_delay(Duration::from_secs(30)));
-    let sending = eventually(Duration::from_secs(60), || {
+    let sending = eventually(Duration::from_secs(120), || {
         let ses = &ses;
         async move { ses.stats().sends >= 1 }
     })
@@ -190,7 +190,7 @@ async fn a_kill_9_while_a_digest_is_being_sent_and_a_restart_still_send_it_once(
     first.kill9();
     ses.heal();
     let second = stack.start_worker(&config);
-    assert!(drained(&stack, &table, Duration::from_secs(60)).await);
+    assert!(drained(&stack, &table, Duration::from_secs(120)).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let all = digests(&stack.emails().await);
     let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -220,7 +220,7 @@ async fn a_kill_9_while_a_digest_is_being_sent_and_a_restart_still_send_it_once(
         })
         .count();
     println!(
-        "RELIABILITY | kill -9 while a digest is sent, then restart | SES proxy held every send 30 s; SIGKILL after the first digest send began; restart; lease 5 s ({takeovers} digest takeovers) | 20 | 20 per route, {} digests | 0 | 0 | 0 |",
+        "RELIABILITY | kill -9 while a digest is sent, then restart | SES proxy held every send 30 s; SIGKILL after the first digest send began; restart; lease 10 s ({takeovers} digest takeovers) | 20 | 20 per route, {} digests | 0 | 0 | 0 |",
         all.len()
     );
     assert!(takeovers >= 1, "the restarted worker took the window over");
