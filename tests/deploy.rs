@@ -111,15 +111,13 @@ fn stack(params: &Value) -> Value {
     resolved_stack(params)["resources"].clone()
 }
 
-/// The item actions the worker's state store calls, and nothing else: TransactWriteItems is
-/// authorized by the actions of its parts, and its condition checks need ConditionCheckItem.
-const STATE_ITEM_ACTIONS: [&str; 6] = [
+/// The item actions the worker's state store calls (`src/aws/dynamodb.rs`), and nothing else.
+const STATE_ITEM_ACTIONS: [&str; 5] = [
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:Query",
-    "dynamodb:ConditionCheckItem",
 ];
 
 /// A statement's `Action` as a list (IAM takes one action as a string).
