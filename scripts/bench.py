@@ -10,6 +10,19 @@ deleted at the end):
   send      N events pre-loaded with SendMessageBatch, then the worker with the default worker
             settings drains them, sending one email per event to the SES emulator. Then, with the
             worker still running, a trickle of events sent one at a time (steady-state latency).
+  send_state the same as send (same N, settings, repeats, trickle), on a queue of its own, with the
+            shared state table on: a fresh table in moto's DynamoDB (--moto-endpoint) per run, made
+            with the binary's `state create` before the worker starts and deleted at the end. Each
+            email then costs a conditional PutItem (the claim) and an UpdateItem (sent). The worker
+            reaches moto through a keep-alive relay in this process (moto's server closes every
+            connection; DynamoDB does not; --no-moto-relay to go direct). The repeats alternate with
+            send's (send, send_state, send, send_state, ...) so both see the same machine, and the
+            report shows the difference in worker CPU per message and messages/s.
+  send_paced send without the table, its emails limited (ses.max_send_rate) to the messages/s the
+            send_state run just before it reached (needs send_state; runs after it in each repeat).
+            moto caps send_state at some tens of messages/s, and the worker's CPU per message grows
+            as its pace drops (fewer messages share each wake-up of its runtime), so
+            send_state − send_paced is the table's own cost and send_state − send is not.
   filtered  the same N events and worker, but the route matches nothing (another bucket): every
             message is received, parsed, matched, logged `filtered` and deleted. This is the
             worker's receive + delete ceiling without sending, and no production flag is needed.
@@ -25,7 +38,7 @@ in the same interval, so noise is visible. Results: results.json, results.md, th
 --out; the worker logs in --logs.
 
 Needs only the standard library (run with .emulators/venv/bin/python so setup_resources.py finds
-boto3).
+boto3; send_state deletes its tables with boto3 too, and leaves them, with a warning, without it).
 """
 
 import argparse
@@ -46,6 +59,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -60,6 +74,7 @@ AUTH = "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/sqs/aws4_request, Si
 # start-up, so the first request that enters the transmit phase is a ReceiveMessage.
 TRANSMIT_TARGET = "aws_smithy_runtime_api::client::interceptors::context"
 TRANSMIT_MESSAGE = "entering 'transmit' phase"
+PHASES = ("startup", "send", "send_state", "send_paced", "filtered", "loop", "loop_send")
 
 
 class BenchError(Exception):
@@ -140,6 +155,74 @@ class Ses(JsonHttp):
         return self.post("SES SendEmail", "/v2/email/outbound-emails", payload, headers, 30)
 
 
+class KeepAliveRelay:
+    """HTTP/1.1 keep-alive in front of moto, whose server (werkzeug's) closes the connection after
+    every response: without it the worker would open a TCP connection per DynamoDB call, which it
+    does not do against DynamoDB (keep-alive). Each relayed request goes to moto on a connection of
+    its own; the relay runs in this process (its CPU counts as the bench script's) and counts the
+    requests, so the report can show DynamoDB calls per message."""
+
+    HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+
+    def __init__(self, upstream):
+        url = urlparse(upstream)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        relay = self
+        self.requests = 0
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes
+
+            def log_message(self, *_):
+                pass
+
+            def relay(self):
+                size = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(size) if size else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in relay.HOP}
+                conn = http.client.HTTPConnection(host, port, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body, headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    self.send_error(502, f"moto: {exc}")
+                    return
+                finally:
+                    conn.close()
+                with relay.lock:
+                    relay.requests += 1
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in relay.HOP:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = relay
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            # The worker opens its connections (up to worker.concurrency) at once; socketserver's
+            # default backlog of 5 overflows into SYN cookies and retransmitted SYNs (1 s each).
+            request_queue_size = 256
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def count(self):
+        with self.lock:
+            return self.requests
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 # ---------------------------------------------------------------------------------------------
 # /proc readings
 
@@ -150,6 +233,13 @@ def proc_cpu(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14-17.
     return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def proc_cpu_split(pid):
+    """(user, system) CPU seconds of one process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def proc_mem_kb(pid):
@@ -368,6 +458,8 @@ class Worker:
                     self.counts[outcome] = self.counts.get(outcome, 0) + 1
                     if outcome in SETTLED and event_id and event_id not in self.settled:
                         self.settled[event_id] = ts
+                    elif outcome not in SETTLED and len(self.errors) < 20:
+                        self.errors.append(f"{outcome}: {obj.get('error')}")
                 elif obj.get("level") in ("ERROR", "WARN") and len(self.errors) < 20:
                     self.errors.append(obj.get("message"))
         self.log_file.flush()
@@ -497,12 +589,22 @@ class Bench:
         self.out.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         self.queues = []
+        self.tables = []
         self.bucket = f"qn-bench-{self.run_id}"
         self.recipient = f"bench-{self.run_id}@example.com"
         ses_port = urlparse(args.ses_endpoint).port
         ls_port = urlparse(args.endpoint).port
-        self.machine = Machine({"localstack": listener_pgid(ls_port), "ses_emulator": listener_pgid(ses_port)})
+        emulators = {"localstack": listener_pgid(ls_port), "ses_emulator": listener_pgid(ses_port)}
+        if "send_state" in args.phases.split(","):
+            # moto's CPU counts as an emulator's (not as other processes') in every phase of the run.
+            emulators["moto"] = listener_pgid(urlparse(args.moto_endpoint).port or 80)
+        self.machine = Machine(emulators)
         self.env = self._worker_env()
+        self.relay = None
+        self.state_endpoint = args.moto_endpoint
+        if "send_state" in args.phases.split(",") and args.moto_relay:
+            self.relay = KeepAliveRelay(args.moto_endpoint)
+            self.state_endpoint = self.relay.endpoint
 
     # -- resources
 
@@ -529,6 +631,42 @@ class Bench:
                 log(f"warning: could not delete queue {name}: {out.stderr.strip()}")
         self.queues = []
 
+    def make_table(self, phase, config):
+        """A fresh state table on moto, made by the binary under test (`state create`), which reads
+        state.table and state.endpoint_url from `config`."""
+        name = f"qn-bench-{self.run_id}-{phase}"
+        self.tables.append(name)
+        out = subprocess.run([str(self.args.binary), "state", "create", "--config", str(config)],
+                             capture_output=True, text=True, env=self.env, check=False, timeout=120)
+        if out.returncode != 0:
+            raise BenchError(f"quilt-notify state create (table {name}): exit {out.returncode}: "
+                             f"{(out.stderr or out.stdout).strip()[-600:]}")
+        return name
+
+    def delete_tables(self):
+        """DeleteTable on moto for every table this run made (boto3, as setup_resources.py uses)."""
+        if not self.tables:
+            return
+        try:
+            import boto3
+        except ImportError:
+            log(f"warning: boto3 missing for {sys.executable}: state tables left in moto: {', '.join(self.tables)}")
+            self.tables = []
+            return
+        from botocore.config import Config
+
+        client = boto3.client("dynamodb", endpoint_url=self.args.moto_endpoint, region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test",
+                              config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2}))
+        for name in self.tables:
+            try:
+                client.delete_table(TableName=name)
+            except client.exceptions.ResourceNotFoundException:
+                pass
+            except Exception as exc:  # noqa: BLE001 - a leftover table is only a warning
+                log(f"warning: could not delete state table {name}: {exc}")
+        self.tables = []
+
     def _worker_env(self):
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("QUILT_NOTIFY", "AWS_", "RUST_LOG"))}
@@ -546,7 +684,7 @@ class Bench:
             env["QUILT_NOTIFY__" + "__".join(part.upper() for part in key.split("."))] = value
         return env
 
-    def write_config(self, phase, queue_url, bucket):
+    def write_config(self, phase, queue_url, bucket, table=None):
         pattern = {
             "source": ["com.quiltdata"],
             "detail-type": ["package-revision"],
@@ -573,7 +711,7 @@ from = "Quilt notifications <quilt-notify@example.com>"
 
 [catalog]
 host = "catalog.example.com"
-
+{self._state_section(table)}
 [templates]
 dir = {json.dumps(str(ROOT / "config/templates"))}
 
@@ -586,6 +724,17 @@ pattern = {json.dumps(json.dumps(pattern))}
         path = self.logs / f"{phase}.toml"
         path.write_text(text)
         return path
+
+    def _state_section(self, table):
+        if not table:
+            return ""
+        return f"""
+[state]
+# send_state: the shared state table, fresh for this run, in moto's DynamoDB (through the
+# bench's keep-alive relay unless --no-moto-relay).
+table = {json.dumps(table)}
+endpoint_url = {json.dumps(self.state_endpoint)}
+"""
 
     # -- startup
 
@@ -623,24 +772,31 @@ pattern = {json.dumps(json.dumps(pattern))}
             "idle_rss_kb_max": max(r["idle_rss_kb"] for r in runs),
         }
 
-    # -- a worker run (send or filtered)
+    # -- a worker run (send, send_state or filtered)
 
-    def worker_phase(self, phase, send, trickle=False):
+    def worker_phase(self, phase, send, trickle=False, state=False, env=None):
         n = self.args.events
         url = self.make_queue(phase)
-        config = self.write_config(phase, url, self.bucket if send else f"{self.bucket}-matches-nothing")
+        table = f"qn-bench-{self.run_id}-{phase}" if state else None
+        config = self.write_config(phase, url, self.bucket if send else f"{self.bucket}-matches-nothing", table)
+        if state:
+            self.make_table(phase, config)
         events = [make_event(self.run_id, i, self.bucket) for i in range(n)]
         ids_by_index = [e["id"] for e in events]
         preload_started = time.time()
         enqueued = preload(self.sqs, url, events)
         before = self.machine.snapshot()
-        worker = Worker(self.args.binary, config, self.env, self.logs / f"{phase}.log")
+        worker = Worker(self.args.binary, config, env or self.env, self.logs / f"{phase}.log")
+        relayed = self.relay.count() if state and self.relay else None
         sampler = Sampler(worker.pid)
         sampler.start()
         result = {"phase": phase, "events": n}
+        if state:
+            result["state_table"] = {"table": table, "endpoint_url": self.args.moto_endpoint}
         try:
             worker.wait_for(lambda: worker.started_ts is not None, 30, "the worker to start")
             cpu_started = worker.cpu()
+            split_started = proc_cpu_split(worker.pid)
             deadline = time.time() + self.args.timeout
             ids = set(enqueued)
             last_report = time.time()
@@ -651,6 +807,15 @@ pattern = {json.dumps(json.dumps(pattern))}
                     break
                 if not worker.alive():
                     raise BenchError(f"the worker exited ({worker.exit_status}); log: {worker.log_file.name}")
+                with worker.lock:
+                    failed = sum(v for k, v in worker.counts.items() if k not in SETTLED)
+                    first = worker.errors[:1]
+                if failed > max(10, n // 20):
+                    # Retried messages cost CPU twice: the run measures something else (an emulator
+                    # that cannot keep up, e.g. timeouts from a slow moto). Stop instead of waiting
+                    # out --timeout.
+                    raise BenchError(f"{phase}: {failed} messages failed (outcomes {worker.counts}), e.g. "
+                                     f"{first[0] if first else '?'}; log: {worker.log_file.name}")
                 if time.time() > deadline:
                     raise BenchError(
                         f"{phase}: queue not drained within {self.args.timeout} s ({done}/{n} settled, "
@@ -660,7 +825,11 @@ pattern = {json.dumps(json.dumps(pattern))}
                     last_report = time.time()
                 time.sleep(0.25)
             cpu_drained = worker.cpu()
+            split_drained = proc_cpu_split(worker.pid)
             mem_drained = worker.mem()
+            if relayed is not None:
+                # From the worker's start to the drain: claims, marks sent, renewals (if any).
+                result["dynamodb_calls_per_message"] = round((self.relay.count() - relayed) / n, 3)
             after = self.machine.snapshot()
             with worker.lock:
                 settled = {i: worker.settled[i] for i in ids}
@@ -678,6 +847,9 @@ pattern = {json.dumps(json.dumps(pattern))}
                 "worker_cpu_s": round(drain_cpu, 3),
                 "worker_cpu_s_per_1000": round(drain_cpu / n * 1000, 4),
                 "worker_cpu_us_per_message": round(drain_cpu / n * 1e6, 1),
+                # The kernel's share (system time: sockets, epoll) and the process's own (user).
+                "worker_cpu_user_us_per_message": round((split_drained[0] - split_started[0]) / n * 1e6, 1),
+                "worker_cpu_sys_us_per_message": round((split_drained[1] - split_started[1]) / n * 1e6, 1),
                 "worker_cpu_cores": round(drain_cpu / window, 3),
                 "rss_kb_at_drain": mem_drained.get("VmRSS"),
                 "machine": Machine.delta(before, after, drain_cpu, n),
@@ -894,6 +1066,9 @@ pattern = {json.dumps(json.dumps(pattern))}
                 "ses_max_send_rate": self.args.max_send_rate,
                 "sqs_endpoint": self.args.endpoint,
                 "ses_endpoint": self.args.ses_endpoint,
+                **({"moto_endpoint": self.args.moto_endpoint,
+                    "moto_keep_alive_relay": self.relay is not None}
+                   if "send_state" in self.args.phases.split(",") else {}),
             },
             "machine": machine_info(),
             "binary": binary_info(self.args.binary),
@@ -902,19 +1077,44 @@ pattern = {json.dumps(json.dumps(pattern))}
             phases = self.args.phases.split(",")
             if "startup" in phases:
                 results["startup"] = self.startup()
-            if "send" in phases:
-                runs = []
+            sending = [p for p in ("send", "send_state", "send_paced") if p in phases]
+            if sending:
+                # The sending phases alternate (send, send_state, send_paced, send, ...), so they
+                # see the same minutes of the machine.
+                runs = {p: [] for p in sending}
                 for k in range(self.args.repeat):
-                    phase = "send" if k == 0 else f"send-{k + 1}"
-                    if k:
+                    for kind in sending:
+                        phase = kind if k == 0 else f"{kind}-{k + 1}"
                         # Each run's emails go to their own recipient, so each run's check counts its own.
-                        self.recipient = f"bench-{self.run_id}-{k + 1}@example.com"
-                    log(f"{phase}: {self.args.events} events, worker sending to {self.args.ses_endpoint}")
-                    runs.append(self.worker_phase(phase, send=True, trickle=k == 0))
-                    log(f"{phase}: {runs[-1]['messages_per_s']} msg/s, "
-                        f"{runs[-1]['worker_cpu_us_per_message']} µs CPU/msg")
-                results["send"] = median_run(runs)
-                results["send_repeats"] = [repeat_summary(run) for run in runs]
+                        self.recipient = (f"bench-{self.run_id}@example.com" if phase == "send"
+                                          else f"bench-{self.run_id}-{phase.removeprefix('send-')}@example.com")
+                        state = kind == "send_state"
+                        env = None
+                        how = ""
+                        if state:
+                            how = f", state table in {self.args.moto_endpoint}" + (
+                                f" (keep-alive relay {self.state_endpoint})" if self.relay else "")
+                        if kind == "send_paced":
+                            # The pace send_state's run just reached: the worker's CPU per message
+                            # depends on its pace (fewer messages share each wake-up), so this is
+                            # send_state's like-for-like without the table.
+                            pace = runs["send_state"][k]["messages_per_s"]
+                            env = dict(self.env, QUILT_NOTIFY__SES__MAX_SEND_RATE=str(pace))
+                            how = f", at most {pace} emails/s (send_state's pace)"
+                        log(f"{phase}: {self.args.events} events, worker sending to {self.args.ses_endpoint}{how}")
+                        run = self.worker_phase(phase, send=True, trickle=k == 0 and kind != "send_paced",
+                                                state=state, env=env)
+                        if kind == "send_paced":
+                            run["paced_at_messages_per_s"] = pace
+                        runs[kind].append(run)
+                        log(f"{phase}: {run['messages_per_s']} msg/s, {run['worker_cpu_us_per_message']} µs CPU/msg"
+                            + (f", {run['dynamodb_calls_per_message']} DynamoDB calls/msg"
+                               if "dynamodb_calls_per_message" in run else ""))
+                for kind in sending:
+                    results[kind] = median_run(runs[kind])
+                    results[f"{kind}_repeats"] = [repeat_summary(run) for run in runs[kind]]
+                if "send" in sending and "send_state" in sending:
+                    results["state_cost"] = state_cost(results)
             if "filtered" in phases:
                 log(f"filtered: {self.args.events} events, no route matches")
                 results["filtered"] = self.worker_phase("filtered", send=False)
@@ -930,6 +1130,9 @@ pattern = {json.dumps(json.dumps(pattern))}
                 log(f"loop_send: {results['loop_send']['messages_per_s']} msg/s")
         finally:
             self.delete_queues()
+            self.delete_tables()
+            if self.relay:
+                self.relay.close()
         results["duration_s"] = round(time.time() - started, 1)
         results["targets"] = targets(results)
         return results
@@ -955,10 +1158,75 @@ def repeat_summary(run):
         "phase": run["phase"],
         "messages_per_s": run["messages_per_s"],
         "worker_cpu_us_per_message": run["worker_cpu_us_per_message"],
+        "worker_cpu_user_us_per_message": run.get("worker_cpu_user_us_per_message"),
+        "worker_cpu_sys_us_per_message": run.get("worker_cpu_sys_us_per_message"),
         "peak_rss_kb": run["peak_rss_kb"],
         "machine_busy_cores": run["machine"]["machine_busy_cores"],
         "localstack_cpu_s_per_1000": emulators["localstack"]["cpu_s_per_1000"],
         "ses_emulator_cpu_s_per_1000": emulators["ses_emulator"]["cpu_s_per_1000"],
+        **({"moto_cpu_s_per_1000": emulators["moto"]["cpu_s_per_1000"]} if "moto" in emulators else {}),
+        **({"dynamodb_calls_per_message": run["dynamodb_calls_per_message"]}
+           if "dynamodb_calls_per_message" in run else {}),
+        **({"paced_at_messages_per_s": run["paced_at_messages_per_s"]} if "paced_at_messages_per_s" in run else {}),
+    }
+
+
+# The issue's target for the shared state table: at most this much more worker CPU per message.
+STATE_TARGET_US = 100
+
+
+def state_cost(r):
+    """send_state against send (and against send_paced, send at send_state's pace, when run), from
+    the interleaved repeats: medians, min and max, each run, and the difference of the medians and
+    of each repeat's pair (run k of one against run k of the other, minutes apart)."""
+    rows = {"off": r["send_repeats"], "on": r["send_state_repeats"]}
+    if r.get("send_paced_repeats"):
+        rows["paced"] = r["send_paced_repeats"]
+    for side_rows in rows.values():
+        for x in side_rows:
+            ls = x.get("localstack_cpu_s_per_1000")
+            x["worker_cpu_per_localstack"] = round(x["worker_cpu_us_per_message"] / 1000 / ls, 3) if ls else None
+
+    def side(side_rows, key, scale, digits):
+        values = [None if x.get(key) is None else round(x[key] * scale, digits) for x in side_rows]
+        known = [v for v in values if v is not None]
+        return {"median": round(median(known), digits) if known else None,
+                "min": min(known) if known else None, "max": max(known) if known else None, "runs": values}
+
+    def diff(a, b, digits):
+        """b - a."""
+        delta = None if a["median"] is None or b["median"] is None else round(b["median"] - a["median"], digits)
+        return {"delta_of_medians": delta,
+                "delta_pct": round(delta / a["median"] * 100, 1) if delta is not None and a["median"] else None,
+                "paired_deltas": [None if x is None or y is None else round(y - x, digits)
+                                  for x, y in zip(a["runs"], b["runs"])]}
+
+    def compare(key, scale=1.0, digits=1):
+        out = {name: side(side_rows, key, scale, digits) for name, side_rows in rows.items()}
+        out["on_minus_off"] = diff(out["off"], out["on"], digits)
+        if "paced" in out:
+            out["on_minus_paced"] = diff(out["paced"], out["on"], digits)
+        return out
+
+    cpu = compare("worker_cpu_us_per_message")
+    vs_off = cpu["on_minus_off"]["delta_of_medians"]
+    vs_paced = cpu.get("on_minus_paced", {}).get("delta_of_medians")
+    return {
+        "note": "off = send, on = send_state (the shared state table in moto's DynamoDB), paced = send_paced "
+                "(send at the pace send_state reached, no table); repeats interleaved send, send_state, "
+                "send_paced, send, ...; paired_deltas: run k minus run k",
+        "worker_cpu_us_per_message": cpu,
+        "messages_per_s": compare("messages_per_s"),
+        "peak_rss_mib": compare("peak_rss_kb", 1 / 1024),
+        "worker_cpu_user_us_per_message": compare("worker_cpu_user_us_per_message"),
+        "worker_cpu_sys_us_per_message": compare("worker_cpu_sys_us_per_message"),
+        "worker_cpu_per_localstack": compare("worker_cpu_per_localstack", 1.0, 3),
+        "localstack_cpu_us_per_message": compare("localstack_cpu_s_per_1000", 1000.0, 0),
+        "moto_cpu_us_per_message": side(rows["on"], "moto_cpu_s_per_1000", 1000.0, 0),
+        "dynamodb_calls_per_message": side(rows["on"], "dynamodb_calls_per_message", 1.0, 3),
+        "target_us": STATE_TARGET_US,
+        "met_vs_off": vs_off is not None and vs_off <= STATE_TARGET_US,
+        "met_vs_paced": None if vs_paced is None else vs_paced <= STATE_TARGET_US,
     }
 
 
@@ -1051,6 +1319,16 @@ def targets(r):
                 ratio = send_rate(r) / r[ceiling]["messages_per_s"]
                 add(f"sending throughput (median) vs {names[ceiling]}", round(ratio * 100, 1), "%", "≥ 90",
                     ratio >= 0.9)
+    cost = r.get("state_cost")
+    if cost:
+        cpu = cost["worker_cpu_us_per_message"]
+        delta = cpu["on_minus_off"]["delta_of_medians"]
+        add("shared state table: added worker CPU per message (send_state − send, medians)", delta, "µs",
+            f"≤ +{cost['target_us']}", delta is not None and delta <= cost["target_us"])
+        if "on_minus_paced" in cpu:
+            delta = cpu["on_minus_paced"]["delta_of_medians"]
+            add("shared state table: added worker CPU per message at the same pace (send_state − send_paced, "
+                "medians)", delta, "µs", f"≤ +{cost['target_us']}", delta is not None and delta <= cost["target_us"])
     filtered = r.get("filtered")
     if filtered and r.get("loop"):
         ratio = filtered["messages_per_s"] / r["loop"]["messages_per_s"]
@@ -1078,7 +1356,10 @@ def fmt_lat(summary):
 
 def markdown(r):
     send, filtered, loop = r.get("send"), r.get("filtered"), r.get("loop")
-    cols = [("worker, sending (SES emulator)", send), ("worker, sending disabled (filtered)", filtered),
+    cols = [("worker, sending (SES emulator)", send),
+            ("worker, sending, state table on (moto DynamoDB)", r.get("send_state")),
+            ("worker, sending at send_state's pace (no table)", r.get("send_paced")),
+            ("worker, sending disabled (filtered)", filtered),
             ("plain receive/delete loop", loop), ("plain receive/SendEmail/delete loop", r.get("loop_send"))]
     cols = [(name, c) for name, c in cols if c]
     lines = [f"Run `{r['run_id']}`, {r['events']:,} events per phase, {r['machine']['nproc']} cores "
@@ -1116,6 +1397,9 @@ def markdown(r):
         lambda c: f"{c['machine']['emulators']['localstack']['cpu_s_per_1000']:.2f}")
     row("SES emulator CPU s per 1,000 messages",
         lambda c: f"{c['machine']['emulators']['ses_emulator']['cpu_s_per_1000']:.2f}")
+    if any("moto" in (c.get("machine") or {}).get("emulators", {}) for _, c in cols):
+        row("moto (DynamoDB) CPU s per 1,000 messages",
+            lambda c: f"{c['machine']['emulators']['moto']['cpu_s_per_1000']:.2f}")
     row("whole machine, cores busy (of the machine's cores)", lambda c: f"{c['machine']['machine_busy_cores']:.2f}")
     row("other processes on the machine (cores busy)", lambda c: f"{c['machine']['other_processes_cores']:.2f}")
     row("load average start → end", lambda c: f"{c['machine']['load_average_start'][0]:.2f} → "
@@ -1147,6 +1431,15 @@ def markdown(r):
     if send:
         extra.append(f"- Emails in the SES store: {send['emails']['found']:,} of {send['emails']['expected']:,}, "
                      f"{send['emails']['duplicates']} duplicates; outcomes {send['outcomes']}.")
+    if r.get("send_state"):
+        st = r["send_state"]
+        extra.append(f"- State table on (send_state, the run in the table): emails in the SES store "
+                     f"{st['emails']['found']:,} of {st['emails']['expected']:,}, {st['emails']['duplicates']} "
+                     f"duplicates; outcomes {st['outcomes']}.")
+        if st.get("trickle"):
+            t = st["trickle"]
+            extra.append(f"- Steady state with the state table on: {t['events']} events at {t['rate_per_s']}/s, "
+                         f"enqueue → outcome line p50 / p95 / p99 {fmt_ms(t['latency_enqueue_to_outcome_line'])} ms.")
     if r.get("startup"):
         s = r["startup"]
         extra.append(f"- Start-up ({len(s['runs'])} runs): first ReceiveMessage {s['first_receive_ms_median']} ms "
@@ -1164,11 +1457,100 @@ def markdown(r):
                      "once] → DeleteMessageBatch, raw JSON over keep-alive HTTP, no SDK: the worker's default batch "
                      "size, pollers and messages in flight. The sending loop is no ceiling: its Python client spends "
                      "more CPU per message than the worker.")
-    lines += extra + ["", "| target | measured | limit | met |", "| --- | ---: | ---: | :---: |"]
+    lines += extra
+    if r.get("state_cost"):
+        lines += [""] + state_section(r)
+    lines += ["", "| target | measured | limit | met |", "| --- | ---: | ---: | :---: |"]
     for t in r["targets"]:
         lines.append(f"| {t['target']} | {t['value']} {t['unit']} | {t['limit']} {t['unit']} | "
                      f"{'yes' if t['met'] else '**no**'} |")
     return "\n".join(lines) + "\n"
+
+
+def state_section(r):
+    """The state table on against off (and against off at on's pace), from the interleaved repeats."""
+    c = r["state_cost"]
+    cpu = c["worker_cpu_us_per_message"]
+    paced = "paced" in cpu
+    n = len(cpu["off"]["runs"])
+
+    def fmt(v, digits):
+        return "–" if v is None else f"{v:,.{digits}f}"
+
+    def signed(v, digits, unit=""):
+        return "–" if v is None else f"{v:+,.{digits}f}{unit}".replace("-", "−")
+
+    def cell(side, digits, bold=False):
+        med = fmt(side["median"], digits)
+        return f"{f'**{med}**' if bold else med} ({fmt(side['min'], digits)}–{fmt(side['max'], digits)})"
+
+    def delta(d, digits, unit, bold=False):
+        text = signed(d["delta_of_medians"], digits, unit)
+        if bold:
+            text = f"**{text}**"
+        if d.get("delta_pct") is not None:
+            text += f" ({d['delta_pct']:+.0f} %)".replace("-", "−")
+        return text + "; runs " + " / ".join(signed(v, digits) for v in d["paired_deltas"])
+
+    def runs(side, digits):
+        return " / ".join(fmt(v, digits) for v in side["runs"])
+
+    kinds = "send, send_state, send_paced" if paced else "send, send_state"
+    lines = [f"State table on against off: {n} runs of each, interleaved ({kinds}, {kinds.split(',')[0]}, …), each "
+             "on its own queue. send_state's worker claims each (event, route) in a fresh table in moto's "
+             "DynamoDB (a conditional PutItem) and marks it sent once SES accepted it (an UpdateItem)."
+             + (" send_paced is send without the table, its emails limited (`ses.max_send_rate`) to the "
+                "messages/s the send_state run before it reached: moto caps send_state's pace, and the worker's "
+                "CPU per message depends on its pace." if paced else "")
+             + " Cells: median (min–max); differences: of the medians, then run k minus run k.", ""]
+    head = "| | state off (send) | state on (send_state) |"
+    rule = "| --- | ---: | ---: |"
+    if paced:
+        head += " state off at send_state's pace (send_paced) |"
+        rule += " ---: |"
+    head += " on − off |"
+    rule += " ---: |"
+    if paced:
+        head += " on − off at the same pace |"
+        rule += " ---: |"
+    lines += [head, rule]
+    rows = [("messages/s", "messages_per_s", 0, True, ""),
+            ("worker CPU per message (µs)", "worker_cpu_us_per_message", 0, True, " µs"),
+            ("… of which user (µs)", "worker_cpu_user_us_per_message", 0, False, " µs"),
+            ("… of which system (kernel) (µs)", "worker_cpu_sys_us_per_message", 0, False, " µs"),
+            ("worker CPU per message ÷ LocalStack's", "worker_cpu_per_localstack", 2, False, ""),
+            ("worker peak RSS (MiB)", "peak_rss_mib", 1, False, " MiB"),
+            ("LocalStack CPU per message (µs)", "localstack_cpu_us_per_message", 0, False, " µs")]
+    for label, key, digits, bold, unit in rows:
+        x = c[key]
+        line = f"| {label} | {cell(x['off'], digits, bold)} | {cell(x['on'], digits, bold)} |"
+        if paced:
+            line += f" {cell(x['paced'], digits, bold)} |"
+        line += f" {delta(x['on_minus_off'], digits, unit, bold)} |"
+        if paced:
+            line += f" {delta(x['on_minus_paced'], digits, unit, bold)} |"
+        lines.append(line)
+    blank = " – |" if paced else ""
+    blank_d = " |" if paced else ""
+    lines.append(f"| moto (DynamoDB) CPU per message (µs) | – | {cell(c['moto_cpu_us_per_message'], 0)} |{blank} |"
+                 f"{blank_d}")
+    if c["dynamodb_calls_per_message"]["median"] is not None:
+        lines.append(f"| DynamoDB calls per message | – | {cell(c['dynamodb_calls_per_message'], 2)} |{blank} |"
+                     f"{blank_d}")
+    rate = c["messages_per_s"]
+    lines += ["", f"- Each run, in order: worker CPU per message (µs), send {runs(cpu['off'], 0)}; send_state "
+                  f"{runs(cpu['on'], 0)}" + (f"; send_paced {runs(cpu['paced'], 0)}" if paced else "")
+              + f". Messages/s: send {runs(rate['off'], 0)}; send_state {runs(rate['on'], 0)}"
+              + (f"; send_paced {runs(rate['paced'], 0)}" if paced else "") + "."]
+    verdict = (f"- Target: the state table adds ≤ {c['target_us']} µs of worker CPU per message. send_state − "
+               f"send: {signed(cpu['on_minus_off']['delta_of_medians'], 0, ' µs')} (medians), "
+               f"{'met' if c['met_vs_off'] else '**not met**'}")
+    if paced:
+        verdict += (f"; at the same pace, send_state − send_paced: "
+                    f"{signed(cpu['on_minus_paced']['delta_of_medians'], 0, ' µs')}, "
+                    f"{'met' if c['met_vs_paced'] else '**not met**'}")
+    lines.append(verdict + ".")
+    return lines
 
 
 def fmt_ms(summary):
@@ -1185,8 +1567,11 @@ def rebin(tenths, width):
 
 def svg_chart(r):
     """Throughput over time (messages per second, per phase) and the worker's RSS and CPU."""
-    colors = {"send": "#1f77b4", "filtered": "#2ca02c", "loop": "#7f7f7f", "loop_send": "#9467bd"}
-    labels = {"send": "worker, sending", "filtered": "worker, sending disabled (filtered)",
+    colors = {"send": "#1f77b4", "send_state": "#8c564b", "send_paced": "#e377c2", "filtered": "#2ca02c",
+              "loop": "#7f7f7f", "loop_send": "#9467bd"}
+    labels = {"send": "worker, sending", "send_state": "worker, sending, state table on",
+              "send_paced": "worker, sending at send_state's pace",
+              "filtered": "worker, sending disabled (filtered)",
               "loop": "plain receive/delete loop", "loop_send": "plain receive/SendEmail/delete loop"}
     keys = [k for k in colors if r.get(k) and r[k].get("settled_per_100ms")]
     longest = max((len(r[k]["settled_per_100ms"]) / 10 for k in keys), default=1.0)
@@ -1316,6 +1701,12 @@ def parse_args(argv):
     parser.add_argument("--binary", default=str(ROOT / "target/release/quilt-notify"))
     parser.add_argument("--endpoint", default="http://127.0.0.1:4566", help="LocalStack (SQS)")
     parser.add_argument("--ses-endpoint", default="http://127.0.0.1:8005", help="SES v2 emulator")
+    parser.add_argument("--moto-relay", action=argparse.BooleanOptionalAction, default=True,
+                        help="send_state: the worker reaches moto through a keep-alive relay in this process "
+                             "(moto closes every connection, DynamoDB does not; default on)")
+    parser.add_argument("--moto-endpoint", default=f"http://127.0.0.1:{os.environ.get('QN_MOTO_PORT') or 5000}",
+                        help="moto server: DynamoDB for send_state's state tables (default %(default)s, "
+                             "QN_MOTO_PORT)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a phase may take to drain (default %(default)s)")
     parser.add_argument("--trickle", type=int, default=200, help="steady-state events after the send drain (0: none)")
     parser.add_argument("--trickle-rate", type=float, default=20, help="their rate per second (default %(default)s)")
@@ -1330,12 +1721,16 @@ def parse_args(argv):
     parser.add_argument("--concurrency", type=int, default=DEFAULTS["worker"]["concurrency"],
                         help="plain send loop: SendEmail calls at once (default: the worker's, %(default)s)")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="send phase runs; the report shows the median and the spread (default %(default)s)")
+                        help="runs of send (and of send_state, alternating with send's); the report shows "
+                             "the median and the spread (default %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a worker setting for every phase, e.g. worker.concurrency=40 (repeatable; "
                              "default: config/default.toml's values)")
     parser.add_argument("--phases", default="startup,send,filtered,loop,loop_send",
-                        help="comma-separated subset (default %(default)s)")
+                        help="comma-separated, of " + ",".join(PHASES) + " (default %(default)s; send_state "
+                             "and send_paced are left out: they need moto, whose ~50 msg/s make each of their "
+                             "runs several times longer than a send run; --phases send,send_state,send_paced "
+                             "measures the state table's cost)")
     parser.add_argument("--report-only", metavar="RESULTS.JSON",
                         help="measure nothing: rewrite results.md and throughput.svg from a results.json")
     parser.add_argument("--run-id", help="names the queues, bucket and recipient (default: time + random)")
@@ -1343,6 +1738,11 @@ def parse_args(argv):
     for setting in args.set:
         if not re.fullmatch(r"[a-z_]+\.[a-z_]+=.*", setting):
             parser.error(f"--set {setting!r}: expected SECTION.KEY=VALUE, e.g. worker.concurrency=40")
+    unknown = set(args.phases.split(",")) - set(PHASES)
+    if unknown:
+        parser.error(f"--phases: unknown {', '.join(sorted(unknown))} (known: {', '.join(PHASES)})")
+    if "send_paced" in args.phases.split(",") and "send_state" not in args.phases.split(","):
+        parser.error("--phases: send_paced runs at send_state's pace, so it needs send_state too")
     if args.events < 1:
         parser.error("--events must be at least 1")
     if args.repeat < 1:
