@@ -13,6 +13,8 @@ scripts/start-emulators and compose's moto service run this file with moto's ven
 """
 
 import argparse
+import signal
+import sys
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -27,6 +29,8 @@ def main():
     parser.add_argument("-H", "--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("-p", "--port", type=int, default=5000, help="port (default %(default)s)")
     args = parser.parse_args()
+    # In a container this is PID 1, which ignores SIGTERM unless it handles it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, app, threaded=False, use_reloader=False,
                request_handler=MotoRequestHandler)
