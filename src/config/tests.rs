@@ -140,6 +140,17 @@ fn out_of_range_values_name_their_key() {
             "0",
             "s3.max_manifest_entries",
         ),
+        ("QUILT_NOTIFY__STATE__TTL_DAYS", "0", "state.ttl_days"),
+        (
+            "QUILT_NOTIFY__STATE__LEASE_SECONDS",
+            "2",
+            "state.lease_seconds",
+        ),
+        (
+            "QUILT_NOTIFY__STATE__DIGEST_CHECK_SECONDS",
+            "0",
+            "state.digest_check_seconds",
+        ),
     ] {
         let msg = load(MINIMAL, &[(var, value)])
             .expect_err("must fail")
@@ -222,6 +233,24 @@ fn a_topic_needs_a_contact_list() {
     );
     let listed = load(&topical, &[("QUILT_NOTIFY__SES__CONTACT_LIST", "quilt")]).expect("loads");
     assert_eq!(listed.ses.contact_list.as_deref(), Some("quilt"));
+}
+
+#[test]
+fn state_is_per_process_by_default_and_a_digest_needs_the_table() {
+    let s = load(MINIMAL, &[]).expect("loads");
+    assert_eq!(s.state.table, None, "memory unless a table is named");
+    assert_eq!((s.state.ttl_days, s.state.lease_seconds), (7, 60));
+    let digest = MINIMAL.replace(
+        "template = \"package-created\"",
+        "digest = { every = \"1h\" }",
+    );
+    let msg = load(&digest, &[]).expect_err("must fail").to_string();
+    assert!(
+        msg.contains("routes[0].digest") && msg.contains("state.table") && msg.contains("\"all\""),
+        "{msg}"
+    );
+    let shared = load(&digest, &[("QUILT_NOTIFY__STATE__TABLE", "qn-state")]).expect("loads");
+    assert_eq!(shared.state.table.as_deref(), Some("qn-state"));
 }
 
 #[test]
