@@ -101,6 +101,19 @@ impl DynamoState {
         Ok(output.item)
     }
 
+    /// The item whose condition refused a write: as the error returned it
+    /// (`ReturnValuesOnConditionCheckFailure`), or read, for an emulator that returns none.
+    async fn refusing_item(
+        &self,
+        returned: Option<&Item>,
+        key: Item,
+    ) -> Result<Option<Item>, StateError> {
+        match returned {
+            Some(item) => Ok(Some(item.clone())),
+            None => self.get(key).await,
+        }
+    }
+
     /// What a lease item that refused a claim says.
     fn refused(item: &Item) -> Claim {
         if string(item, "status") == Some("claimed") {
@@ -163,15 +176,9 @@ impl DynamoState {
                     .is_some_and(|previous| previous != owner),
             }),
             Err(SdkError::ServiceError(ctx)) if is_condition_failure(ctx.err()) => {
-                let old = match ctx.err() {
-                    PutItemError::ConditionalCheckFailedException(e) => e.item().cloned(),
-                    _ => None,
-                };
-                let old = match old {
-                    Some(old) => Some(old),
-                    // An emulator that does not return the item: read it.
-                    None => self.get(key(lease)).await?,
-                };
+                let old = self
+                    .refusing_item(put_item_refused(ctx.err()), key(lease))
+                    .await?;
                 // Gone between the write and the read (released): the next attempt claims it.
                 let claim = old
                     .as_ref()
@@ -354,14 +361,9 @@ impl DynamoState {
         match put {
             Ok(_) => {}
             Err(SdkError::ServiceError(ctx)) if is_condition_failure(ctx.err()) => {
-                let old = match ctx.err() {
-                    PutItemError::ConditionalCheckFailedException(e) => e.item().cloned(),
-                    _ => None,
-                };
-                let old = match old {
-                    Some(old) => Some(old),
-                    None => self.get(marker_key.clone()).await?,
-                };
+                let old = self
+                    .refusing_item(put_item_refused(ctx.err()), marker_key.clone())
+                    .await?;
                 let Some(old) = old else {
                     return Err(self.conflict("the once-marker vanished while recording"));
                 };
@@ -444,13 +446,9 @@ impl DynamoState {
             Ok(_) => Ok(Added::Yes),
             Err(SdkError::ServiceError(ctx)) => match ctx.err() {
                 UpdateItemError::ConditionalCheckFailedException(e) => {
-                    let shard = match e.item() {
-                        Some(item) => Some(item.clone()),
-                        None => {
-                            self.get(shard_key(route, window, shard_of(event_id)))
-                                .await?
-                        }
-                    };
+                    let shard = self
+                        .refusing_item(e.item(), shard_key(route, window, shard_of(event_id)))
+                        .await?;
                     Ok(if shard.is_some_and(|item| item.contains_key(&attribute)) {
                         Added::Yes
                     } else {
@@ -699,6 +697,14 @@ pub(crate) fn shard_key(route: &str, window: Window, shard: u32) -> Item {
         ("pk".to_owned(), s(&window_pk(route, window))),
         ("sk".to_owned(), s(&format!("shard#{shard:02}"))),
     ])
+}
+
+/// The item a refused PutItem returned, if any.
+fn put_item_refused(err: &PutItemError) -> Option<&Item> {
+    match err {
+        PutItemError::ConditionalCheckFailedException(e) => e.item(),
+        _ => None,
+    }
 }
 
 fn is_condition_failure(err: &PutItemError) -> bool {

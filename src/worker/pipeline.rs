@@ -12,7 +12,7 @@ use crate::domain::event::PackageEvent;
 use crate::domain::feedback::{Feedback, FeedbackKind};
 use crate::domain::message::Message;
 use crate::domain::recipients::Selection;
-use crate::domain::render::{route_data, Renderer};
+use crate::domain::render::{route_data, RenderedEmail, Renderer};
 use crate::domain::route::{EmailAddress, Route, RouteTable};
 use crate::ports::{
     Claim, Email, FailureKind, Finish, LeaseKey, ListManagement, Mailer, SendError, StateError,
@@ -239,13 +239,10 @@ impl<M: Mailer> Pipeline<M> {
             _ => None,
         };
         match route.decide(read) {
-            Decision::Send if route.digest.is_some() => {
-                let Some(schedule) = &route.digest else {
-                    return RouteResult::Filtered;
-                };
-                self.record(event, route, schedule, read).await
-            }
             Decision::Send => {
+                if let Some(schedule) = &route.digest {
+                    return self.record(event, route, schedule, read).await;
+                }
                 let Some(to) = addressees(event, route, read) else {
                     return RouteResult::Filtered;
                 };
@@ -365,27 +362,7 @@ impl<M: Mailer> Pipeline<M> {
                 error: format!("route \"{}\": {e}", route.name),
             })
         })?;
-        let addresses = |list: &[EmailAddress]| -> Vec<String> {
-            list.iter().map(|a| a.as_str().to_owned()).collect()
-        };
-        let email = Email {
-            from: route
-                .from
-                .as_ref()
-                .map_or_else(|| self.default_from.clone(), |f| f.as_str().to_owned()),
-            to: addresses(to),
-            cc: addresses(&route.recipients.cc),
-            bcc: addresses(&route.recipients.bcc),
-            reply_to: addresses(&route.recipients.reply_to),
-            subject: rendered.subject,
-            html: rendered.html,
-            text: rendered.text,
-            tags: vec![
-                ("route".to_owned(), route.name.clone()),
-                ("event_id".to_owned(), event.id().to_owned()),
-            ],
-            list: self.list_management(route),
-        };
+        let email = self.email(route, to, rendered, ("event_id", event.id().to_owned()));
         let key = LeaseKey::Send {
             event_id: event.id(),
             route: &route.name,
@@ -397,18 +374,11 @@ impl<M: Mailer> Pipeline<M> {
         {
             return Ok(done);
         }
-        let send = async {
-            self.limiter.acquire().await;
-            let call = Instant::now();
-            let sent = self.mailer.send(&email).await;
-            (sent, call.elapsed())
-        };
-        let (sent, took) = match &self.claims {
-            Some(claims) => claims.hold(key, send).await,
-            None => send.await,
+        let sent = match &self.claims {
+            Some(claims) => claims.hold(key, self.send(&email)).await,
+            None => self.send(&email).await,
         };
         let metrics = &self.instruments.metrics;
-        metrics.observe(Histogram::SesCall, took);
         match sent {
             Ok(message_id) => {
                 metrics.add(Counter::EmailsSent, 1);
@@ -456,15 +426,53 @@ impl<M: Mailer> Pipeline<M> {
         }
     }
 
-    /// The contact list and topic of a route's mail, when it has a topic.
-    fn list_management(&self, route: &Route) -> Option<ListManagement> {
-        self.contact_list
-            .as_ref()
-            .zip(route.topic.as_ref())
-            .map(|(contact_list, topic)| ListManagement {
-                contact_list: contact_list.clone(),
-                topic: topic.clone(),
-            })
+    /// A route's email to `to` (with the route's Cc, Bcc, Reply-To, sender and contact-list
+    /// topic), tagged with the route and `tag` (the event id, or a digest's window).
+    fn email(
+        &self,
+        route: &Route,
+        to: &[EmailAddress],
+        rendered: RenderedEmail,
+        tag: (&str, String),
+    ) -> Email {
+        let addresses = |list: &[EmailAddress]| -> Vec<String> {
+            list.iter().map(|a| a.as_str().to_owned()).collect()
+        };
+        Email {
+            from: route
+                .from
+                .as_ref()
+                .map_or_else(|| self.default_from.clone(), |f| f.as_str().to_owned()),
+            to: addresses(to),
+            cc: addresses(&route.recipients.cc),
+            bcc: addresses(&route.recipients.bcc),
+            reply_to: addresses(&route.recipients.reply_to),
+            subject: rendered.subject,
+            html: rendered.html,
+            text: rendered.text,
+            tags: vec![
+                ("route".to_owned(), route.name.clone()),
+                (tag.0.to_owned(), tag.1),
+            ],
+            list: self.contact_list.as_ref().zip(route.topic.as_ref()).map(
+                |(contact_list, topic)| ListManagement {
+                    contact_list: contact_list.clone(),
+                    topic: topic.clone(),
+                },
+            ),
+        }
+    }
+
+    /// One SendEmail within the send-rate limit, its time recorded (the wait for the limiter
+    /// not included).
+    async fn send(&self, email: &Email) -> Result<String, SendError> {
+        self.limiter.acquire().await;
+        let call = Instant::now();
+        let sent = self.mailer.send(email).await;
+        self.instruments
+            .metrics
+            .observe(Histogram::SesCall, call.elapsed());
+        sent
     }
 }
 

@@ -8,11 +8,9 @@ use super::{Pipeline, RouteResult};
 use crate::domain::details::Details;
 use crate::domain::digest::{digest_data, DigestEntry, Schedule};
 use crate::domain::event::PackageEvent;
-use crate::domain::route::{EmailAddress, Route};
-use crate::ports::{
-    Claim, Email, FailureKind, Finish, LeaseKey, Mailer, Recorded, SendError, Window,
-};
-use crate::telemetry::metrics::{Counter, Histogram};
+use crate::domain::route::Route;
+use crate::ports::{Claim, FailureKind, Finish, LeaseKey, Mailer, Recorded, SendError, Window};
+use crate::telemetry::metrics::Counter;
 use crate::worker::claims::now_ms;
 use crate::worker::outcome::Outcome;
 
@@ -204,8 +202,11 @@ impl<M: Mailer> Pipeline<M> {
             })
             .collect();
         if entries.is_empty() {
-            // Nothing to say: an empty window sends nothing.
-            let _ = claims.finish(key, Finish::Sent { message_id: "" }).await;
+            // Nothing to say: an empty window sends nothing. If the mark fails, the next check
+            // finds the window again, still empty.
+            if let Err(e) = claims.finish(key, Finish::Sent { message_id: "" }).await {
+                tracing::debug!(route = %route.name, window = %label, error = %e, "could not mark an empty window done");
+            }
             return WindowResult::Skipped;
         }
         let events = entries.len();
@@ -231,35 +232,13 @@ impl<M: Mailer> Pipeline<M> {
                     .await
             }
         };
-        let addresses = |list: &[EmailAddress]| -> Vec<String> {
-            list.iter().map(|a| a.as_str().to_owned()).collect()
-        };
-        let email = Email {
-            from: route
-                .from
-                .as_ref()
-                .map_or_else(|| self.default_from.clone(), |f| f.as_str().to_owned()),
-            to: addresses(&route.recipients.to),
-            cc: addresses(&route.recipients.cc),
-            bcc: addresses(&route.recipients.bcc),
-            reply_to: addresses(&route.recipients.reply_to),
-            subject: rendered.subject,
-            html: rendered.html,
-            text: rendered.text,
-            tags: vec![
-                ("route".to_owned(), route.name.clone()),
-                ("digest_window".to_owned(), window.start.to_string()),
-            ],
-            list: self.list_management(route),
-        };
-        let send = async {
-            self.limiter.acquire().await;
-            let call = Instant::now();
-            let sent = self.mailer.send(&email).await;
-            (sent, call.elapsed())
-        };
-        let (sent, took) = send.await;
-        metrics.observe(Histogram::SesCall, took);
+        let email = self.email(
+            route,
+            &route.recipients.to,
+            rendered,
+            ("digest_window", window.start.to_string()),
+        );
+        let sent = self.send(&email).await;
         match sent {
             Ok(message_id) => {
                 metrics.add(Counter::EmailsSent, 1);
