@@ -162,7 +162,7 @@ async fn settle<Q: Queue, M>(
             backoff: shared.options.backoff,
             jitter: fastrand::f64(),
             pause_remaining,
-            now_ms: super::claims::now_ms(),
+            now_ms: shared.pipeline.now_ms(),
         };
         match outcome.queue_action(&retry) {
             QueueAction::Delete => {

@@ -6,8 +6,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use super::clock::{Clock, SystemClock};
 use crate::ports::{Claim, Finish, LeaseKey, StateError, StateFailureKind, StateStore};
 
 /// Attempts at marking work finished, the first retry after `FINISH_FIRST_RETRY`, doubling:
@@ -21,6 +22,7 @@ pub struct Claims {
     store: Arc<dyn StateStore>,
     owner: String,
     lease: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Claims {
@@ -32,11 +34,9 @@ impl std::fmt::Debug for Claims {
     }
 }
 
-/// Unix milliseconds now.
+/// Unix milliseconds now, by the system clock.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemClock.now_ms()
 }
 
 impl Claims {
@@ -46,7 +46,20 @@ impl Claims {
             store,
             owner: owner.into(),
             lease,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same, reading time from `clock` (a simulated task's, with its skew).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Unix milliseconds now, by this task's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// A fresh owner id for this process: the host name (the ECS task's, in production) and a
@@ -78,7 +91,7 @@ impl Claims {
     /// The store failed.
     pub async fn claim(&self, key: LeaseKey<'_>) -> Result<Claim, StateError> {
         self.store
-            .claim(key, &self.owner, now_ms(), self.lease_ms())
+            .claim(key, &self.owner, self.now_ms(), self.lease_ms())
             .await
     }
 
@@ -94,7 +107,7 @@ impl Claims {
                 biased;
                 output = &mut work => return output,
                 _ = renew.tick() => {
-                    let until = now_ms().saturating_add(self.lease_ms());
+                    let until = self.now_ms().saturating_add(self.lease_ms());
                     match self.store.renew(key, &self.owner, until).await {
                         Ok(true) => tracing::debug!(?key, "lease renewed"),
                         Ok(false) => tracing::warn!(?key, "lease lost while working (another task may do this work too)"),

@@ -7,6 +7,7 @@
 pub mod backoff;
 mod batch;
 pub mod claims;
+pub mod clock;
 pub mod details;
 pub mod event_lock;
 pub mod memory;
@@ -190,8 +191,9 @@ async fn send_digests<Q: Queue, M: Mailer>(shared: Arc<Shared<Q, M>>, stop: Canc
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = every.tick() => {}
+            biased;
             () = stop.cancelled() => break,
+            _ = every.tick() => {}
         }
         if shared.pause.remaining().is_some() {
             continue;

@@ -62,6 +62,21 @@ impl Outcome {
 }
 
 impl Outcome {
+    /// Whether nothing more is owed for this message: its queue action is delete, and only then
+    /// may this process remember the event as done. Not final: claimed elsewhere (the other
+    /// task may die before sending), failed, or released unfinished.
+    pub fn is_final(&self) -> bool {
+        match self {
+            Self::Sent
+            | Self::Filtered
+            | Self::Duplicate
+            | Self::Feedback
+            | Self::Unchanged
+            | Self::Recorded => true,
+            Self::ClaimedElsewhere { .. } | Self::Failed { .. } | Self::Interrupted => false,
+        }
+    }
+
     /// The counter this outcome adds to.
     pub fn counter(&self) -> Counter {
         match self {
@@ -257,6 +272,36 @@ mod tests {
                 retry.receive_count,
                 retry.pause_remaining
             );
+        }
+    }
+
+    #[test]
+    fn an_outcome_is_final_exactly_when_its_message_is_deleted() {
+        let retry = Retry {
+            receive_count: 1,
+            backoff: Backoff::new(5, 300),
+            jitter: 0.0,
+            pause_remaining: None,
+            now_ms: 0,
+        };
+        let all = [
+            Outcome::Sent,
+            Outcome::Filtered,
+            Outcome::Duplicate,
+            Outcome::Feedback,
+            Outcome::Unchanged,
+            Outcome::Recorded,
+            Outcome::ClaimedElsewhere { until_ms: 5_000 },
+            Outcome::Interrupted,
+            failed(FailureKind::Transient),
+            failed(FailureKind::Throttled),
+            failed(FailureKind::Permanent),
+            failed(FailureKind::AccountPaused),
+            failed(FailureKind::StateUnavailable),
+        ];
+        for outcome in all {
+            let deleted = outcome.queue_action(&retry) == QueueAction::Delete;
+            assert_eq!(outcome.is_final(), deleted, "{outcome:?}");
         }
     }
 

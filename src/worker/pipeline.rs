@@ -90,6 +90,15 @@ pub struct Facts {
     pub routes: Vec<String>,
 }
 
+impl<M> Pipeline<M> {
+    /// Unix milliseconds now, by this task's clock (the claims', when shared state is on).
+    pub fn now_ms(&self) -> i64 {
+        self.claims
+            .as_ref()
+            .map_or_else(super::claims::now_ms, Claims::now_ms)
+    }
+}
+
 impl<M: Mailer> Pipeline<M> {
     /// Assembles a pipeline from its parts.
     pub fn new(parts: Parts<M>) -> Self {
@@ -158,7 +167,7 @@ impl<M: Mailer> Pipeline<M> {
 
         // Until the outcome is recorded, no other copy of this event gets past this point.
         let _only_copy = self.in_flight.lock(event.id()).await;
-        if self.memory.is_done(event.id(), Instant::now()) {
+        if self.memory.is_done(event.id(), memory_now()) {
             return (Outcome::Duplicate, facts);
         }
         let matched: Vec<&Route> = self.routes.matching(event.envelope()).collect();
@@ -169,19 +178,17 @@ impl<M: Mailer> Pipeline<M> {
 
         let pending: Vec<&Route> = matched
             .into_iter()
-            .filter(|route| {
-                !self
-                    .memory
-                    .was_sent(event.id(), &route.name, Instant::now())
-            })
+            .filter(|route| !self.memory.was_sent(event.id(), &route.name, memory_now()))
             .collect();
         let details = self.read_details(&event, &pending).await;
         let done = pending.len() < facts.routes.len();
         let outcome = self
             .send_routes(&event, pending, details.as_ref(), done)
             .await;
-        if !matches!(outcome, Outcome::Failed { .. }) {
-            self.memory.record_done(event.id(), Instant::now());
+        // Only what is finished for good: a copy hidden while another task holds a lease is
+        // not (that task may die before sending, and the next copy must claim again).
+        if outcome.is_final() {
+            self.memory.record_done(event.id(), memory_now());
         }
         (outcome, facts)
     }
@@ -299,7 +306,7 @@ impl<M: Mailer> Pipeline<M> {
             Ok(Claim::Done) => {
                 metrics.add(Counter::ClaimsSkipped, 1);
                 self.memory
-                    .record_sent(event.id(), &route.name, Instant::now());
+                    .record_sent(event.id(), &route.name, memory_now());
                 Ok(Some(RouteResult::Done))
             }
             Ok(Claim::Held { until_ms }) => {
@@ -389,7 +396,7 @@ impl<M: Mailer> Pipeline<M> {
                     metrics.observe(Histogram::EventAge, age);
                 }
                 self.memory
-                    .record_sent(event.id(), &route.name, Instant::now());
+                    .record_sent(event.id(), &route.name, memory_now());
                 if let Some(claims) = &self.claims {
                     let finish = Finish::Sent {
                         message_id: &message_id,
@@ -493,6 +500,12 @@ enum RouteResult {
     Filtered,
     /// It failed, this way.
     Failed(Outcome),
+}
+
+/// Now, for the dedupe memory: tokio's clock, which a simulation pauses and advances (the same
+/// as the system's monotonic clock otherwise).
+fn memory_now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// The message's outcome from its routes': the most hopeful failure if any failed; else

@@ -71,8 +71,9 @@ pub(super) async fn poll<Q: Queue, M: Mailer>(
                 tracing::warn!(poller = index, error = %e, retry_in_ms = retry.as_millis() as u64, "receive failed");
                 drop(permit);
                 tokio::select! {
-                    () = tokio::time::sleep(retry) => {}
+                    biased;
                     () = stop.cancelled() => {}
+                    () = tokio::time::sleep(retry) => {}
                 }
                 retry = (retry * 2).min(RECEIVE_RETRY_MAX);
             }
@@ -131,8 +132,9 @@ async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &Cancellat
             },
         };
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            biased;
             () = stop.cancelled() => return false,
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }
@@ -143,13 +145,17 @@ async fn take_slots<Q, M>(
     shared: &Shared<Q, M>,
     stop: &CancellationToken,
 ) -> Option<OwnedSemaphorePermit> {
+    // Biased, stop first: deterministic under a simulation's scheduler, and no slots are
+    // taken once stopping.
     let _turn = tokio::select! {
-        turn = shared.taking.lock() => turn,
+        biased;
         () = stop.cancelled() => return None,
+        turn = shared.taking.lock() => turn,
     };
     let mut permit = tokio::select! {
-        permit = Arc::clone(&shared.slots).acquire_owned() => permit.ok()?,
+        biased;
         () = stop.cancelled() => return None,
+        permit = Arc::clone(&shared.slots).acquire_owned() => permit.ok()?,
     };
     while permit.num_permits() < usize::from(shared.options.max_messages) {
         match Arc::clone(&shared.slots).try_acquire_owned() {

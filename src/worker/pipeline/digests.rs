@@ -2,8 +2,6 @@
 //! window (and its message deleted only after that write); when a window closes, one task claims
 //! it, renders one email of all its events, sends it and marks it sent.
 
-use std::time::Instant;
-
 use super::{Pipeline, RouteResult};
 use crate::domain::details::Details;
 use crate::domain::digest::{digest_data, DigestEntry, Schedule};
@@ -11,7 +9,6 @@ use crate::domain::event::PackageEvent;
 use crate::domain::route::Route;
 use crate::ports::{Claim, FailureKind, Finish, LeaseKey, Mailer, Recorded, SendError, Window};
 use crate::telemetry::metrics::Counter;
-use crate::worker::claims::now_ms;
 use crate::worker::outcome::Outcome;
 
 /// How many later windows a record tries when the window it chose closed meanwhile (another
@@ -58,7 +55,7 @@ impl<M: Mailer> Pipeline<M> {
                 })
             }
         };
-        let mut window = schedule.window_at(now_ms().div_euclid(1000));
+        let mut window = schedule.window_at(claims.now_ms().div_euclid(1000));
         for _ in 0..RECORD_ATTEMPTS {
             match claims
                 .store()
@@ -68,14 +65,14 @@ impl<M: Mailer> Pipeline<M> {
                 Ok(Recorded::New) => {
                     self.instruments.metrics.add(Counter::DigestEvents, 1);
                     self.memory
-                        .record_sent(event.id(), &route.name, Instant::now());
+                        .record_sent(event.id(), &route.name, super::memory_now());
                     tracing::debug!(route = %route.name, window_start = window.start, "recorded for the digest");
                     return RouteResult::Recorded;
                 }
                 Ok(Recorded::Already) => {
                     self.instruments.metrics.add(Counter::ClaimsSkipped, 1);
                     self.memory
-                        .record_sent(event.id(), &route.name, Instant::now());
+                        .record_sent(event.id(), &route.name, super::memory_now());
                     return RouteResult::Done;
                 }
                 Ok(Recorded::WindowClosed) => window = schedule.window_at(window.end),
@@ -104,7 +101,7 @@ impl<M: Mailer> Pipeline<M> {
         let Some(claims) = &self.claims else {
             return pass;
         };
-        let now_s = now_ms().div_euclid(1000);
+        let now_s = claims.now_ms().div_euclid(1000);
         for route in self.routes.routes() {
             let Some(schedule) = &route.digest else {
                 continue;

@@ -141,3 +141,25 @@ async fn a_failed_send_gives_its_lease_up_so_another_task_retries_at_once() {
     assert_eq!(b.process(&event("e1", "same_hash")).await.0, Outcome::Sent);
     assert_eq!(outbox_b.subjects().len(), 1);
 }
+
+/// Issue 20 §1: a message hidden because another task held its lease is not final, so the
+/// next delivery to the same task must claim again, not be dropped as a duplicate.
+#[tokio::test]
+async fn a_copy_that_found_the_lease_held_elsewhere_is_not_remembered_as_done() {
+    let state = Arc::new(MemoryState::new());
+    state
+        .claim(key("e1", "r"), "killed", now_ms(), 60_000)
+        .await
+        .unwrap();
+    let (b, outbox) = task(&state, "b", &["r"]);
+    let body = event("e1", "same_hash");
+    let (outcome, _) = b.process(&body).await;
+    assert!(
+        matches!(outcome, Outcome::ClaimedElsewhere { .. }),
+        "{outcome:?}"
+    );
+    // The killed task's lease ends (here: given up; in production: it runs out).
+    state.release(key("e1", "r"), "killed").await.unwrap();
+    assert_eq!(b.process(&body).await.0, Outcome::Sent);
+    assert_eq!(outbox.subjects().len(), 1);
+}
