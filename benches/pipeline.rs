@@ -9,8 +9,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::render::template_data;
-use quilt_notify::memory_state::MemoryState;
-use quilt_notify::ports::StateStore;
+use quilt_notify::memory_table::MemoryTable;
+use quilt_notify::state::{StateOptions, StateStore};
 use quilt_notify::worker::claims::Claims;
 use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::outcome::Outcome;
@@ -84,12 +84,8 @@ fn pipeline(c: &mut Criterion) {
         let (outcome, _) = runtime.block_on(pipeline.process(EVENT));
         assert_eq!(outcome, Outcome::Sent, "every iteration does the full work");
     }
-    let state = Arc::new(MemoryState::new());
-    let claiming = build(Some(Claims::new(
-        Arc::clone(&state) as Arc<dyn StateStore>,
-        "bench",
-        Duration::from_secs(60),
-    )));
+    let state = StateStore::new(Arc::new(MemoryTable::new()), StateOptions::default());
+    let claiming = build(Some(Claims::new(state, "bench", Duration::from_secs(60))));
     assert_ne!(fresh_event(1), EVENT, "the id is replaced");
     for n in 0..2 {
         let (outcome, _) = runtime.block_on(claiming.process(&fresh_event(n)));

@@ -11,7 +11,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::dynamodb::DynamoState;
+use crate::aws::dynamodb::DynamoTable;
 use crate::aws::s3::S3Store;
 use crate::aws::ses::SesMailer;
 use crate::aws::sqs::SqsQueue;
@@ -22,7 +22,8 @@ use crate::domain::event::PackageEvent;
 use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::{route_data, Renderer};
 use crate::domain::route::{Route, RouteTable};
-use crate::ports::{AccountStatus, Mailer, StateStore};
+use crate::ports::{AccountStatus, Mailer};
+use crate::state::{StateOptions, StateStore};
 use crate::telemetry::emf::{report_emf, EmfReporter};
 use crate::worker::claims::Claims;
 use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
@@ -226,11 +227,14 @@ pub fn dynamodb_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_dynamodb
 }
 
 /// The shared state table of `state.table`, when set.
-pub fn state_store(sdk: &SdkConfig, settings: &Settings) -> Option<Arc<dyn StateStore>> {
+pub fn state_store(sdk: &SdkConfig, settings: &Settings) -> Option<StateStore> {
     let table = settings.state.table.as_ref()?;
-    let ttl = Duration::from_secs(settings.state.ttl_days.saturating_mul(86_400));
-    let store = DynamoState::new(dynamodb_client(sdk, settings), table.clone(), ttl);
-    Some(Arc::new(store))
+    let options = StateOptions {
+        ttl: Duration::from_secs(settings.state.ttl_days.saturating_mul(86_400)),
+        ..StateOptions::default()
+    };
+    let table = DynamoTable::new(dynamodb_client(sdk, settings), table.clone());
+    Some(StateStore::new(Arc::new(table), options))
 }
 
 /// An EventBridge client for `events.endpoint_url` (only `send-test-event` uses one).

@@ -17,9 +17,11 @@ pub mod domain;
 #[cfg(test)]
 mod fixtures;
 pub mod health;
-pub mod memory_state;
 pub mod memory_store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod memory_table;
 pub mod ports;
+pub mod state;
 pub mod telemetry;
 pub mod templates;
 pub mod worker;

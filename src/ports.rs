@@ -1,6 +1,8 @@
-//! The two ports the worker talks through: a [`Queue`] it receives from and acknowledges to, and a
-//! [`Mailer`] it sends with. The AWS adapters in `aws/` implement them; tests put fault-injecting
-//! or recording implementations in their place. No AWS SDK type crosses this boundary.
+//! The ports the worker talks through: a [`Queue`] it receives from and acknowledges to, a
+//! [`Mailer`] it sends with, a [`PackageStore`] it reads package manifests from, and a
+//! [`StateTable`] every task shares (the state protocol in `crate::state` is written over it).
+//! The AWS adapters in `aws/` implement them; in-memory implementations stand in for tests,
+//! benches and the simulation. No AWS SDK type crosses this boundary.
 
 use std::future::Future;
 
@@ -261,73 +263,8 @@ pub trait PackageStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
-/// A future boxed so that its trait can be shared as a trait object (`dyn StateStore`).
+/// A future boxed so that its trait can be shared as a trait object (`dyn StateTable`).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-pub use crate::domain::digest::Window;
-
-/// What a lease is held on: one route's email for one event, or one digest window of a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseKey<'a> {
-    /// The email of `route` for the event `event_id`.
-    Send {
-        /// EventBridge event id.
-        event_id: &'a str,
-        /// Route name.
-        route: &'a str,
-    },
-    /// The digest of `route` for `window`.
-    Window {
-        /// Route name.
-        route: &'a str,
-        /// The window.
-        window: Window,
-    },
-}
-
-/// The answer to a claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// The caller holds the lease now. `takeover`: it took over an expired lease of another
-    /// owner (that owner died or stalled mid-send).
-    Won {
-        /// Whether another owner's expired lease was taken.
-        takeover: bool,
-    },
-    /// Finished already: sent, recorded in a digest, or (a window) given up.
-    Done,
-    /// Another owner's lease is live until this time (Unix milliseconds).
-    Held {
-        /// When the lease ends unless renewed.
-        until_ms: i64,
-    },
-}
-
-/// How a claimed piece of work ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finish<'a> {
-    /// SES accepted the email, with this message id.
-    Sent {
-        /// The SES message id.
-        message_id: &'a str,
-    },
-    /// It can never be sent (a digest that SES refuses or that cannot render).
-    Failed {
-        /// Why.
-        error: &'a str,
-    },
-}
-
-/// The answer to recording an event into a digest window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    /// Recorded in this window.
-    New,
-    /// This (event, route) was recorded before, in this window or an earlier one.
-    Already,
-    /// The window is being sent or was sent (or is full): record in a later one.
-    WindowClosed,
-}
 
 /// What a failed state call means for the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,6 +274,9 @@ pub enum StateFailureKind {
     /// The table is missing, access is denied, or its key schema is not ours: nothing works
     /// until an operator acts, so the worker stops receiving.
     Unusable,
+    /// The table refused this one request as invalid (a key over DynamoDB's size limit, say)
+    /// while it answers others: the message's fault, not the table's.
+    Invalid,
 }
 
 /// Why a state call failed.
@@ -355,70 +295,141 @@ pub struct StateError {
     pub message: String,
 }
 
-/// State shared by every task of the service, like a DynamoDB table: leases that make one
-/// email per (event, route) and one digest per window, and the events of open digest windows.
-/// Times are Unix milliseconds, windows Unix seconds.
-pub trait StateStore: Send + Sync + 'static {
-    /// Takes the lease on `key` until `now_ms + lease_ms`, unless the work is done or another
-    /// owner's lease is live.
-    fn claim<'a>(
-        &'a self,
-        key: LeaseKey<'a>,
-        owner: &'a str,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> BoxFuture<'a, Result<Claim, StateError>>;
+/// One attribute of a state-table item: the three kinds the state protocol stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attr {
+    /// A string.
+    S(String),
+    /// A whole number.
+    N(i64),
+    /// A boolean.
+    Bool(bool),
+}
 
-    /// Extends the caller's lease to `until_ms`; false if the caller no longer holds it.
-    fn renew<'a>(
-        &'a self,
-        key: LeaseKey<'a>,
-        owner: &'a str,
-        until_ms: i64,
-    ) -> BoxFuture<'a, Result<bool, StateError>>;
+impl Attr {
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::S(s) => Some(s),
+            _ => None,
+        }
+    }
 
-    /// Marks the claimed work finished, for good (a finished window leaves the pending list).
-    fn finish<'a>(
-        &'a self,
-        key: LeaseKey<'a>,
-        owner: &'a str,
-        finish: Finish<'a>,
-    ) -> BoxFuture<'a, Result<(), StateError>>;
+    /// The number, if this is one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Self::N(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
 
-    /// Gives the lease up after a failure that a retry may cure, so the next attempt, here or
-    /// in another task, need not wait for it to expire. A window stays closed to new events.
-    fn release<'a>(
-        &'a self,
-        key: LeaseKey<'a>,
-        owner: &'a str,
-    ) -> BoxFuture<'a, Result<(), StateError>>;
+/// One item: its attributes by name, the key's `pk` and `sk` (strings) among them.
+pub type Item = std::collections::BTreeMap<String, Attr>;
 
-    /// Records `entry` (JSON) for the event in the route's window, once per (event, route):
-    /// a redelivered event is `Already` recorded (in this window or the one it went to first),
-    /// and an event is never in two windows. `WindowClosed`: try the next window.
-    fn record<'a>(
-        &'a self,
-        route: &'a str,
-        window: Window,
-        event_id: &'a str,
-        entry: &'a str,
-    ) -> BoxFuture<'a, Result<Recorded, StateError>>;
+/// The primary key of an item: partition key `pk`, sort key `sk`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemKey {
+    /// Partition key.
+    pub pk: String,
+    /// Sort key.
+    pub sk: String,
+}
 
-    /// The route's windows holding events and not sent yet that end at or before `ended_by`
-    /// (Unix seconds), oldest first.
-    fn pending_windows<'a>(
-        &'a self,
-        route: &'a str,
-        ended_by: i64,
-    ) -> BoxFuture<'a, Result<Vec<Window>, StateError>>;
+/// A condition on the item a write is about, checked atomically with the write: the subset of
+/// DynamoDB's condition expressions the state protocol needs. As in DynamoDB, a comparison with
+/// an attribute the item lacks (or with an item that does not exist) is false.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cond {
+    /// The item does not exist.
+    Absent,
+    /// The attribute equals the value.
+    Eq(&'static str, Attr),
+    /// The number attribute is less than the number.
+    Lt(&'static str, i64),
+    /// The item lacks the attribute (or does not exist).
+    Missing(&'static str),
+    /// Every condition holds.
+    All(Vec<Cond>),
+    /// At least one condition holds.
+    Any(Vec<Cond>),
+}
 
-    /// Closes the window to new entries and returns every entry recorded in it. Idempotent.
-    fn close_window<'a>(
-        &'a self,
-        route: &'a str,
-        window: Window,
-    ) -> BoxFuture<'a, Result<Vec<String>, StateError>>;
+/// Changes to one item, made whole or not at all; the item is created if it does not exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Attributes set to these values.
+    pub set: Vec<(&'static str, Attr)>,
+    /// Attributes removed.
+    pub remove: Vec<&'static str>,
+}
 
-    /// One cheap read, to learn whether an unusable table works again.
-    fn probe(&self) -> BoxFuture<'_, Result<(), StateError>>;
+/// The answer to a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The write was made; the item as it was before (None: it did not exist).
+    Applied(Option<Item>),
+    /// The condition failed and nothing was written; the item as it is.
+    Refused(Option<Item>),
+}
+
+/// Which items of a partition a query returns, by sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKeys<'a> {
+    /// Sort keys that start with this.
+    Prefix(&'a str),
+    /// Sort keys that sort before this.
+    Below(&'a str),
+}
+
+/// A table of items shared by every task of the service, like DynamoDB: single-item reads and
+/// conditional writes, each atomic and strongly consistent, and consistent queries of one
+/// partition. The state protocol (`crate::state`) is written once over it; the DynamoDB
+/// adapter and the in-memory table implement it and pass one contract suite.
+pub trait StateTable: Send + Sync + 'static {
+    /// The table's name, for errors and logs.
+    fn name(&self) -> &str;
+
+    /// The item under `key`, read consistently.
+    fn get<'a>(&'a self, key: &'a ItemKey) -> BoxFuture<'a, Result<Option<Item>, StateError>>;
+
+    /// The items under `keys` that exist, read consistently, in no particular order.
+    fn get_many<'a>(&'a self, keys: &'a [ItemKey]) -> BoxFuture<'a, Result<Vec<Item>, StateError>>;
+
+    /// Writes `item` whole (replacing any item under its key) if `cond` holds.
+    fn put<'a>(
+        &'a self,
+        item: Item,
+        cond: Option<&'a Cond>,
+    ) -> BoxFuture<'a, Result<Written, StateError>>;
+
+    /// Applies `changes` to the item under `key` if `cond` holds.
+    fn update<'a>(
+        &'a self,
+        key: &'a ItemKey,
+        changes: &'a Changes,
+        cond: Option<&'a Cond>,
+    ) -> BoxFuture<'a, Result<Written, StateError>>;
+
+    /// Deletes the item under `key` if `cond` holds.
+    fn delete<'a>(
+        &'a self,
+        key: &'a ItemKey,
+        cond: Option<&'a Cond>,
+    ) -> BoxFuture<'a, Result<Written, StateError>>;
+
+    /// Every item of partition `pk` whose sort key is in `keys`, in sort-key order, read
+    /// consistently.
+    fn query<'a>(
+        &'a self,
+        pk: &'a str,
+        keys: SortKeys<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Item>, StateError>>;
+
+    /// How many items of partition `pk` have a sort key in `keys` (without reading them out).
+    fn count<'a>(
+        &'a self,
+        pk: &'a str,
+        keys: SortKeys<'a>,
+    ) -> BoxFuture<'a, Result<usize, StateError>>;
 }

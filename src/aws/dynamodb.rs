@@ -1,68 +1,48 @@
-//! DynamoDB adapter for the [`StateStore`] port, and the classification of DynamoDB errors.
-//!
-//! One table, key `pk` (S) + `sk` (S), TTL on `expires_at` (see docs/operations.md, "Shared
-//! state"). Items:
-//! - `send#<event id>` / `<route>`: the lease on one route's email for one event
-//!   (`status` claimed → sent), or the once-marker of an event recorded into a digest
-//!   (`status` recording → recorded, with its window);
-//! - `window#<route>#<start>` / `window`: the lease on one digest window (claimed → sent or
-//!   failed);
-//! - `window#<route>#<start>` / `shard#NN`: 16 shards holding the window's events, one
-//!   attribute `e#<event id>` (the entry's JSON) each; `closed` once the window is being sent;
-//! - `pending#<route>` / `<start>-<end>`: a window holding events and not sent yet.
-//!
-//! Recording needs no transaction (moto copies a whole table per transaction, and DynamoDB
-//! charges double for one): the marker is written first, saying which window the event goes
-//! to; the entry then goes into its shard only while the shard is open, a condition on that
-//! one item; a sender closes every shard before reading it. So an entry is either in the shard
-//! when it closes (and in the digest), or refused (and sent to the next window, the marker
-//! moved first). A redelivery resumes from the marker, and finds an entry already in a closed
-//! shard, so no event is in two digests.
+//! DynamoDB adapter for the [`StateTable`] port: items, conditions and changes translated to
+//! DynamoDB expressions, and DynamoDB's errors classified. The protocol itself (leases, digest
+//! windows) is `crate::state`, written once over the port.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure, Select,
+};
 use aws_sdk_dynamodb::Client;
 
 use super::{describe, error_code};
 use crate::ports::{
-    BoxFuture, Claim, Finish, LeaseKey, Recorded, StateError, StateFailureKind, StateStore, Window,
+    Attr, BoxFuture, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind,
+    StateTable, Written,
 };
 
-/// The attribute DynamoDB's TTL deletes items by (epoch seconds).
-pub const TTL_ATTRIBUTE: &str = "expires_at";
+pub use crate::state::TTL_ATTRIBUTE;
 
 /// One item, as the SDK holds it.
-pub(crate) type Item = HashMap<String, AttributeValue>;
+pub(crate) type SdkItem = HashMap<String, AttributeValue>;
+
+/// BatchGetItem takes at most this many keys.
+const BATCH_GET_MAX: usize = 100;
 
 /// Shared state in one DynamoDB table.
 #[derive(Debug, Clone)]
-pub struct DynamoState {
+pub struct DynamoTable {
     client: Client,
     table: String,
-    /// How long items live after their last use (`state.ttl_days`).
-    ttl: Duration,
 }
 
-impl DynamoState {
-    /// Wraps a client for `table`; items expire `ttl` after they were written (window items
-    /// `ttl` after their window ends).
-    pub fn new(client: Client, table: impl Into<String>, ttl: Duration) -> Self {
+impl DynamoTable {
+    /// Wraps a client for `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
-            ttl,
         }
-    }
-
-    fn expires_at(&self, after_s: i64) -> AttributeValue {
-        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        n(after_s.saturating_add(ttl))
     }
 
     fn error<E>(&self, operation: &'static str, err: &SdkError<E, HttpResponse>) -> StateError
@@ -87,385 +67,90 @@ impl DynamoState {
         }
     }
 
-    /// The item of `key`, read consistently.
-    async fn get(&self, key: Item) -> Result<Option<Item>, StateError> {
+    async fn get_item(&self, key: &ItemKey) -> Result<Option<Item>, StateError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key))
+            .set_key(Some(sdk_key(key)))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| self.error("GetItem", &e))?;
-        Ok(output.item)
+        Ok(output.item.map(from_sdk))
     }
 
-    /// The item whose condition refused a write: as the error returned it
-    /// (`ReturnValuesOnConditionCheckFailure`), or read, for an emulator that returns none.
-    async fn refusing_item(
+    /// The item that refused a write: as the error returned it, or read, for an emulator that
+    /// returns none.
+    async fn refusing(
         &self,
-        returned: Option<&Item>,
-        key: Item,
-    ) -> Result<Option<Item>, StateError> {
+        returned: Option<&SdkItem>,
+        key: &ItemKey,
+    ) -> Result<Written, StateError> {
         match returned {
-            Some(item) => Ok(Some(item.clone())),
-            None => self.get(key).await,
+            Some(item) => Ok(Written::Refused(Some(from_sdk(item.clone())))),
+            None => Ok(Written::Refused(self.get_item(key).await?)),
         }
     }
 
-    /// What a lease item that refused a claim says.
-    fn refused(item: &Item) -> Claim {
-        if string(item, "status") == Some("claimed") {
-            Claim::Held {
-                until_ms: number(item, "lease_until").unwrap_or(0),
-            }
-        } else {
-            Claim::Done
-        }
-    }
-
-    async fn claim_lease(
-        &self,
-        lease: LeaseKey<'_>,
-        owner: &str,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> Result<Claim, StateError> {
-        let mut item = key(lease);
-        item.insert("status".into(), s("claimed"));
-        item.insert("owner".into(), s(owner));
-        item.insert("lease_until".into(), n(now_ms.saturating_add(lease_ms)));
-        item.insert("claimed_at".into(), n(now_ms));
-        match lease {
-            LeaseKey::Send { event_id, route } => {
-                item.insert("event_id".into(), s(event_id));
-                item.insert("route".into(), s(route));
-                item.insert(TTL_ATTRIBUTE.into(), self.expires_at(now_ms / 1000));
-            }
-            LeaseKey::Window { route, window } => {
-                item.insert("route".into(), s(route));
-                item.insert("window_start".into(), n(window.start));
-                item.insert("window_end".into(), n(window.end));
-                item.insert(TTL_ATTRIBUTE.into(), self.expires_at(window.end));
-            }
-        }
+    async fn put_item(&self, item: Item, cond: Option<&Cond>) -> Result<Written, StateError> {
+        let key = item_key(&item);
+        let mut expr = Expr::default();
+        let condition = cond.map(|c| expr.cond(c));
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#status = :claimed AND (lease_until < :now OR #owner = :owner))",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":claimed", s("claimed"))
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":owner", s(owner))
+            .set_item(Some(to_sdk(item)))
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
             .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match put {
-            Ok(output) => Ok(Claim::Won {
-                takeover: output
-                    .attributes
-                    .as_ref()
-                    .and_then(|old| string(old, "owner"))
-                    .is_some_and(|previous| previous != owner),
-            }),
-            Err(SdkError::ServiceError(ctx)) if is_condition_failure(ctx.err()) => {
-                let old = self
-                    .refusing_item(put_item_refused(ctx.err()), key(lease))
-                    .await?;
-                // Gone between the write and the read (released): the next attempt claims it.
-                let claim = old
-                    .as_ref()
-                    .map_or(Claim::Held { until_ms: now_ms }, Self::refused);
-                if let (Claim::Done, LeaseKey::Window { route, window }) = (claim, lease) {
-                    // A task died between marking the window sent and taking it off the
-                    // pending list: finish that now, so the window is not listed again.
-                    self.client
-                        .delete_item()
-                        .table_name(&self.table)
-                        .set_key(Some(pending_key(route, window)))
-                        .send()
-                        .await
-                        .map_err(|e| self.error("DeleteItem", &e))?;
+            Ok(output) => Ok(Written::Applied(output.attributes.map(from_sdk))),
+            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
+                PutItemError::ConditionalCheckFailedException(e) => {
+                    self.refusing(e.item(), &key).await
                 }
-                Ok(claim)
-            }
+                _ => Err(self.error("PutItem", &SdkError::ServiceError(ctx))),
+            },
             Err(e) => Err(self.error("PutItem", &e)),
         }
     }
 
-    async fn renew_lease(
+    async fn update_item(
         &self,
-        lease: LeaseKey<'_>,
-        owner: &str,
-        until_ms: i64,
-    ) -> Result<bool, StateError> {
-        let update = self
+        key: &ItemKey,
+        changes: &Changes,
+        cond: Option<&Cond>,
+    ) -> Result<Written, StateError> {
+        let mut expr = Expr::default();
+        let update = expr.changes(changes);
+        let condition = cond.map(|c| expr.cond(c));
+        let updated = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(lease)))
-            .update_expression("SET lease_until = :until")
-            .condition_expression("#status = :claimed AND #owner = :owner")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":claimed", s("claimed"))
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":until", n(until_ms))
-            .send()
-            .await;
-        match update {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(ctx))
-                if matches!(
-                    ctx.err(),
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.error("UpdateItem", &e)),
-        }
-    }
-
-    async fn finish_lease(
-        &self,
-        lease: LeaseKey<'_>,
-        owner: &str,
-        finish: Finish<'_>,
-    ) -> Result<(), StateError> {
-        let now_ms = now_ms();
-        let (status, field, value) = match finish {
-            Finish::Sent { message_id } => ("sent", "ses_message_id", message_id),
-            Finish::Failed { error } => ("failed", "error", error),
-        };
-        // Unconditional: whoever holds the lease now, the email went out (or never can).
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(lease)))
-            .update_expression(
-                "SET #status = :status, #field = :value, finished_at = :now, finished_by = :owner, lease_until = :zero",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#field", field)
-            .expression_attribute_values(":status", s(status))
-            .expression_attribute_values(":value", s(value))
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await
-            .map_err(|e| self.error("UpdateItem", &e))?;
-        if let LeaseKey::Window { route, window } = lease {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(pending_key(route, window)))
-                .send()
-                .await
-                .map_err(|e| self.error("DeleteItem", &e))?;
-        }
-        Ok(())
-    }
-
-    async fn release_lease(&self, lease: LeaseKey<'_>, owner: &str) -> Result<(), StateError> {
-        let condition = "#status = :claimed AND #owner = :owner";
-        let result = match lease {
-            LeaseKey::Send { .. } => self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(key(lease)))
-                .condition_expression(condition)
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_values(":claimed", s("claimed"))
-                .expression_attribute_values(":owner", s(owner))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    (
-                        e.code() == Some(CONDITION_FAILED),
-                        self.error("DeleteItem", &e),
-                    )
-                }),
-            // The window item stays, so the window takes no more events; only the lease ends.
-            LeaseKey::Window { .. } => self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key(lease)))
-                .update_expression("SET lease_until = :zero")
-                .condition_expression(condition)
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_values(":claimed", s("claimed"))
-                .expression_attribute_values(":owner", s(owner))
-                .expression_attribute_values(":zero", n(0))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    (
-                        e.code() == Some(CONDITION_FAILED),
-                        self.error("UpdateItem", &e),
-                    )
-                }),
-        };
-        match result {
-            // Not ours any more: nothing to give up.
-            Ok(()) | Err((true, _)) => Ok(()),
-            Err((false, e)) => Err(e),
-        }
-    }
-
-    /// Records one event in a window without a transaction (see the module doc): the
-    /// once-marker first, then the window's pending item, then the entry into one shard of the
-    /// window, on the condition that the shard is still open; a closed shard that does not hold
-    /// the entry sends it to the caller's next window.
-    async fn record_entry(
-        &self,
-        route: &str,
-        window: Window,
-        event_id: &str,
-        entry: &str,
-    ) -> Result<Recorded, StateError> {
-        let marker_key = key(LeaseKey::Send { event_id, route });
-        let mut marker = marker_key.clone();
-        marker.insert("status".into(), s("recording"));
-        marker.insert("event_id".into(), s(event_id));
-        marker.insert("route".into(), s(route));
-        marker.insert("window_start".into(), n(window.start));
-        marker.insert("window_end".into(), n(window.end));
-        marker.insert("recorded_at".into(), n(now_ms() / 1000));
-        marker.insert(TTL_ATTRIBUTE.into(), self.expires_at(window.end));
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(marker))
-            .condition_expression("attribute_not_exists(pk)")
+            .set_key(Some(sdk_key(key)))
+            .update_expression(update)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        // The window this event is (being) recorded in: a redelivery resumes the first attempt.
-        let mut attempt = window;
-        match put {
-            Ok(_) => {}
-            Err(SdkError::ServiceError(ctx)) if is_condition_failure(ctx.err()) => {
-                let old = self
-                    .refusing_item(put_item_refused(ctx.err()), marker_key.clone())
-                    .await?;
-                let Some(old) = old else {
-                    return Err(self.conflict("the once-marker vanished while recording"));
-                };
-                if string(&old, "status") != Some("recording") {
-                    return Ok(Recorded::Already);
-                }
-                if let (Some(start), Some(end)) =
-                    (number(&old, "window_start"), number(&old, "window_end"))
-                {
-                    attempt = Window { start, end };
-                }
-            }
-            Err(e) => return Err(self.error("PutItem", &e)),
-        }
-        loop {
-            match self.add_to_window(route, attempt, event_id, entry).await? {
-                Added::Yes => break,
-                Added::Closed if attempt == window => return Ok(Recorded::WindowClosed),
-                Added::Closed => {
-                    // The first attempt's window closed without this event: move to the
-                    // caller's window, and say so on the marker first.
-                    self.move_marker(&marker_key, attempt, window).await?;
-                    attempt = window;
-                }
-            }
-        }
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(marker_key))
-            .update_expression("SET #status = :recorded")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":recorded", s("recorded"))
-            .send()
-            .await
-            .map_err(|e| self.error("UpdateItem", &e))?;
-        Ok(Recorded::New)
-    }
-
-    /// Puts the entry into its shard of `window` unless the shard is closed. A closed shard
-    /// that already holds it (an earlier attempt got there before the close) counts as added.
-    async fn add_to_window(
-        &self,
-        route: &str,
-        window: Window,
-        event_id: &str,
-        entry: &str,
-    ) -> Result<Added, StateError> {
-        let expires = self.expires_at(window.end);
-        let mut pending = pending_key(route, window);
-        pending.insert("route".into(), s(route));
-        pending.insert("window_start".into(), n(window.start));
-        pending.insert("window_end".into(), n(window.end));
-        pending.insert(TTL_ATTRIBUTE.into(), expires.clone());
-        // Before the entry: whenever a shard holds an entry, the window is listed as pending.
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(pending))
-            .send()
-            .await
-            .map_err(|e| self.error("PutItem", &e))?;
-        let attribute = entry_attribute(event_id);
-        let added = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(shard_key(route, window, shard_of(event_id))))
-            .update_expression("SET #entry = :entry, window_start = :start, window_end = :end, expires_at = :expires")
-            .condition_expression("attribute_not_exists(closed)")
-            .expression_attribute_names("#entry", &attribute)
-            .expression_attribute_values(":entry", s(entry))
-            .expression_attribute_values(":start", n(window.start))
-            .expression_attribute_values(":end", n(window.end))
-            .expression_attribute_values(":expires", expires)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match added {
-            Ok(_) => Ok(Added::Yes),
+        match updated {
+            // An update that created the item returns no old attributes.
+            Ok(output) => Ok(Written::Applied(
+                output.attributes.filter(|a| !a.is_empty()).map(from_sdk),
+            )),
             Err(SdkError::ServiceError(ctx)) => match ctx.err() {
                 UpdateItemError::ConditionalCheckFailedException(e) => {
-                    let shard = self
-                        .refusing_item(e.item(), shard_key(route, window, shard_of(event_id)))
-                        .await?;
-                    Ok(if shard.is_some_and(|item| item.contains_key(&attribute)) {
-                        Added::Yes
-                    } else {
-                        Added::Closed
-                    })
-                }
-                // A shard at DynamoDB's 400 KB item limit takes no more: the next window does.
-                other
-                    if other.code() == Some("ValidationException")
-                        && other.message().is_some_and(|m| m.contains("size")) =>
-                {
-                    tracing::warn!(
-                        route,
-                        window_start = window.start,
-                        "digest window full (400 KB shard); recording in the next window"
-                    );
-                    Ok(Added::Closed)
+                    self.refusing(e.item(), key).await
                 }
                 _ => Err(self.error("UpdateItem", &SdkError::ServiceError(ctx))),
             },
@@ -473,301 +158,308 @@ impl DynamoState {
         }
     }
 
-    /// Points the marker at `to`, if it still points at `from` (a concurrent copy of the same
-    /// event may have moved it already: then it agrees).
-    async fn move_marker(&self, marker: &Item, from: Window, to: Window) -> Result<(), StateError> {
-        let moved = self
+    async fn delete_item(&self, key: &ItemKey, cond: Option<&Cond>) -> Result<Written, StateError> {
+        let mut expr = Expr::default();
+        let condition = cond.map(|c| expr.cond(c));
+        let deleted = self
             .client
-            .update_item()
+            .delete_item()
             .table_name(&self.table)
-            .set_key(Some(marker.clone()))
-            .update_expression(
-                "SET window_start = :start, window_end = :end, expires_at = :expires",
-            )
-            .condition_expression("window_start = :from")
-            .expression_attribute_values(":start", n(to.start))
-            .expression_attribute_values(":end", n(to.end))
-            .expression_attribute_values(":from", n(from.start))
-            .expression_attribute_values(":expires", self.expires_at(to.end))
+            .set_key(Some(sdk_key(key)))
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match moved {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(ctx))
-                if matches!(
-                    ctx.err(),
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.error("UpdateItem", &e)),
+        match deleted {
+            Ok(output) => Ok(Written::Applied(
+                output.attributes.filter(|a| !a.is_empty()).map(from_sdk),
+            )),
+            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
+                DeleteItemError::ConditionalCheckFailedException(e) => {
+                    self.refusing(e.item(), key).await
+                }
+                _ => Err(self.error("DeleteItem", &SdkError::ServiceError(ctx))),
+            },
+            Err(e) => Err(self.error("DeleteItem", &e)),
         }
     }
 
-    /// Closes every shard of the window (no entry can be added after) and returns the entries
-    /// they hold. Idempotent: a task taking a window over reads the same entries again.
-    async fn close_shards(&self, route: &str, window: Window) -> Result<Vec<String>, StateError> {
-        let mut entries = Vec::new();
-        for shard in 0..SHARDS {
-            let closed = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(shard_key(route, window, shard)))
-                .update_expression("SET closed = :yes, window_start = :start, window_end = :end, expires_at = :expires")
-                .expression_attribute_values(":yes", AttributeValue::Bool(true))
-                .expression_attribute_values(":start", n(window.start))
-                .expression_attribute_values(":end", n(window.end))
-                .expression_attribute_values(":expires", self.expires_at(window.end))
-                .return_values(ReturnValue::AllNew)
-                .send()
-                .await
-                .map_err(|e| self.error("UpdateItem", &e))?;
-            for (name, value) in closed.attributes.unwrap_or_default() {
-                if name.starts_with(ENTRY_PREFIX) {
-                    if let Ok(text) = value.as_s() {
-                        entries.push(text.clone());
+    async fn batch_get(&self, keys: &[ItemKey]) -> Result<Vec<Item>, StateError> {
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut wanted: Vec<SdkItem> = chunk.iter().map(sdk_key).collect();
+            // Keys DynamoDB left unprocessed (throttling) are asked for again, with a pause.
+            let mut pause = Duration::from_millis(50);
+            while !wanted.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut wanted)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StateError {
+                        kind: StateFailureKind::Invalid,
+                        operation: "BatchGetItem",
+                        table: self.table.clone(),
+                        code: "ConstructionFailure".to_owned(),
+                        message: e.to_string(),
+                    })?;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| self.error("BatchGetItem", &e))?;
+                if let Some(mut found) = output.responses {
+                    items.extend(
+                        found
+                            .remove(&self.table)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(from_sdk),
+                    );
+                }
+                if let Some(mut left) = output.unprocessed_keys {
+                    if let Some(left) = left.remove(&self.table) {
+                        wanted = left.keys;
                     }
+                }
+                if !wanted.is_empty() {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
                 }
             }
         }
-        Ok(entries)
+        Ok(items)
     }
 
-    fn conflict(&self, message: &str) -> StateError {
-        StateError {
-            kind: StateFailureKind::Transient,
-            operation: "PutItem",
-            table: self.table.clone(),
-            code: "Conflict".to_owned(),
-            message: message.to_owned(),
-        }
-    }
-
-    /// Every item of a partition whose sort key sorts below `sk_below`, read consistently.
-    async fn query_below(&self, pk: &str, sk_below: &str) -> Result<Vec<Item>, StateError> {
+    /// Every page of a query of one partition, or only the count.
+    async fn query_pages(
+        &self,
+        pk: &str,
+        keys: SortKeys<'_>,
+        count_only: bool,
+    ) -> Result<(Vec<Item>, usize), StateError> {
+        let (condition, bound) = match keys {
+            SortKeys::Prefix("") => ("pk = :pk", None),
+            SortKeys::Prefix(prefix) => ("pk = :pk AND begins_with(sk, :sk)", Some(prefix)),
+            SortKeys::Below(below) => ("pk = :pk AND sk < :sk", Some(below)),
+        };
         let mut items = Vec::new();
-        let mut start: Option<Item> = None;
+        let mut count = 0;
+        let mut start: Option<SdkItem> = None;
         loop {
-            let query = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .consistent_read(true)
-                .key_condition_expression("pk = :pk AND sk < :sk")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":sk", s(sk_below))
+                .key_condition_expression(condition)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
                 .set_exclusive_start_key(start.take());
+            if let Some(bound) = bound {
+                query =
+                    query.expression_attribute_values(":sk", AttributeValue::S(bound.to_owned()));
+            }
+            if count_only {
+                query = query.select(Select::Count);
+            }
             let page = query.send().await.map_err(|e| self.error("Query", &e))?;
-            items.extend(page.items.unwrap_or_default());
+            count += usize::try_from(page.count).unwrap_or(0);
+            items.extend(page.items.unwrap_or_default().into_iter().map(from_sdk));
             match page.last_evaluated_key {
                 Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok(items),
+                _ => return Ok((items, count)),
             }
         }
     }
 }
 
-impl StateStore for DynamoState {
-    fn claim<'a>(
-        &'a self,
-        key: LeaseKey<'a>,
-        owner: &'a str,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> BoxFuture<'a, Result<Claim, StateError>> {
-        Box::pin(self.claim_lease(key, owner, now_ms, lease_ms))
+impl StateTable for DynamoTable {
+    fn name(&self) -> &str {
+        &self.table
     }
 
-    fn renew<'a>(
-        &'a self,
-        key: LeaseKey<'a>,
-        owner: &'a str,
-        until_ms: i64,
-    ) -> BoxFuture<'a, Result<bool, StateError>> {
-        Box::pin(self.renew_lease(key, owner, until_ms))
+    fn get<'a>(&'a self, key: &'a ItemKey) -> BoxFuture<'a, Result<Option<Item>, StateError>> {
+        Box::pin(self.get_item(key))
     }
 
-    fn finish<'a>(
-        &'a self,
-        key: LeaseKey<'a>,
-        owner: &'a str,
-        finish: Finish<'a>,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        Box::pin(self.finish_lease(key, owner, finish))
+    fn get_many<'a>(&'a self, keys: &'a [ItemKey]) -> BoxFuture<'a, Result<Vec<Item>, StateError>> {
+        Box::pin(self.batch_get(keys))
     }
 
-    fn release<'a>(
+    fn put<'a>(
         &'a self,
-        key: LeaseKey<'a>,
-        owner: &'a str,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        Box::pin(self.release_lease(key, owner))
+        item: Item,
+        cond: Option<&'a Cond>,
+    ) -> BoxFuture<'a, Result<Written, StateError>> {
+        Box::pin(self.put_item(item, cond))
     }
 
-    fn record<'a>(
+    fn update<'a>(
         &'a self,
-        route: &'a str,
-        window: Window,
-        event_id: &'a str,
-        entry: &'a str,
-    ) -> BoxFuture<'a, Result<Recorded, StateError>> {
-        Box::pin(self.record_entry(route, window, event_id, entry))
+        key: &'a ItemKey,
+        changes: &'a Changes,
+        cond: Option<&'a Cond>,
+    ) -> BoxFuture<'a, Result<Written, StateError>> {
+        Box::pin(self.update_item(key, changes, cond))
     }
 
-    fn pending_windows<'a>(
+    fn delete<'a>(
         &'a self,
-        route: &'a str,
-        ended_by: i64,
-    ) -> BoxFuture<'a, Result<Vec<Window>, StateError>> {
-        Box::pin(async move {
-            // A window that ended by then started before then; the end is checked below.
-            let below = window_sk(Window {
-                start: ended_by,
-                end: ended_by,
-            });
-            let items = self
-                .query_below(&format!("pending#{route}"), &below)
-                .await?;
-            Ok(items
+        key: &'a ItemKey,
+        cond: Option<&'a Cond>,
+    ) -> BoxFuture<'a, Result<Written, StateError>> {
+        Box::pin(self.delete_item(key, cond))
+    }
+
+    fn query<'a>(
+        &'a self,
+        pk: &'a str,
+        keys: SortKeys<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Item>, StateError>> {
+        Box::pin(async move { Ok(self.query_pages(pk, keys, false).await?.0) })
+    }
+
+    fn count<'a>(
+        &'a self,
+        pk: &'a str,
+        keys: SortKeys<'a>,
+    ) -> BoxFuture<'a, Result<usize, StateError>> {
+        Box::pin(async move { Ok(self.query_pages(pk, keys, true).await?.1) })
+    }
+}
+
+/// A condition or update expression being built, with its placeholders: `#nK` for names and
+/// `:vK` for values, so no attribute name can clash with a reserved word.
+#[derive(Default)]
+struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    fn name(&mut self, name: &str) -> String {
+        if let Some((placeholder, _)) = self.names.iter().find(|(_, n)| *n == name) {
+            return placeholder.clone();
+        }
+        let placeholder = format!("#n{}", self.names.len());
+        self.names.insert(placeholder.clone(), name.to_owned());
+        placeholder
+    }
+
+    fn value(&mut self, value: &Attr) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values
+            .insert(placeholder.clone(), to_attribute(value.clone()));
+        placeholder
+    }
+
+    fn cond(&mut self, cond: &Cond) -> String {
+        match cond {
+            Cond::Absent => format!("attribute_not_exists({})", self.name("pk")),
+            Cond::Eq(name, value) => format!("{} = {}", self.name(name), self.value(value)),
+            Cond::Lt(name, bound) => {
+                format!("{} < {}", self.name(name), self.value(&Attr::N(*bound)))
+            }
+            Cond::Missing(name) => format!("attribute_not_exists({})", self.name(name)),
+            Cond::All(all) => self.join(all, " AND "),
+            Cond::Any(any) => self.join(any, " OR "),
+        }
+    }
+
+    fn join(&mut self, parts: &[Cond], with: &str) -> String {
+        let parts: Vec<String> = parts.iter().map(|c| self.cond(c)).collect();
+        format!("({})", parts.join(with))
+    }
+
+    fn changes(&mut self, changes: &Changes) -> String {
+        let mut text = String::new();
+        if !changes.set.is_empty() {
+            let set: Vec<String> = changes
+                .set
                 .iter()
-                .filter_map(|item| {
-                    Some(Window {
-                        start: number(item, "window_start")?,
-                        end: number(item, "window_end")?,
-                    })
-                })
-                .filter(|w| w.end <= ended_by)
-                .collect())
-        })
+                .map(|(name, value)| format!("{} = {}", self.name(name), self.value(value)))
+                .collect();
+            text = format!("SET {}", set.join(", "));
+        }
+        if !changes.remove.is_empty() {
+            let remove: Vec<String> = changes.remove.iter().map(|name| self.name(name)).collect();
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(&format!("REMOVE {}", remove.join(", ")));
+        }
+        text
     }
 
-    fn close_window<'a>(
-        &'a self,
-        route: &'a str,
-        window: Window,
-    ) -> BoxFuture<'a, Result<Vec<String>, StateError>> {
-        Box::pin(self.close_shards(route, window))
+    fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
     }
 
-    fn probe(&self) -> BoxFuture<'_, Result<(), StateError>> {
-        Box::pin(async move {
-            self.get(HashMap::from([
-                ("pk".to_owned(), s("probe")),
-                ("sk".to_owned(), s("probe")),
-            ]))
-            .await
-            .map(|_| ())
-        })
+    fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| self.values.clone())
     }
 }
 
-const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
-
-/// Shards per digest window: a window's entries are spread over this many items by event id,
-/// so a window holds about 16 × 400 KB of entries (thousands of events) and each write touches
-/// one small item.
-pub const SHARDS: u32 = 16;
-
-/// Attribute-name prefix of one entry in a shard item: `e#<event id>`.
-pub const ENTRY_PREFIX: &str = "e#";
-
-/// Whether an entry went into a window.
-enum Added {
-    Yes,
-    Closed,
+fn to_attribute(value: Attr) -> AttributeValue {
+    match value {
+        Attr::S(s) => AttributeValue::S(s),
+        Attr::N(n) => AttributeValue::N(n.to_string()),
+        Attr::Bool(b) => AttributeValue::Bool(b),
+    }
 }
 
-fn entry_attribute(event_id: &str) -> String {
-    format!("{ENTRY_PREFIX}{event_id}")
-}
-
-/// The shard of an event: FNV-1a of its id, so every copy of an event picks the same one.
-fn shard_of(event_id: &str) -> u32 {
-    let hash = event_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    hash % SHARDS
-}
-
-/// The key of one shard of a window.
-pub(crate) fn shard_key(route: &str, window: Window, shard: u32) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), s(&window_pk(route, window))),
-        ("sk".to_owned(), s(&format!("shard#{shard:02}"))),
-    ])
-}
-
-/// The item a refused PutItem returned, if any.
-fn put_item_refused(err: &PutItemError) -> Option<&Item> {
-    match err {
-        PutItemError::ConditionalCheckFailedException(e) => e.item(),
+/// An SDK value as ours; kinds the protocol never writes are left out.
+fn from_attribute(value: AttributeValue) -> Option<Attr> {
+    match value {
+        AttributeValue::S(s) => Some(Attr::S(s)),
+        AttributeValue::N(n) => n.parse().ok().map(Attr::N),
+        AttributeValue::Bool(b) => Some(Attr::Bool(b)),
         _ => None,
     }
 }
 
-fn is_condition_failure(err: &PutItemError) -> bool {
-    matches!(err, PutItemError::ConditionalCheckFailedException(_))
+fn to_sdk(item: Item) -> SdkItem {
+    item.into_iter()
+        .map(|(name, value)| (name, to_attribute(value)))
+        .collect()
 }
 
-/// The key of a lease item.
-fn key(lease: LeaseKey<'_>) -> Item {
-    let (pk, sk) = match lease {
-        LeaseKey::Send { event_id, route } => (format!("send#{event_id}"), route.to_owned()),
-        LeaseKey::Window { route, window } => (window_pk(route, window), "window".to_owned()),
-    };
-    HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(&sk))])
+/// An SDK item as ours.
+pub(crate) fn from_sdk(item: SdkItem) -> Item {
+    item.into_iter()
+        .filter_map(|(name, value)| Some((name, from_attribute(value)?)))
+        .collect()
 }
 
-fn window_pk(route: &str, window: Window) -> String {
-    format!("window#{route}#{}", window.start)
-}
-
-/// Sorts like the window's start (zero-padded), so a Query finds the windows due in order.
-fn window_sk(window: Window) -> String {
-    format!("{:020}-{:020}", window.start.max(0), window.end.max(0))
-}
-
-fn pending_key(route: &str, window: Window) -> Item {
+fn sdk_key(key: &ItemKey) -> SdkItem {
     HashMap::from([
-        ("pk".to_owned(), s(&format!("pending#{route}"))),
-        ("sk".to_owned(), s(&window_sk(window))),
+        ("pk".to_owned(), AttributeValue::S(key.pk.clone())),
+        ("sk".to_owned(), AttributeValue::S(key.sk.clone())),
     ])
 }
 
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
+fn item_key(item: &Item) -> ItemKey {
+    let part = |name: &str| {
+        item.get(name)
+            .and_then(Attr::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    ItemKey {
+        pk: part("pk"),
+        sk: part("sk"),
+    }
 }
 
-fn n(value: i64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-/// A string attribute.
-pub(crate) fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-}
-
-/// A number attribute that fits an i64.
-pub(crate) fn number(item: &Item, name: &str) -> Option<i64> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The classification table: throttling, server errors and the network are transient;
-/// a missing table, refused credentials or a key schema that is not ours make the table
-/// unusable until an operator acts, and so does any other client error (a 4xx that retrying
-/// the message cannot change).
+/// The classification table: throttling, server errors and the network are transient; a
+/// request DynamoDB refuses as invalid (a key over its size limit) is that request's fault
+/// (the state protocol probes the table to tell it from a schema that is not ours); a missing
+/// table, refused credentials, or any other client error make the table unusable until an
+/// operator acts.
 pub fn kind_of(code: &str, http_status: Option<u16>) -> StateFailureKind {
     match code {
         "ProvisionedThroughputExceededException"
@@ -781,13 +473,13 @@ pub fn kind_of(code: &str, http_status: Option<u16>) -> StateFailureKind {
         | "Timeout"
         | "DispatchFailure"
         | "ResponseError" => StateFailureKind::Transient,
+        "ValidationException" => StateFailureKind::Invalid,
         "ResourceNotFoundException"
         | "AccessDeniedException"
         | "UnrecognizedClientException"
         | "InvalidSignatureException"
         | "MissingAuthenticationTokenException"
-        | "ExpiredTokenException"
-        | "ValidationException" => StateFailureKind::Unusable,
+        | "ExpiredTokenException" => StateFailureKind::Unusable,
         _ => match http_status {
             Some(400..=499) if http_status != Some(429) => StateFailureKind::Unusable,
             _ => StateFailureKind::Transient,
@@ -836,7 +528,7 @@ mod tests {
                 Some(400),
                 StateFailureKind::Unusable,
             ),
-            ("ValidationException", Some(400), StateFailureKind::Unusable),
+            ("ValidationException", Some(400), StateFailureKind::Invalid),
             ("Unknown", Some(403), StateFailureKind::Unusable),
         ];
         for (code, status, kind) in table {
@@ -845,12 +537,24 @@ mod tests {
     }
 
     #[test]
-    fn pending_windows_sort_by_start() {
-        let early = window_sk(Window { start: 9, end: 10 });
-        let late = window_sk(Window {
-            start: 1_700_000_000,
-            end: 1_700_000_060,
-        });
-        assert!(early < late);
+    fn expressions_use_placeholders_for_every_name_and_value() {
+        let mut expr = Expr::default();
+        let cond = Cond::Any(vec![
+            Cond::Missing("status"),
+            Cond::All(vec![
+                Cond::Eq("status", Attr::S("claimed".into())),
+                Cond::Lt("lease_until", 5),
+            ]),
+        ]);
+        assert_eq!(
+            expr.cond(&cond),
+            "(attribute_not_exists(#n0) OR (#n0 = :v0 AND #n1 < :v1))"
+        );
+        let changes = Changes {
+            set: vec![("owner", Attr::S("a".into()))],
+            remove: vec!["lease_until"],
+        };
+        assert_eq!(expr.changes(&changes), "SET #n2 = :v2 REMOVE #n1");
+        assert_eq!(expr.names().map(|n| n.len()), Some(3));
     }
 }

@@ -1,6 +1,8 @@
 //! `quilt-notify state`: the shared state table (`state.table`) for an operator. `state create`
 //! makes it (idempotent); `state` (or `state show`) prints the digest windows waiting to be sent
-//! and the latest claims, or one event's claims with `--event`.
+//! (failed and orphaned ones marked) and the latest claims, or one event's claims with
+//! `--event`; `state retry` makes failed windows sendable again, or hands a route's windows to
+//! another route.
 
 use std::path::PathBuf;
 
@@ -8,8 +10,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::app;
-use crate::aws::admin::{ClaimRow, PendingWindow, StateAdmin};
+use crate::aws::admin::{claim_row, ClaimRow, StateAdmin};
 use crate::config::Settings;
+use crate::ports::SortKeys;
+use crate::state::{StateStore, WindowStatus};
 use crate::worker::claims::now_ms;
 
 /// Arguments of `quilt-notify state`.
@@ -33,10 +37,16 @@ pub enum StateCommand {
     /// (which creates its own). Needs dynamodb:CreateTable, DescribeTable, DescribeTimeToLive
     /// and UpdateTimeToLive.
     Create(CreateArgs),
-    /// Print the digest windows waiting to be sent (route, window, events, who is sending it)
-    /// and the latest claims (time, route, event, status, owner, SES message id). Needs
-    /// dynamodb:Query and dynamodb:Scan.
+    /// Print the digest windows waiting to be sent (route, window, events, status: open, due,
+    /// sending, lease ended, failed with its reason, retry; `orphaned` for a route the config
+    /// no longer has) and the latest claims (time, route, event, status, owner, SES message
+    /// id). Needs dynamodb:Query, dynamodb:GetItem and dynamodb:Scan.
     Show(ShowArgs),
+    /// Make the failed digest windows of a route sendable again: the next digest check sends
+    /// them in one digest. With --as, hand every window of a route (failed or waiting; e.g. a
+    /// route that was renamed or removed) to another route, whose template and recipients
+    /// send them. Needs dynamodb:Query, UpdateItem, PutItem and DeleteItem.
+    Retry(RetryArgs),
 }
 
 /// Arguments of `quilt-notify state create`.
@@ -65,6 +75,20 @@ pub struct ShowArgs {
     pub scan_limit: usize,
 }
 
+/// Arguments of `quilt-notify state retry`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Configuration file (as for `run`): `state.table`, the digest routes, endpoint and region.
+    #[arg(short, long, env = "QUILT_NOTIFY_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The route whose windows to retry (as `state` lists it).
+    #[arg(long, value_name = "NAME")]
+    pub route: String,
+    /// Hand the route's windows to this digest route of the configuration instead.
+    #[arg(long = "as", value_name = "NEW")]
+    pub to: Option<String>,
+}
+
 /// Runs a `state` sub-command; Ok(true) when it did what was asked.
 ///
 /// # Errors
@@ -73,6 +97,7 @@ pub fn run(args: &StateArgs) -> anyhow::Result<bool> {
     let config = match &args.command {
         Some(StateCommand::Create(create)) => create.config.as_deref(),
         Some(StateCommand::Show(show)) => show.config.as_deref(),
+        Some(StateCommand::Retry(retry)) => retry.config.as_deref(),
         None => args.show.config.as_deref(),
     };
     let settings = Settings::load(config)?;
@@ -82,6 +107,7 @@ pub fn run(args: &StateArgs) -> anyhow::Result<bool> {
     super::block_on(async {
         let sdk = app::sdk_config(&settings).await?;
         let admin = StateAdmin::new(app::dynamodb_client(&sdk, &settings), &table);
+        let store = app::state_store(&sdk, &settings).context("state.table is not set")?;
         match &args.command {
             Some(StateCommand::Create(_)) => {
                 let created = admin.create().await?;
@@ -93,58 +119,127 @@ pub fn run(args: &StateArgs) -> anyhow::Result<bool> {
                 println!("table {table}: {what}");
                 Ok(true)
             }
-            Some(StateCommand::Show(show)) => show_state(&admin, &settings, &table, show).await,
-            None => show_state(&admin, &settings, &table, &args.show).await,
+            Some(StateCommand::Show(show)) => {
+                show_state(&admin, &store, &settings, &table, show).await
+            }
+            Some(StateCommand::Retry(retry)) => retry_windows(&store, &settings, retry).await,
+            None => show_state(&admin, &store, &settings, &table, &args.show).await,
         }
     })
 }
 
+async fn retry_windows(
+    store: &StateStore,
+    settings: &Settings,
+    args: &RetryArgs,
+) -> anyhow::Result<bool> {
+    let digest = |name: &str| {
+        settings
+            .routes
+            .iter()
+            .any(|r| r.name == name && r.digest.is_some())
+    };
+    if let Some(to) = &args.to {
+        anyhow::ensure!(
+            digest(to),
+            "--as {to:?}: no digest route of that name in the configuration"
+        );
+    }
+    let changed = store.retry(&args.route, args.to.as_deref()).await?;
+    match (&args.to, changed) {
+        (_, 0) if args.to.is_none() => {
+            println!("route {}: no failed digest windows", args.route);
+        }
+        (Some(to), 0) => println!("route {}: no digest windows to hand to {to}", args.route),
+        (Some(to), n) => println!(
+            "route {}: {n} digest window(s) handed to route {to}; its next digest check sends them in one digest",
+            args.route
+        ),
+        (None, n) => println!(
+            "route {}: {n} failed digest window(s) sendable again; the next digest check sends them in one digest",
+            args.route
+        ),
+    }
+    Ok(true)
+}
+
 async fn show_state(
     admin: &StateAdmin,
+    store: &StateStore,
     settings: &Settings,
     table: &str,
     args: &ShowArgs,
 ) -> anyhow::Result<bool> {
     let now = now_ms();
     if let Some(event_id) = &args.event {
-        let claims = admin.event_claims(event_id).await?;
+        let items = store
+            .table()
+            .query(&format!("send#{event_id}"), SortKeys::Prefix(""))
+            .await?;
+        let claims: Vec<ClaimRow> = items
+            .iter()
+            .map(|item| claim_row(item, event_id.clone()))
+            .collect();
         println!("table {table}: claims of event {event_id}");
         print_claims(&claims, now);
         return Ok(true);
     }
-    let digest_routes: Vec<&str> = settings
+    let configured: Vec<String> = settings
         .routes
         .iter()
         .filter(|r| r.digest.is_some())
-        .map(|r| r.name.as_str())
+        .map(|r| r.name.clone())
         .collect();
-    let mut pending: Vec<PendingWindow> = Vec::new();
-    for route in &digest_routes {
-        pending.extend(admin.pending(route).await?);
+    let mut routes = configured.clone();
+    for known in store.digest_routes().await? {
+        if !routes.contains(&known) {
+            routes.push(known);
+        }
     }
+    let windows = store.windows(&routes, now).await?;
     println!("table {table}");
-    if digest_routes.is_empty() {
-        println!("\nno digest routes in this configuration");
-    } else if pending.is_empty() {
+    if routes.is_empty() {
+        println!("\nno digest routes in this configuration, and no digest windows in the table");
+    } else if windows.is_empty() {
         println!("\npending digest windows: none");
     } else {
-        println!("\npending digest windows ({}):", pending.len());
-        let rows: Vec<Vec<String>> = pending
+        println!("\npending digest windows ({}):", windows.len());
+        let rows: Vec<Vec<String>> = windows
             .iter()
-            .map(|p| {
+            .map(|view| {
+                let p = &view.pending;
+                let mut route = p.route.clone();
+                if p.source != p.route {
+                    route.push_str(&format!(" (from {})", p.source));
+                }
+                if !configured.contains(&p.route) {
+                    route.push_str(" [orphaned]");
+                }
                 vec![
-                    p.route.clone(),
+                    route,
                     format!(
                         "{} – {}",
                         utc(p.window.start * 1000),
                         utc(p.window.end * 1000)
                     ),
-                    p.events.to_string(),
-                    window_status(p, now),
+                    view.events.to_string(),
+                    window_status(&view.status, now),
                 ]
             })
             .collect();
         print_table(&["route", "window (UTC)", "events", "status"], &rows);
+        if windows
+            .iter()
+            .any(|w| !configured.contains(&w.pending.route))
+        {
+            println!("\n  [orphaned]: the configuration has no such route, so nothing sends these windows;\n  `quilt-notify state retry --route OLD --as NEW` hands them to a digest route");
+        }
+        if windows
+            .iter()
+            .any(|w| matches!(w.status, WindowStatus::Failed { .. }))
+        {
+            println!("\n  failed: `quilt-notify state retry --route NAME` sends them again, in one digest");
+        }
     }
     let (claims, scanned) = admin.recent_claims(args.claims, args.scan_limit).await?;
     println!(
@@ -155,26 +250,20 @@ async fn show_state(
     Ok(true)
 }
 
-/// `open`, `sending (owner, lease Ns left)`, or `lease expired (owner)`: the window waits for
-/// the next task to take it over.
-fn window_status(pending: &PendingWindow, now_ms: i64) -> String {
-    match &pending.claim {
-        None => {
-            if pending.window.end * 1000 <= now_ms {
-                "closed, waiting for a task".to_owned()
-            } else {
-                "open".to_owned()
-            }
-        }
-        Some(claim) if claim.status == "claimed" && claim.lease_until_ms > now_ms => format!(
-            "sending ({}, lease {}s left)",
-            claim.owner,
-            (claim.lease_until_ms - now_ms) / 1000
+/// What an operator reads of a window's status.
+fn window_status(status: &WindowStatus, now_ms: i64) -> String {
+    match status {
+        WindowStatus::Open => "open".to_owned(),
+        WindowStatus::Due => "closed, waiting for a task".to_owned(),
+        WindowStatus::Sending { owner, until_ms } => format!(
+            "sending ({owner}, lease {}s left)",
+            (until_ms - now_ms) / 1000
         ),
-        Some(claim) if claim.status == "claimed" => {
-            format!("lease ended ({}): the next task takes it over", claim.owner)
+        WindowStatus::LeaseEnded { owner } => {
+            format!("lease ended ({owner}): the next task takes it over")
         }
-        Some(claim) => claim.status.clone(),
+        WindowStatus::Failed { error } => format!("failed: {error}"),
+        WindowStatus::Retry => "retry: the next digest check sends it".to_owned(),
     }
 }
 

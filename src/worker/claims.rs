@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::clock::{Clock, SystemClock};
-use crate::ports::{Claim, Finish, LeaseKey, StateError, StateFailureKind, StateStore};
+use crate::ports::{StateError, StateFailureKind};
+use crate::state::{Claim, Finish, LeaseKey, StateStore};
 
 /// Attempts at marking work finished, the first retry after `FINISH_FIRST_RETRY`, doubling:
 /// 0.2 + 0.4 + … + 6.4 s, about 12.6 s in all.
@@ -19,7 +20,7 @@ const FINISH_FIRST_RETRY: Duration = Duration::from_millis(200);
 /// The state store with this task's identity and lease length.
 #[derive(Clone)]
 pub struct Claims {
-    store: Arc<dyn StateStore>,
+    store: StateStore,
     owner: String,
     lease: Duration,
     clock: Arc<dyn Clock>,
@@ -41,7 +42,7 @@ pub fn now_ms() -> i64 {
 
 impl Claims {
     /// Claims in `store` as `owner` (unique per process), for leases of `lease`.
-    pub fn new(store: Arc<dyn StateStore>, owner: impl Into<String>, lease: Duration) -> Self {
+    pub fn new(store: StateStore, owner: impl Into<String>, lease: Duration) -> Self {
         Self {
             store,
             owner: owner.into(),
@@ -77,8 +78,8 @@ impl Claims {
     }
 
     /// The store, for the calls that are not about leases.
-    pub fn store(&self) -> &dyn StateStore {
-        self.store.as_ref()
+    pub fn store(&self) -> &StateStore {
+        &self.store
     }
 
     fn lease_ms(&self) -> i64 {
@@ -99,6 +100,16 @@ impl Claims {
     /// is not taken over. A renewal that finds the lease gone, or fails, is logged: the work
     /// goes on (it may already be under way at SES), and another task may do it again.
     pub async fn hold<F: Future>(&self, key: LeaseKey<'_>, work: F) -> F::Output {
+        self.hold_all(key, &[], work).await
+    }
+
+    /// The same for several leases at once (the windows of one digest).
+    pub async fn hold_all<F: Future>(
+        &self,
+        key: LeaseKey<'_>,
+        more: &[LeaseKey<'_>],
+        work: F,
+    ) -> F::Output {
         let every = self.lease / 3;
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tokio::pin!(work);
@@ -108,10 +119,12 @@ impl Claims {
                 output = &mut work => return output,
                 _ = renew.tick() => {
                     let until = self.now_ms().saturating_add(self.lease_ms());
-                    match self.store.renew(key, &self.owner, until).await {
-                        Ok(true) => tracing::debug!(?key, "lease renewed"),
-                        Ok(false) => tracing::warn!(?key, "lease lost while working (another task may do this work too)"),
-                        Err(e) => tracing::warn!(?key, error = %e, "could not renew lease"),
+                    for key in std::iter::once(key).chain(more.iter().copied()) {
+                        match self.store.renew(key, &self.owner, until).await {
+                            Ok(true) => tracing::debug!(?key, "lease renewed"),
+                            Ok(false) => tracing::warn!(?key, "lease lost while working (another task may do this work too)"),
+                            Err(e) => tracing::warn!(?key, error = %e, "could not renew lease"),
+                        }
                     }
                 }
             }
@@ -129,7 +142,11 @@ impl Claims {
             let mut wait = FINISH_FIRST_RETRY;
             let mut attempt = 1;
             loop {
-                match self.store.finish(key, &self.owner, finish).await {
+                match self
+                    .store
+                    .finish(key, &self.owner, finish, self.now_ms())
+                    .await
+                {
                     Err(e)
                         if e.kind == StateFailureKind::Transient && attempt < FINISH_ATTEMPTS =>
                     {
@@ -157,14 +174,18 @@ impl Claims {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory_state::MemoryState;
+    use crate::memory_table::MemoryTable;
+    use crate::state::StateOptions;
 
-    fn claims(store: &Arc<MemoryState>, owner: &str) -> Claims {
-        Claims::new(
-            Arc::clone(store) as Arc<dyn StateStore>,
-            owner,
-            Duration::from_secs(3),
+    fn store(table: &Arc<MemoryTable>) -> StateStore {
+        StateStore::new(
+            Arc::clone(table) as Arc<dyn crate::ports::StateTable>,
+            StateOptions::default(),
         )
+    }
+
+    fn claims(table: &Arc<MemoryTable>, owner: &str) -> Claims {
+        Claims::new(store(table), owner, Duration::from_secs(3))
     }
 
     const KEY: LeaseKey<'static> = LeaseKey::Send {
@@ -172,50 +193,17 @@ mod tests {
         route: "r",
     };
 
-    #[tokio::test]
-    async fn a_live_lease_holds_others_off_and_a_finished_pair_is_done() {
-        let store = Arc::new(MemoryState::new());
-        let (a, b) = (claims(&store, "a"), claims(&store, "b"));
-        assert_eq!(a.claim(KEY).await, Ok(Claim::Won { takeover: false }));
-        assert!(matches!(b.claim(KEY).await, Ok(Claim::Held { .. })));
-        a.finish(KEY, Finish::Sent { message_id: "m1" })
-            .await
-            .expect("finish");
-        assert_eq!(b.claim(KEY).await, Ok(Claim::Done));
-        assert_eq!(a.claim(KEY).await, Ok(Claim::Done));
-    }
-
-    #[tokio::test]
-    async fn a_released_lease_is_claimed_at_once_without_a_takeover() {
-        let store = Arc::new(MemoryState::new());
-        let (a, b) = (claims(&store, "a"), claims(&store, "b"));
-        a.claim(KEY).await.expect("claim");
-        a.release(KEY).await;
-        assert_eq!(b.claim(KEY).await, Ok(Claim::Won { takeover: false }));
-    }
-
-    #[tokio::test]
-    async fn an_expired_lease_is_taken_over() {
-        let store = Arc::new(MemoryState::new());
-        let b = claims(&store, "b");
-        store
-            .claim(KEY, "dead", now_ms() - 10_000, 1_000)
-            .await
-            .expect("claim");
-        assert_eq!(b.claim(KEY).await, Ok(Claim::Won { takeover: true }));
-    }
-
     #[tokio::test(start_paused = true)]
     async fn marking_finished_outlasts_a_short_outage_of_the_store() {
-        let store = Arc::new(MemoryState::new());
-        let a = claims(&store, "a");
+        let table = Arc::new(MemoryTable::new());
+        let a = claims(&table, "a");
         a.claim(KEY).await.expect("claim");
-        store.fail(Some(StateFailureKind::Transient));
+        table.fail(Some(StateFailureKind::Transient));
         let healer = {
-            let store = Arc::clone(&store);
+            let table = Arc::clone(&table);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                store.fail(None);
+                table.fail(None);
             })
         };
         a.finish(KEY, Finish::Sent { message_id: "m" })
@@ -227,32 +215,33 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_unusable_store_is_not_retried() {
-        let store = Arc::new(MemoryState::new());
-        let a = claims(&store, "a");
-        store.fail(Some(StateFailureKind::Unusable));
-        let calls = store.calls();
+        let table = Arc::new(MemoryTable::new());
+        let a = claims(&table, "a");
+        table.fail(Some(StateFailureKind::Unusable));
+        let calls = table.units().calls;
         assert!(a
             .finish(KEY, Finish::Sent { message_id: "m" })
             .await
             .is_err());
-        assert_eq!(store.calls() - calls, 1);
+        assert_eq!(table.units().calls - calls, 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_send_keeps_its_lease() {
-        let store = Arc::new(MemoryState::new());
-        let a = claims(&store, "a");
+        let table = Arc::new(MemoryTable::new());
+        let a = claims(&table, "a");
         a.claim(KEY).await.expect("claim");
-        let before = store.holder(KEY).expect("held").1;
+        let calls = table.units().calls;
         // Tokio's clock is paused and advances; the wall clock the leases use barely moves, so
         // the renewal shows as calls rather than as a later end.
         a.hold(KEY, tokio::time::sleep(Duration::from_secs(10)))
             .await;
         assert!(
-            store.calls() >= 4,
+            table.units().calls - calls >= 9,
             "renewed about every second: {}",
-            store.calls()
+            table.units().calls - calls
         );
-        assert!(store.holder(KEY).expect("still held").1 >= before);
+        let b = claims(&table, "b");
+        assert!(matches!(b.claim(KEY).await, Ok(Claim::Held { .. })));
     }
 }

@@ -138,6 +138,7 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
     pub async fn run(self, shutdown: CancellationToken) {
         let pollers = TaskTracker::new();
         let batches = TaskTracker::new();
+        self.shared.pipeline.warn_orphaned_windows().await;
         if self.shared.pipeline.has_digests() {
             pollers.spawn(send_digests(
                 Arc::clone(&self.shared),

@@ -15,9 +15,9 @@ use crate::domain::recipients::Selection;
 use crate::domain::render::{route_data, RenderedEmail, Renderer};
 use crate::domain::route::{EmailAddress, Route, RouteTable};
 use crate::ports::{
-    Claim, Email, FailureKind, Finish, LeaseKey, ListManagement, Mailer, SendError, StateError,
-    StateFailureKind, StoreError,
+    Email, FailureKind, ListManagement, Mailer, SendError, StateError, StateFailureKind, StoreError,
 };
+use crate::state::{Claim, Finish, LeaseKey};
 
 use super::claims::Claims;
 use super::details::DetailsSource;
@@ -548,13 +548,15 @@ fn combine(results: Vec<RouteResult>, already_sent: bool) -> Outcome {
     }
 }
 
-/// A failed state call as the message's outcome: transient, or unusable (which pauses the
-/// worker instead of sending without the guarantee).
+/// A failed state call as the message's outcome: transient; unusable, which pauses the worker
+/// instead of sending without the guarantee; or invalid, the message's own fault while the
+/// table answers (an event id over DynamoDB's key limit), which sends it to the DLQ.
 fn state_failure(route: &str, e: &StateError) -> Outcome {
     Outcome::Failed {
         kind: match e.kind {
             StateFailureKind::Transient => FailureKind::Transient,
             StateFailureKind::Unusable => FailureKind::StateUnavailable,
+            StateFailureKind::Invalid => FailureKind::Permanent,
         },
         code: e.code.clone(),
         error: format!("route \"{route}\": state table: {e}"),

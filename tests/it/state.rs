@@ -280,3 +280,25 @@ async fn a_deleted_table_stops_receiving_keeps_every_message_and_resumes_once_it
     );
     assert_eq!(worker.stop().await, Some(0));
 }
+
+/// The state store's contract (`quilt_notify::state::contract`), the same cases the unit tests
+/// run over the in-memory table, here over DynamoDB on moto: the simulation's table and the
+/// production one answer alike.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn the_state_store_keeps_the_contract_on_dynamodb() {
+    let endpoints = crate::support::Endpoints::from_env();
+    let table = StateTable::new(&endpoints.moto);
+    quilt_notify::aws::admin::StateAdmin::new(table.client.clone(), &table.name)
+        .create()
+        .await
+        .expect("create the table");
+    let store = quilt_notify::state::StateStore::new(
+        std::sync::Arc::new(quilt_notify::aws::dynamodb::DynamoTable::new(
+            table.client.clone(),
+            &table.name,
+        )),
+        quilt_notify::state::StateOptions::default(),
+    );
+    quilt_notify::state::contract::run(&store, "moto").await;
+}

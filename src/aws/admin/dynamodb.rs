@@ -1,6 +1,6 @@
-//! The state table, for `quilt-notify state`: create it (with TTL), and read what the worker
-//! keeps there (pending digest windows, claims) for an operator. The item layout is the
-//! adapter's, `aws::dynamodb`.
+//! The state table, for `quilt-notify state`: create it (with TTL), and scan for the latest
+//! claims. The item layout is the state protocol's (`crate::state`); what goes through the
+//! state-table port (windows, one event's claims) is read there.
 
 use std::time::Duration;
 
@@ -11,9 +11,10 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::AdminError;
-use crate::aws::dynamodb::{number, string, Item, ENTRY_PREFIX, TTL_ATTRIBUTE};
+use crate::aws::dynamodb::{from_sdk, SdkItem, TTL_ATTRIBUTE};
 use crate::aws::AwsError;
-use crate::ports::Window;
+use crate::ports::Item;
+use crate::state::{number, string};
 
 /// What `create` found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,19 +23,6 @@ pub struct Created {
     pub table: bool,
     /// TTL was turned on now (false: it was on already).
     pub ttl: bool,
-}
-
-/// One pending digest window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingWindow {
-    /// The route.
-    pub route: String,
-    /// The window.
-    pub window: Window,
-    /// Events recorded in it.
-    pub events: u64,
-    /// `claimed` while a task sends it (with its owner and lease end), else None.
-    pub claim: Option<ClaimRow>,
 }
 
 /// One lease item: an email of an event, or a digest window.
@@ -212,55 +200,6 @@ impl StateAdmin {
         Ok(true)
     }
 
-    /// The route's pending digest windows, oldest first, with their event counts and claims.
-    ///
-    /// # Errors
-    /// A call failed.
-    pub async fn pending(&self, route: &str) -> Result<Vec<PendingWindow>, AdminError> {
-        let mut windows = Vec::new();
-        for item in self.query(&format!("pending#{route}"), None).await? {
-            let (Some(start), Some(end)) =
-                (number(&item, "window_start"), number(&item, "window_end"))
-            else {
-                continue;
-            };
-            let window = Window { start, end };
-            let pk = format!("window#{route}#{start}");
-            let mut events = 0;
-            let mut claim = None;
-            for item in self.query(&pk, None).await? {
-                match string(&item, "sk") {
-                    Some("window") => claim = Some(claim_row(&item, format!("window {start}"))),
-                    _ => {
-                        events += item
-                            .keys()
-                            .filter(|name| name.starts_with(ENTRY_PREFIX))
-                            .count() as u64;
-                    }
-                }
-            }
-            windows.push(PendingWindow {
-                route: route.to_owned(),
-                window,
-                events,
-                claim,
-            });
-        }
-        Ok(windows)
-    }
-
-    /// The claims of one event, one per route.
-    ///
-    /// # Errors
-    /// A call failed.
-    pub async fn event_claims(&self, event_id: &str) -> Result<Vec<ClaimRow>, AdminError> {
-        let items = self.query(&format!("send#{event_id}"), None).await?;
-        Ok(items
-            .iter()
-            .map(|item| claim_row(item, event_id.to_owned()))
-            .collect())
-    }
-
     /// The newest `limit` claims among the first `scan_limit` items of a Scan, and how many
     /// items the Scan read. A Scan reads the table in hash order, not by time, so on a table
     /// larger than `scan_limit` this is a sample, not the newest of all.
@@ -274,7 +213,7 @@ impl StateAdmin {
     ) -> Result<(Vec<ClaimRow>, usize), AdminError> {
         let mut rows = Vec::new();
         let mut scanned = 0;
-        let mut start: Option<Item> = None;
+        let mut start: Option<SdkItem> = None;
         loop {
             let page = self
                 .client
@@ -288,7 +227,7 @@ impl StateAdmin {
                 .await
                 .map_err(|e| AdminError::call("Scan", &e))?;
             scanned += usize::try_from(page.scanned_count).unwrap_or(0);
-            for item in page.items.unwrap_or_default() {
+            for item in page.items.unwrap_or_default().into_iter().map(from_sdk) {
                 let subject = string(&item, "event_id").map_or_else(
                     || format!("window {}", number(&item, "window_start").unwrap_or(0)),
                     str::to_owned,
@@ -304,37 +243,10 @@ impl StateAdmin {
         rows.truncate(limit);
         Ok((rows, scanned))
     }
-
-    async fn query(&self, pk: &str, sk: Option<&str>) -> Result<Vec<Item>, AdminError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-                .set_exclusive_start_key(start.take());
-            query = match sk {
-                Some(sk) => query
-                    .key_condition_expression("pk = :pk AND sk = :sk")
-                    .expression_attribute_values(":sk", AttributeValue::S(sk.to_owned())),
-                None => query.key_condition_expression("pk = :pk"),
-            };
-            let page = query
-                .send()
-                .await
-                .map_err(|e| AdminError::call("Query", &e))?;
-            items.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => return Ok(items),
-            }
-        }
-    }
 }
 
-fn claim_row(item: &Item, subject: String) -> ClaimRow {
+/// One claim item as a row.
+pub fn claim_row(item: &Item, subject: String) -> ClaimRow {
     ClaimRow {
         subject,
         route: string(item, "route").unwrap_or_default().to_owned(),

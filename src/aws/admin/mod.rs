@@ -12,7 +12,7 @@ pub mod events;
 pub mod ses;
 pub mod sqs;
 
-pub use dynamodb::{ClaimRow, Created, PendingWindow, StateAdmin};
+pub use dynamodb::{claim_row, ClaimRow, Created, StateAdmin};
 pub use events::{EventBus, NewEvent, Rule};
 pub use ses::{ListTopic, SesAdmin};
 pub use sqs::{Depth, MoveTask, MoveTaskStatus, MovedBatch, PeekedMessage, QueueFacts, SqsAdmin};

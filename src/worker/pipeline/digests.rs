@@ -1,13 +1,16 @@
 //! Digest routes: a matched event is recorded in the state table under the route's current
 //! window (and its message deleted only after that write); when a window closes, one task claims
-//! it, renders one email of all its events, sends it and marks it sent.
+//! it, renders one email of all its events, sends it and marks it sent. A digest that can never
+//! go out as it is (SES rejects it, or it cannot render) is kept as failed, with its events,
+//! until `quilt-notify state retry` makes it sendable again.
 
-use super::{Pipeline, RouteResult};
+use super::{memory_now, Pipeline, RouteResult};
 use crate::domain::details::Details;
 use crate::domain::digest::{digest_data, DigestEntry, Schedule};
 use crate::domain::event::PackageEvent;
 use crate::domain::route::Route;
-use crate::ports::{Claim, FailureKind, Finish, LeaseKey, Mailer, Recorded, SendError, Window};
+use crate::ports::{FailureKind, Mailer, SendError};
+use crate::state::{Claim, Finish, PendingWindow, Recorded, Window};
 use crate::telemetry::metrics::Counter;
 use crate::worker::outcome::Outcome;
 
@@ -22,7 +25,7 @@ pub struct DigestPass {
     pub sent: usize,
     /// Windows another task holds, or found done.
     pub skipped: usize,
-    /// Windows that failed and stay pending (transient) or were given up (permanent).
+    /// Digests that failed: kept pending (transient) or kept as failed (permanent).
     pub failed: usize,
 }
 
@@ -55,24 +58,25 @@ impl<M: Mailer> Pipeline<M> {
                 })
             }
         };
-        let mut window = schedule.window_at(claims.now_ms().div_euclid(1000));
+        let now_ms = claims.now_ms();
+        let mut window = schedule.window_at(now_ms.div_euclid(1000));
         for _ in 0..RECORD_ATTEMPTS {
             match claims
                 .store()
-                .record(&route.name, window, event.id(), &entry)
+                .record(&route.name, window, event.id(), &entry, now_ms)
                 .await
             {
                 Ok(Recorded::New) => {
                     self.instruments.metrics.add(Counter::DigestEvents, 1);
                     self.memory
-                        .record_sent(event.id(), &route.name, super::memory_now());
+                        .record_sent(event.id(), &route.name, memory_now());
                     tracing::debug!(route = %route.name, window_start = window.start, "recorded for the digest");
                     return RouteResult::Recorded;
                 }
                 Ok(Recorded::Already) => {
                     self.instruments.metrics.add(Counter::ClaimsSkipped, 1);
                     self.memory
-                        .record_sent(event.id(), &route.name, super::memory_now());
+                        .record_sent(event.id(), &route.name, memory_now());
                     return RouteResult::Done;
                 }
                 Ok(Recorded::WindowClosed) => window = schedule.window_at(window.end),
@@ -94,8 +98,50 @@ impl<M: Mailer> Pipeline<M> {
         self.claims.is_some() && self.routes.routes().iter().any(|r| r.digest.is_some())
     }
 
+    /// One WARN line per route that has digest windows in the table but is not in the config
+    /// (renamed or removed): nobody sends those windows until an operator hands them to a
+    /// route with `quilt-notify state retry --route OLD --as NEW`.
+    pub async fn warn_orphaned_windows(&self) {
+        let Some(claims) = &self.claims else {
+            return;
+        };
+        let known = match claims.store().digest_routes().await {
+            Ok(known) => known,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for digest windows of routes the config no longer has");
+                return;
+            }
+        };
+        let configured = self.routes.routes();
+        for orphan in known
+            .into_iter()
+            .filter(|name| !configured.iter().any(|r| r.name == *name))
+        {
+            match claims
+                .store()
+                .windows(std::slice::from_ref(&orphan), claims.now_ms())
+                .await
+            {
+                Ok(windows) if windows.is_empty() => {}
+                Ok(windows) => {
+                    let events: usize = windows.iter().map(|w| w.events).sum();
+                    tracing::warn!(
+                        route = %orphan,
+                        windows = windows.len(),
+                        events,
+                        "digest windows of a route the config no longer has: nothing sends them; `quilt-notify state retry --route {orphan} --as NEW` hands them to route NEW"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(route = %orphan, error = %e, "could not read the digest windows of a route the config no longer has");
+                }
+            }
+        }
+    }
+
     /// Sends the digest of every window that has closed and is not sent yet, of every digest
-    /// route. Each window goes to one task: the first to claim it.
+    /// route. Each window goes to one task: the first to claim it. Windows made sendable again
+    /// by `state retry` go out together, in one digest per route.
     pub async fn send_due_digests(&self) -> DigestPass {
         let mut pass = DigestPass::default();
         let Some(claims) = &self.claims else {
@@ -114,8 +160,13 @@ impl<M: Mailer> Pipeline<M> {
                     continue;
                 }
             };
-            for window in windows {
-                match self.send_digest(route, schedule, window).await {
+            let (retried, due): (Vec<_>, Vec<_>) = windows.into_iter().partition(|w| w.retry);
+            let groups = due
+                .into_iter()
+                .map(|w| vec![w])
+                .chain((!retried.is_empty()).then_some(retried));
+            for group in groups {
+                match self.send_digest(route, schedule, &group).await {
                     WindowResult::Sent => pass.sent += 1,
                     WindowResult::Skipped => pass.skipped += 1,
                     WindowResult::Failed => pass.failed += 1,
@@ -125,69 +176,85 @@ impl<M: Mailer> Pipeline<M> {
         pass
     }
 
+    /// Claims the windows of one digest (those another task holds or finished are left
+    /// out), then delivers it under their leases.
     async fn send_digest(
         &self,
         route: &Route,
         schedule: &Schedule,
-        window: Window,
+        windows: &[PendingWindow],
     ) -> WindowResult {
         let Some(claims) = &self.claims else {
             return WindowResult::Skipped;
         };
-        let key = LeaseKey::Window {
-            route: &route.name,
-            window,
-        };
         let metrics = &self.instruments.metrics;
-        let label = schedule.label(window);
-        match claims.claim(key).await {
-            Ok(Claim::Won { takeover }) => {
-                metrics.add(Counter::Claims, 1);
-                if takeover {
-                    metrics.add(Counter::LeaseTakeovers, 1);
-                    tracing::warn!(route = %route.name, window = %label, "took over the digest of a task that died or stalled while sending it (if SES had accepted it, this one is a duplicate)");
+        let mut held = Vec::with_capacity(windows.len());
+        let mut failed = false;
+        for pending in windows {
+            let label = schedule.label(pending.window);
+            match claims.claim(pending.lease()).await {
+                Ok(Claim::Won { takeover }) => {
+                    metrics.add(Counter::Claims, 1);
+                    if takeover {
+                        metrics.add(Counter::LeaseTakeovers, 1);
+                        tracing::warn!(route = %route.name, window = %label, "took over the digest of a task that died or stalled while sending it (if SES had accepted it, this one is a duplicate)");
+                    }
+                    held.push(pending.clone());
+                }
+                Ok(Claim::Done) => {}
+                Ok(Claim::Held { .. }) => metrics.add(Counter::ClaimsHeld, 1),
+                Err(e) => {
+                    tracing::warn!(route = %route.name, window = %label, error = %e, "could not claim the digest window; trying again at the next check");
+                    failed = true;
                 }
             }
-            Ok(Claim::Done) => return WindowResult::Skipped,
-            Ok(Claim::Held { .. }) => {
-                metrics.add(Counter::ClaimsHeld, 1);
-                return WindowResult::Skipped;
-            }
-            Err(e) => {
-                tracing::warn!(route = %route.name, window = %label, error = %e, "could not claim the digest window; trying again at the next check");
-                return WindowResult::Failed;
-            }
         }
-        // The lease is kept for all of it: closing the shards, the send and the mark.
+        if held.is_empty() {
+            return if failed {
+                WindowResult::Failed
+            } else {
+                WindowResult::Skipped
+            };
+        }
+        // The leases are kept for all of it: closing the windows, the send and the marks.
+        let first = held[0].lease();
+        let rest: Vec<_> = held[1..].iter().map(PendingWindow::lease).collect();
         claims
-            .hold(key, self.deliver(route, schedule, window, &label))
+            .hold_all(first, &rest, self.deliver(route, schedule, &held))
             .await
     }
 
-    /// Closes the claimed window, renders its digest, sends it and marks it sent.
+    /// Closes the claimed windows, renders their digest, sends it and marks each sent.
     async fn deliver(
         &self,
         route: &Route,
         schedule: &Schedule,
-        window: Window,
-        label: &str,
+        windows: &[PendingWindow],
     ) -> WindowResult {
         let Some(claims) = &self.claims else {
             return WindowResult::Skipped;
         };
-        let key = LeaseKey::Window {
-            route: &route.name,
-            window,
+        let span = Window {
+            start: windows.iter().map(|w| w.window.start).min().unwrap_or(0),
+            end: windows.iter().map(|w| w.window.end).max().unwrap_or(0),
         };
+        let label = schedule.label(span);
         let metrics = &self.instruments.metrics;
-        let raw = match claims.store().close_window(&route.name, window).await {
-            Ok(raw) => raw,
-            Err(e) => {
-                claims.release(key).await;
-                tracing::warn!(route = %route.name, window = %label, error = %e, "could not read the digest's events; trying again at the next check");
-                return WindowResult::Failed;
+        let mut raw = Vec::new();
+        for pending in windows {
+            match claims
+                .store()
+                .close_window(&pending.source, pending.window)
+                .await
+            {
+                Ok(entries) => raw.extend(entries),
+                Err(e) => {
+                    self.release_all(windows).await;
+                    tracing::warn!(route = %route.name, window = %label, error = %e, "could not read the digest's events; trying again at the next check");
+                    return WindowResult::Failed;
+                }
             }
-        };
+        }
         let entries: Vec<DigestEntry> = raw
             .iter()
             .filter_map(|text| match serde_json::from_str(text) {
@@ -199,65 +266,46 @@ impl<M: Mailer> Pipeline<M> {
             })
             .collect();
         if entries.is_empty() {
-            // Nothing to say: an empty window sends nothing. If the mark fails, the next check
+            // Nothing to say: an empty window sends nothing. If a mark fails, the next check
             // finds the window again, still empty.
-            if let Err(e) = claims.finish(key, Finish::Sent { message_id: "" }).await {
-                tracing::debug!(route = %route.name, window = %label, error = %e, "could not mark an empty window done");
-            }
+            self.finish_all(windows, Finish::Sent { message_id: "" }, &label)
+                .await;
             return WindowResult::Skipped;
         }
         let events = entries.len();
-        let data = digest_data(
-            route,
-            schedule,
-            window,
-            entries,
-            self.catalog_host.as_deref(),
-        );
+        let data = digest_data(route, schedule, span, entries, self.catalog_host.as_deref());
         let packages = data["package_count"].as_u64().unwrap_or(0);
         let rendered = match self.renderer.render(&route.template, data) {
             Ok(rendered) => rendered,
             Err(e) => {
-                return self
-                    .give_up(
-                        key,
-                        route,
-                        label,
-                        events,
-                        &format!("the digest template fails: {e}"),
-                    )
-                    .await
+                let why = format!("the digest template fails: {e}");
+                return self.keep_failed(windows, route, &label, events, &why).await;
             }
         };
         let email = self.email(
             route,
             &route.recipients.to,
             rendered,
-            ("digest_window", window.start.to_string()),
+            ("digest_window", span.start.to_string()),
         );
-        let sent = self.send(&email).await;
-        match sent {
+        match self.send(&email).await {
             Ok(message_id) => {
                 metrics.add(Counter::EmailsSent, 1);
                 metrics.add(Counter::DigestsSent, 1);
                 self.instruments.status.progressed();
-                if let Err(e) = claims
-                    .finish(
-                        key,
-                        Finish::Sent {
-                            message_id: &message_id,
-                        },
-                    )
-                    .await
-                {
+                let finish = Finish::Sent {
+                    message_id: &message_id,
+                };
+                if !self.finish_all(windows, finish, &label).await {
                     metrics.add(Counter::UnmarkedSends, 1);
-                    tracing::warn!(route = %route.name, window = %label, ses_message_id = %message_id, error = %e, "digest sent, but the window could not be marked sent: another task may send it again after the lease ends");
+                    tracing::warn!(route = %route.name, window = %label, ses_message_id = %message_id, "digest sent, but a window could not be marked sent: another task may send it again after the lease ends");
                 }
                 tracing::info!(
                     route = %route.name,
                     window = %label,
-                    window_start = window.start,
-                    window_end = window.end,
+                    window_start = span.start,
+                    window_end = span.end,
+                    windows = windows.len(),
                     events,
                     packages,
                     ses_message_id = %message_id,
@@ -270,21 +318,15 @@ impl<M: Mailer> Pipeline<M> {
                 code,
                 message,
             }) => {
-                self.give_up(
-                    key,
-                    route,
-                    label,
-                    events,
-                    &format!("SES rejected the digest: {code}: {message}"),
-                )
-                .await
+                let why = format!("SES rejected the digest: {code}: {message}");
+                self.keep_failed(windows, route, &label, events, &why).await
             }
             Err(SendError {
                 kind,
                 code,
                 message,
             }) => {
-                claims.release(key).await;
+                self.release_all(windows).await;
                 if kind == FailureKind::Throttled {
                     self.limiter.slow_down(super::THROTTLE_PAUSE);
                 }
@@ -294,28 +336,49 @@ impl<M: Mailer> Pipeline<M> {
         }
     }
 
-    /// A digest that can never go out: one ERROR line naming its events' count, the window
-    /// marked failed (so it is not tried forever), counted.
-    async fn give_up(
+    /// A digest that cannot go out as it is: one ERROR line naming its events' count, and the
+    /// windows kept as failed, with the reason and their events, until `state retry` or their
+    /// items expire.
+    async fn keep_failed(
         &self,
-        key: LeaseKey<'_>,
+        windows: &[PendingWindow],
         route: &Route,
         label: &str,
         events: usize,
         why: &str,
     ) -> WindowResult {
         self.instruments.metrics.add(Counter::DigestsFailed, 1);
-        tracing::error!(route = %route.name, window = %label, events, error = why, "digest given up: its events will not be mailed");
-        if let Some(claims) = &self.claims {
-            if let Err(e) = claims.finish(key, Finish::Failed { error: why }).await {
-                tracing::warn!(route = %route.name, window = %label, error = %e, "could not mark the digest failed; the next check tries it again");
+        tracing::error!(route = %route.name, window = %label, events, error = why, "digest failed: its windows are kept as failed; `quilt-notify state retry --route {}` sends them again", route.name);
+        self.finish_all(windows, Finish::Failed { error: why }, label)
+            .await;
+        WindowResult::Failed
+    }
+
+    /// Marks every window finished; false if any mark failed (logged).
+    async fn finish_all(&self, windows: &[PendingWindow], finish: Finish<'_>, label: &str) -> bool {
+        let Some(claims) = &self.claims else {
+            return false;
+        };
+        let mut all = true;
+        for pending in windows {
+            if let Err(e) = claims.finish(pending.lease(), finish).await {
+                tracing::warn!(route = %pending.route, window = %label, error = %e, "could not mark a digest window finished; the next check finds it again");
+                all = false;
             }
         }
-        WindowResult::Failed
+        all
+    }
+
+    async fn release_all(&self, windows: &[PendingWindow]) {
+        if let Some(claims) = &self.claims {
+            for pending in windows {
+                claims.release(pending.lease()).await;
+            }
+        }
     }
 }
 
-/// What became of one closed window.
+/// What became of one digest.
 enum WindowResult {
     Sent,
     Skipped,
