@@ -3,11 +3,14 @@
 //!
 //! Anyone who can push a package can write its metadata, so an address from it is a claim, not
 //! an instruction: only domains the operator listed get mail, and the route's fixed recipients
-//! (the operator's own) are neither filtered nor displaced.
+//! (the operator's own) are neither filtered nor displaced. Each entry must be exactly one
+//! mailbox, and the allowed domain is checked on the address as it will be sent; an entry that
+//! is not, or that SES could not take, is dropped alone, never the email.
 
 use serde_json::Value;
 
-use super::route::{EmailAddress, Recipients, Route};
+use super::address::{ascii_domain, EmailAddress};
+use super::route::{Recipients, Route};
 
 /// SES accepts at most 50 recipients (To, Cc and Bcc together) per message.
 pub const SES_MAX_RECIPIENTS: usize = 50;
@@ -144,15 +147,13 @@ impl MetadataRecipients {
         let Value::String(raw) = value else {
             return Err("not a string".to_owned());
         };
-        let address = EmailAddress::parse(raw)?;
-        let (_, domain) = address
-            .mailbox()
-            .rsplit_once('@')
-            .ok_or_else(|| "no domain".to_owned())?;
-        match ascii_domain(domain) {
-            Some(domain) if self.allowed.contains(&domain) => Ok(address),
-            Some(domain) => Err(format!("domain {domain} is not in allowed_domains")),
-            None => Err("the domain is not a domain name".to_owned()),
+        let address = EmailAddress::parse(raw).map_err(|e| e.to_string())?;
+        // The domain of the very address that is sent, so no other part of the entry can pass.
+        let domain = address.domain();
+        if self.allowed.iter().any(|a| a == domain) {
+            Ok(address)
+        } else {
+            Err(format!("domain {domain} is not in allowed_domains"))
         }
     }
 }
@@ -189,21 +190,6 @@ impl Route {
             nobody,
         }
     }
-}
-
-/// A domain in lower-case ASCII, IDNs in their `xn--` form; None if it is not a domain name.
-fn ascii_domain(domain: &str) -> Option<String> {
-    let ascii = idna::domain_to_ascii(domain).ok()?;
-    let valid = !ascii.is_empty()
-        && ascii.len() <= 253
-        && ascii.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    valid.then_some(ascii)
 }
 
 /// A metadata value for a log line: JSON-quoted (so CR/LF and quotes are escaped), cut short.
@@ -257,12 +243,58 @@ mod tests {
             &fixed(&[]),
             50,
         );
-        assert_eq!(addresses(&list), ["ana@example.com", "Bo <bo@EXAMPLE.com>"]);
+        assert_eq!(addresses(&list), ["ana@example.com", "Bo <bo@example.com>"]);
         assert_eq!(list.dropped_count, 1);
         assert_eq!(list.dropped[0].value, "\"eve@evil.test\"");
         assert!(list.dropped[0]
             .reason
             .contains("evil.test is not in allowed_domains"));
+    }
+
+    #[test]
+    fn a_list_or_two_angle_addresses_in_one_entry_cannot_smuggle_a_foreign_address() {
+        let route = owners(&["example.com"]);
+        for smuggled in [
+            "eve@evil.test, Bo <bo@example.com>",
+            "<eve2@evil.test><bo2@example.com>",
+        ] {
+            let got = route.select(Some(&package(json!([smuggled]))), &fixed(&[]), 50);
+            assert!(got.to.is_empty(), "{smuggled:?} kept as {:?}", got.to);
+            assert_eq!(got.dropped_count, 1, "{smuggled:?}");
+        }
+    }
+
+    #[test]
+    fn each_entry_is_sent_as_one_ascii_mailbox_or_dropped_alone_with_why() {
+        let route = owners(&["example.com"]);
+        let got = route.select(
+            Some(&package(json!([
+                "jürgen@example.com",
+                "Jürgen <j@example.com>",
+                "a@example.com (the owner)",
+                "team: a@example.com, b@example.com;",
+                "Bo <bo@example.com> trailing",
+                "ana@example.com",
+            ]))),
+            &fixed(&["ops@example.org"]),
+            50,
+        );
+        assert_eq!(
+            addresses(&got),
+            [
+                "=?utf-8?b?SsO8cmdlbg==?= <j@example.com>",
+                "ana@example.com"
+            ]
+        );
+        let reasons: Vec<&str> = got.dropped.iter().map(|d| d.reason.as_str()).collect();
+        assert_eq!(got.dropped_count, 4, "{reasons:?}");
+        assert!(reasons[0].contains("not 7-bit ASCII"), "{reasons:?}");
+        assert!(
+            reasons[1..]
+                .iter()
+                .all(|r| r.contains("not one email address")),
+            "{reasons:?}"
+        );
     }
 
     #[test]
