@@ -26,8 +26,54 @@ const QUOTE_CHARS: usize = 80;
 pub struct MetadataRecipients {
     /// Keys below `package`, e.g. `["user_meta", "owners"]`.
     path: Vec<String>,
-    /// Allowed domains, lower-case ASCII (IDNs in their `xn--` form).
-    allowed: Vec<String>,
+    /// Allowed domains.
+    allowed: Vec<AllowedDomain>,
+}
+
+/// One entry of `allowed_domains`, lower-case ASCII (IDNs in their `xn--` form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AllowedDomain {
+    /// `example.com`: that domain only, not its subdomains.
+    Exact(String),
+    /// `*.example.com`: any subdomain of it, at any depth, but not `example.com` itself.
+    Below(String),
+}
+
+impl AllowedDomain {
+    fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim().trim_start_matches('@');
+        let (wildcard, domain) = match trimmed.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, trimmed),
+        };
+        if domain.contains('*') {
+            return Err(format!(
+                "`allowed_domains`: {raw:?}: a wildcard may only be a leading `*.`, as in \"*.example.com\""
+            ));
+        }
+        let ascii = ascii_domain(domain)
+            .ok_or_else(|| format!("`allowed_domains`: {raw:?} is not a domain name"))?;
+        if !wildcard {
+            return Ok(Self::Exact(ascii));
+        }
+        if !ascii.contains('.') {
+            return Err(format!(
+                "`allowed_domains`: {raw:?} would allow every domain under a top-level domain; name the organisation's domain, as in \"*.example.com\""
+            ));
+        }
+        Ok(Self::Below(ascii))
+    }
+
+    /// Whether `domain` (lower-case ASCII, as sent) is allowed by this entry.
+    fn admits(&self, domain: &str) -> bool {
+        match self {
+            Self::Exact(allowed) => domain == allowed,
+            Self::Below(parent) => domain
+                .strip_suffix(parent.as_str())
+                .and_then(|head| head.strip_suffix('.'))
+                .is_some_and(|label| !label.is_empty()),
+        }
+    }
 }
 
 /// One value from the metadata that gets no mail, and why.
@@ -57,7 +103,8 @@ impl MetadataRecipients {
     /// allowed domains.
     ///
     /// # Errors
-    /// An empty path or segment, no allowed domain, or a domain that is not a domain name.
+    /// An empty path or segment, no allowed domain, a domain that is not a domain name, or a
+    /// wildcard that is not a leading `*.` or is over a single label (`*.com`).
     pub fn compile(to_from: &str, allowed_domains: &[String]) -> Result<Self, String> {
         let trimmed = to_from.trim();
         let trimmed = trimmed.strip_prefix("package.").unwrap_or(trimmed);
@@ -75,10 +122,7 @@ impl MetadataRecipients {
         }
         let allowed = allowed_domains
             .iter()
-            .map(|d| {
-                ascii_domain(d.trim().trim_start_matches('@'))
-                    .ok_or_else(|| format!("`allowed_domains`: {d:?} is not a domain name"))
-            })
+            .map(|d| AllowedDomain::parse(d))
             .collect::<Result<_, _>>()?;
         Ok(Self { path, allowed })
     }
@@ -150,7 +194,7 @@ impl MetadataRecipients {
         let address = EmailAddress::parse(raw).map_err(|e| e.to_string())?;
         // The domain of the very address that is sent, so no other part of the entry can pass.
         let domain = address.domain();
-        if self.allowed.iter().any(|a| a == domain) {
+        if self.allowed.iter().any(|a| a.admits(domain)) {
             Ok(address)
         } else {
             Err(format!("domain {domain} is not in allowed_domains"))
@@ -310,6 +354,58 @@ mod tests {
         );
         assert!(got.to.is_empty());
         assert_eq!(got.dropped_count, 2);
+    }
+
+    #[test]
+    fn a_wildcard_allows_subdomains_only_not_the_domain_itself() {
+        let route = owners(&["*.example.com"]);
+        let got = route.select(
+            Some(&package(json!([
+                "a@mail.example.com",
+                "b@deep.mail.EXAMPLE.com",
+                "c@example.com",
+                "d@evilexample.com",
+                "e@example.com.evil.test",
+                "f@.example.com",
+            ]))),
+            &fixed(&[]),
+            50,
+        );
+        assert_eq!(
+            addresses(&got),
+            ["a@mail.example.com", "b@deep.mail.example.com"]
+        );
+        assert_eq!(got.dropped_count, 4);
+        let both = owners(&["example.com", "*.example.com"]);
+        let got = both.select(
+            Some(&package(json!(["a@mail.example.com", "c@example.com"]))),
+            &fixed(&[]),
+            50,
+        );
+        assert_eq!(addresses(&got), ["a@mail.example.com", "c@example.com"]);
+        let idn = owners(&["*.bücher.example"]);
+        let got = idn.select(
+            Some(&package(json!(["a@läden.bücher.example"]))),
+            &fixed(&[]),
+            50,
+        );
+        assert_eq!(addresses(&got), ["a@xn--lden-loa.xn--bcher-kva.example"]);
+    }
+
+    #[test]
+    fn a_wildcard_is_only_a_leading_star_dot_below_a_named_domain() {
+        for bad in [
+            "*example.com",
+            "a.*.example.com",
+            "*.*.example.com",
+            "*",
+            "*.",
+            "*.com",
+        ] {
+            let err =
+                MetadataRecipients::compile("user_meta.owners", &[bad.to_owned()]).expect_err(bad);
+            assert!(err.starts_with("`allowed_domains`"), "{bad}: {err}");
+        }
     }
 
     #[test]

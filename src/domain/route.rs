@@ -55,8 +55,8 @@ pub struct RouteSpec {
     /// entry), e.g. `user_meta.owners`; needs `allowed_domains`.
     #[serde(default)]
     pub to_from: Option<String>,
-    /// The domains that `to_from` addresses may have, exactly (`example.com` is not
-    /// `mail.example.com`).
+    /// The domains that `to_from` addresses may have: exactly (`example.com` is not
+    /// `mail.example.com`), or `*.example.com` for its subdomains (not `example.com` itself).
     #[serde(default)]
     pub allowed_domains: Vec<String>,
     /// Most addresses on one email (To, Cc and Bcc); `to_from` addresses beyond it are dropped.
