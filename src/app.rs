@@ -21,7 +21,7 @@ use crate::domain::digest::{digest_data, DigestEntry, Schedule, Window};
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::{route_data, Renderer};
-use crate::domain::route::{Route, RouteTable};
+use crate::domain::route::{EmailAddress, Route, RouteTable};
 use crate::ports::{AccountStatus, Mailer};
 use crate::state::{StateOptions, StateStore};
 use crate::telemetry::emf::{report_emf, EmfReporter};
@@ -321,7 +321,11 @@ impl App {
             routes: compiled.routes,
             renderer: compiled.renderer,
             catalog_host: settings.catalog.host.clone(),
-            default_from: settings.ses.from.clone(),
+            // In the 7-bit ASCII form SES takes (checked at load, so this parse succeeds).
+            default_from: EmailAddress::parse(&settings.ses.from)
+                .context("ses.from")?
+                .as_str()
+                .to_owned(),
             contact_list: settings.ses.contact_list.clone(),
             mailer: Arc::clone(&mailer),
             details,

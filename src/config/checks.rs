@@ -2,6 +2,7 @@
 //! key it is about.
 
 use super::{ConfigError, Settings};
+use crate::domain::address::EmailAddress;
 
 impl Settings {
     /// Range and presence checks that types alone cannot express.
@@ -23,6 +24,9 @@ impl Settings {
                 "ses.from",
                 "is required: set it in the file or as QUILT_NOTIFY__SES__FROM",
             );
+        }
+        if let Err(cause) = EmailAddress::parse(&self.ses.from) {
+            return invalid("ses.from", &format!("{:?} {cause}", self.ses.from));
         }
         if self.queue.wait_time_seconds > 20 {
             return invalid("queue.wait_time_seconds", "must be between 0 and 20");

@@ -104,6 +104,28 @@ fn queue_url_and_sender_may_come_from_the_environment_alone() {
 }
 
 #[test]
+fn a_sender_ses_cannot_take_is_refused_naming_the_key_and_why() {
+    for (from, why) in [
+        ("jürgen@example.com", "not 7-bit ASCII"),
+        ("a@example.com, b@example.com", "holds 2 addresses"),
+        ("Quilt", "not one email address"),
+    ] {
+        let msg = load(&MINIMAL.replace("quilt@example.com", from), &[])
+            .expect_err(from)
+            .to_string();
+        assert!(
+            msg.contains("ses.from") && msg.contains(why),
+            "{from}: {msg}"
+        );
+    }
+    let international = load(
+        &MINIMAL.replace("quilt@example.com", "Qüilt <q@bücher.example>"),
+        &[],
+    );
+    assert!(international.is_ok(), "{international:?}");
+}
+
+#[test]
 fn missing_queue_url_names_the_key_and_the_variable() {
     let err = load(
         &MINIMAL.replace("http://127.0.0.1:4566/000000000000/q", ""),

@@ -1,6 +1,7 @@
 //! The domain: events, patterns, routes and rendering. Pure and synchronous: no tokio, no AWS,
 //! so it can be unit-tested and benchmarked without a runtime.
 
+pub mod address;
 pub mod catalog;
 pub mod changes;
 pub mod details;

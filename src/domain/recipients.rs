@@ -3,11 +3,14 @@
 //!
 //! Anyone who can push a package can write its metadata, so an address from it is a claim, not
 //! an instruction: only domains the operator listed get mail, and the route's fixed recipients
-//! (the operator's own) are neither filtered nor displaced.
+//! (the operator's own) are neither filtered nor displaced. Each entry must be exactly one
+//! mailbox, and the allowed domain is checked on the address as it will be sent; an entry that
+//! is not, or that SES could not take, is dropped alone, never the email.
 
 use serde_json::Value;
 
-use super::route::{EmailAddress, Recipients, Route};
+use super::address::{ascii_domain, EmailAddress};
+use super::route::{Recipients, Route};
 
 /// SES accepts at most 50 recipients (To, Cc and Bcc together) per message.
 pub const SES_MAX_RECIPIENTS: usize = 50;
@@ -23,8 +26,54 @@ const QUOTE_CHARS: usize = 80;
 pub struct MetadataRecipients {
     /// Keys below `package`, e.g. `["user_meta", "owners"]`.
     path: Vec<String>,
-    /// Allowed domains, lower-case ASCII (IDNs in their `xn--` form).
-    allowed: Vec<String>,
+    /// Allowed domains.
+    allowed: Vec<AllowedDomain>,
+}
+
+/// One entry of `allowed_domains`, lower-case ASCII (IDNs in their `xn--` form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AllowedDomain {
+    /// `example.com`: that domain only, not its subdomains.
+    Exact(String),
+    /// `*.example.com`: any subdomain of it, at any depth, but not `example.com` itself.
+    Below(String),
+}
+
+impl AllowedDomain {
+    fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim().trim_start_matches('@');
+        let (wildcard, domain) = match trimmed.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, trimmed),
+        };
+        if domain.contains('*') {
+            return Err(format!(
+                "`allowed_domains`: {raw:?}: a wildcard may only be a leading `*.`, as in \"*.example.com\""
+            ));
+        }
+        let ascii = ascii_domain(domain)
+            .ok_or_else(|| format!("`allowed_domains`: {raw:?} is not a domain name"))?;
+        if !wildcard {
+            return Ok(Self::Exact(ascii));
+        }
+        if !ascii.contains('.') {
+            return Err(format!(
+                "`allowed_domains`: {raw:?} would allow every domain under a top-level domain; name the organisation's domain, as in \"*.example.com\""
+            ));
+        }
+        Ok(Self::Below(ascii))
+    }
+
+    /// Whether `domain` (lower-case ASCII, as sent) is allowed by this entry.
+    fn admits(&self, domain: &str) -> bool {
+        match self {
+            Self::Exact(allowed) => domain == allowed,
+            Self::Below(parent) => domain
+                .strip_suffix(parent.as_str())
+                .and_then(|head| head.strip_suffix('.'))
+                .is_some_and(|label| !label.is_empty()),
+        }
+    }
 }
 
 /// One value from the metadata that gets no mail, and why.
@@ -54,7 +103,8 @@ impl MetadataRecipients {
     /// allowed domains.
     ///
     /// # Errors
-    /// An empty path or segment, no allowed domain, or a domain that is not a domain name.
+    /// An empty path or segment, no allowed domain, a domain that is not a domain name, or a
+    /// wildcard that is not a leading `*.` or is over a single label (`*.com`).
     pub fn compile(to_from: &str, allowed_domains: &[String]) -> Result<Self, String> {
         let trimmed = to_from.trim();
         let trimmed = trimmed.strip_prefix("package.").unwrap_or(trimmed);
@@ -72,10 +122,7 @@ impl MetadataRecipients {
         }
         let allowed = allowed_domains
             .iter()
-            .map(|d| {
-                ascii_domain(d.trim().trim_start_matches('@'))
-                    .ok_or_else(|| format!("`allowed_domains`: {d:?} is not a domain name"))
-            })
+            .map(|d| AllowedDomain::parse(d))
             .collect::<Result<_, _>>()?;
         Ok(Self { path, allowed })
     }
@@ -144,15 +191,13 @@ impl MetadataRecipients {
         let Value::String(raw) = value else {
             return Err("not a string".to_owned());
         };
-        let address = EmailAddress::parse(raw)?;
-        let (_, domain) = address
-            .mailbox()
-            .rsplit_once('@')
-            .ok_or_else(|| "no domain".to_owned())?;
-        match ascii_domain(domain) {
-            Some(domain) if self.allowed.contains(&domain) => Ok(address),
-            Some(domain) => Err(format!("domain {domain} is not in allowed_domains")),
-            None => Err("the domain is not a domain name".to_owned()),
+        let address = EmailAddress::parse(raw).map_err(|e| e.to_string())?;
+        // The domain of the very address that is sent, so no other part of the entry can pass.
+        let domain = address.domain();
+        if self.allowed.iter().any(|a| a.admits(domain)) {
+            Ok(address)
+        } else {
+            Err(format!("domain {domain} is not in allowed_domains"))
         }
     }
 }
@@ -189,21 +234,6 @@ impl Route {
             nobody,
         }
     }
-}
-
-/// A domain in lower-case ASCII, IDNs in their `xn--` form; None if it is not a domain name.
-fn ascii_domain(domain: &str) -> Option<String> {
-    let ascii = idna::domain_to_ascii(domain).ok()?;
-    let valid = !ascii.is_empty()
-        && ascii.len() <= 253
-        && ascii.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    valid.then_some(ascii)
 }
 
 /// A metadata value for a log line: JSON-quoted (so CR/LF and quotes are escaped), cut short.
@@ -257,12 +287,58 @@ mod tests {
             &fixed(&[]),
             50,
         );
-        assert_eq!(addresses(&list), ["ana@example.com", "Bo <bo@EXAMPLE.com>"]);
+        assert_eq!(addresses(&list), ["ana@example.com", "Bo <bo@example.com>"]);
         assert_eq!(list.dropped_count, 1);
         assert_eq!(list.dropped[0].value, "\"eve@evil.test\"");
         assert!(list.dropped[0]
             .reason
             .contains("evil.test is not in allowed_domains"));
+    }
+
+    #[test]
+    fn a_list_or_two_angle_addresses_in_one_entry_cannot_smuggle_a_foreign_address() {
+        let route = owners(&["example.com"]);
+        for smuggled in [
+            "eve@evil.test, Bo <bo@example.com>",
+            "<eve2@evil.test><bo2@example.com>",
+        ] {
+            let got = route.select(Some(&package(json!([smuggled]))), &fixed(&[]), 50);
+            assert!(got.to.is_empty(), "{smuggled:?} kept as {:?}", got.to);
+            assert_eq!(got.dropped_count, 1, "{smuggled:?}");
+        }
+    }
+
+    #[test]
+    fn each_entry_is_sent_as_one_ascii_mailbox_or_dropped_alone_with_why() {
+        let route = owners(&["example.com"]);
+        let got = route.select(
+            Some(&package(json!([
+                "jürgen@example.com",
+                "Jürgen <j@example.com>",
+                "a@example.com (the owner)",
+                "team: a@example.com, b@example.com;",
+                "Bo <bo@example.com> trailing",
+                "ana@example.com",
+            ]))),
+            &fixed(&["ops@example.org"]),
+            50,
+        );
+        assert_eq!(
+            addresses(&got),
+            [
+                "=?utf-8?b?SsO8cmdlbg==?= <j@example.com>",
+                "ana@example.com"
+            ]
+        );
+        let reasons: Vec<&str> = got.dropped.iter().map(|d| d.reason.as_str()).collect();
+        assert_eq!(got.dropped_count, 4, "{reasons:?}");
+        assert!(reasons[0].contains("not 7-bit ASCII"), "{reasons:?}");
+        assert!(
+            reasons[1..]
+                .iter()
+                .all(|r| r.contains("not one email address")),
+            "{reasons:?}"
+        );
     }
 
     #[test]
@@ -278,6 +354,58 @@ mod tests {
         );
         assert!(got.to.is_empty());
         assert_eq!(got.dropped_count, 2);
+    }
+
+    #[test]
+    fn a_wildcard_allows_subdomains_only_not_the_domain_itself() {
+        let route = owners(&["*.example.com"]);
+        let got = route.select(
+            Some(&package(json!([
+                "a@mail.example.com",
+                "b@deep.mail.EXAMPLE.com",
+                "c@example.com",
+                "d@evilexample.com",
+                "e@example.com.evil.test",
+                "f@.example.com",
+            ]))),
+            &fixed(&[]),
+            50,
+        );
+        assert_eq!(
+            addresses(&got),
+            ["a@mail.example.com", "b@deep.mail.example.com"]
+        );
+        assert_eq!(got.dropped_count, 4);
+        let both = owners(&["example.com", "*.example.com"]);
+        let got = both.select(
+            Some(&package(json!(["a@mail.example.com", "c@example.com"]))),
+            &fixed(&[]),
+            50,
+        );
+        assert_eq!(addresses(&got), ["a@mail.example.com", "c@example.com"]);
+        let idn = owners(&["*.bücher.example"]);
+        let got = idn.select(
+            Some(&package(json!(["a@läden.bücher.example"]))),
+            &fixed(&[]),
+            50,
+        );
+        assert_eq!(addresses(&got), ["a@xn--lden-loa.xn--bcher-kva.example"]);
+    }
+
+    #[test]
+    fn a_wildcard_is_only_a_leading_star_dot_below_a_named_domain() {
+        for bad in [
+            "*example.com",
+            "a.*.example.com",
+            "*.*.example.com",
+            "*",
+            "*.",
+            "*.com",
+        ] {
+            let err =
+                MetadataRecipients::compile("user_meta.owners", &[bad.to_owned()]).expect_err(bad);
+            assert!(err.starts_with("`allowed_domains`"), "{bad}: {err}");
+        }
     }
 
     #[test]

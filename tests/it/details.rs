@@ -1038,14 +1038,23 @@ async fn a_package_of_100000_files_is_summarized_in_bounded_memory() {
 async fn owners_named_in_the_package_metadata_get_the_mail_only_in_allowed_domains() {
     let ds = DetailsStack::new(StackOptions::default()).await;
     let ana = format!("{}@example.com", crate::support::unique("ana"));
-    let bo = format!("Bo <{}@EXAMPLE.com>", crate::support::unique("bo"));
+    let bo = crate::support::unique("bo");
+    let jurgen = crate::support::unique("j");
     let owned = ds
         .push(
             "team/owned",
             Revision::new()
                 .starting_empty()
                 .message("owned")
-                .meta(&json!({"owners": [ana, "eve@evil.test", "x@example.com\r\nBcc: y@evil.test", bo]}))
+                .meta(&json!({"owners": [
+                    ana,
+                    "eve@evil.test",
+                    "x@example.com\r\nBcc: y@evil.test",
+                    format!("Bo <{bo}@EXAMPLE.com>"),
+                    "eve@evil.test, Bo <bo@example.com>",
+                    "<eve2@evil.test><bo2@example.com>",
+                    format!("Jürgen <{jurgen}@example.com>"),
+                ]}))
                 .set_text("data.csv", "a\n1\n"),
         )
         .await;
@@ -1063,18 +1072,23 @@ async fn owners_named_in_the_package_metadata_get_the_mail_only_in_allowed_domai
     assert_eq!(emails.len(), 1, "log: {:#?}", worker.lines());
     assert_eq!(
         emails[0]["destination"]["to"],
-        json!([ds.stack.recipient, ana, bo]),
-        "the operator's address first, then the allowed owners in metadata order"
+        json!([
+            ds.stack.recipient,
+            ana,
+            format!("Bo <{bo}@example.com>"),
+            format!("=?utf-8?b?SsO8cmdlbg==?= <{jurgen}@example.com>"),
+        ]),
+        "the operator's address first, then the allowed owners in metadata order, in ASCII"
     );
     let dropped: Vec<Value> = worker
         .lines()
         .into_iter()
-        .filter(|l| l["level"] == "WARN" && l["route"] == "owners" && l["dropped"] == 2)
+        .filter(|l| l["level"] == "WARN" && l["route"] == "owners" && l["dropped"] == 4)
         .collect();
     assert_eq!(
         dropped.len(),
         1,
-        "one WARN line for both drops: {:#?}",
+        "one WARN line for the four drops: {:#?}",
         worker.lines()
     );
     let first = dropped[0]["first"].as_str().expect("first");
@@ -1083,6 +1097,8 @@ async fn owners_named_in_the_package_metadata_get_the_mail_only_in_allowed_domai
         "{first}"
     );
     assert!(first.contains("control characters"), "{first}");
+    assert!(first.contains("holds 2 addresses"), "{first}");
+    assert!(first.contains("is not one email address"), "{first}");
     assert_eq!(dropped[0]["handle"], "team/owned");
 }
 

@@ -210,6 +210,71 @@ pattern = {{ detail = {{ bucket = ["not-this-one"] }} }}
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn render_lists_exactly_the_ascii_addresses_sent_and_drops_smuggled_ones_with_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[queue]
+url = "http://127.0.0.1:9/000000000000/unused"
+[ses]
+from = "quilt@example.com"
+[templates]
+dir = "{}"
+[[routes]]
+name = "owners"
+template = "package-created"
+to = ["team@example.org"]
+to_from = "user_meta.owners"
+allowed_domains = ["example.com"]
+pattern = {{ source = ["com.quiltdata"] }}
+"#,
+            repo_root().join("config/templates").display()
+        ),
+    )
+    .expect("write config");
+    let manifest = dir.path().join("owned.jsonl");
+    let header = json!({"version": "v0", "message": "owned", "user_meta": {"owners": [
+        "eve@evil.test, Bo <bo@example.com>",
+        "<eve2@evil.test><bo2@example.com>",
+        "Jürgen <j@example.com>",
+    ]}});
+    std::fs::write(&manifest, format!("{header}\n")).expect("write manifest");
+    let event = repo_root().join("events/package-revision.json");
+
+    let printed = quilt_notify(&[
+        "render",
+        "-c",
+        path_arg(&config),
+        "-e",
+        path_arg(&event),
+        "--manifest",
+        path_arg(&manifest),
+    ])
+    .await;
+    assert_eq!(printed.code, Some(0), "{printed:?}");
+    assert!(
+        printed.stdout.contains(
+            "=== route \"owners\" → team@example.org, =?utf-8?b?SsO8cmdlbg==?= <j@example.com>\n"
+        ),
+        "{printed:?}"
+    );
+    let to_line = printed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("=== route"))
+        .unwrap_or_default();
+    assert!(!to_line.contains("evil.test"), "{to_line}");
+    assert_eq!(
+        printed.stderr.matches("to_from drops").count(),
+        2,
+        "{printed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn send_test_event_to_the_bus_is_routed_by_the_rule_and_delivered_by_a_running_worker() {
     let stack = TestStack::spawn(StackOptions::default()).await;

@@ -306,6 +306,54 @@ async fn owners_named_in_the_metadata_get_the_mail_when_their_domain_is_allowed(
     );
 }
 
+/// SES refuses a whole SendEmail for one address that is not 7-bit ASCII, so the email the
+/// pipeline builds holds only ASCII addresses, and a bad metadata address costs only itself.
+#[tokio::test]
+async fn every_address_sent_is_ascii_and_a_bad_owner_never_costs_the_fixed_recipients_their_mail() {
+    let (store, hash) = owned_by(json!([
+        "Jürgen <j@example.com>",
+        "ana@bücher.example",
+        "jürgen@example.com",
+        "eve@evil.test, Bo <bo@example.com>",
+        "x@example.com\r\nBcc: y@evil.test",
+    ]));
+    let owners = route(
+        "owners",
+        json!({"to_from": "user_meta.owners", "allowed_domains": ["example.com", "bücher.example"],
+               "to": ["ops@example.org"], "cc": ["Désk <desk@exämple.org>"],
+               "reply_to": ["\"Ops, Team\" <ops@example.org>"], "from": "Qüilt <q@example.org>"}),
+    );
+    let (pipeline, outbox) = build(&[owners], &store);
+    let (outcome, _) = pipeline.process(&event_for("e1", &hash)).await;
+    assert_eq!(outcome, Outcome::Sent);
+    let sent = outbox.0.lock().unwrap();
+    let email = &sent[0];
+    assert_eq!(
+        email.to,
+        [
+            "ops@example.org",
+            "=?utf-8?b?SsO8cmdlbg==?= <j@example.com>",
+            "ana@xn--bcher-kva.example"
+        ]
+    );
+    assert_eq!(email.cc, ["=?utf-8?b?RMOpc2s=?= <desk@xn--exmple-cua.org>"]);
+    assert_eq!(email.reply_to, ["\"Ops, Team\" <ops@example.org>"]);
+    assert_eq!(email.from, "=?utf-8?b?UcO8aWx0?= <q@example.org>");
+    let addresses = std::iter::once(&email.from)
+        .chain(&email.to)
+        .chain(&email.cc)
+        .chain(&email.bcc)
+        .chain(&email.reply_to);
+    for address in addresses {
+        assert!(
+            address
+                .bytes()
+                .all(|b| b.is_ascii() && !b.is_ascii_control()),
+            "{address:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_route_whose_package_names_nobody_allowed_sends_nothing() {
     let (store, hash) = owned_by(json!(["eve@evil.test"]));
