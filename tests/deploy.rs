@@ -112,8 +112,9 @@ fn stack(params: &Value) -> Value {
 }
 
 /// The item actions the worker's state store calls (`src/aws/dynamodb.rs`), and nothing else.
-const STATE_ITEM_ACTIONS: [&str; 5] = [
+const STATE_ITEM_ACTIONS: [&str; 6] = [
     "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
