@@ -100,11 +100,14 @@ fn invalid(err: &dyn std::fmt::Display) -> SendError {
     }
 }
 
-/// SES tag names and values allow only ASCII letters, digits, `_`, `-`, `.` and `@`, up to 256.
+/// SES tag names and values allow only ASCII letters, digits, `_` and `-`, up to 256 (the
+/// `MessageTag` API reference, v1 and v2).
+/// The `route` tag is already one (`domain::route::route_tag`, which feedback maps back to its
+/// route); this keeps any other value sendable.
 fn tag_text(raw: &str) -> String {
     raw.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-.@".contains(c) {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c
             } else {
                 '_'
@@ -221,6 +224,7 @@ mod tests {
     fn tags_keep_only_characters_ses_allows() {
         assert_eq!(tag_text("package-created"), "package-created");
         assert_eq!(tag_text("a b/c<d>é"), "a_b_c_d__");
+        assert_eq!(tag_text("ops@example.com"), "ops_example_com");
         assert_eq!(tag_text(&"x".repeat(300)).len(), 256);
     }
 }

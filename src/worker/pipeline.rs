@@ -323,8 +323,8 @@ impl<M: Mailer> Pipeline<M> {
         let route = feedback
             .route
             .as_deref()
-            .filter(|name| self.routes.routes().iter().any(|r| r.name == *name))
-            .unwrap_or(UNKNOWN_ROUTE);
+            .and_then(|tag| self.routes.by_tag(tag))
+            .map_or(UNKNOWN_ROUTE, |route| route.name.as_str());
         self.instruments.metrics.add_feedback(route, feedback.kind);
         let recipients = feedback.recipients.join(", ");
         let subtype = feedback.subtype.as_deref().unwrap_or_default();
@@ -434,7 +434,7 @@ impl<M: Mailer> Pipeline<M> {
     }
 
     /// A route's email to `to` (with the route's Cc, Bcc, Reply-To, sender and contact-list
-    /// topic), tagged with the route and `tag` (the event id, or a digest's window).
+    /// topic), tagged with the route's tag and `tag` (the event id, or a digest's window).
     fn email(
         &self,
         route: &Route,
@@ -458,7 +458,8 @@ impl<M: Mailer> Pipeline<M> {
             html: rendered.html,
             text: rendered.text,
             tags: vec![
-                ("route".to_owned(), route.name.clone()),
+                // A tag SES can carry that leads back to the route (`route_tag`).
+                ("route".to_owned(), route.tag()),
                 (tag.0.to_owned(), tag.1),
             ],
             list: self.contact_list.as_ref().zip(route.topic.as_ref()).map(
