@@ -73,6 +73,9 @@ pub enum Counter {
     Unacknowledged,
     /// `SendEmail` calls SES accepted (a message matching two routes sends two).
     EmailsSent,
+    /// `SendEmail` calls that failed after SES may have accepted the email (a timeout, a
+    /// connection lost after sending, a 5xx): the retry may deliver it twice.
+    PossibleDuplicates,
     /// Leases won on shared state (an (event, route) email or a digest window) before sending.
     Claims,
     /// Claims that found the work done already (sent or recorded by another task or an earlier
@@ -94,7 +97,7 @@ pub enum Counter {
 }
 
 /// Every counter, in export order; row `i` describes the variant whose discriminant is `i`.
-pub const COUNTERS: [Descriptor<Counter>; 25] = {
+pub const COUNTERS: [Descriptor<Counter>; 26] = {
     const fn row(
         metric: Counter,
         name: &'static str,
@@ -211,6 +214,12 @@ pub const COUNTERS: [Descriptor<Counter>; 25] = {
             "emails_sent",
             "EmailsSent",
             "SendEmail calls SES accepted.",
+        ),
+        row(
+            Counter::PossibleDuplicates,
+            "possible_duplicates",
+            "PossibleDuplicates",
+            "SendEmail calls that failed after SES may have accepted the email: its retry may send it twice.",
         ),
         row(
             Counter::Claims,

@@ -421,6 +421,11 @@ impl<M: Mailer> Pipeline<M> {
                 if let Some(claims) = &self.claims {
                     claims.release(key).await;
                 }
+                // Counted in `send`; retried like any transient failure.
+                let kind = match kind {
+                    FailureKind::Ambiguous => FailureKind::Transient,
+                    kind => kind,
+                };
                 if kind == FailureKind::Throttled {
                     self.limiter.slow_down(THROTTLE_PAUSE);
                 }
@@ -472,14 +477,23 @@ impl<M: Mailer> Pipeline<M> {
     }
 
     /// One SendEmail within the send-rate limit, its time recorded (the wait for the limiter
-    /// not included).
+    /// not included). A failure after which SES may hold the email is counted and logged: its
+    /// retry may deliver it twice.
     async fn send(&self, email: &Email) -> Result<String, SendError> {
         self.limiter.acquire().await;
         let call = Instant::now();
         let sent = self.mailer.send(email).await;
-        self.instruments
-            .metrics
-            .observe(Histogram::SesCall, call.elapsed());
+        let metrics = &self.instruments.metrics;
+        metrics.observe(Histogram::SesCall, call.elapsed());
+        if let Err(e) = &sent {
+            if e.kind == FailureKind::Ambiguous {
+                metrics.add(Counter::PossibleDuplicates, 1);
+                tracing::warn!(
+                    error.code = %e.code,
+                    "SES may have accepted this email before the call failed: its retry may send it twice"
+                );
+            }
+        }
         sent
     }
 }
@@ -625,7 +639,7 @@ fn rank(outcome: &Outcome) -> u8 {
     match outcome {
         Outcome::Failed { kind, .. } => match kind {
             FailureKind::Permanent => 1,
-            FailureKind::Transient => 2,
+            FailureKind::Transient | FailureKind::Ambiguous => 2,
             FailureKind::Throttled => 3,
             FailureKind::AccountPaused | FailureKind::StateUnavailable => 4,
         },

@@ -12,4 +12,5 @@ mod feedback;
 mod harness;
 mod operations;
 mod reliability;
+mod ses;
 mod state;

@@ -66,6 +66,15 @@ impl SesError {
         }
     }
 
+    /// 400 `MessageRejected`: this email cannot be sent.
+    pub fn message_rejected() -> Self {
+        Self {
+            status: 400,
+            code: "MessageRejected",
+            message: "Email address is not verified.",
+        }
+    }
+
     /// 500 `InternalFailure`.
     pub fn internal_failure() -> Self {
         Self {
@@ -202,6 +211,9 @@ pub struct Faults {
     /// Fraction of all requests (sends and account calls) whose connection is closed without
     /// an answer: SES unreachable.
     pub drop_rate: f64,
+    /// Fraction of `SendEmail` calls forwarded to SES and, once SES accepted the email, answered
+    /// by closing the connection: the answer is lost, the email is not.
+    pub lose_answer_rate: f64,
     /// The `GetAccount` answer.
     pub account: Account,
     /// S3 requests answered with an error.
@@ -227,6 +239,7 @@ impl Faults {
             only_containing: None,
             send_delay: Duration::ZERO,
             drop_rate: 0.0,
+            lose_answer_rate: 0.0,
             account: Account::enabled(50.0),
             s3: None,
             dynamodb_error_rate: 0.0,
@@ -263,6 +276,12 @@ impl Faults {
     /// Drops the connection of a fraction `rate` of all requests.
     pub fn drop_connections(mut self, rate: f64) -> Self {
         self.drop_rate = rate;
+        self
+    }
+
+    /// Forwards a fraction `rate` of sends and closes their connection once SES accepted them.
+    pub fn lose_answers(mut self, rate: f64) -> Self {
+        self.lose_answer_rate = rate;
         self
     }
 
@@ -305,6 +324,8 @@ pub struct Stats {
     pub sends_failed: u64,
     /// Requests (of any kind) whose connection was dropped.
     pub dropped: u64,
+    /// Sends SES accepted whose answer the proxy withheld (the connection closed instead).
+    pub answers_lost: u64,
     /// `GetAccount` requests received.
     pub account_calls: u64,
     /// S3 requests whose path matched the S3 fault's marker.
@@ -332,7 +353,11 @@ enum Decision {
     FailS3(S3Error),
     FailDynamo(DynamoError),
     Account(bool, f64),
-    Forward { delay: Duration, is_send: bool },
+    Forward {
+        delay: Duration,
+        is_send: bool,
+        lose_answer: bool,
+    },
 }
 
 /// A running proxy; stops when dropped.
@@ -484,6 +509,7 @@ fn decide(
         return Decision::Forward {
             delay: Duration::ZERO,
             is_send,
+            lose_answer: false,
         };
     }
     let targeted = faults.only_containing.as_ref().is_none_or(|marker| {
@@ -494,6 +520,8 @@ fn decide(
         stats.sends_failed += 1;
         return Decision::Fail(faults.send_error.clone());
     }
+    let lose_answer =
+        targeted && faults.lose_answer_rate > 0.0 && rng.f64() < faults.lose_answer_rate;
     Decision::Forward {
         delay: if targeted {
             faults.send_delay
@@ -501,6 +529,7 @@ fn decide(
             Duration::ZERO
         },
         is_send,
+        lose_answer,
     }
 }
 
@@ -524,7 +553,11 @@ async fn handle(
         Decision::FailS3(error) => Ok(s3_error_response(&error)),
         Decision::FailDynamo(error) => Ok(dynamo_error_response(&error)),
         Decision::Account(enabled, rate) => Ok(account_response(enabled, rate)),
-        Decision::Forward { delay, is_send } => {
+        Decision::Forward {
+            delay,
+            is_send,
+            lose_answer,
+        } => {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -532,6 +565,10 @@ async fn handle(
             if is_send && response.status().is_success() {
                 let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
                 state.stats.sends_accepted += 1;
+                if lose_answer {
+                    state.stats.answers_lost += 1;
+                    return Err(Dropped);
+                }
             }
             Ok(response)
         }
