@@ -11,11 +11,12 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::admin::sqs::SqsAdmin;
 use crate::aws::dynamodb::DynamoState;
 use crate::aws::s3::S3Store;
 use crate::aws::ses::SesMailer;
 use crate::aws::sqs::SqsQueue;
-use crate::config::Settings;
+use crate::config::{ClaimTtl, DlqRetention, Settings};
 use crate::domain::details::Details;
 use crate::domain::digest::{digest_data, DigestEntry, Schedule, Window};
 use crate::domain::event::PackageEvent;
@@ -225,12 +226,56 @@ pub fn dynamodb_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_dynamodb
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
-/// The shared state table of `state.table`, when set.
-pub fn state_store(sdk: &SdkConfig, settings: &Settings) -> Option<Arc<dyn StateStore>> {
+/// The shared state table of `state.table`, when set, whose items live `ttl` (see
+/// [`claim_ttl`]).
+pub fn state_store(
+    sdk: &SdkConfig,
+    settings: &Settings,
+    ttl: Duration,
+) -> Option<Arc<dyn StateStore>> {
     let table = settings.state.table.as_ref()?;
-    let ttl = Duration::from_secs(settings.state.ttl_days.saturating_mul(86_400));
     let store = DynamoState::new(dynamodb_client(sdk, settings), table.clone(), ttl);
     Some(Arc::new(store))
+}
+
+/// How long the DLQ lookup may take at start-up before the configured retention stands in.
+const DLQ_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long claims live: `state.ttl_days`, or a day longer than the queue's DLQ keeps messages,
+/// read from SQS (or `state.dlq_retention_days` when it cannot be; see
+/// [`StateSettings::claim_ttl`](crate::config::StateSettings::claim_ttl)).
+pub async fn claim_ttl(sdk: &SdkConfig, settings: &Settings) -> ClaimTtl {
+    let lookup = dlq_retention(sdk, settings);
+    let dlq = match tokio::time::timeout(DLQ_LOOKUP_TIMEOUT, lookup).await {
+        Ok(found) => found,
+        Err(_) => Err(format!(
+            "no answer within {} s",
+            DLQ_LOOKUP_TIMEOUT.as_secs()
+        )),
+    };
+    settings.state.claim_ttl(dlq)
+}
+
+/// The retention of the queue's DLQ: its RedrivePolicy names the DLQ's ARN, GetQueueUrl finds
+/// it, GetQueueAttributes says how long it keeps messages.
+async fn dlq_retention(sdk: &SdkConfig, settings: &Settings) -> Result<DlqRetention, String> {
+    let sqs = SqsAdmin::new(sqs_client(sdk, settings));
+    let facts = sqs
+        .facts(&settings.queue.url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let arn = facts
+        .dead_letter_arn
+        .ok_or_else(|| "the queue has no redrive policy naming a DLQ".to_owned())?;
+    let url = sqs.url_of(&arn).await.map_err(|e| e.to_string())?;
+    let seconds = sqs
+        .retention_seconds(&url)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(DlqRetention {
+        queue: arn.rsplit(':').next().unwrap_or(&arn).to_owned(),
+        seconds,
+    })
 }
 
 /// An EventBridge client for `events.endpoint_url` (only `send-test-event` uses one).
@@ -300,7 +345,15 @@ impl App {
             Arc::new(reader) as Arc<dyn DetailsSource>
         });
         let instruments = Instruments::default();
-        let claims = state_store(&sdk, settings).map(|store| {
+        let ttl = match settings.state.table {
+            Some(_) => {
+                let ttl = claim_ttl(&sdk, settings).await;
+                tracing::info!(days = ttl.days, because = %ttl.because, "claims are kept {} days", ttl.days);
+                ttl.duration()
+            }
+            None => Duration::ZERO,
+        };
+        let claims = state_store(&sdk, settings, ttl).map(|store| {
             let claims = Claims::new(
                 store,
                 Claims::new_owner(),

@@ -77,6 +77,12 @@ impl Settings {
         if self.state.ttl_days == 0 || self.state.ttl_days > 365 {
             return invalid("state.ttl_days", "must be between 1 and 365");
         }
+        if !(1..=14).contains(&self.state.dlq_retention_days) {
+            return invalid(
+                "state.dlq_retention_days",
+                "must be between 1 and 14 (SQS keeps a message at most 14 days)",
+            );
+        }
         if !(5..=3600).contains(&self.state.lease_seconds) {
             return invalid("state.lease_seconds", "must be between 5 and 3600");
         }

@@ -336,3 +336,68 @@ async fn a_deleted_table_stops_receiving_keeps_every_message_and_resumes_once_it
     );
     assert_eq!(worker.stop().await, Some(0));
 }
+
+/// Issue 20 §5: claims lived `state.ttl_days` (7) while the DLQ keeps a message 14 days, so a
+/// redrive after day 7 found no claim and sent its routes again. Claims now live as long as the
+/// DLQ keeps messages and a day more, and `validate` says which retention it used.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn claims_outlive_the_dead_letter_queues_retention_and_validate_says_which_it_used() {
+    let stack = TestStack::spawn(StackOptions::default()).await;
+    let table = StateTable::new(&stack.endpoints.moto);
+    let ses = stack.endpoints.ses.clone();
+    let config = stack.config(
+        &ses,
+        &stack.route("all", &every_package(&stack)),
+        &format!("{}ttl_days = 7\n", table.section(&stack.endpoints.moto, 10)),
+    );
+    table.create(&config);
+
+    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_quilt-notify"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run validate");
+    let stdout = String::from_utf8_lossy(&validate.stdout);
+    assert!(
+        validate.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let dlq_name = stack.dlq_url.rsplit('/').next().expect("DLQ name");
+    assert!(
+        stdout.contains("claims are kept 15 days") && stdout.contains(dlq_name),
+        "validate names the DLQ's 14 days (and one more): {stdout}"
+    );
+
+    let worker = stack.start_worker(&config);
+    let (ids, bodies) = events(&stack, "ttl", 1);
+    stack.send_batch(&stack.queue_url, &bodies).await;
+    let emails = stack.wait_for_emails(1, Duration::from_secs(30)).await;
+    assert_eq!(
+        Tally::of(&ids, &emails).delivered,
+        1,
+        "{:#?}",
+        worker.lines()
+    );
+    let claims = table.items("send#").await;
+    assert_eq!(claims.len(), 1);
+    let expires_at: i64 = claims[0]["expires_at"]
+        .as_n()
+        .expect("expires_at")
+        .parse()
+        .expect("a number");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("now")
+        .as_secs() as i64;
+    let days = (expires_at - now) as f64 / 86_400.0;
+    assert!(
+        (14.9..=15.0).contains(&days),
+        "a claim expires in {days:.2} days"
+    );
+    assert_eq!(worker.stop().await, Some(0));
+}
