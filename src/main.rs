@@ -200,7 +200,7 @@ fn claim_ttl(settings: &Settings) -> String {
     };
     let ttl = runtime.block_on(async {
         match app::sdk_config(settings).await {
-            Ok(sdk) => app::claim_ttl(&sdk, settings).await,
+            Ok(sdk) => app::claim_ttl(&sdk, settings, &app::skew_watch(settings)).await,
             Err(e) => settings.state.claim_ttl(Err(format!("{e:#}"))),
         }
     });

@@ -81,7 +81,10 @@ pub fn run(args: &StateArgs) -> anyhow::Result<bool> {
     )?;
     super::block_on(async {
         let sdk = app::sdk_config(&settings).await?;
-        let admin = StateAdmin::new(app::dynamodb_client(&sdk, &settings), &table);
+        let admin = StateAdmin::new(
+            app::dynamodb_client(&sdk, &settings, &app::skew_watch(&settings)),
+            &table,
+        );
         match &args.command {
             Some(StateCommand::Create(_)) => {
                 let created = admin.create().await?;

@@ -1,6 +1,7 @@
 //! Checks: range and presence rules that the types alone cannot express, each failing with the
 //! key it is about.
 
+use super::settings::LEASE_SKEW_MULTIPLE;
 use super::{ConfigError, Settings};
 
 impl Settings {
@@ -85,6 +86,18 @@ impl Settings {
         }
         if !(5..=3600).contains(&self.state.lease_seconds) {
             return invalid("state.lease_seconds", "must be between 5 and 3600");
+        }
+        if !(1..=300).contains(&self.state.max_clock_skew_seconds) {
+            return invalid("state.max_clock_skew_seconds", "must be between 1 and 300");
+        }
+        let shortest = LEASE_SKEW_MULTIPLE * self.state.max_clock_skew_seconds;
+        if self.state.lease_seconds < shortest {
+            return invalid(
+                "state.lease_seconds",
+                &format!(
+                    "must be at least {LEASE_SKEW_MULTIPLE} × state.max_clock_skew_seconds ({shortest} s): leases compare the clocks of tasks that may disagree by twice the allowed skew"
+                ),
+            );
         }
         if !(1..=300).contains(&self.state.digest_check_seconds) {
             return invalid("state.digest_check_seconds", "must be between 1 and 300");

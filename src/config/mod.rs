@@ -14,7 +14,7 @@ pub use load::{ENV_PREFIX, INLINE_ENV};
 pub use settings::{
     AwsSettings, CatalogSettings, ClaimTtl, DlqRetention, EventsSettings, HealthSettings,
     LogFormat, LogSettings, MetricsSettings, QueueSettings, RetrySettings, SesSettings, Settings,
-    StateSettings, TemplateSettings, WorkerSettings,
+    StateSettings, TemplateSettings, WorkerSettings, LEASE_SKEW_MULTIPLE,
 };
 
 /// Why settings could not be loaded.

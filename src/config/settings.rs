@@ -122,9 +122,18 @@ pub struct StateSettings {
     pub dlq_retention_days: u64,
     /// A claim holds its lease this long, renewed while a send is slow.
     pub lease_seconds: u64,
+    /// How far a task's clock may be from AWS's before it warns (see
+    /// [`StateSettings::max_clock_skew`]).
+    pub max_clock_skew_seconds: u64,
     /// How often each task looks for digest windows that have closed.
     pub digest_check_seconds: u64,
 }
+
+/// A lease must be this many times `state.max_clock_skew_seconds`. Two tasks' clocks may
+/// disagree by twice the allowed skew, and a holder renews every third of its lease, so a lease
+/// of 3× the skew would look ended to a skewed task just as it is renewed; 4× leaves a sixth of
+/// the lease to spare.
+pub const LEASE_SKEW_MULTIPLE: u64 = 4;
 
 /// Where the DLQ's retention came from, for [`StateSettings::claim_ttl`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +161,14 @@ impl ClaimTtl {
 }
 
 impl StateSettings {
+    /// How far a task's clock may be from AWS's (the `Date` of its answers). Leases compare the
+    /// clocks of different tasks, which may then disagree by twice this: a lease is refused
+    /// unless it is [`LEASE_SKEW_MULTIPLE`] times this long, and a lease comparison needs a
+    /// margin larger than this. Past it, the task warns and counts (`ClockSkewExceeded`).
+    pub fn max_clock_skew(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.max_clock_skew_seconds)
+    }
+
     /// How long claims must live: at least `ttl_days`, and a day longer than the DLQ keeps a
     /// message, since a message redriven from the DLQ must still find the claims of the routes
     /// it already sent (a redrive after the claims expired sends them again). `dlq` is the

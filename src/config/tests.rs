@@ -338,3 +338,38 @@ fn claims_live_a_day_longer_than_the_dlq_keeps_messages_and_say_which_value_deci
         ttl.because
     );
 }
+
+#[test]
+fn a_lease_must_be_four_times_the_clock_skew_tasks_may_have() {
+    let s = load(MINIMAL, &[]).expect("loads");
+    assert_eq!(s.state.max_clock_skew(), std::time::Duration::from_secs(2));
+    let msg = load(
+        MINIMAL,
+        &[
+            ("QUILT_NOTIFY__STATE__LEASE_SECONDS", "7"),
+            ("QUILT_NOTIFY__STATE__MAX_CLOCK_SKEW_SECONDS", "2"),
+        ],
+    )
+    .expect_err("7 s < 4 × 2 s")
+    .to_string();
+    assert!(
+        msg.contains("state.lease_seconds") && msg.contains("max_clock_skew_seconds"),
+        "{msg}"
+    );
+    let s = load(
+        MINIMAL,
+        &[
+            ("QUILT_NOTIFY__STATE__LEASE_SECONDS", "5"),
+            ("QUILT_NOTIFY__STATE__MAX_CLOCK_SKEW_SECONDS", "1"),
+        ],
+    )
+    .expect("5 s >= 4 × 1 s");
+    assert_eq!(s.state.lease_seconds, 5);
+    let msg = load(
+        MINIMAL,
+        &[("QUILT_NOTIFY__STATE__MAX_CLOCK_SKEW_SECONDS", "0")],
+    )
+    .expect_err("must fail")
+    .to_string();
+    assert!(msg.contains("state.max_clock_skew_seconds"), "{msg}");
+}

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod clock;
 mod delivery;
 mod details;
 mod digests;

@@ -220,6 +220,9 @@ pub struct Faults {
     pub s3: Option<S3Fault>,
     /// Fraction of DynamoDB requests (those with an `X-Amz-Target`) answered with an error.
     pub dynamodb_error_rate: f64,
+    /// Every answer's `Date` header says this many seconds earlier than now (negative: later),
+    /// as from a service whose clock disagrees with this machine's.
+    pub date_behind_seconds: i64,
     /// The error those requests get.
     pub dynamodb_error: DynamoError,
 }
@@ -244,7 +247,14 @@ impl Faults {
             s3: None,
             dynamodb_error_rate: 0.0,
             dynamodb_error: DynamoError::throttling(),
+            date_behind_seconds: 0,
         }
+    }
+
+    /// Dates every answer `seconds` earlier than now: the caller's clock looks that far ahead.
+    pub fn date_behind(mut self, seconds: i64) -> Self {
+        self.date_behind_seconds = seconds;
+        self
     }
 
     /// Answers a fraction `rate` of DynamoDB requests with `error`.
@@ -541,6 +551,35 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    let behind = state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .faults
+        .date_behind_seconds;
+    let mut response = answer(state, client, upstream, parts, body).await?;
+    if behind != 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let date = aws_sdk_sqs::primitives::DateTime::from_secs(now - behind)
+            .fmt(aws_sdk_sqs::primitives::DateTimeFormat::HttpDate)
+            .expect("an HTTP date");
+        response.headers_mut().insert(
+            hyper::header::DATE,
+            HeaderValue::from_str(&date).expect("a header value"),
+        );
+    }
+    Ok(response)
+}
+
+/// The answer to one request, as the faults in force decide.
+async fn answer(
+    state: Arc<Mutex<State>>,
+    client: reqwest::Client,
+    upstream: String,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let path = parts.uri.path().to_owned();
     let dynamodb = parts
         .headers
