@@ -11,11 +11,13 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::admin::sqs::SqsAdmin;
 use crate::aws::dynamodb::DynamoTable;
 use crate::aws::s3::S3Store;
 use crate::aws::ses::SesMailer;
+use crate::aws::skew::SkewWatch;
 use crate::aws::sqs::SqsQueue;
-use crate::config::Settings;
+use crate::config::{ClaimTtl, DlqRetention, Settings};
 use crate::domain::details::Details;
 use crate::domain::digest::{digest_data, DigestEntry, Schedule, Window};
 use crate::domain::event::PackageEvent;
@@ -189,59 +191,152 @@ pub async fn sdk_config(settings: &Settings) -> anyhow::Result<SdkConfig> {
     Ok(sdk)
 }
 
-/// An SQS client for `queue.endpoint_url`, with attempts long enough for the configured long poll.
-pub fn sqs_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_sqs::Client {
+/// The clock-skew watch of a command that exports no metrics: it only warns. The daemon's
+/// records into its metrics (`App::build`).
+pub fn skew_watch(settings: &Settings) -> Arc<SkewWatch> {
+    SkewWatch::new(
+        settings.state.max_clock_skew(),
+        Arc::new(crate::telemetry::metrics::Metrics::default()),
+    )
+}
+
+/// An SQS client for `queue.endpoint_url`, with attempts long enough for the configured long
+/// poll. Every client's answers feed `skew`.
+pub fn sqs_client(
+    sdk: &SdkConfig,
+    settings: &Settings,
+    skew: &Arc<SkewWatch>,
+) -> aws_sdk_sqs::Client {
     let wait = u64::from(settings.queue.wait_time_seconds);
     let mut config = aws_sdk_sqs::config::Builder::from(sdk);
     config.set_endpoint_url(settings.queue.endpoint_url.clone());
-    let config = config.timeout_config(timeouts(wait + 10, None)).build();
+    let config = config
+        .timeout_config(timeouts(wait + 10, None))
+        .interceptor(skew.interceptor())
+        .build();
     aws_sdk_sqs::Client::from_conf(config)
 }
 
 /// An SES v2 client for `ses.endpoint_url`.
-pub fn ses_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_sesv2::Client {
+pub fn ses_client(
+    sdk: &SdkConfig,
+    settings: &Settings,
+    skew: &Arc<SkewWatch>,
+) -> aws_sdk_sesv2::Client {
     let mut config = aws_sdk_sesv2::config::Builder::from(sdk);
     config.set_endpoint_url(settings.ses.endpoint_url.clone());
-    let config = config.timeout_config(timeouts(10, Some(30))).build();
+    let config = config
+        .timeout_config(timeouts(10, Some(30)))
+        .interceptor(skew.interceptor())
+        .build();
     aws_sdk_sesv2::Client::from_conf(config)
 }
 
 /// An S3 client for `s3.endpoint_url`, path-style when an endpoint is set (LocalStack and most
 /// S3-compatible stores do not resolve bucket sub-domains).
-pub fn s3_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_s3::Client {
+pub fn s3_client(
+    sdk: &SdkConfig,
+    settings: &Settings,
+    skew: &Arc<SkewWatch>,
+) -> aws_sdk_s3::Client {
     let mut config = aws_sdk_s3::config::Builder::from(sdk);
     config.set_endpoint_url(settings.s3.endpoint_url.clone());
     let config = config
         .force_path_style(settings.s3.endpoint_url.is_some())
         .timeout_config(timeouts(10, None))
+        .interceptor(skew.interceptor())
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
 
 /// A DynamoDB client for `state.endpoint_url`.
-pub fn dynamodb_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_dynamodb::Client {
+pub fn dynamodb_client(
+    sdk: &SdkConfig,
+    settings: &Settings,
+    skew: &Arc<SkewWatch>,
+) -> aws_sdk_dynamodb::Client {
     let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
     config.set_endpoint_url(settings.state.endpoint_url.clone());
-    let config = config.timeout_config(timeouts(5, Some(20))).build();
+    let config = config
+        .timeout_config(timeouts(5, Some(20)))
+        .interceptor(skew.interceptor())
+        .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
-/// The shared state table of `state.table`, when set.
-pub fn state_store(sdk: &SdkConfig, settings: &Settings) -> Option<StateStore> {
+/// The shared state table of `state.table`, when set, whose items live `ttl` (see
+/// [`claim_ttl`]) and whose leases count as ended only after the allowed clock skew.
+pub fn state_store(
+    sdk: &SdkConfig,
+    settings: &Settings,
+    ttl: Duration,
+    skew: &Arc<SkewWatch>,
+) -> Option<StateStore> {
     let table = settings.state.table.as_ref()?;
     let options = StateOptions {
-        ttl: Duration::from_secs(settings.state.ttl_days.saturating_mul(86_400)),
-        ..StateOptions::default()
+        ttl,
+        skew_margin: settings.state.max_clock_skew(),
     };
-    let table = DynamoTable::new(dynamodb_client(sdk, settings), table.clone());
+    let table = DynamoTable::new(dynamodb_client(sdk, settings, skew), table.clone());
     Some(StateStore::new(Arc::new(table), options))
 }
 
+/// How long the DLQ lookup may take at start-up before the configured retention stands in.
+const DLQ_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long claims live: `state.ttl_days`, or a day longer than the queue's DLQ keeps messages,
+/// read from SQS (or `state.dlq_retention_days` when it cannot be; see
+/// [`StateSettings::claim_ttl`](crate::config::StateSettings::claim_ttl)).
+pub async fn claim_ttl(sdk: &SdkConfig, settings: &Settings, skew: &Arc<SkewWatch>) -> ClaimTtl {
+    let lookup = dlq_retention(sdk, settings, skew);
+    let dlq = match tokio::time::timeout(DLQ_LOOKUP_TIMEOUT, lookup).await {
+        Ok(found) => found,
+        Err(_) => Err(format!(
+            "no answer within {} s",
+            DLQ_LOOKUP_TIMEOUT.as_secs()
+        )),
+    };
+    settings.state.claim_ttl(dlq)
+}
+
+/// The retention of the queue's DLQ: its RedrivePolicy names the DLQ's ARN, GetQueueUrl finds
+/// it, GetQueueAttributes says how long it keeps messages.
+async fn dlq_retention(
+    sdk: &SdkConfig,
+    settings: &Settings,
+    skew: &Arc<SkewWatch>,
+) -> Result<DlqRetention, String> {
+    let sqs = SqsAdmin::new(sqs_client(sdk, settings, skew));
+    let facts = sqs
+        .facts(&settings.queue.url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let arn = facts
+        .dead_letter_arn
+        .ok_or_else(|| "the queue has no redrive policy naming a DLQ".to_owned())?;
+    let url = sqs.url_of(&arn).await.map_err(|e| e.to_string())?;
+    let seconds = sqs
+        .retention_seconds(&url)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(DlqRetention {
+        queue: arn.rsplit(':').next().unwrap_or(&arn).to_owned(),
+        seconds,
+    })
+}
+
 /// An EventBridge client for `events.endpoint_url` (only `send-test-event` uses one).
-pub fn events_client(sdk: &SdkConfig, settings: &Settings) -> aws_sdk_eventbridge::Client {
+pub fn events_client(
+    sdk: &SdkConfig,
+    settings: &Settings,
+    skew: &Arc<SkewWatch>,
+) -> aws_sdk_eventbridge::Client {
     let mut config = aws_sdk_eventbridge::config::Builder::from(sdk);
     config.set_endpoint_url(settings.events.endpoint_url.clone());
-    let config = config.timeout_config(timeouts(10, None)).build();
+    let config = config
+        .timeout_config(timeouts(10, None))
+        .interceptor(skew.interceptor())
+        .build();
     aws_sdk_eventbridge::Client::from_conf(config)
 }
 
@@ -278,9 +373,14 @@ impl App {
             tracing::warn!("{warning}");
         }
         let sdk = sdk_config(settings).await?;
-        let queue = SqsQueue::new(sqs_client(&sdk, settings), &settings.queue.url);
+        let instruments = Instruments::default();
+        let skew = SkewWatch::new(
+            settings.state.max_clock_skew(),
+            Arc::clone(&instruments.metrics),
+        );
+        let queue = SqsQueue::new(sqs_client(&sdk, settings, &skew), &settings.queue.url);
         let mailer = SesMailer::new(
-            ses_client(&sdk, settings),
+            ses_client(&sdk, settings, &skew),
             settings.ses.configuration_set.clone(),
         );
 
@@ -296,15 +396,22 @@ impl App {
                 ..ManifestLimits::default()
             };
             let reader = DetailsReader::new(
-                S3Store::new(s3_client(&sdk, settings)),
+                S3Store::new(s3_client(&sdk, settings, &skew)),
                 limits,
                 CacheLimits::new(settings.s3.cache_size, settings.s3.cache_megabytes),
                 settings.catalog.host.clone(),
             );
             Arc::new(reader) as Arc<dyn DetailsSource>
         });
-        let instruments = Instruments::default();
-        let claims = state_store(&sdk, settings).map(|store| {
+        let ttl = match settings.state.table {
+            Some(_) => {
+                let ttl = claim_ttl(&sdk, settings, &skew).await;
+                tracing::info!(days = ttl.days, because = %ttl.because, "claims are kept {} days", ttl.days);
+                ttl.duration()
+            }
+            None => Duration::ZERO,
+        };
+        let claims = state_store(&sdk, settings, ttl, &skew).map(|store| {
             let claims = Claims::new(
                 store,
                 Claims::new_owner(),

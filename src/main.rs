@@ -43,7 +43,8 @@ enum Command {
     Run(ConfigArgs),
     /// Check a configuration without running: load it, compile every route pattern, load and
     /// try every template. Exits 0 if the daemon would start, 2 with the offending key or route
-    /// otherwise.
+    /// otherwise. With a state table, also print how long claims are kept and why (the queue's
+    /// DLQ retention, read from SQS, or `state.dlq_retention_days` when it cannot be read).
     Validate(ConfigArgs),
     /// Check whether events match EventBridge event patterns, without AWS: one pattern and one
     /// event (prints true or false), every route of a configuration (`--config`), or a corpus of
@@ -175,6 +176,9 @@ fn validate(args: &ConfigArgs) -> ExitCode {
                 compiled.routes.routes().len(),
                 settings.templates.dir.display()
             );
+            if settings.state.table.is_some() {
+                println!("state: {}", claim_ttl(&settings));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -182,6 +186,26 @@ fn validate(args: &ConfigArgs) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// How long the worker would keep claims, and why, as `validate` says it: the DLQ's retention
+/// is read from SQS as `run` reads it (the configured one stands in when it cannot be).
+fn claim_ttl(settings: &Settings) -> String {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return format!("cannot read the DLQ's retention: {e}"),
+    };
+    let ttl = runtime.block_on(async {
+        match app::sdk_config(settings).await {
+            Ok(sdk) => app::claim_ttl(&sdk, settings, &app::skew_watch(settings)).await,
+            Err(e) => settings.state.claim_ttl(Err(format!("{e:#}"))),
+        }
+    });
+    runtime.shutdown_background();
+    format!("claims are kept {} days: {}", ttl.days, ttl.because)
 }
 
 fn health(args: &HealthArgs) -> ExitCode {

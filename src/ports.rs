@@ -121,6 +121,11 @@ pub struct ListManagement {
 pub enum FailureKind {
     /// Network, timeout or 5xx: try the message again later.
     Transient,
+    /// Transient, but the request had reached the provider, which may have accepted the email
+    /// before the answer was lost or went wrong (a timeout, a connection closed after sending,
+    /// a 5xx): the retry may send it a second time. Handled as transient, counted as a possible
+    /// duplicate (SES takes no idempotency key, so nothing can tell).
+    Ambiguous,
     /// The service asks us to slow down: try later, and slow the sending rate.
     Throttled,
     /// Retrying cannot help this message (rejected address, bad request): send it to the DLQ.
@@ -137,6 +142,7 @@ impl FailureKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Transient => "transient",
+            Self::Ambiguous => "ambiguous",
             Self::Throttled => "throttled",
             Self::Permanent => "permanent",
             Self::AccountPaused => "account_paused",

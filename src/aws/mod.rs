@@ -12,6 +12,7 @@ mod batch;
 pub mod dynamodb;
 pub mod s3;
 pub mod ses;
+pub mod skew;
 pub mod sqs;
 
 use aws_sdk_sesv2::error::{BuildError, ProvideErrorMetadata, SdkError};

@@ -1,7 +1,9 @@
 //! SES v2 adapter for the [`Mailer`] port, and the classification of SES errors.
 
 use aws_sdk_sesv2::config::http::HttpResponse;
-use aws_sdk_sesv2::error::SdkError;
+use aws_sdk_sesv2::config::interceptors::InterceptorContext;
+use aws_sdk_sesv2::config::retry::{ClassifyRetry, RetryAction};
+use aws_sdk_sesv2::error::{ConnectorError, SdkError};
 use aws_sdk_sesv2::types::{
     Body, Content, Destination, EmailContent, ListManagementOptions, Message, MessageTag,
 };
@@ -72,9 +74,13 @@ impl Mailer for SesMailer {
             .set_email_tags(Some(tags))
             .set_configuration_set_name(self.configuration_set.clone())
             .set_list_management_options(list_management(email)?)
+            .customize()
+            .config_override(
+                aws_sdk_sesv2::config::Builder::default().retry_classifier(NoBlindResend),
+            )
             .send()
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify_send(&e))?;
         Ok(output.message_id().unwrap_or_default().to_owned())
     }
 
@@ -100,11 +106,14 @@ fn invalid(err: &dyn std::fmt::Display) -> SendError {
     }
 }
 
-/// SES tag names and values allow only ASCII letters, digits, `_`, `-`, `.` and `@`, up to 256.
+/// SES tag names and values allow only ASCII letters, digits, `_` and `-`, up to 256 (the
+/// `MessageTag` API reference, v1 and v2).
+/// The `route` tag is already one (`domain::route::route_tag`, which feedback maps back to its
+/// route); this keeps any other value sendable.
 fn tag_text(raw: &str) -> String {
     raw.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-.@".contains(c) {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c
             } else {
                 '_'
@@ -121,14 +130,91 @@ where
     E: aws_sdk_sesv2::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
     let code = error_code(err);
-    let status = match err {
-        SdkError::ServiceError(ctx) => Some(ctx.raw().status().as_u16()),
-        _ => None,
-    };
     SendError {
-        kind: kind_of(&code, status),
+        kind: kind_of(&code, status_of(err)),
         message: describe(err),
         code,
+    }
+}
+
+/// As [`classify`], for a `SendEmail` that failed: a transient failure after which SES may hold
+/// the email is [`FailureKind::Ambiguous`].
+fn classify_send<E>(err: &SdkError<E, HttpResponse>) -> SendError
+where
+    E: aws_sdk_sesv2::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let mut error = classify(err);
+    let status = status_of(err);
+    let ambiguous = match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => failure.as_connector_error().is_some_and(went_out),
+        SdkError::ServiceError(_) => status.is_some_and(|s| s >= 500),
+        _ => false,
+    };
+    if error.kind == FailureKind::Transient && ambiguous {
+        error.kind = FailureKind::Ambiguous;
+    }
+    error
+}
+
+fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    match err {
+        SdkError::ServiceError(ctx) => Some(ctx.raw().status().as_u16()),
+        _ => None,
+    }
+}
+
+/// Whether a request that failed in the connector may have reached SES: not when the connection
+/// was never made (refused, DNS, connect timeout: hyper's `Connect` error) nor when the request
+/// could not be built; otherwise it may have been sent whole before the connection broke.
+fn went_out(err: &ConnectorError) -> bool {
+    if err.is_user() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        {
+            return false;
+        }
+        source = cause.source();
+    }
+    true
+}
+
+/// Keeps the SDK from retrying a `SendEmail` attempt that SES may have accepted (a timeout, a
+/// connection lost after sending, a 5xx): SES takes no idempotency key, so a blind retry is a
+/// possible duplicate that nobody would count. Such an attempt fails the send at once as
+/// [`FailureKind::Ambiguous`]; the worker counts it and retries the message after its backoff.
+/// Throttling and connections that never opened are still retried by the SDK.
+#[derive(Debug)]
+struct NoBlindResend;
+
+impl ClassifyRetry for NoBlindResend {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(error)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let ambiguous = if error.is_timeout_error() || error.is_response_error() {
+            true
+        } else if let Some(connector) = error.as_connector_error() {
+            went_out(connector)
+        } else if error.is_operation_error() {
+            ctx.response().is_some_and(|r| r.status().as_u16() >= 500)
+        } else {
+            false
+        };
+        if ambiguous {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "NoBlindResend"
     }
 }
 
@@ -221,6 +307,7 @@ mod tests {
     fn tags_keep_only_characters_ses_allows() {
         assert_eq!(tag_text("package-created"), "package-created");
         assert_eq!(tag_text("a b/c<d>é"), "a_b_c_d__");
+        assert_eq!(tag_text("ops@example.com"), "ops_example_com");
         assert_eq!(tag_text(&"x".repeat(300)).len(), 256);
     }
 }

@@ -362,7 +362,11 @@ fn read_details(
         }
         None => {
             let sdk = runtime.block_on(app::sdk_config(settings))?;
-            let store = crate::aws::s3::S3Store::new(app::s3_client(&sdk, settings));
+            let store = crate::aws::s3::S3Store::new(app::s3_client(
+                &sdk,
+                settings,
+                &app::skew_watch(settings),
+            ));
             Arc::new(DetailsReader::new(store, limits, CacheLimits::NONE, host))
         }
     };

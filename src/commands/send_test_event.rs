@@ -98,7 +98,8 @@ enum Verdict {
 
 async fn send(args: &SendTestEventArgs, settings: &Settings) -> anyhow::Result<bool> {
     let sdk = app::sdk_config(settings).await?;
-    let sqs = SqsAdmin::new(app::sqs_client(&sdk, settings));
+    let skew = app::skew_watch(settings);
+    let sqs = SqsAdmin::new(app::sqs_client(&sdk, settings, &skew));
     let queue_url = settings.queue.url.as_str();
     let facts = sqs
         .facts(queue_url)
@@ -128,7 +129,7 @@ async fn send(args: &SendTestEventArgs, settings: &Settings) -> anyhow::Result<b
         eprintln!("sent to the queue {queue_url}");
         (id, Routing::Direct)
     } else {
-        let bus = EventBus::new(app::events_client(&sdk, settings));
+        let bus = EventBus::new(app::events_client(&sdk, settings, &skew));
         let routing = check_rules(&bus, &facts.arn, &envelope).await;
         match &routing {
             Routing::RuleMatches(rule) => {

@@ -106,8 +106,12 @@ pub fn run(args: &StateArgs) -> anyhow::Result<bool> {
     )?;
     super::block_on(async {
         let sdk = app::sdk_config(&settings).await?;
-        let admin = StateAdmin::new(app::dynamodb_client(&sdk, &settings), &table);
-        let store = app::state_store(&sdk, &settings).context("state.table is not set")?;
+        let skew = app::skew_watch(&settings);
+        let admin = StateAdmin::new(app::dynamodb_client(&sdk, &settings, &skew), &table);
+        // The worker's item lifetime, so windows `state retry` lists expire with their events.
+        let ttl = app::claim_ttl(&sdk, &settings, &skew).await.duration();
+        let store =
+            app::state_store(&sdk, &settings, ttl, &skew).context("state.table is not set")?;
         match &args.command {
             Some(StateCommand::Create(_)) => {
                 let created = admin.create().await?;

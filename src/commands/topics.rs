@@ -116,7 +116,11 @@ pub fn run(args: &TopicsArgs) -> anyhow::Result<bool> {
     }
     super::block_on(async {
         let sdk = app::sdk_config(&settings).await?;
-        let ses = SesAdmin::new(app::ses_client(&sdk, &settings));
+        let ses = SesAdmin::new(app::ses_client(
+            &sdk,
+            &settings,
+            &app::skew_watch(&settings),
+        ));
         let existing = ses.topics(&contact_list).await?;
         let unused: Vec<&str> = existing
             .iter()

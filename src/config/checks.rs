@@ -1,6 +1,7 @@
 //! Checks: range and presence rules that the types alone cannot express, each failing with the
 //! key it is about.
 
+use super::settings::LEASE_SKEW_MULTIPLE;
 use super::{ConfigError, Settings};
 use crate::domain::address::EmailAddress;
 
@@ -81,8 +82,26 @@ impl Settings {
         if self.state.ttl_days == 0 || self.state.ttl_days > 365 {
             return invalid("state.ttl_days", "must be between 1 and 365");
         }
+        if !(1..=14).contains(&self.state.dlq_retention_days) {
+            return invalid(
+                "state.dlq_retention_days",
+                "must be between 1 and 14 (SQS keeps a message at most 14 days)",
+            );
+        }
         if !(5..=3600).contains(&self.state.lease_seconds) {
             return invalid("state.lease_seconds", "must be between 5 and 3600");
+        }
+        if !(1..=300).contains(&self.state.max_clock_skew_seconds) {
+            return invalid("state.max_clock_skew_seconds", "must be between 1 and 300");
+        }
+        let shortest = LEASE_SKEW_MULTIPLE * self.state.max_clock_skew_seconds;
+        if self.state.lease_seconds < shortest {
+            return invalid(
+                "state.lease_seconds",
+                &format!(
+                    "must be at least {LEASE_SKEW_MULTIPLE} × state.max_clock_skew_seconds ({shortest} s): leases compare the clocks of tasks that may disagree by twice the allowed skew"
+                ),
+            );
         }
         if !(1..=300).contains(&self.state.digest_check_seconds) {
             return invalid("state.digest_check_seconds", "must be between 1 and 300");

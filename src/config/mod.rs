@@ -12,9 +12,9 @@ mod tests;
 
 pub use load::{ENV_PREFIX, INLINE_ENV};
 pub use settings::{
-    AwsSettings, CatalogSettings, EventsSettings, HealthSettings, LogFormat, LogSettings,
-    MetricsSettings, QueueSettings, RetrySettings, SesSettings, Settings, TemplateSettings,
-    WorkerSettings,
+    AwsSettings, CatalogSettings, ClaimTtl, DlqRetention, EventsSettings, HealthSettings,
+    LogFormat, LogSettings, MetricsSettings, QueueSettings, RetrySettings, SesSettings, Settings,
+    StateSettings, TemplateSettings, WorkerSettings, LEASE_SKEW_MULTIPLE,
 };
 
 /// Why settings could not be loaded.

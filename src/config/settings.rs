@@ -115,12 +115,100 @@ pub struct StateSettings {
     /// Endpoint override, e.g. moto.
     #[serde(deserialize_with = "empty_as_none")]
     pub endpoint_url: Option<String>,
-    /// Days an item lives after its last write (a window's items: after the window ends).
+    /// Days an item lives after its last write (a window's items: after the window ends), at
+    /// least: claims also outlive the DLQ's retention (see [`StateSettings::claim_ttl`]).
     pub ttl_days: u64,
+    /// The DLQ's retention in days, assumed when it cannot be read from SQS.
+    pub dlq_retention_days: u64,
     /// A claim holds its lease this long, renewed while a send is slow.
     pub lease_seconds: u64,
+    /// How far a task's clock may be from AWS's before it warns (see
+    /// [`StateSettings::max_clock_skew`]).
+    pub max_clock_skew_seconds: u64,
     /// How often each task looks for digest windows that have closed.
     pub digest_check_seconds: u64,
+}
+
+/// A lease must be this many times `state.max_clock_skew_seconds`. Two tasks' clocks may
+/// disagree by twice the allowed skew, and a holder renews every third of its lease, so a lease
+/// of 3× the skew would look ended to a skewed task just as it is renewed; 4× leaves a sixth of
+/// the lease to spare.
+pub const LEASE_SKEW_MULTIPLE: u64 = 4;
+
+/// Where the DLQ's retention came from, for [`StateSettings::claim_ttl`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlqRetention {
+    /// The dead-letter queue's name.
+    pub queue: String,
+    /// Its `MessageRetentionPeriod`, in seconds.
+    pub seconds: u64,
+}
+
+/// How long claims live, and why: `validate` prints it, the worker logs it at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimTtl {
+    /// Days an item lives after it was written.
+    pub days: u64,
+    /// Which value decided, in words.
+    pub because: String,
+}
+
+impl ClaimTtl {
+    /// The same, as DynamoDB's TTL counts it.
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.days.saturating_mul(86_400))
+    }
+}
+
+impl StateSettings {
+    /// How far a task's clock may be from AWS's (the `Date` of its answers). Leases compare the
+    /// clocks of different tasks, which may then disagree by twice this: a lease is refused
+    /// unless it is [`LEASE_SKEW_MULTIPLE`] times this long, and a lease comparison needs a
+    /// margin larger than this. Past it, the task warns and counts (`ClockSkewExceeded`).
+    pub fn max_clock_skew(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.max_clock_skew_seconds)
+    }
+
+    /// How long claims must live: at least `ttl_days`, and a day longer than the DLQ keeps a
+    /// message, since a message redriven from the DLQ must still find the claims of the routes
+    /// it already sent (a redrive after the claims expired sends them again). `dlq` is the
+    /// retention read from SQS, or why it could not be read; then `dlq_retention_days` stands
+    /// in for it.
+    pub fn claim_ttl(&self, dlq: Result<DlqRetention, String>) -> ClaimTtl {
+        let (retention_days, source) = match dlq {
+            Ok(DlqRetention { queue, seconds }) => (
+                seconds.div_ceil(86_400),
+                format!(
+                    "the dead-letter queue {queue} keeps messages {seconds} s (MessageRetentionPeriod)"
+                ),
+            ),
+            Err(reason) => (
+                self.dlq_retention_days,
+                format!(
+                    "state.dlq_retention_days = {} (the DLQ's retention could not be read: {reason})",
+                    self.dlq_retention_days
+                ),
+            ),
+        };
+        let needed = retention_days.saturating_add(1);
+        if self.ttl_days >= needed {
+            ClaimTtl {
+                days: self.ttl_days,
+                because: format!(
+                    "state.ttl_days = {}, a day or more longer than {source}",
+                    self.ttl_days
+                ),
+            }
+        } else {
+            ClaimTtl {
+                days: needed,
+                because: format!(
+                    "{source}, and a day more for a redriven message to be received (state.ttl_days = {} is shorter)",
+                    self.ttl_days
+                ),
+            }
+        }
+    }
 }
 
 /// Pollers, concurrency, shutdown and dedupe.

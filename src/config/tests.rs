@@ -164,6 +164,11 @@ fn out_of_range_values_name_their_key() {
         ),
         ("QUILT_NOTIFY__STATE__TTL_DAYS", "0", "state.ttl_days"),
         (
+            "QUILT_NOTIFY__STATE__DLQ_RETENTION_DAYS",
+            "15",
+            "state.dlq_retention_days",
+        ),
+        (
             "QUILT_NOTIFY__STATE__LEASE_SECONDS",
             "2",
             "state.lease_seconds",
@@ -311,4 +316,82 @@ routes:
     let pattern = &s.routes[0].pattern;
     assert_eq!(pattern["detail"]["topHash"][0]["prefix"], "a0");
     assert!(pattern["detail"]["missing"][0].is_null());
+}
+
+#[test]
+fn claims_live_a_day_longer_than_the_dlq_keeps_messages_and_say_which_value_decided() {
+    let s = load(MINIMAL, &[]).expect("loads");
+    let state = &s.state;
+    assert_eq!(state.dlq_retention_days, 14, "SQS's longest when unknown");
+    let dlq = |seconds| {
+        Ok(crate::config::DlqRetention {
+            queue: "quilt-notify-dlq".into(),
+            seconds,
+        })
+    };
+
+    // The DLQ keeps 14 days, claims 7 by default: 15.
+    let ttl = state.claim_ttl(dlq(14 * 86_400));
+    assert_eq!(ttl.days, 15);
+    assert!(
+        ttl.because.contains("quilt-notify-dlq") && ttl.because.contains("1209600 s"),
+        "{}",
+        ttl.because
+    );
+    assert_eq!(ttl.duration().as_secs(), 15 * 86_400);
+    // A part of a day counts as a day.
+    assert_eq!(state.claim_ttl(dlq(4 * 86_400 + 1)).days, 7);
+    assert_eq!(state.claim_ttl(dlq(6 * 86_400 + 1)).days, 8);
+    // The configured days win when they are longer.
+    let ttl = state.claim_ttl(dlq(86_400));
+    assert_eq!(ttl.days, 7);
+    assert!(
+        ttl.because.contains("state.ttl_days = 7"),
+        "{}",
+        ttl.because
+    );
+    // Unreadable: the configured retention stands in, and the reason is said.
+    let ttl = state.claim_ttl(Err("AccessDenied".into()));
+    assert_eq!(ttl.days, 15);
+    assert!(
+        ttl.because.contains("state.dlq_retention_days = 14")
+            && ttl.because.contains("AccessDenied"),
+        "{}",
+        ttl.because
+    );
+}
+
+#[test]
+fn a_lease_must_be_four_times_the_clock_skew_tasks_may_have() {
+    let s = load(MINIMAL, &[]).expect("loads");
+    assert_eq!(s.state.max_clock_skew(), std::time::Duration::from_secs(2));
+    let msg = load(
+        MINIMAL,
+        &[
+            ("QUILT_NOTIFY__STATE__LEASE_SECONDS", "7"),
+            ("QUILT_NOTIFY__STATE__MAX_CLOCK_SKEW_SECONDS", "2"),
+        ],
+    )
+    .expect_err("7 s < 4 × 2 s")
+    .to_string();
+    assert!(
+        msg.contains("state.lease_seconds") && msg.contains("max_clock_skew_seconds"),
+        "{msg}"
+    );
+    let s = load(
+        MINIMAL,
+        &[
+            ("QUILT_NOTIFY__STATE__LEASE_SECONDS", "5"),
+            ("QUILT_NOTIFY__STATE__MAX_CLOCK_SKEW_SECONDS", "1"),
+        ],
+    )
+    .expect("5 s >= 4 × 1 s");
+    assert_eq!(s.state.lease_seconds, 5);
+    let msg = load(
+        MINIMAL,
+        &[("QUILT_NOTIFY__STATE__MAX_CLOCK_SKEW_SECONDS", "0")],
+    )
+    .expect_err("must fail")
+    .to_string();
+    assert!(msg.contains("state.max_clock_skew_seconds"), "{msg}");
 }

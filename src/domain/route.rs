@@ -130,6 +130,48 @@ impl Route {
     pub fn needs_details(&self) -> bool {
         self.details || self.package_pattern.is_some() || self.metadata_recipients.is_some()
     }
+
+    /// The value of the `route` tag on this route's mail (see [`route_tag`]).
+    pub fn tag(&self) -> String {
+        route_tag(&self.name)
+    }
+}
+
+/// Longest `route` tag value: SES allows 256 characters, and SES feedback keeps 200 of a tag
+/// (`feedback::MAX_CHARS`), so a longer one would not lead back to its route.
+pub const ROUTE_TAG_MAX_CHARS: usize = 200;
+
+/// Length of the hash suffix of a [`route_tag`] that is not the name itself: `-q` and 16 hex
+/// digits.
+const HASHED_SUFFIX_CHARS: usize = 18;
+
+/// The `route` tag SES carries on a route's mail, and on its bounces and complaints back to
+/// the worker. SES tag values allow only ASCII letters, digits, `_` and `-` (`MessageTag` in the
+/// SES API reference): a name of those characters (at most [`ROUTE_TAG_MAX_CHARS`]) is its own
+/// tag, as it always was; any other name becomes its allowed characters (each other one as `_`), then `-q` and a 64-bit
+/// FNV-1a hash of the whole name in hex. Feedback finds the route by comparing tags
+/// ([`RouteTable::by_tag`]), so the mapping need not be reversed, only stable and distinct;
+/// [`RouteTable::compile`] refuses two routes with one tag.
+pub fn route_tag(name: &str) -> String {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !name.is_empty() && name.len() <= ROUTE_TAG_MAX_CHARS && name.chars().all(allowed) {
+        return name.to_owned();
+    }
+    let mut tag: String = name
+        .chars()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .take(ROUTE_TAG_MAX_CHARS - HASHED_SUFFIX_CHARS)
+        .collect();
+    tag.push_str(&format!("-q{:016x}", fnv1a(name.as_bytes())));
+    tag
+}
+
+/// 64-bit FNV-1a: tiny and defined by its constants, so a tag stays the same across builds and
+/// versions of this program (a mail sent before an upgrade still finds its route).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Why a route could not be compiled; always names the route.
@@ -204,6 +246,16 @@ pub enum RouteError {
     NoRecipients {
         /// Route name.
         route: String,
+    },
+    /// Two routes would carry one `route` tag, so SES feedback could not tell them apart.
+    #[error("route \"{route}\": its SES tag {tag:?} is also route \"{other}\"'s; rename one")]
+    SameTag {
+        /// Route name.
+        route: String,
+        /// The earlier route with the same tag.
+        other: String,
+        /// The tag.
+        tag: String,
     },
 }
 
@@ -380,15 +432,30 @@ impl RouteTable {
     /// Compiles every route.
     ///
     /// # Errors
-    /// The first route that fails to compile.
+    /// The first route that fails to compile, or the second of two routes with one SES tag.
     pub fn compile(specs: &[RouteSpec]) -> Result<Self, RouteError> {
-        let routes = specs.iter().map(Route::compile).collect::<Result<_, _>>()?;
+        let routes: Vec<Route> = specs.iter().map(Route::compile).collect::<Result<_, _>>()?;
+        let mut tags = std::collections::HashMap::new();
+        for route in &routes {
+            if let Some(other) = tags.insert(route.tag(), &route.name) {
+                return Err(RouteError::SameTag {
+                    route: route.name.clone(),
+                    other: other.clone(),
+                    tag: route.tag(),
+                });
+            }
+        }
         Ok(Self { routes })
     }
 
     /// Every route, in order.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The route whose mail carries this `route` tag (SES feedback names it).
+    pub fn by_tag(&self, tag: &str) -> Option<&Route> {
+        self.routes.iter().find(|route| route.tag() == tag)
     }
 
     /// The routes whose pattern matches the envelope, in configuration order.
@@ -461,6 +528,70 @@ mod tests {
 
     fn documented() -> Value {
         serde_json::from_str(include_str!("../../events/package-revision.json")).expect("json")
+    }
+
+    #[test]
+    fn a_name_ses_tags_can_carry_is_its_own_route_tag() {
+        for name in ["package-created", "raw_data-v2", "OPS", &"x".repeat(200)] {
+            assert_eq!(route_tag(name), name);
+        }
+    }
+
+    #[test]
+    fn any_other_name_gets_a_stable_tag_of_allowed_characters_that_tells_names_apart() {
+        // Pinned: a tag must not change between versions, or feedback on mail sent before an
+        // upgrade would not find its route.
+        assert_eq!(
+            route_tag("Data team / weekly (é)"),
+            "Data_team___weekly____-q38dbe7fbb766d9f9"
+        );
+        let names = [
+            "raw.data",
+            "ops@team",
+            "a b",
+            "a/b",
+            "a_b-q",
+            "",
+            "é",
+            "ü",
+            &"y".repeat(201),
+            &"y".repeat(400),
+        ];
+        let tags: Vec<String> = names.iter().map(|n| route_tag(n)).collect();
+        for (name, tag) in names.iter().zip(&tags) {
+            assert!(
+                tag.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "{name:?} -> {tag}"
+            );
+            assert!(!tag.is_empty() && tag.chars().count() <= ROUTE_TAG_MAX_CHARS);
+        }
+        let distinct: std::collections::HashSet<&String> = tags.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{tags:?}");
+    }
+
+    #[test]
+    fn feedback_finds_its_route_by_tag_and_two_routes_may_not_share_one() {
+        let pattern = json!({"source": ["com.quiltdata"]});
+        let table = RouteTable::compile(&[
+            spec("plain", pattern.clone()),
+            spec("Data team / weekly", pattern.clone()),
+        ])
+        .expect("compiles");
+        let found = |tag: &str| table.by_tag(tag).map(|r| r.name.clone());
+        assert_eq!(found("plain").as_deref(), Some("plain"));
+        let weekly = route_tag("Data team / weekly");
+        assert_eq!(found(&weekly).as_deref(), Some("Data team / weekly"));
+        assert_eq!(found("Data_team___weekly"), None);
+
+        let clash = RouteTable::compile(&[
+            spec("Data team / weekly", pattern.clone()),
+            spec(&weekly, pattern),
+        ]);
+        assert!(
+            matches!(clash, Err(RouteError::SameTag { ref other, .. }) if other == "Data team / weekly"),
+            "{clash:?}"
+        );
     }
 
     #[test]

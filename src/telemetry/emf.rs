@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::{Metrics, Snapshot, BUCKETS, COUNTERS, HISTOGRAMS, SLOTS};
+use super::metrics::{Metrics, Snapshot, BUCKETS, COUNTERS, GAUGES, HISTOGRAMS, SLOTS};
 use crate::domain::feedback::FeedbackKind;
 
 /// Most values one EMF metric may carry (the format's limit).
@@ -71,6 +71,13 @@ impl EmfReporter {
             definitions
                 .push(serde_json::json!({"Name": histogram.emf_name, "Unit": histogram.emf_unit}));
             root.insert(histogram.emf_name.to_owned(), Value::from(values));
+        }
+        for (index, gauge) in GAUGES.iter().enumerate() {
+            definitions.push(serde_json::json!({"Name": gauge.emf_name, "Unit": gauge.emf_unit}));
+            root.insert(
+                gauge.emf_name.to_owned(),
+                Value::from(now.gauges[index] as f64 / 1000.0),
+            );
         }
         self.previous = now;
         self.document(root, &[], definitions, timestamp_ms)

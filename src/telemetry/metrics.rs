@@ -7,7 +7,7 @@
 //! where they are written.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -73,6 +73,9 @@ pub enum Counter {
     Unacknowledged,
     /// `SendEmail` calls SES accepted (a message matching two routes sends two).
     EmailsSent,
+    /// `SendEmail` calls that failed after SES may have accepted the email (a timeout, a
+    /// connection lost after sending, a 5xx): the retry may deliver it twice.
+    PossibleDuplicates,
     /// Leases won on shared state (an (event, route) email or a digest window) before sending.
     Claims,
     /// Claims that found the work done already (sent or recorded by another task or an earlier
@@ -91,10 +94,13 @@ pub enum Counter {
     DigestsSent,
     /// Digest windows given up (the digest cannot render, or SES rejects it).
     DigestsFailed,
+    /// AWS answers whose `Date` showed this task's clock off by more than
+    /// `state.max_clock_skew_seconds` (see [`Gauge::ClockSkew`]).
+    ClockSkewExceeded,
 }
 
 /// Every counter, in export order; row `i` describes the variant whose discriminant is `i`.
-pub const COUNTERS: [Descriptor<Counter>; 25] = {
+pub const COUNTERS: [Descriptor<Counter>; 27] = {
     const fn row(
         metric: Counter,
         name: &'static str,
@@ -213,6 +219,12 @@ pub const COUNTERS: [Descriptor<Counter>; 25] = {
             "SendEmail calls SES accepted.",
         ),
         row(
+            Counter::PossibleDuplicates,
+            "possible_duplicates",
+            "PossibleDuplicates",
+            "SendEmail calls that failed after SES may have accepted the email: its retry may send it twice.",
+        ),
+        row(
             Counter::Claims,
             "claims",
             "Claims",
@@ -259,6 +271,12 @@ pub const COUNTERS: [Descriptor<Counter>; 25] = {
             "digests_failed",
             "DigestsFailed",
             "Digest windows given up: the digest cannot render or SES rejects it.",
+        ),
+        row(
+            Counter::ClockSkewExceeded,
+            "clock_skew_exceeded",
+            "ClockSkewExceeded",
+            "AWS answers whose Date showed this task's clock off by more than state.max_clock_skew_seconds.",
         ),
     ]
 };
@@ -377,11 +395,44 @@ impl Histogram {
     }
 }
 
+/// A value that goes up and down; kept in milliseconds, exported in the descriptor's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gauge {
+    /// This task's clock minus AWS's, from the `Date` of AWS answers: the smallest offset the
+    /// latest quick answer proves (0 until one proves any). Leases compare task clocks.
+    ClockSkew,
+}
+
+/// Every gauge, in export order; row `i` describes the variant whose discriminant is `i`.
+/// Prometheus and EMF both export seconds.
+pub const GAUGES: [Descriptor<Gauge>; 1] = [Descriptor {
+    metric: Gauge::ClockSkew,
+    name: "clock_skew_seconds",
+    emf_name: "ClockSkew",
+    emf_unit: "Seconds",
+    help: "This task's clock minus AWS's, from the Date of AWS answers (positive: ahead).",
+}];
+
+impl Gauge {
+    /// Every gauge, in export order.
+    pub const ALL: [Gauge; GAUGES.len()] = [Gauge::ClockSkew];
+
+    /// This gauge's row of [`GAUGES`].
+    pub fn descriptor(self) -> &'static Descriptor<Gauge> {
+        &GAUGES[self as usize]
+    }
+}
+
 // A table row out of place would export one metric under another's name: refuse to compile.
 const _: () = {
     let mut i = 0;
     while i < COUNTERS.len() {
         assert!(COUNTERS[i].metric as usize == i, "COUNTERS out of order");
+        i += 1;
+    }
+    let mut i = 0;
+    while i < GAUGES.len() {
+        assert!(GAUGES[i].metric as usize == i, "GAUGES out of order");
         i += 1;
     }
     let mut i = 0;
@@ -416,6 +467,8 @@ struct Distribution {
 #[derive(Debug, Default)]
 pub struct Metrics {
     counters: [AtomicU64; COUNTERS.len()],
+    /// Gauge values, in milliseconds.
+    gauges: [AtomicI64; GAUGES.len()],
     histograms: [Distribution; HISTOGRAMS.len()],
     /// SES feedback per (route, kind). Routes are the configured ones (the caller maps any other
     /// tag to [`UNKNOWN_ROUTE`]), so the label set stays bounded.
@@ -434,6 +487,16 @@ impl Metrics {
     /// A counter's value.
     pub fn count(&self, counter: Counter) -> u64 {
         self.counters[counter as usize].load(Ordering::Relaxed)
+    }
+
+    /// Sets a gauge, in milliseconds.
+    pub fn set(&self, gauge: Gauge, millis: i64) {
+        self.gauges[gauge as usize].store(millis, Ordering::Relaxed);
+    }
+
+    /// A gauge's value, in milliseconds.
+    pub fn gauge(&self, gauge: Gauge) -> i64 {
+        self.gauges[gauge as usize].load(Ordering::Relaxed)
     }
 
     /// Counts one SES feedback event for a route.
@@ -485,6 +548,7 @@ impl Metrics {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             counters: Counter::ALL.map(|counter| self.count(counter)),
+            gauges: Gauge::ALL.map(|gauge| self.gauge(gauge)),
             buckets: Histogram::ALL.map(|histogram| self.buckets(histogram)),
             max_micros: Histogram::ALL.map(|histogram| {
                 self.histograms[histogram as usize]
@@ -500,6 +564,8 @@ impl Metrics {
 pub struct Snapshot {
     /// Counter values, indexed by [`Counter`].
     pub counters: [u64; COUNTERS.len()],
+    /// Gauge values in milliseconds, indexed by [`Gauge`].
+    pub gauges: [i64; GAUGES.len()],
     /// Observations per bucket (not cumulative), indexed by [`Histogram`].
     pub buckets: [[u64; SLOTS]; HISTOGRAMS.len()],
     /// Largest observation since the previous snapshot, indexed by [`Histogram`].
@@ -514,8 +580,10 @@ mod tests {
     fn every_metric_has_a_distinct_name_in_each_format() {
         let mut names: Vec<&str> = COUNTERS.iter().map(|d| d.name).collect();
         names.extend(HISTOGRAMS.iter().map(|d| d.name));
+        names.extend(GAUGES.iter().map(|d| d.name));
         let mut emf: Vec<&str> = COUNTERS.iter().map(|d| d.emf_name).collect();
         emf.extend(HISTOGRAMS.iter().map(|d| d.emf_name));
+        emf.extend(GAUGES.iter().map(|d| d.emf_name));
         for list in [&mut names, &mut emf] {
             let before = list.len();
             list.sort_unstable();

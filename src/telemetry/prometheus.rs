@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::metrics::{Metrics, BUCKETS, COUNTERS, HISTOGRAMS};
+use super::metrics::{Metrics, BUCKETS, COUNTERS, GAUGES, HISTOGRAMS};
 
 /// Content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,6 +55,13 @@ impl Metrics {
             let _ = writeln!(out, "{name}_sum {sum}");
             let _ = writeln!(out, "{name}_count {cumulative}");
         }
+        for gauge in &GAUGES {
+            let name = format!("quilt_notify_{}", gauge.name);
+            let _ = writeln!(out, "# HELP {name} {}", gauge.help);
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let seconds = self.gauge(gauge.metric) as f64 / 1000.0;
+            let _ = writeln!(out, "{name} {seconds}");
+        }
         out
     }
 }
@@ -71,7 +78,7 @@ fn label(value: &str) -> String {
 mod tests {
     use std::time::Duration;
 
-    use crate::telemetry::metrics::{Counter, Histogram, Metrics};
+    use crate::telemetry::metrics::{Counter, Gauge, Histogram, Metrics};
 
     #[test]
     fn prometheus_text_has_counters_and_cumulative_buckets() {
@@ -156,7 +163,14 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .collect();
-        assert_eq!(types.len(), Counter::ALL.len() + 1 + Histogram::ALL.len());
+        assert_eq!(
+            types.len(),
+            Counter::ALL.len() + 1 + Histogram::ALL.len() + Gauge::ALL.len()
+        );
+        assert_eq!(
+            types.last().copied(),
+            Some("quilt_notify_clock_skew_seconds gauge")
+        );
         assert_eq!(types[0], "quilt_notify_received_total counter");
         assert_eq!(
             types[Counter::EmailsSent as usize],

@@ -89,7 +89,7 @@ impl Outcome {
             Self::ClaimedElsewhere { .. } => Counter::ClaimedElsewhere,
             Self::Interrupted => Counter::Released,
             Self::Failed { kind, .. } => match kind {
-                FailureKind::Transient => Counter::FailedTransient,
+                FailureKind::Transient | FailureKind::Ambiguous => Counter::FailedTransient,
                 FailureKind::Throttled => Counter::FailedThrottled,
                 FailureKind::Permanent => Counter::FailedPermanent,
                 FailureKind::AccountPaused => Counter::FailedAccountPaused,
@@ -159,7 +159,7 @@ impl Outcome {
                 QueueAction::Hide(u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX))
             }
             Self::Failed {
-                kind: FailureKind::Transient | FailureKind::Throttled,
+                kind: FailureKind::Transient | FailureKind::Ambiguous | FailureKind::Throttled,
                 ..
             } => QueueAction::Hide(retry.backoff.delay(retry.receive_count, retry.jitter)),
         }
@@ -294,6 +294,7 @@ mod tests {
             Outcome::ClaimedElsewhere { until_ms: 5_000 },
             Outcome::Interrupted,
             failed(FailureKind::Transient),
+            failed(FailureKind::Ambiguous),
             failed(FailureKind::Throttled),
             failed(FailureKind::Permanent),
             failed(FailureKind::AccountPaused),

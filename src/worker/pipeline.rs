@@ -323,8 +323,8 @@ impl<M: Mailer> Pipeline<M> {
         let route = feedback
             .route
             .as_deref()
-            .filter(|name| self.routes.routes().iter().any(|r| r.name == *name))
-            .unwrap_or(UNKNOWN_ROUTE);
+            .and_then(|tag| self.routes.by_tag(tag))
+            .map_or(UNKNOWN_ROUTE, |route| route.name.as_str());
         self.instruments.metrics.add_feedback(route, feedback.kind);
         let recipients = feedback.recipients.join(", ");
         let subtype = feedback.subtype.as_deref().unwrap_or_default();
@@ -421,6 +421,11 @@ impl<M: Mailer> Pipeline<M> {
                 if let Some(claims) = &self.claims {
                     claims.release(key).await;
                 }
+                // Counted in `send`; retried like any transient failure.
+                let kind = match kind {
+                    FailureKind::Ambiguous => FailureKind::Transient,
+                    kind => kind,
+                };
                 if kind == FailureKind::Throttled {
                     self.limiter.slow_down(THROTTLE_PAUSE);
                 }
@@ -434,7 +439,7 @@ impl<M: Mailer> Pipeline<M> {
     }
 
     /// A route's email to `to` (with the route's Cc, Bcc, Reply-To, sender and contact-list
-    /// topic), tagged with the route and `tag` (the event id, or a digest's window).
+    /// topic), tagged with the route's tag and `tag` (the event id, or a digest's window).
     fn email(
         &self,
         route: &Route,
@@ -458,7 +463,8 @@ impl<M: Mailer> Pipeline<M> {
             html: rendered.html,
             text: rendered.text,
             tags: vec![
-                ("route".to_owned(), route.name.clone()),
+                // A tag SES can carry that leads back to the route (`route_tag`).
+                ("route".to_owned(), route.tag()),
                 (tag.0.to_owned(), tag.1),
             ],
             list: self.contact_list.as_ref().zip(route.topic.as_ref()).map(
@@ -471,14 +477,23 @@ impl<M: Mailer> Pipeline<M> {
     }
 
     /// One SendEmail within the send-rate limit, its time recorded (the wait for the limiter
-    /// not included).
+    /// not included). A failure after which SES may hold the email is counted and logged: its
+    /// retry may deliver it twice.
     async fn send(&self, email: &Email) -> Result<String, SendError> {
         self.limiter.acquire().await;
         let call = Instant::now();
         let sent = self.mailer.send(email).await;
-        self.instruments
-            .metrics
-            .observe(Histogram::SesCall, call.elapsed());
+        let metrics = &self.instruments.metrics;
+        metrics.observe(Histogram::SesCall, call.elapsed());
+        if let Err(e) = &sent {
+            if e.kind == FailureKind::Ambiguous {
+                metrics.add(Counter::PossibleDuplicates, 1);
+                tracing::warn!(
+                    error.code = %e.code,
+                    "SES may have accepted this email before the call failed: its retry may send it twice"
+                );
+            }
+        }
         sent
     }
 }
@@ -626,7 +641,7 @@ fn rank(outcome: &Outcome) -> u8 {
     match outcome {
         Outcome::Failed { kind, .. } => match kind {
             FailureKind::Permanent => 1,
-            FailureKind::Transient => 2,
+            FailureKind::Transient | FailureKind::Ambiguous => 2,
             FailureKind::Throttled => 3,
             FailureKind::AccountPaused | FailureKind::StateUnavailable => 4,
         },

@@ -147,3 +147,74 @@ async fn ses_feedback_is_counted_per_route_logged_and_deleted_never_dead_lettere
         json!([["Queue", "Route"]])
     );
 }
+
+/// The `route` tag of the mail the worker asked SES to send (as the proxy saw it).
+fn route_tag(request: &Value) -> Option<String> {
+    request["EmailTags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["Name"] == "route")
+        .and_then(|t| t["Value"].as_str())
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn feedback_finds_a_route_whose_name_ses_tags_cannot_carry() {
+    // SES tag values allow only letters, digits, `_` and `-`: this name needs the route's tag to
+    // map back to it, or its bounces count as "(unknown)".
+    const NAME: &str = "Data team / weekly (é)";
+    let stack = TestStack::spawn(StackOptions::default()).await;
+    let proxy = crate::support::proxy::SesProxy::start(&stack.endpoints.ses, 7).await;
+    let health = free_port();
+    let pattern = json!({"source": ["com.quiltdata"], "detail": {"bucket": [stack.bucket]}});
+    let config = stack.config(
+        &proxy.url,
+        &stack.route(NAME, &pattern),
+        &format!("[health]\nlisten = \"127.0.0.1:{health}\"\n"),
+    );
+    let worker = stack.start_worker(&config);
+    stack
+        .send_batch(&stack.queue_url, &[stack.event("team/data").to_string()])
+        .await;
+    let emails = stack.wait_for_emails(1, WITHIN).await;
+    assert_eq!(emails.len(), 1, "{:#?}", worker.lines());
+    let requests = proxy.send_requests();
+    let tag = route_tag(&requests[0]).expect("a route tag");
+    assert!(
+        tag.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        "only what SES allows: {tag}"
+    );
+
+    // SES publishes the bounce with the mail's tags as it sent them.
+    stack
+        .send_batch(
+            &stack.queue_url,
+            &[ses_event("Email Bounced", &tag, "gone@example.com")],
+        )
+        .await;
+    let counted = worker
+        .wait_for_log(WITHIN, |lines| {
+            lines.iter().any(|l| l["outcome"] == "feedback")
+        })
+        .await;
+    assert!(counted, "{:#?}", worker.lines());
+    let bounce: Vec<Value> = worker
+        .lines()
+        .into_iter()
+        .filter(|l| l["feedback"] == "bounce")
+        .collect();
+    assert_eq!(bounce.len(), 1, "{:#?}", worker.lines());
+    assert_eq!(bounce[0]["route"], NAME, "tag {tag}");
+    let text = reqwest::get(format!("http://127.0.0.1:{health}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let line =
+        format!("quilt_notify_feedback_by_route_total{{route=\"{NAME}\",type=\"bounce\"}} 1");
+    assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    assert_eq!(worker.stop().await, Some(0));
+}

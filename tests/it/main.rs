@@ -5,6 +5,7 @@
 
 mod support;
 
+mod clock;
 mod delivery;
 mod details;
 mod digests;
@@ -12,4 +13,5 @@ mod feedback;
 mod harness;
 mod operations;
 mod reliability;
+mod ses;
 mod state;

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::reliability::{
-    all_settled, env, event_ids, events, every_package, summary, Tally, SECONDS_120,
-};
+use crate::reliability::{env, event_ids, events, every_package, summary, Tally, SECONDS_120};
 use crate::support::proxy::{DynamoError, Faults, SesProxy};
 use crate::support::state::StateTable;
 use crate::support::{eventually, StackOptions, TestStack};
@@ -27,76 +25,134 @@ fn logged(lines: &[Value], needle: &str) -> usize {
         .count()
 }
 
+/// The outcomes each process logged for one event, in order: the story of a lost event.
+fn story(processes: &[(&str, &[Value])], event_id: &str) -> String {
+    processes
+        .iter()
+        .map(|(name, lines)| {
+            let outcomes: Vec<&str> = lines
+                .iter()
+                .filter(|l| l["event_id"] == event_id && l["outcome"].is_string())
+                .filter_map(|l| l["outcome"].as_str())
+                .collect();
+            format!("{name}: {outcomes:?}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Issue 20 §1, as an operator saw it: two tasks on one queue and one state table, SES slow
+/// enough that the killed task holds a claim on every message it has in flight, and a lease
+/// (15 s) far longer than the visibility timeout (3 s). The dead task's messages come back
+/// while its leases still run: whoever receives one finds it `claimed_elsewhere` and hides it
+/// until the lease ends, then receives it again. Before the fix that task had remembered the
+/// event as done and deleted the second copy unsent (26 and 10 of 300 lost in two tries).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn two_workers_a_kill_9_and_a_restart_deliver_every_event_with_duplicates_only_from_sends_in_flight(
 ) {
+    const EVENTS: usize = 300;
+    const CONCURRENCY: usize = 10;
+    const LEASE_SECONDS: u32 = 15;
+    const VISIBILITY_SECONDS: u32 = 3;
+    const SEND_DELAY: Duration = Duration::from_millis(1500);
     let stack = TestStack::spawn(StackOptions {
         max_receive_count: 10,
-        visibility_timeout: 5,
+        visibility_timeout: VISIBILITY_SECONDS,
     })
     .await;
     let table = StateTable::new(&stack.endpoints.moto);
-    let ses = stack.endpoints.ses.clone();
+    // Every send waits at the proxy, so a task has a claim live for most of its messages' time.
+    let proxy = SesProxy::start(&stack.endpoints.ses, 20).await;
+    proxy.set(Faults::none().send_delay(SEND_DELAY));
     let config = stack.config(
-        &ses,
+        &proxy.url,
         &stack.route("all", &every_package(&stack)),
-        &table.section(&stack.endpoints.moto, 5),
+        &table.section(&stack.endpoints.moto, LEASE_SECONDS),
     );
     table.create(&config);
-    let concurrency = 10;
-    let fast = env(&[
-        ("QUILT_NOTIFY__QUEUE__VISIBILITY_TIMEOUT_SECONDS", "5"),
+    let visibility = VISIBILITY_SECONDS.to_string();
+    let concurrency = CONCURRENCY.to_string();
+    let settings = env(&[
         ("QUILT_NOTIFY__SES__MAX_SEND_RATE", "1000"),
-        ("QUILT_NOTIFY__WORKER__CONCURRENCY", "10"),
+        ("QUILT_NOTIFY__WORKER__CONCURRENCY", &concurrency),
+        (
+            "QUILT_NOTIFY__QUEUE__VISIBILITY_TIMEOUT_SECONDS",
+            &visibility,
+        ),
     ]);
 
-    let (ids, bodies) = events(&stack, "two", 500);
+    let (ids, bodies) = events(&stack, "two", EVENTS);
     stack.send_batch(&stack.queue_url, &bodies).await;
-    let mut first = stack.start_worker_with_env(&config, &fast);
-    let second = stack.start_worker_with_env(&config, &fast);
+    let mut first = stack.start_worker_with_env(&config, &settings);
+    let second = stack.start_worker_with_env(&config, &settings);
     let midway = first
-        .wait_for_log(SECONDS_120, |lines| count(lines, "sent") >= 100)
+        .wait_for_log(SECONDS_120, |lines| count(lines, "sent") >= 60)
         .await;
     assert!(midway, "log: {:#?}", first.lines());
+    // A batch's outcomes are logged when it settles, and the next batch is received at once:
+    // half a send later its claims are taken and its sends wait at the proxy.
+    tokio::time::sleep(SEND_DELAY / 2).await;
     first.kill9();
     let before_kill = first.lines();
     let sent_before = event_ids(&before_kill, &["sent"]).len();
-    let restarted = stack.start_worker_with_env(&config, &fast);
+    // Replaced once the dead task's leases have ended (ECS takes longer): meanwhile the
+    // survivor alone receives the dead task's messages, while its leases run and after.
+    tokio::time::sleep(Duration::from_secs(u64::from(LEASE_SECONDS) + 3)).await;
+    let restarted = stack.start_worker_with_env(&config, &settings);
 
-    let settled = eventually(Duration::from_secs(180), || {
-        let mut lines = before_kill.clone();
-        lines.extend(second.lines());
-        lines.extend(restarted.lines());
-        let logged = all_settled(&lines, &ids);
+    // Every copy is deleted once it is sent or found sent: the queue drains.
+    let drained = eventually(Duration::from_secs(180), || {
         let stack = &stack;
-        async move { logged || stack.depth(&stack.queue_url).await == (0, 0) }
+        async move { stack.depth(&stack.queue_url).await == (0, 0) }
     })
     .await;
-    assert!(settled, "not settled: {:#?}", restarted.lines());
+    assert!(drained, "queue not drained: {:#?}", restarted.lines());
 
     let tally = Tally::of(&ids, &stack.emails().await);
-    let mut after = second.lines();
-    after.extend(restarted.lines());
+    let (survivor, reborn) = (second.lines(), restarted.lines());
+    let mut after = survivor.clone();
+    after.extend(reborn.iter().cloned());
     let takeovers = logged(&after, "took over an expired lease");
     let held = count(&after, "claimed_elsewhere");
+    let processes: [(&str, &[Value]); 3] = [
+        ("killed", &before_kill),
+        ("survivor", &survivor),
+        ("restarted", &reborn),
+    ];
     println!(
-        "state on, kill -9 after {sent_before} sends by the killed worker: {} duplicates {:?}; \
+        "state on, kill -9 after {sent_before} sends by the killed worker: {} lost, {} duplicates {:?}; \
          {takeovers} lease takeovers, {held} messages hidden while claimed elsewhere",
+        tally.lost.len(),
         tally.duplicate_count(),
         tally.duplicates
     );
-    assert!(tally.lost.is_empty(), "lost: {:?}", tally.lost);
+    let stories: Vec<String> = tally
+        .lost
+        .iter()
+        .map(|id| format!("{id}: {}", story(&processes, id)))
+        .collect();
     assert!(
-        tally.duplicate_count() <= concurrency,
+        tally.lost.is_empty(),
+        "{} lost (neither mailed nor dead-lettered):\n{}",
+        tally.lost.len(),
+        stories.join("\n")
+    );
+    assert_eq!(stack.depth(&stack.dlq_url).await, (0, 0), "nothing dead");
+    assert!(
+        tally.duplicate_count() <= CONCURRENCY,
         "more duplicates than sends in flight at the kill: {:?}",
         tally.duplicates
     );
-    assert_eq!(stack.depth(&stack.dlq_url).await, (0, 0), "nothing dead");
+    // The case itself happened: the dead task's claims outlived its messages' visibility.
+    assert!(held > 0, "no copy was found claimed elsewhere");
+    assert!(takeovers > 0, "no lease was taken over");
     summary(
         "kill -9 of one of two workers, then restart (state table on)",
         &format!(
-            "two workers, concurrency {concurrency} each, lease 5 s; SIGKILL of one after it sent {sent_before} of 500"
+            "two workers, concurrency {CONCURRENCY} each, every send delayed 1.5 s, lease {LEASE_SECONDS} s, \
+             visibility {VISIBILITY_SECONDS} s; SIGKILL of one after it sent {sent_before} of {EVENTS}; \
+             {held} copies hidden as claimed_elsewhere, {takeovers} lease takeovers"
         ),
         ids.len(),
         &tally,
@@ -301,4 +357,69 @@ async fn the_state_store_keeps_the_contract_on_dynamodb() {
         quilt_notify::state::StateOptions::default(),
     );
     quilt_notify::state::contract::run(&store, "moto").await;
+}
+
+/// Issue 20 §5: claims lived `state.ttl_days` (7) while the DLQ keeps a message 14 days, so a
+/// redrive after day 7 found no claim and sent its routes again. Claims now live as long as the
+/// DLQ keeps messages and a day more, and `validate` says which retention it used.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn claims_outlive_the_dead_letter_queues_retention_and_validate_says_which_it_used() {
+    let stack = TestStack::spawn(StackOptions::default()).await;
+    let table = StateTable::new(&stack.endpoints.moto);
+    let ses = stack.endpoints.ses.clone();
+    let config = stack.config(
+        &ses,
+        &stack.route("all", &every_package(&stack)),
+        &format!("{}ttl_days = 7\n", table.section(&stack.endpoints.moto, 10)),
+    );
+    table.create(&config);
+
+    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_quilt-notify"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run validate");
+    let stdout = String::from_utf8_lossy(&validate.stdout);
+    assert!(
+        validate.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let dlq_name = stack.dlq_url.rsplit('/').next().expect("DLQ name");
+    assert!(
+        stdout.contains("claims are kept 15 days") && stdout.contains(dlq_name),
+        "validate names the DLQ's 14 days (and one more): {stdout}"
+    );
+
+    let worker = stack.start_worker(&config);
+    let (ids, bodies) = events(&stack, "ttl", 1);
+    stack.send_batch(&stack.queue_url, &bodies).await;
+    let emails = stack.wait_for_emails(1, Duration::from_secs(30)).await;
+    assert_eq!(
+        Tally::of(&ids, &emails).delivered,
+        1,
+        "{:#?}",
+        worker.lines()
+    );
+    let claims = table.items("send#").await;
+    assert_eq!(claims.len(), 1);
+    let expires_at: i64 = claims[0]["expires_at"]
+        .as_n()
+        .expect("expires_at")
+        .parse()
+        .expect("a number");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("now")
+        .as_secs() as i64;
+    let days = (expires_at - now) as f64 / 86_400.0;
+    assert!(
+        (14.9..=15.0).contains(&days),
+        "a claim expires in {days:.2} days"
+    );
+    assert_eq!(worker.stop().await, Some(0));
 }

@@ -192,6 +192,24 @@ impl SqsAdmin {
             .ok_or_else(|| AdminError::local("GetQueueUrl", "no QueueUrl in the answer"))
     }
 
+    /// How long the queue keeps a message (`MessageRetentionPeriod`), in seconds.
+    ///
+    /// # Errors
+    /// The queue cannot be read, or does not say.
+    pub async fn retention_seconds(&self, url: &str) -> Result<u64, AdminError> {
+        let name = QueueAttributeName::MessageRetentionPeriod;
+        let attributes = self.attributes(url, std::slice::from_ref(&name)).await?;
+        attributes
+            .get(&name)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                AdminError::local(
+                    "GetQueueAttributes",
+                    "no MessageRetentionPeriod in the answer",
+                )
+            })
+    }
+
     /// Approximate counts of waiting and in-flight messages.
     ///
     /// # Errors

@@ -84,7 +84,7 @@ struct Queues {
 /// Connects to SQS as the configuration says and finds the source queue and its DLQ.
 async fn connect(settings: &Settings, target: &Target) -> anyhow::Result<(SqsAdmin, Queues)> {
     let sdk = app::sdk_config(settings).await?;
-    let sqs = SqsAdmin::new(app::sqs_client(&sdk, settings));
+    let sqs = SqsAdmin::new(app::sqs_client(&sdk, settings, &app::skew_watch(settings)));
     let queue_url = settings.queue.url.clone();
     let facts = sqs
         .facts(&queue_url)

@@ -66,6 +66,15 @@ impl SesError {
         }
     }
 
+    /// 400 `MessageRejected`: this email cannot be sent.
+    pub fn message_rejected() -> Self {
+        Self {
+            status: 400,
+            code: "MessageRejected",
+            message: "Email address is not verified.",
+        }
+    }
+
     /// 500 `InternalFailure`.
     pub fn internal_failure() -> Self {
         Self {
@@ -202,12 +211,18 @@ pub struct Faults {
     /// Fraction of all requests (sends and account calls) whose connection is closed without
     /// an answer: SES unreachable.
     pub drop_rate: f64,
+    /// Fraction of `SendEmail` calls forwarded to SES and, once SES accepted the email, answered
+    /// by closing the connection: the answer is lost, the email is not.
+    pub lose_answer_rate: f64,
     /// The `GetAccount` answer.
     pub account: Account,
     /// S3 requests answered with an error.
     pub s3: Option<S3Fault>,
     /// Fraction of DynamoDB requests (those with an `X-Amz-Target`) answered with an error.
     pub dynamodb_error_rate: f64,
+    /// Every answer's `Date` header says this many seconds earlier than now (negative: later),
+    /// as from a service whose clock disagrees with this machine's.
+    pub date_behind_seconds: i64,
     /// The error those requests get.
     pub dynamodb_error: DynamoError,
 }
@@ -227,11 +242,19 @@ impl Faults {
             only_containing: None,
             send_delay: Duration::ZERO,
             drop_rate: 0.0,
+            lose_answer_rate: 0.0,
             account: Account::enabled(50.0),
             s3: None,
             dynamodb_error_rate: 0.0,
             dynamodb_error: DynamoError::throttling(),
+            date_behind_seconds: 0,
         }
+    }
+
+    /// Dates every answer `seconds` earlier than now: the caller's clock looks that far ahead.
+    pub fn date_behind(mut self, seconds: i64) -> Self {
+        self.date_behind_seconds = seconds;
+        self
     }
 
     /// Answers a fraction `rate` of DynamoDB requests with `error`.
@@ -263,6 +286,12 @@ impl Faults {
     /// Drops the connection of a fraction `rate` of all requests.
     pub fn drop_connections(mut self, rate: f64) -> Self {
         self.drop_rate = rate;
+        self
+    }
+
+    /// Forwards a fraction `rate` of sends and closes their connection once SES accepted them.
+    pub fn lose_answers(mut self, rate: f64) -> Self {
+        self.lose_answer_rate = rate;
         self
     }
 
@@ -305,6 +334,8 @@ pub struct Stats {
     pub sends_failed: u64,
     /// Requests (of any kind) whose connection was dropped.
     pub dropped: u64,
+    /// Sends SES accepted whose answer the proxy withheld (the connection closed instead).
+    pub answers_lost: u64,
     /// `GetAccount` requests received.
     pub account_calls: u64,
     /// S3 requests whose path matched the S3 fault's marker.
@@ -332,7 +363,11 @@ enum Decision {
     FailS3(S3Error),
     FailDynamo(DynamoError),
     Account(bool, f64),
-    Forward { delay: Duration, is_send: bool },
+    Forward {
+        delay: Duration,
+        is_send: bool,
+        lose_answer: bool,
+    },
 }
 
 /// A running proxy; stops when dropped.
@@ -484,6 +519,7 @@ fn decide(
         return Decision::Forward {
             delay: Duration::ZERO,
             is_send,
+            lose_answer: false,
         };
     }
     let targeted = faults.only_containing.as_ref().is_none_or(|marker| {
@@ -494,6 +530,8 @@ fn decide(
         stats.sends_failed += 1;
         return Decision::Fail(faults.send_error.clone());
     }
+    let lose_answer =
+        targeted && faults.lose_answer_rate > 0.0 && rng.f64() < faults.lose_answer_rate;
     Decision::Forward {
         delay: if targeted {
             faults.send_delay
@@ -501,6 +539,7 @@ fn decide(
             Duration::ZERO
         },
         is_send,
+        lose_answer,
     }
 }
 
@@ -512,6 +551,35 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    let behind = state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .faults
+        .date_behind_seconds;
+    let mut response = answer(state, client, upstream, parts, body).await?;
+    if behind != 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let date = aws_sdk_sqs::primitives::DateTime::from_secs(now - behind)
+            .fmt(aws_sdk_sqs::primitives::DateTimeFormat::HttpDate)
+            .expect("an HTTP date");
+        response.headers_mut().insert(
+            hyper::header::DATE,
+            HeaderValue::from_str(&date).expect("a header value"),
+        );
+    }
+    Ok(response)
+}
+
+/// The answer to one request, as the faults in force decide.
+async fn answer(
+    state: Arc<Mutex<State>>,
+    client: reqwest::Client,
+    upstream: String,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let path = parts.uri.path().to_owned();
     let dynamodb = parts
         .headers
@@ -524,7 +592,11 @@ async fn handle(
         Decision::FailS3(error) => Ok(s3_error_response(&error)),
         Decision::FailDynamo(error) => Ok(dynamo_error_response(&error)),
         Decision::Account(enabled, rate) => Ok(account_response(enabled, rate)),
-        Decision::Forward { delay, is_send } => {
+        Decision::Forward {
+            delay,
+            is_send,
+            lose_answer,
+        } => {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -532,6 +604,10 @@ async fn handle(
             if is_send && response.status().is_success() {
                 let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
                 state.stats.sends_accepted += 1;
+                if lose_answer {
+                    state.stats.answers_lost += 1;
+                    return Err(Dropped);
+                }
             }
             Ok(response)
         }

@@ -26,10 +26,11 @@ impl StateTable {
     }
 
     /// The `[state]` section that points a worker at this table (endpoint: `via`, a proxy or
-    /// moto itself), with short leases and a one-second digest check.
+    /// moto itself), with short leases and a one-second digest check. The tasks of a test share
+    /// one clock, so the allowed skew is the least (a lease must be 4 times it).
     pub fn section(&self, via: &str, lease_seconds: u32) -> String {
         format!(
-            "[state]\ntable = \"{}\"\nendpoint_url = \"{via}\"\nlease_seconds = {lease_seconds}\ndigest_check_seconds = 1\n",
+            "[state]\ntable = \"{}\"\nendpoint_url = \"{via}\"\nlease_seconds = {lease_seconds}\nmax_clock_skew_seconds = 1\ndigest_check_seconds = 1\n",
             self.name
         )
     }

@@ -214,3 +214,43 @@ async fn a_copy_that_found_the_lease_held_elsewhere_is_not_remembered_as_done() 
     assert_eq!(b.process(&body).await.0, Outcome::Sent);
     assert_eq!(outbox.subjects().len(), 1);
 }
+
+/// Issue 20 §5: SES may have accepted an email whose call timed out or answered 5xx. Nothing
+/// can tell (SES takes no idempotency key), so the retry goes on as for any transient failure,
+/// and the possible duplicate is counted.
+#[tokio::test]
+async fn an_ambiguous_send_failure_is_retried_as_transient_and_counted_as_a_possible_duplicate() {
+    let state = Shared::new();
+    let (a, outbox) = task(&state, "a", &["r"]);
+    *outbox.1.lock().unwrap() = Some(SendError {
+        kind: FailureKind::Ambiguous,
+        code: "Timeout".into(),
+        message: "no answer".into(),
+    });
+    let body = event("e1", "same_hash");
+    let (outcome, _) = a.process(&body).await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Failed {
+                kind: FailureKind::Transient,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let metrics = &a.instruments.metrics;
+    assert_eq!(metrics.count(Counter::PossibleDuplicates), 1);
+    assert_eq!(state.holder("e1", "r"), None, "the lease is given up");
+
+    // A refused send is no possible duplicate.
+    *outbox.1.lock().unwrap() = Some(SendError {
+        kind: FailureKind::Transient,
+        code: "DispatchFailure".into(),
+        message: "connection refused".into(),
+    });
+    a.process(&body).await;
+    assert_eq!(metrics.count(Counter::PossibleDuplicates), 1);
+    *outbox.1.lock().unwrap() = None;
+    assert_eq!(a.process(&body).await.0, Outcome::Sent);
+}
