@@ -55,7 +55,7 @@ impl Default for StateOptions {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(7 * 86_400),
-            skew_margin: Duration::from_secs(5),
+            skew_margin: Duration::from_secs(2),
         }
     }
 }
