@@ -579,7 +579,7 @@ fn route_from(stack: &TestStack, name: &str, from: Option<&str>, pattern: &Value
 }
 
 /// Mail moto accepted for this stack's recipient.
-pub(crate) async fn moto_messages(stack: &TestStack) -> Vec<Value> {
+async fn moto_messages(stack: &TestStack) -> Vec<Value> {
     let data: Value = stack
         .http
         .get(format!("{}/moto-api/data.json", stack.endpoints.moto))
