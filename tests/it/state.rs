@@ -1,12 +1,14 @@
 //! Shared state in DynamoDB (issue 13): the real binary, several processes on one queue, a
 //! state table on moto's DynamoDB made by `quilt-notify state create`, and faults: `kill -9`,
 //! the same event as two messages, throttling, an outage through the fault proxy, a deleted
-//! table. Each test that counts mail prints a `RELIABILITY |` line (docs/reliability.md).
+//! table, an event id over DynamoDB's key limit. Each test that counts mail prints a
+//! `RELIABILITY |` line (docs/reliability.md).
 
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::digests::{digest_route, digests, drained};
 use crate::reliability::{env, event_ids, events, every_package, summary, Tally, SECONDS_120};
 use crate::support::proxy::{DynamoError, Faults, SesProxy};
 use crate::support::state::StateTable;
@@ -333,6 +335,88 @@ async fn a_deleted_table_stops_receiving_keeps_every_message_and_resumes_once_it
         all.len(),
         &tally,
         "0",
+    );
+    assert_eq!(worker.stop().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn an_event_id_over_the_key_limit_fails_its_own_message_to_the_dlq_and_pauses_nobody() {
+    let stack = TestStack::spawn(StackOptions::default()).await;
+    let table = StateTable::new(&stack.endpoints.moto);
+    let ses = stack.endpoints.ses.clone();
+    // A per-event route (its lease is keyed by the event id) and a digest route (so is its
+    // once-marker): both refuse the hostile id.
+    let routes = format!(
+        "{}{}",
+        stack.route("all", &every_package(&stack)),
+        digest_route(&stack, "digest", "2s", &stack.recipient, None)
+    );
+    let config = stack.config(&ses, &routes, &table.section(&stack.endpoints.moto, 10));
+    table.create(&config);
+    let worker = stack.start_worker(&config);
+
+    let (ids, mut bodies) = events(&stack, "hostile", 10);
+    // Anyone who can send to the queue can send this: an id over DynamoDB's 2 KB key limit.
+    let mut hostile = stack.event("hostile/long-id");
+    let prefix = hostile["id"].as_str().expect("id").to_owned();
+    hostile["id"] = Value::String(format!("{prefix}-{}", "x".repeat(2999 - prefix.len())));
+    assert_eq!(hostile["id"].as_str().map(str::len), Some(3000));
+    let hostile = hostile.to_string();
+    bodies.insert(5, hostile.clone());
+    let message_ids = stack.send_batch(&stack.queue_url, &bodies).await;
+    let hostile_message = &message_ids[5];
+
+    let dead = stack.take(&stack.dlq_url, 1, Duration::from_secs(60)).await;
+    assert_eq!(
+        dead,
+        vec![hostile],
+        "the hostile message is dead-lettered unchanged; log: {:#?}",
+        worker.lines()
+    );
+    assert!(
+        drained(&stack, &table, Duration::from_secs(60)).await,
+        "the other events are not settled: {:#?}",
+        worker.lines()
+    );
+    let emails = stack.emails().await;
+    let tally = Tally::of(&ids, &emails);
+    assert!(tally.lost.is_empty(), "lost: {:?}", tally.lost);
+    assert_eq!(tally.duplicate_count(), 0, "{:?}", tally.duplicates);
+    let mut digested: Vec<String> = digests(&emails)
+        .into_iter()
+        .filter(|d| d.route == "digest")
+        .flat_map(|d| d.handles)
+        .collect();
+    digested.sort();
+    let expected: Vec<String> = (0..10).map(|i| format!("hostile/pkg-{i}")).collect();
+    assert_eq!(digested, expected, "each other event in one digest");
+
+    let lines = worker.lines();
+    let about: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message_id"] == hostile_message.as_str())
+        .collect();
+    let errors: Vec<&&Value> = about.iter().filter(|l| l["level"] == "ERROR").collect();
+    assert_eq!(errors.len(), 1, "one ERROR line: {about:#?}");
+    assert_eq!(errors[0]["outcome"], "failed");
+    assert_eq!(errors[0]["error.kind"], "permanent");
+    assert_eq!(errors[0]["error.code"], "ValidationException");
+    assert_eq!(
+        logged(&lines, "cannot be used"),
+        0,
+        "no pause: {:#?}",
+        lines
+            .iter()
+            .filter(|l| l["level"] != "INFO")
+            .collect::<Vec<_>>()
+    );
+    summary(
+        "an event id over DynamoDB's key limit (state table on)",
+        "one message of 11 with a 3,000-character event id, sent straight to the queue; a per-event and a digest route",
+        ids.len(),
+        &tally,
+        "1 (the hostile one, 1 ERROR line; no pause)",
     );
     assert_eq!(worker.stop().await, Some(0));
 }

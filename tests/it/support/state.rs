@@ -38,20 +38,7 @@ impl StateTable {
     /// Runs `quilt-notify state create --config CONFIG` and returns its stdout; panics if it
     /// fails. The config must name this table (see [`StateTable::section`]).
     pub fn create(&self, config: &Path) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_quilt-notify"))
-            .args(["state", "create", "--config"])
-            .arg(config)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .expect("run quilt-notify state create");
-        assert!(
-            output.status.success(),
-            "state create failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        state_command(config, &["create"], &[])
     }
 
     /// Deletes the table now (a fault: the worker must stop receiving, not lose messages).
@@ -89,6 +76,30 @@ impl StateTable {
             }
         }
     }
+}
+
+/// Runs the operator's command `quilt-notify state ARGS --config CONFIG` (`ARGS` empty: `state`
+/// itself, which shows the table), with extra environment variables, and returns its stdout;
+/// panics if it fails.
+pub fn state_command(config: &Path, args: &[&str], env: &[(&str, String)]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_quilt-notify"))
+        .arg("state")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run quilt-notify state");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "quilt-notify state {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
 
 impl Drop for StateTable {
