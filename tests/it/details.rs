@@ -44,6 +44,7 @@ changes=present
 previous={{changes.previous_top_hash}}
 unchanged={{changes.unchanged}}
 changes_error={{changes.error}}
+{{#unless changes.error}}
 added={{changes.added.count}}
 removed={{changes.removed.count}}
 modified={{changes.modified.count}}
@@ -65,6 +66,7 @@ meta_removed={{this}}
 {{#each changes.user_meta.changed}}
 meta_changed={{this}}
 {{/each}}
+{{/unless}}
 {{else}}
 changes=null
 {{/if}}
@@ -725,6 +727,101 @@ async fn package_patterns_send_only_for_prod_pushes_and_only_for_removals() {
     expected.sort();
     assert_eq!(sent, expected, "(top hash, route) of each email");
     assert!(ds.queue_drained().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn a_lost_previous_manifest_costs_only_the_changes_and_the_routes_that_name_them() {
+    let ds = DetailsStack::new(StackOptions::default()).await;
+    let pkg = "team/lost-previous";
+    let prod = json!({"stage": "prod", "owners": [ds.stack.recipient.as_str()]});
+    let first = ds
+        .push(
+            pkg,
+            Revision::new()
+                .starting_empty()
+                .message("first")
+                .meta(&prod)
+                .set_text("a.csv", "a\n"),
+        )
+        .await;
+    let second = ds
+        .push(
+            pkg,
+            Revision::new()
+                .message("second")
+                .meta(&prod)
+                .set_text("b.csv", "b\n"),
+        )
+        .await;
+    assert_eq!(
+        second.previous_top_hash.as_deref(),
+        Some(first.top_hash.as_str())
+    );
+    // The previous revision's manifest is gone; the event's own is whole.
+    ds.s3()
+        .delete_object()
+        .bucket(&ds.stack.bucket)
+        .key(&first.manifest_key)
+        .send()
+        .await
+        .expect("DeleteObject");
+    let pattern = json!({"source": ["com.quiltdata"], "detail": {"bucket": [ds.stack.bucket]}});
+    let domain = ds.stack.recipient.split('@').nth(1).expect("domain");
+    let routes = [
+        ds.route(
+            "prod-only",
+            r#"package_pattern = '{"package": {"user_meta": {"stage": ["prod"]}}}'"#,
+        ),
+        // Every recipient named by the package: no `to`.
+        format!(
+            "[[routes]]\nname = \"owners\"\ntemplate = \"facts\"\n\
+             to_from = \"user_meta.owners\"\nallowed_domains = [\"{domain}\"]\npattern = '''{pattern}'''\n"
+        ),
+        ds.route(
+            "removals",
+            r#"package_pattern = '{"changes": {"removed": {"count": [{"numeric": [">", 0]}]}}}'"#,
+        ),
+    ]
+    .concat();
+    let worker = ds.start(&routes, "", &[]);
+
+    ds.publish(pkg, &second.top_hash).await;
+
+    // The routes that read only the package are sent; the one that names `changes` cannot be
+    // decided, and takes the message to the DLQ after them.
+    let dead = ds.stack.take(&ds.stack.dlq_url, 1, WITHIN).await;
+    assert_eq!(dead.len(), 1, "in the DLQ: {:#?}", worker.lines());
+    let emails = ds.emails(2, WITHIN, &worker).await;
+    let mut sent: Vec<&str> = emails.iter().map(|e| e.one("route")).collect();
+    sent.sort_unstable();
+    assert_eq!(sent, ["owners", "prod-only"], "{emails:#?}");
+    for email in &emails {
+        assert_eq!(email.one("top_hash"), second.top_hash);
+        assert_eq!(
+            email.one("error"),
+            "",
+            "the package is whole: {}",
+            email.text
+        );
+        assert_eq!(email.one("files"), "2");
+        let changes_error = email.one("changes_error");
+        assert!(
+            changes_error.contains("previous revision") && changes_error.contains("NoSuchKey"),
+            "changes.error says why: {changes_error}"
+        );
+    }
+    let failed = worker.outcomes("failed");
+    assert!(!failed.is_empty(), "{:#?}", worker.lines());
+    for line in &failed {
+        let error = line["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("route \"removals\"")
+                && error.contains("package_pattern cannot be evaluated"),
+            "{line}"
+        );
+    }
+    assert_eq!(ds.stack.emails().await.len(), 2, "nothing sent twice");
 }
 
 #[tokio::test(flavor = "multi_thread")]
