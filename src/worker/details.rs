@@ -20,8 +20,8 @@ pub use crate::domain::details::Details;
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::{ManifestError, ManifestLimits, ManifestReader, ManifestSummary};
 use crate::domain::revision::{
-    closest_first, manifest_key, parse_physical_key, pointer_hash, pointers_newest_first,
-    pointers_prefix, ObjectRef, POINTER_SKEW_SECONDS,
+    manifest_key, parse_physical_key, pointer_hash, pointers_newest_first, pointers_prefix,
+    ObjectRef, PreviousSearch, Step, POINTER_SKEW_SECONDS,
 };
 use crate::ports::{PackageStore, StoreError, StoreFailureKind};
 
@@ -221,10 +221,9 @@ impl<S: PackageStore> DetailsReader<S> {
         Ok(summary)
     }
 
-    /// The previous revision's top hash: the pointer just older than the event's own (the one
-    /// holding its top hash closest to its time, see [`closest_first`]). None for a first
-    /// revision, or when the event's own pointer is not among the [`MAX_POINTERS_READ`] closest
-    /// to its time.
+    /// The previous revision's top hash: the pointer just older than the event's own (see
+    /// [`PreviousSearch`]). None for a first revision, or when the event's own pointer is not
+    /// among the [`MAX_POINTERS_READ`] closest to its time.
     async fn previous_hash(&self, event: &PackageEvent) -> Result<Option<String>, StoreError> {
         let bucket = event.bucket();
         let prefix = pointers_prefix(event.handle());
@@ -238,20 +237,17 @@ impl<S: PackageStore> DetailsReader<S> {
             .map(|d| d.as_secs());
         let not_after = event_time.map(|t| t.saturating_add(POINTER_SKEW_SECONDS));
         let pointers = pointers_newest_first(&prefix, &keys, not_after);
-        for i in closest_first(&pointers, event_time)
-            .into_iter()
-            .take(MAX_POINTERS_READ)
-        {
-            let hash = self.pointer(bucket, &pointers[i].1).await?;
-            if hash.is_some_and(|h| h.eq_ignore_ascii_case(event.top_hash())) {
-                // The own pointer: the previous revision is the next older one, if any.
-                return match pointers.get(i + 1) {
-                    Some((_, key)) => self.pointer(bucket, key).await,
-                    None => Ok(None),
-                };
+        let mut search =
+            PreviousSearch::new(event.top_hash(), event_time, &pointers, MAX_POINTERS_READ);
+        loop {
+            match search.step() {
+                Step::Read(i) => {
+                    let hash = self.pointer(bucket, &pointers[i].1).await?;
+                    search.feed(i, hash.as_deref());
+                }
+                Step::Done(previous) => return Ok(previous),
             }
         }
-        Ok(None)
     }
 
     /// The top hash a pointer holds; None when its text is not a hash.

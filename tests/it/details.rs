@@ -241,6 +241,40 @@ impl DetailsStack {
             .build();
         aws_sdk_s3::Client::from_conf(config)
     }
+
+    /// Moves every revision pointer of `package` `seconds` into the past, as if its pushes so
+    /// far had happened that much earlier (quilt3 names a pointer by its push's epoch second).
+    async fn age_pointers(&self, package: &str, seconds: u64) {
+        let s3 = self.s3();
+        let prefix = format!(".quilt/named_packages/{package}/");
+        let listed = s3
+            .list_objects_v2()
+            .bucket(&self.stack.bucket)
+            .prefix(&prefix)
+            .send()
+            .await
+            .expect("ListObjectsV2");
+        for object in listed.contents() {
+            let key = object.key().unwrap_or_default();
+            let Ok(stamp) = key.trim_start_matches(&prefix).parse::<u64>() else {
+                continue; // latest
+            };
+            let older = format!("{prefix}{}", stamp - seconds);
+            s3.copy_object()
+                .bucket(&self.stack.bucket)
+                .copy_source(format!("{}/{key}", self.stack.bucket))
+                .key(&older)
+                .send()
+                .await
+                .expect("CopyObject");
+            s3.delete_object()
+                .bucket(&self.stack.bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("DeleteObject");
+        }
+    }
 }
 
 /// The email whose `top_hash` line is `top_hash`.
@@ -514,6 +548,9 @@ async fn a_same_hash_re_push_sends_nothing_unless_the_route_turns_skip_unchanged
                 .set_text("data/table.csv", "id\n1\n"),
         )
         .await;
+    // Ten minutes ago: a re-push within the pointer skew (5 minutes) of the revision it
+    // repeats is taken for that revision, never the other way round.
+    ds.age_pointers(pkg, 600).await;
     let again = ds.push(pkg, revision()).await;
     assert_eq!(
         again.top_hash, first.top_hash,
@@ -572,6 +609,51 @@ async fn a_same_hash_re_push_sends_nothing_unless_the_route_turns_skip_unchanged
         ("0", "0", "0")
     );
     wait_outcome(&worker, "sent").await;
+    assert!(ds.queue_drained().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn a_re_push_seconds_after_a_new_revision_does_not_hide_it() {
+    let ds = DetailsStack::new(StackOptions::default()).await;
+    let pkg = "team/quick-repush";
+    let first = ds
+        .push(
+            pkg,
+            Revision::new()
+                .starting_empty()
+                .message("v1")
+                .set_text("a.csv", "a\n"),
+        )
+        .await;
+    let second = ds
+        .push(pkg, Revision::new().message("v2").set_text("b.csv", "b\n"))
+        .await;
+    // The same content again a second later (a CI job run twice, say), before the new
+    // revision's event is handled: that event's time is now closer to the re-push's pointer.
+    let again = ds
+        .push(pkg, Revision::new().message("v2").set_text("b.csv", "b\n"))
+        .await;
+    assert_eq!(
+        again.top_hash, second.top_hash,
+        "same content, same top hash"
+    );
+    let worker = ds.start(&ds.route("skips", ""), "", &[]);
+
+    ds.publish(pkg, &second.top_hash).await;
+
+    let emails = ds.emails(1, WITHIN, &worker).await;
+    let email = &emails[0];
+    assert_eq!(email.one("top_hash"), second.top_hash);
+    assert_eq!(email.one("unchanged"), "false", "{}", email.text);
+    assert_eq!(email.one("previous"), first.top_hash);
+    assert_eq!(email.all("added_path"), ["b.csv"]);
+    wait_outcome(&worker, "sent").await;
+    assert!(
+        worker.outcomes("unchanged").is_empty(),
+        "{:#?}",
+        worker.lines()
+    );
     assert!(ds.queue_drained().await);
 }
 

@@ -307,3 +307,83 @@ async fn in_a_burst_each_revision_is_diffed_against_the_one_before_it() {
         }
     }
 }
+
+/// The event of `name`'s push at `stamp` (epoch seconds).
+fn event_at(name: &str, stamp: u64) -> PackageEvent {
+    let time = time::OffsetDateTime::from_unix_timestamp(stamp as i64)
+        .expect("time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("rfc3339");
+    let body = json!({
+        "version": "0", "id": format!("event-{name}-{stamp}"), "detail-type": "package-revision",
+        "source": "com.quiltdata", "account": "1", "time": time,
+        "region": "us-east-1", "resources": [],
+        "detail": {"version": "0.1", "type": "created", "bucket": BUCKET, "handle": HANDLE,
+                   "topHash": top_hash(name)}
+    });
+    PackageEvent::parse(&body.to_string()).expect("event")
+}
+
+/// Revisions pushed at these stamps, as quilt3 lays them out.
+fn pushed_at(store: &MemoryStore, pushes: &[(&str, u64)]) {
+    push(store, &[]);
+    for (name, stamp) in pushes {
+        let hash = top_hash(name);
+        store.put(BUCKET, &manifest_key(&hash), manifest(name));
+        let pointer = format!("{}{stamp}", pointers_prefix(HANDLE));
+        store.put(BUCKET, &pointer, hash.as_str());
+    }
+}
+
+/// A new revision re-pushed unchanged 3 s later; its own event, stamped by EventBridge 2 s after
+/// the push (closer to the re-push's pointer), is still that new revision, not a re-push.
+#[tokio::test]
+async fn a_re_push_right_after_a_new_revision_never_hides_it() {
+    let start = 1_704_067_200u64;
+    let store = store(4096);
+    pushed_at(
+        &store,
+        &[
+            ("first", start),
+            ("add_files", start + 30),
+            ("add_files", start + 33),
+        ],
+    );
+    let reader = reader(store);
+    for delay in [0, 1, 2, 3, 10] {
+        let details = reader
+            .read(&event_at("add_files", start + 30 + delay))
+            .await
+            .expect("details");
+        assert!(!details.unchanged, "event {delay} s after the push");
+        assert_eq!(
+            details.changes["previous_top_hash"],
+            top_hash("first").as_str(),
+            "event {delay} s after the push"
+        );
+    }
+}
+
+/// A re-push long after the revision it repeats (more than the pointer skew) is unchanged.
+#[tokio::test]
+async fn a_re_push_long_after_the_revision_it_repeats_is_unchanged() {
+    let start = 1_704_067_200u64;
+    let store = store(4096);
+    pushed_at(
+        &store,
+        &[
+            ("first", start),
+            ("add_files", start + 30),
+            ("add_files", start + 30 + 3_600),
+        ],
+    );
+    let details = reader(store)
+        .read(&event_at("add_files", start + 30 + 3_601))
+        .await
+        .expect("details");
+    assert!(details.unchanged);
+    assert_eq!(
+        details.changes["previous_top_hash"],
+        top_hash("add_files").as_str()
+    );
+}
