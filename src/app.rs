@@ -25,7 +25,7 @@ use crate::domain::route::{Route, RouteTable};
 use crate::ports::{AccountStatus, Mailer, StateStore};
 use crate::telemetry::emf::{report_emf, EmfReporter};
 use crate::worker::claims::Claims;
-use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
+use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource, MemoryBudget};
 use crate::worker::memory::EventMemory;
 use crate::worker::rate::RateLimiter;
 use crate::worker::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
@@ -296,7 +296,8 @@ impl App {
                 limits,
                 CacheLimits::new(settings.s3.cache_size, settings.s3.cache_megabytes),
                 settings.catalog.host.clone(),
-            );
+            )
+            .with_memory_budget(MemoryBudget::megabytes(settings.s3.memory_megabytes as u64));
             Arc::new(reader) as Arc<dyn DetailsSource>
         });
         let instruments = Instruments::default();

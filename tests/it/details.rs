@@ -1210,6 +1210,58 @@ async fn a_package_of_100000_files_is_summarized_in_bounded_memory() {
     assert!(ds.queue_drained().await);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn manifests_wait_for_the_memory_budget_and_one_larger_than_all_of_it_says_so() {
+    let ds = DetailsStack::new(StackOptions::default()).await;
+    // About 250 bytes a line: 10,000 files are 2.5 MB, 20,000 are 5 MB; the budget is 3 MiB.
+    let quilt = Arc::clone(&ds.quilt);
+    let built = tokio::task::spawn_blocking(move || {
+        [
+            ("team/fits-a", 10_000),
+            ("team/fits-b", 10_000),
+            ("team/too-big", 20_000),
+        ]
+        .map(|(pkg, files)| (pkg, quilt.bulk(pkg, files, pkg)))
+    })
+    .await
+    .expect("join");
+    let worker = ds.start(
+        &ds.route("all", ""),
+        "",
+        &[("QUILT_NOTIFY__S3__MEMORY_MEGABYTES", "3".to_owned())],
+    );
+
+    for (pkg, pushed) in &built {
+        ds.publish(pkg, &pushed.top_hash).await;
+    }
+
+    let emails = ds.emails(3, Duration::from_secs(180), &worker).await;
+    for (pkg, pushed) in &built[..2] {
+        // Each fits alone, not beside the other: one waited for the other, and both are whole.
+        let email = for_hash(&emails, &pushed.top_hash);
+        assert_eq!(email.one("error"), "", "{pkg}: {}", email.text);
+        assert_eq!(email.one("files"), "10000", "{pkg}");
+    }
+    let (_, big) = &built[2];
+    let email = for_hash(&emails, &big.top_hash);
+    let error = email.one("error");
+    assert!(
+        error.contains(&big.manifest_key) && error.contains("s3.memory_megabytes (3.0 MiB)"),
+        "package.error names the manifest and the budget: {error}"
+    );
+    assert_eq!(email.one("files"), "0", "not read");
+    let warned = warnings_about(&worker, &ds.stack.bucket, &big.manifest_key);
+    assert!(
+        warned.iter().any(|l| l["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("s3.memory_megabytes"))),
+        "a WARN line naming the manifest and why: {:#?}",
+        worker.lines()
+    );
+    assert!(ds.queue_drained().await);
+}
+
 // ------------------------------------------------------------------ who gets the mail (issue 15)
 
 #[tokio::test(flavor = "multi_thread")]
