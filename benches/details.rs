@@ -34,8 +34,8 @@ use quilt_notify::domain::manifest::{ManifestLimits, ManifestReader};
 use quilt_notify::domain::render::template_data;
 use quilt_notify::domain::revision::{manifest_key, ObjectRef};
 use quilt_notify::memory_store::MemoryStore;
-use quilt_notify::ports::{PackageStore, StoreError};
-use quilt_notify::worker::details::{CacheLimits, DetailsReader, DetailsSource};
+use quilt_notify::ports::{PackageStore, ReadSink, StoreError};
+use quilt_notify::worker::details::{CacheLimits, DetailsReader, DetailsSource, MemoryBudget};
 use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::outcome::Outcome;
 use quilt_notify::worker::rate::RateLimiter;
@@ -60,14 +60,19 @@ fn bench_mode() -> bool {
 
 /// `[s3] cache_size` from config/default.toml: the reader's cache as deployed.
 fn default_cache_size() -> usize {
+    default_s3("cache_size")
+}
+
+/// A number of the `[s3]` section of config/default.toml.
+fn default_s3(key: &str) -> usize {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
     let text = std::fs::read_to_string(path).expect("config/default.toml");
     let s3 = text.split("\n[s3]").nth(1).expect("[s3] section");
     let s3 = s3.split("\n[").next().unwrap_or(s3);
     s3.lines()
-        .filter_map(|line| line.trim().strip_prefix("cache_size"))
+        .filter_map(|line| line.trim().strip_prefix(key))
         .find_map(|rest| rest.trim().strip_prefix('=')?.trim().parse().ok())
-        .expect("[s3] cache_size")
+        .unwrap_or_else(|| panic!("[s3] {key}"))
 }
 
 /// A top hash (64 hex digits) for revision `n` of the package of `files` files.
@@ -133,6 +138,11 @@ fn manifest(message: &str, entries: impl Iterator<Item = (usize, bool)>) -> Stri
 
 /// The event of the push stamped `stamp`.
 fn event(top_hash: &str, stamp: u64) -> PackageEvent {
+    event_in(HANDLE, top_hash, stamp)
+}
+
+/// The event of a push to `handle` stamped `stamp`.
+fn event_in(handle: &str, top_hash: &str, stamp: u64) -> PackageEvent {
     let time = time::OffsetDateTime::from_unix_timestamp(stamp as i64)
         .expect("stamp")
         .format(&time::format_description::well_known::Rfc3339)
@@ -141,7 +151,7 @@ fn event(top_hash: &str, stamp: u64) -> PackageEvent {
         "version": "0", "id": format!("event-{top_hash}"), "detail-type": "package-revision",
         "source": "com.quiltdata", "account": "012345678901", "time": time,
         "region": "us-east-1", "resources": [],
-        "detail": {"version": "0.1", "type": "created", "bucket": BUCKET, "handle": HANDLE,
+        "detail": {"version": "0.1", "type": "created", "bucket": BUCKET, "handle": handle,
                    "topHash": top_hash}
     });
     PackageEvent::parse(&body.to_string()).expect("event")
@@ -220,12 +230,68 @@ fn check(details: &quilt_notify::worker::details::Details, files: usize) {
 // One-shot measurements (stderr).
 
 /// Generates manifests as they are read, in chunks, so that none is ever held whole (as an S3
-/// response body is streamed); everything else comes from a [`MemoryStore`].
+/// response body is streamed); everything else comes from a [`MemoryStore`]. Like S3, it says a
+/// manifest's size before its body, and hands each chunk on a later poll, so that concurrent
+/// reads interleave as they do over the network.
 struct StreamingStore {
     small: MemoryStore,
     /// Manifest key → (files, current revision).
     manifests: HashMap<String, (usize, bool)>,
+    /// Each manifest's size, by (files, current revision).
+    sizes: HashMap<(usize, bool), u64>,
     bytes_served: Arc<AtomicU64>,
+    /// Bytes of the manifests being streamed now, and the most at once.
+    streaming: Arc<Streaming>,
+}
+
+#[derive(Default)]
+struct Streaming {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// Counts a manifest as streaming while it lives.
+struct StreamingGuard<'a>(&'a Streaming, u64);
+
+impl<'a> StreamingGuard<'a> {
+    fn new(streaming: &'a Streaming, bytes: u64) -> Self {
+        let now = streaming.now.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        streaming.peak.fetch_max(now, Ordering::Relaxed);
+        Self(streaming, bytes)
+    }
+}
+
+impl Drop for StreamingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(self.1, Ordering::Relaxed);
+    }
+}
+
+impl StreamingStore {
+    /// A store generating these manifests (key → (files, current revision)).
+    fn new(small: MemoryStore, manifests: HashMap<String, (usize, bool)>) -> Self {
+        let mut sizes = HashMap::new();
+        for &shape in manifests.values() {
+            sizes.entry(shape).or_insert_with(|| {
+                let (files, current) = shape;
+                let mut line = String::new();
+                let mut bytes = header(if current { "Current" } else { "Previous" }).len() + 1;
+                for (id, modified) in revision_files(files, current) {
+                    line.clear();
+                    entry_line(id, modified, &mut line);
+                    bytes += line.len();
+                }
+                bytes as u64
+            });
+        }
+        Self {
+            small,
+            manifests,
+            sizes,
+            bytes_served: Arc::default(),
+            streaming: Arc::default(),
+        }
+    }
 }
 
 impl PackageStore for StreamingStore {
@@ -233,11 +299,16 @@ impl PackageStore for StreamingStore {
         &self,
         object: &ObjectRef,
         max_bytes: Option<u64>,
-        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+        sink: &mut dyn ReadSink,
     ) -> Result<(), StoreError> {
         let Some(&(files, current)) = self.manifests.get(&object.key) else {
             return self.small.read(object, max_bytes, sink).await;
         };
+        let size = self.sizes.get(&(files, current)).copied().unwrap_or(0);
+        if !sink.size(size) {
+            return Ok(());
+        }
+        let _streaming = StreamingGuard::new(&self.streaming, size);
         let mut buffer = header(if current { "Current" } else { "Previous" });
         buffer.push('\n');
         let mut served = 0;
@@ -245,16 +316,17 @@ impl PackageStore for StreamingStore {
             entry_line(id, modified, &mut buffer);
             if buffer.len() >= CHUNK {
                 served += buffer.len();
-                if !sink(buffer.as_bytes()) {
+                if !sink.chunk(buffer.as_bytes()) {
                     buffer.clear();
                     break;
                 }
                 buffer.clear();
+                tokio::task::yield_now().await;
             }
         }
         if !buffer.is_empty() {
             served += buffer.len();
-            sink(buffer.as_bytes());
+            sink.chunk(buffer.as_bytes());
         }
         self.bytes_served
             .fetch_add(served as u64, Ordering::Relaxed);
@@ -314,12 +386,8 @@ fn report_large(files: usize) {
         .zip([false, true])
         .map(|((hash, _), current)| (manifest_key(hash), (files, current)))
         .collect();
-    let bytes_served = Arc::new(AtomicU64::new(0));
-    let store = StreamingStore {
-        small,
-        manifests,
-        bytes_served: Arc::clone(&bytes_served),
-    };
+    let store = StreamingStore::new(small, manifests);
+    let bytes_served = Arc::clone(&store.bytes_served);
     let event = event(&revisions[1].0, stamps[1]);
     let runtime = runtime();
 
@@ -438,6 +506,108 @@ fn burst(cache_size: usize, spacing: u64, print: bool) -> (u64, u64, usize, usiz
         );
     }
     (hits, misses, gets, with_changes)
+}
+
+/// What [`concurrent_burst`] measured.
+struct BurstFigures {
+    /// VmHWM after the burst, and VmRSS just before it, in kB.
+    peak_kb: u64,
+    before_kb: u64,
+    wall: Duration,
+    /// Most manifest bytes being streamed at once.
+    peak_streaming: u64,
+    manifest_bytes: u64,
+}
+
+/// `events` events at once, each about its own package of `files` files, whose previous and
+/// current manifests (neither cached) are streamed through one reader with the deployed cache
+/// limits and a memory budget of `budget` bytes (None: no budget). Every event's details are
+/// checked. Run after the other one-shots: VmHWM is reset just before it.
+fn concurrent_burst(files: usize, events: usize, budget: Option<u64>) -> BurstFigures {
+    let small = MemoryStore::new(CHUNK);
+    small.put(BUCKET, &format!("{HANDLE}/README.md"), README);
+    let mut manifests = HashMap::new();
+    let mut burst = Vec::new();
+    for p in 0..events as u64 {
+        let handle = format!("team/burst-{p:03}");
+        let hashes = [0, 1].map(|n| top_hash(files, 1_000 + 2 * p + n));
+        for (n, hash) in hashes.iter().enumerate() {
+            let stamp = FIRST_PUSH + 60 * n as u64;
+            manifests.insert(manifest_key(hash), (files, n == 1));
+            let pointer = format!(".quilt/named_packages/{handle}/{stamp}");
+            small.put(BUCKET, &pointer, hash.as_str());
+        }
+        burst.push(event_in(&handle, &hashes[1], FIRST_PUSH + 60));
+    }
+    let store = StreamingStore::new(small, manifests);
+    let manifest_bytes = store.sizes.values().sum();
+    let streaming = Arc::clone(&store.streaming);
+    let cache = default_cache_size();
+    let mut reader = DetailsReader::new(
+        store,
+        ManifestLimits::default(),
+        CacheLimits::new(cache, default_s3("cache_megabytes")),
+        Some(CATALOG.to_owned()),
+    );
+    if let Some(bytes) = budget {
+        reader = reader.with_memory_budget(MemoryBudget::new(bytes));
+    }
+    let reader = Arc::new(reader);
+    let runtime = runtime();
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let (_, before_kb) = rss_kb(true);
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for event in burst {
+            let reader = Arc::clone(&reader);
+            set.spawn(async move { reader.read(&event).await });
+        }
+        while let Some(joined) = set.join_next().await {
+            check(&joined.expect("joined").expect("details"), files);
+        }
+    });
+    let wall = started.elapsed();
+    let (peak_kb, _) = rss_kb(false);
+    if let Some(budget) = reader.memory_budget() {
+        assert_eq!(budget.in_use(), 0, "every reservation given back");
+    }
+    BurstFigures {
+        peak_kb,
+        before_kb,
+        wall,
+        peak_streaming: streaming.peak.load(Ordering::Relaxed),
+        manifest_bytes,
+    }
+}
+
+/// The burst with the deployed budget, then without one; printed.
+fn report_concurrent_burst(files: usize, events: usize) {
+    let megabytes = default_s3("memory_megabytes") as u64;
+    for budget in [Some(megabytes << 20), None] {
+        let f = concurrent_burst(files, events, budget);
+        let name = budget.map_or("no_budget".to_owned(), |_| format!("budget_{megabytes}MiB"));
+        let mb = |b: u64| b as f64 / 1e6;
+        eprintln!(
+            "details/one_shot/concurrent_{events}_events_{files}_files_{name}: {:.2?} wall; \
+             VmHWM {} kB ({:.1} MiB; VmRSS {} kB before, +{} kB); manifests being read at once \
+             at most {:.1} MB of {:.1} MB in all (two per event, {:.1} MB each); \
+             cache_size {}, cache_megabytes {}",
+            f.wall,
+            f.peak_kb,
+            f.peak_kb as f64 / 1024.0,
+            f.before_kb,
+            f.peak_kb.saturating_sub(f.before_kb),
+            mb(f.peak_streaming),
+            mb(f.manifest_bytes * events as u64),
+            mb(f.manifest_bytes / 2),
+            default_cache_size(),
+            default_s3("cache_megabytes"),
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,10 +783,21 @@ fn one_shots(_: &mut Criterion) {
         for (cache, spacing) in [(cache_size, 60), (0, 60), (cache_size, 1)] {
             burst(cache, spacing, true);
         }
+        report_concurrent_burst(100_000, 40);
     }
     // Under `cargo test --benches` too: the cache reads each manifest once in a burst.
     let (hits, misses, _, with_changes) = burst(cache_size, 60, false);
     assert_eq!((hits, misses, with_changes), (99, 100, 99));
+    // And the budget bounds what 40 events read at once (2,000 files: 0.5 MB manifests).
+    let budget = 2 << 20;
+    let within = concurrent_burst(2_000, 40, Some(budget));
+    let unbounded = concurrent_burst(2_000, 40, None);
+    assert!(
+        within.peak_streaming <= budget && unbounded.peak_streaming > 4 * budget,
+        "{} / {} bytes at once",
+        within.peak_streaming,
+        unbounded.peak_streaming
+    );
 }
 
 criterion_group!(benches, one_shots, read_benches, pipeline_benches);

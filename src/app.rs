@@ -28,7 +28,7 @@ use crate::ports::{AccountStatus, Mailer};
 use crate::state::{StateOptions, StateStore};
 use crate::telemetry::emf::{report_emf, EmfReporter};
 use crate::worker::claims::Claims;
-use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
+use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource, MemoryBudget};
 use crate::worker::memory::EventMemory;
 use crate::worker::rate::RateLimiter;
 use crate::worker::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
@@ -400,7 +400,8 @@ impl App {
                 limits,
                 CacheLimits::new(settings.s3.cache_size, settings.s3.cache_megabytes),
                 settings.catalog.host.clone(),
-            );
+            )
+            .with_memory_budget(MemoryBudget::megabytes(settings.s3.memory_megabytes as u64));
             Arc::new(reader) as Arc<dyn DetailsSource>
         });
         let ttl = match settings.state.table {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::ports::{ObjectRef, PackageStore, StoreError, StoreFailureKind};
+use crate::ports::{ObjectRef, PackageStore, ReadSink, StoreError, StoreFailureKind};
 
 /// Bodies by (bucket, key).
 type Objects = BTreeMap<(String, String), Arc<[u8]>>;
@@ -19,6 +19,8 @@ pub struct MemoryStore {
     reads: Mutex<HashMap<String, usize>>,
     /// Bytes per chunk handed to a reader (0: the whole body at once).
     chunk: usize,
+    /// Each chunk comes on a later poll, as a network body's do, so concurrent reads interleave.
+    yielding: bool,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -30,6 +32,16 @@ impl MemoryStore {
     pub fn new(chunk: usize) -> Self {
         Self {
             chunk,
+            ..Self::default()
+        }
+    }
+
+    /// A store whose reads hand each chunk on a later poll, as an S3 body does: concurrent
+    /// reads interleave instead of each running to its end at once.
+    pub fn yielding(chunk: usize) -> Self {
+        Self {
+            chunk,
+            yielding: true,
             ..Self::default()
         }
     }
@@ -73,7 +85,7 @@ impl PackageStore for MemoryStore {
         &self,
         object: &ObjectRef,
         max_bytes: Option<u64>,
-        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+        sink: &mut dyn ReadSink,
     ) -> Result<(), StoreError> {
         *locked(&self.reads).entry(object.key.clone()).or_default() += 1;
         if let Some(e) = self.failure("GetObject", &object.bucket, &object.key) {
@@ -100,8 +112,14 @@ impl PackageStore for MemoryStore {
         } else {
             self.chunk
         };
+        if !sink.size(limit as u64) {
+            return Ok(());
+        }
         for piece in body[..limit].chunks(chunk) {
-            if !sink(piece) {
+            if self.yielding {
+                tokio::task::yield_now().await;
+            }
+            if !sink.chunk(piece) {
                 break;
             }
         }

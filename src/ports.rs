@@ -188,7 +188,7 @@ impl<S: PackageStore> PackageStore for std::sync::Arc<S> {
         &self,
         object: &ObjectRef,
         max_bytes: Option<u64>,
-        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+        sink: &mut dyn ReadSink,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         S::read(self, object, max_bytes, sink)
     }
@@ -248,16 +248,35 @@ pub struct StoreError {
     pub message: String,
 }
 
+/// Where a [`PackageStore`] hands an object's bytes. A closure taking chunks is one.
+pub trait ReadSink: Send {
+    /// The bytes the read will hand over, before the first chunk, when the store knows them
+    /// (a reader sizes its memory by it). False: stop, nothing more is wanted.
+    fn size(&mut self, _bytes: u64) -> bool {
+        true
+    }
+
+    /// The next chunk. False: stop, nothing more is wanted.
+    fn chunk(&mut self, chunk: &[u8]) -> bool;
+}
+
+impl<F: FnMut(&[u8]) -> bool + Send> ReadSink for F {
+    fn chunk(&mut self, chunk: &[u8]) -> bool {
+        self(chunk)
+    }
+}
+
 /// Where Quilt keeps packages beside the data, like S3: manifests, revision pointers and the
 /// files themselves. Read only.
 pub trait PackageStore: Send + Sync + 'static {
     /// Reads an object (its first `max_bytes` when given), handing its bytes to `sink` as they
-    /// arrive, so a large object is never held whole. `sink` returns false to stop early.
+    /// arrive, so a large object is never held whole: first its size, when the store knows it
+    /// (S3: the response's `Content-Length`), then its chunks. `sink` returns false to stop.
     fn read(
         &self,
         object: &ObjectRef,
         max_bytes: Option<u64>,
-        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+        sink: &mut dyn ReadSink,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The keys under `prefix`, in byte order, at most `max_keys` of them.

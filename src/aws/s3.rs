@@ -7,7 +7,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 
 use super::{describe, error_code};
-use crate::ports::{ObjectRef, PackageStore, StoreError, StoreFailureKind};
+use crate::ports::{ObjectRef, PackageStore, ReadSink, StoreError, StoreFailureKind};
 
 /// Longest wait for the next piece of a body. The client's timeouts end at the response's
 /// headers and stalled-stream protection is off (see `app::sdk_config`), so without this a
@@ -32,7 +32,7 @@ impl PackageStore for S3Store {
         &self,
         object: &ObjectRef,
         max_bytes: Option<u64>,
-        sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+        sink: &mut dyn ReadSink,
     ) -> Result<(), StoreError> {
         let failed = |code: String, message: String, kind| StoreError {
             kind,
@@ -55,6 +55,11 @@ impl PackageStore for S3Store {
                 let (code, message, kind) = classify(&e);
                 failed(code, message, kind)
             })?;
+        let size = output.content_length().and_then(|n| u64::try_from(n).ok());
+        if size.is_some_and(|n| !sink.size(n)) {
+            // Dropping the body closes the connection: nothing more is read.
+            return Ok(());
+        }
         let mut body = output.body;
         loop {
             let Ok(next) = tokio::time::timeout(BODY_CHUNK_TIMEOUT, body.try_next()).await else {
@@ -66,7 +71,7 @@ impl PackageStore for S3Store {
             };
             match next {
                 Ok(Some(chunk)) => {
-                    if !sink(&chunk) {
+                    if !sink.chunk(&chunk) {
                         return Ok(());
                     }
                 }

@@ -79,6 +79,12 @@ impl Settings {
         if self.s3.max_manifest_entries == 0 {
             return invalid("s3.max_manifest_entries", "must be at least 1");
         }
+        if !(1..=4_194_303).contains(&self.s3.memory_megabytes) {
+            return invalid(
+                "s3.memory_megabytes",
+                "must be between 1 and 4194303 (4 TiB)",
+            );
+        }
         if self.state.ttl_days == 0 || self.state.ttl_days > 365 {
             return invalid("state.ttl_days", "must be between 1 and 365");
         }

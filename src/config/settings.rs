@@ -103,6 +103,8 @@ pub struct S3Settings {
     pub cache_size: usize,
     /// Their memory at most, in MiB.
     pub cache_megabytes: usize,
+    /// Bytes of large manifests being read at once, across all messages, in MiB.
+    pub memory_megabytes: usize,
 }
 
 /// The DynamoDB table of shared state.

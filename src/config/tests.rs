@@ -162,6 +162,16 @@ fn out_of_range_values_name_their_key() {
             "0",
             "s3.max_manifest_entries",
         ),
+        (
+            "QUILT_NOTIFY__S3__MEMORY_MEGABYTES",
+            "0",
+            "s3.memory_megabytes",
+        ),
+        (
+            "QUILT_NOTIFY__S3__MEMORY_MEGABYTES",
+            "5000000",
+            "s3.memory_megabytes",
+        ),
         ("QUILT_NOTIFY__STATE__TTL_DAYS", "0", "state.ttl_days"),
         (
             "QUILT_NOTIFY__STATE__DLQ_RETENTION_DAYS",
@@ -228,6 +238,9 @@ fn package_details_are_on_by_default_and_read_from_aws() {
     assert_eq!(s.s3.endpoint_url, None);
     assert_eq!(s.s3.max_manifest_entries, 1_000_000);
     assert!(s.s3.cache_size > 0);
+    // Manifest bytes read at once, sized for a 512 MB task beside the summary cache.
+    assert!((64..=384).contains(&s.s3.memory_megabytes));
+    assert!(s.s3.memory_megabytes + s.s3.cache_megabytes <= 448);
     assert!(s.routes[0].details && s.routes[0].skip_unchanged);
 }
 

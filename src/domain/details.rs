@@ -24,8 +24,20 @@ impl Details {
 
     /// Why the details are incomplete: `package.error`, then `changes.error`.
     pub fn error(&self) -> Option<String> {
-        let reasons: Vec<&str> = [&self.package, &self.changes]
-            .into_iter()
+        self.error_of(true)
+    }
+
+    /// Why what a route reads is incomplete: `package.error`, and `changes.error` when the
+    /// route reads `changes`. A previous revision that could not be read leaves the package
+    /// whole; only the diff against it is missing.
+    fn error_of(&self, with_changes: bool) -> Option<String> {
+        let parts: &[&Value] = if with_changes {
+            &[&self.package, &self.changes]
+        } else {
+            &[&self.package]
+        };
+        let reasons: Vec<&str> = parts
+            .iter()
             .filter_map(|part| part.get("error").and_then(Value::as_str))
             .collect();
         (!reasons.is_empty()).then(|| reasons.join("; "))
@@ -53,20 +65,23 @@ impl Route {
     ///
     /// A route that cannot be decided without whole details (a `package_pattern`, or recipients
     /// that only `to_from` names) fails instead of guessing, so its message reaches the DLQ
-    /// rather than being deleted unsent.
+    /// rather than being deleted unsent. Whole means what the route reads: `to_from` reads the
+    /// package only, and a `package_pattern` reads `changes` only when it names them.
     pub fn decide(&self, details: Option<&Details>) -> Decision {
         let details = details.filter(|_| self.needs_details());
-        let missing = match details {
+        let missing = |with_changes: bool| match details {
             None => Some("no package details were read".to_owned()),
-            Some(d) => d.error(),
+            Some(d) => d.error_of(with_changes),
         };
-        if let Some(reason) = &missing {
-            if self.package_pattern.is_some() {
+        if let Some(pattern) = &self.package_pattern {
+            if let Some(reason) = missing(pattern.names("changes")) {
                 return Decision::Unevaluable(format!(
                     "package_pattern cannot be evaluated: {reason}"
                 ));
             }
-            if self.metadata_recipients.is_some() && self.recipients.is_empty() {
+        }
+        if self.metadata_recipients.is_some() && self.recipients.is_empty() {
+            if let Some(reason) = missing(false) {
                 return Decision::Unevaluable(format!(
                     "to_from names every recipient and cannot be read: {reason}"
                 ));
@@ -181,6 +196,57 @@ mod tests {
         // Without a package_pattern, partial details still go out: the email says what failed.
         assert_eq!(
             route(true, true, None).decide(Some(&partial)),
+            Decision::Send
+        );
+    }
+
+    /// The details of an event whose own manifest was read whole but whose previous revision's
+    /// was not (missing, corrupt, over a limit): only `changes` are missing.
+    fn without_changes(stage: &str) -> Details {
+        let mut d = details(stage, 0, false);
+        d.changes = json!({"previous_top_hash": "aaa", "unchanged": false, "removed": null,
+                           "error": "the previous revision's manifest was not read whole: NoSuchKey"});
+        d
+    }
+
+    #[test]
+    fn a_package_pattern_that_does_not_name_changes_is_decided_without_them() {
+        let prod_only = route(true, true, prod());
+        assert_eq!(
+            prod_only.decide(Some(&without_changes("prod"))),
+            Decision::Send
+        );
+        assert_eq!(
+            prod_only.decide(Some(&without_changes("dev"))),
+            Decision::Filtered
+        );
+        // Named in any `$or` branch, or below a dotted key, it still needs them.
+        for pattern in [
+            json!({"changes": {"removed": {"count": [{"numeric": [">", 0]}]}}}),
+            json!({"changes.unchanged": [false]}),
+            json!({"$or": [{"package": {"user_meta": {"stage": ["prod"]}}},
+                           {"changes": {"added": {"count": [{"numeric": [">", 0]}]}}}]}),
+        ] {
+            let Decision::Unevaluable(reason) =
+                route(true, true, Some(pattern.clone())).decide(Some(&without_changes("prod")))
+            else {
+                panic!("{pattern} names changes, which are missing");
+            };
+            assert!(reason.contains("NoSuchKey"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn recipients_named_in_the_package_need_no_changes() {
+        let owners = Route::compile(&RouteSpec {
+            to: vec![],
+            to_from: Some("user_meta.owners".to_owned()),
+            allowed_domains: vec!["example.com".to_owned()],
+            ..spec(false, true, None)
+        })
+        .expect("compiles");
+        assert_eq!(
+            owners.decide(Some(&without_changes("prod"))),
             Decision::Send
         );
     }

@@ -3,9 +3,10 @@
 //!
 //! Every push writes `.quilt/named_packages/<handle>/<epoch seconds>` (and `…/latest`), each
 //! holding a top hash as text; the manifest is `.quilt/packages/<top hash>`. The event fires on
-//! that write, so the revision it is about is the newest pointer holding its top hash, and the
-//! previous revision is the pointer just older than that one. A re-push of unchanged content
-//! writes a new pointer with the same hash: its previous revision has the same hash too.
+//! that write, so the revision it is about is a pointer holding its top hash near the event's
+//! time, and the previous revision is the pointer just older than that one. A re-push of
+//! unchanged content writes a new pointer with the same hash: its previous revision has the same
+//! hash too. See [`PreviousSearch`] for which pointer is the event's own.
 
 /// One object in a bucket, at a version when it names one (physical keys of manifests do).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,11 +65,8 @@ pub fn pointer_hash(text: &str) -> Option<&str> {
 /// the event's own: closest to the event's time first, newer first on a tie; newest first when
 /// the event has no time.
 ///
-/// The event's own pointer is the one holding its top hash closest to its time. A re-push of the
-/// same content writes a second pointer with the same hash, so "the newest holding the hash"
-/// would make a first revision's event look like that re-push (`unchanged`, never sent); and in a
-/// burst of pushes seconds apart, reading newest first would spend every read on later pushes.
-/// The previous revision is then the pointer just older than the own one: the next in the list.
+/// The event's own pointer is near its time: in a burst of pushes seconds apart, reading newest
+/// first would spend every read on later pushes. [`PreviousSearch`] reads in this order.
 pub fn closest_first(newest_first: &[(u64, String)], event_time: Option<u64>) -> Vec<usize> {
     let mut order: Vec<usize> = (0..newest_first.len()).collect();
     if let Some(t) = event_time {
@@ -76,6 +74,133 @@ pub fn closest_first(newest_first: &[(u64, String)], event_time: Option<u64>) ->
         order.sort_by_key(|&i| newest_first[i].0.abs_diff(t));
     }
     order
+}
+
+/// Finds an event's own pointer among a package's pointers, and the previous revision: the
+/// pointer just older than the own one. Sans I/O: [`step`](Self::step) names the pointer whose
+/// hash it needs (an index into the newest-first list), [`feed`](Self::feed) gives it.
+///
+/// The event names a top hash, and its revision is the one that pointer introduced. A re-push of
+/// the same content writes another pointer holding that hash, possibly seconds later, and the
+/// event's time cannot tell the two apart: EventBridge stamps it a little after the push, and
+/// the pushing client's clock may be off by up to [`POINTER_SKEW_SECONDS`] either way. So a
+/// re-push never hides a new revision: among the pointers holding the event's hash within
+/// [`POINTER_SKEW_SECONDS`] of its time, one that starts a run of that hash (its predecessor
+/// holds another, or it is the oldest) is the event's own, the closest such first. Only when
+/// none does is the event a re-push: its own pointer is the closest holding its hash, and the
+/// previous revision has the same hash (`unchanged`). The price is that a re-push within that
+/// window of the revision it repeats is taken for that revision (sent again, not skipped): a
+/// duplicate email rather than a lost one.
+#[derive(Debug, Clone)]
+pub struct PreviousSearch {
+    top_hash: String,
+    event_time: Option<u64>,
+    /// Stamps, newest first.
+    stamps: Vec<u64>,
+    /// Indices to try, closest to the event's time first, at most the read budget.
+    order: Vec<usize>,
+    tried: usize,
+    /// Each pointer's hash once read (`Some(None)`: not a hash).
+    hashes: Vec<Option<Option<String>>>,
+    /// A pointer holding the hash, in the window, whose predecessor is being checked.
+    checking: Option<usize>,
+    /// The closest pointer holding the hash: the own one if no run starts in the window.
+    closest: Option<usize>,
+}
+
+/// What a [`PreviousSearch`] needs next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The hash of this pointer (an index into the newest-first list).
+    Read(usize),
+    /// The previous revision's top hash; None for a first revision, or when the event's own
+    /// pointer was not among those read.
+    Done(Option<String>),
+}
+
+impl PreviousSearch {
+    /// A search for the pointer of an event naming `top_hash` at `event_time` (epoch seconds),
+    /// among `newest_first` pointers, trying at most `max_tries` of them for the own one (their
+    /// predecessors are read on top).
+    pub fn new(
+        top_hash: &str,
+        event_time: Option<u64>,
+        newest_first: &[(u64, String)],
+        max_tries: usize,
+    ) -> Self {
+        let mut order = closest_first(newest_first, event_time);
+        order.truncate(max_tries);
+        Self {
+            top_hash: top_hash.to_ascii_lowercase(),
+            event_time,
+            stamps: newest_first.iter().map(|(stamp, _)| *stamp).collect(),
+            order,
+            tried: 0,
+            hashes: vec![None; newest_first.len()],
+            checking: None,
+            closest: None,
+        }
+    }
+
+    /// Gives the hash pointer `index` holds (None: its text is not a hash).
+    pub fn feed(&mut self, index: usize, hash: Option<&str>) {
+        if let Some(slot) = self.hashes.get_mut(index) {
+            *slot = Some(hash.map(str::to_ascii_lowercase));
+        }
+    }
+
+    /// The next pointer to read, or the answer.
+    pub fn step(&mut self) -> Step {
+        loop {
+            if let Some(own) = self.checking {
+                match self.predecessor(own) {
+                    Err(read) => return read,
+                    Ok(previous) if previous.as_deref() == Some(self.top_hash.as_str()) => {
+                        // A re-push: look further for the revision it repeats.
+                        self.checking = None;
+                    }
+                    Ok(previous) => return Step::Done(previous),
+                }
+            }
+            let Some(&index) = self.order.get(self.tried) else {
+                break;
+            };
+            let Some(hash) = &self.hashes[index] else {
+                return Step::Read(index);
+            };
+            self.tried += 1;
+            if hash.as_deref() != Some(self.top_hash.as_str()) {
+                continue;
+            }
+            self.closest.get_or_insert(index);
+            let distance = self
+                .event_time
+                .map_or(0, |t| self.stamps[index].abs_diff(t));
+            if distance <= POINTER_SKEW_SECONDS {
+                self.checking = Some(index);
+            } else if self.event_time.is_some() {
+                // Closest first: every later pointer is outside the window too.
+                break;
+            }
+        }
+        match self.closest {
+            None => Step::Done(None),
+            Some(own) => match self.predecessor(own) {
+                Err(read) => read,
+                Ok(previous) => Step::Done(previous),
+            },
+        }
+    }
+
+    /// The hash of the pointer just older than `own` (None: `own` is the oldest, or the older
+    /// one is not a hash), or the read it needs first.
+    fn predecessor(&self, own: usize) -> Result<Option<String>, Step> {
+        match self.hashes.get(own + 1) {
+            None => Ok(None),
+            Some(None) => Err(Step::Read(own + 1)),
+            Some(Some(hash)) => Ok(hash.clone()),
+        }
+    }
 }
 
 /// Why a physical key is not a readable S3 object.
@@ -190,14 +315,18 @@ mod tests {
             .iter()
             .map(|(s, h)| (*s, (*h).to_owned()))
             .collect();
+        let mut search = PreviousSearch::new(own, event_time, &list, 20);
         let mut reads = 0;
-        for i in closest_first(&list, event_time) {
-            reads += 1;
-            if list[i].1 == own {
-                return (list.get(i + 1).map(|(_, h)| h.clone()), reads + 1);
+        loop {
+            match search.step() {
+                Step::Read(i) => {
+                    reads += 1;
+                    assert!(reads <= 2 * list.len(), "the search loops");
+                    search.feed(i, pointer_hash(&list[i].1));
+                }
+                Step::Done(previous) => return (previous, reads),
             }
         }
-        (None, reads)
     }
 
     #[test]
@@ -216,21 +345,57 @@ mod tests {
     }
 
     #[test]
-    fn a_re_push_has_its_own_hash_as_previous() {
-        let pointers = [(200, "bbb"), (100, "bbb"), (50, "aaa")];
+    fn a_re_push_long_after_the_revision_it_repeats_has_its_own_hash_as_previous() {
+        let pointers = [(1_000, "bbb"), (100, "bbb"), (50, "aaa")];
         assert_eq!(
-            previous("bbb", Some(200), &pointers).0.as_deref(),
+            previous("bbb", Some(1_000), &pointers).0.as_deref(),
+            Some("bbb")
+        );
+        // A run of re-pushes (nightly, say): each one's predecessor is the one before.
+        let nightly = [(3_000, "bbb"), (2_000, "bbb"), (1_000, "bbb"), (50, "aaa")];
+        assert_eq!(
+            previous("bbb", Some(2_001), &nightly).0.as_deref(),
             Some("bbb")
         );
     }
 
     #[test]
-    fn a_first_revision_stays_first_when_the_same_content_is_pushed_again_soon_after() {
+    fn a_re_push_never_hides_the_new_revision_it_repeats() {
+        // bbb pushed at 10_130 and again, unchanged, at 10_133.
+        let pointers = [(10_133, "bbb"), (10_130, "bbb"), (10_100, "aaa")];
+        for t in 10_125..=10_140 {
+            assert_eq!(
+                previous("bbb", Some(t), &pointers).0.as_deref(),
+                Some("aaa"),
+                "an event at {t}"
+            );
+        }
+        // A client clock four minutes behind EventBridge's, or ahead.
+        for t in [10_130 + 240, 10_130 - 240] {
+            assert_eq!(
+                previous("bbb", Some(t), &pointers).0.as_deref(),
+                Some("aaa"),
+                "an event at {t}"
+            );
+        }
+        // Without a time, the newest pointer that starts a run of the hash.
+        assert_eq!(previous("bbb", None, &pointers).0.as_deref(), Some("aaa"));
+        let reverted = [(160, "bbb"), (150, "aaa"), (133, "bbb"), (130, "bbb")];
+        assert_eq!(previous("bbb", None, &reverted).0.as_deref(), Some("aaa"));
+    }
+
+    #[test]
+    fn a_first_revision_stays_first_when_the_same_content_is_pushed_again() {
         // v1 at 100, re-pushed unchanged at 160; v1's event is handled after the re-push.
         let pointers = [(160, "aaa"), (100, "aaa")];
         assert_eq!(previous("aaa", Some(100), &pointers).0, None);
+        assert_eq!(previous("aaa", Some(150), &pointers).0, None);
+        // The re-push's own event, within the pointer skew of v1, is taken for v1: sent again,
+        // never skipped. Later than that, it is a re-push.
+        assert_eq!(previous("aaa", Some(160), &pointers).0, None);
+        let later = [(1_000, "aaa"), (100, "aaa")];
         assert_eq!(
-            previous("aaa", Some(160), &pointers).0.as_deref(),
+            previous("aaa", Some(1_000), &later).0.as_deref(),
             Some("aaa")
         );
     }

@@ -44,6 +44,7 @@ changes=present
 previous={{changes.previous_top_hash}}
 unchanged={{changes.unchanged}}
 changes_error={{changes.error}}
+{{#unless changes.error}}
 added={{changes.added.count}}
 removed={{changes.removed.count}}
 modified={{changes.modified.count}}
@@ -65,6 +66,7 @@ meta_removed={{this}}
 {{#each changes.user_meta.changed}}
 meta_changed={{this}}
 {{/each}}
+{{/unless}}
 {{else}}
 changes=null
 {{/if}}
@@ -238,6 +240,40 @@ impl DetailsStack {
             .force_path_style(true)
             .build();
         aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Moves every revision pointer of `package` `seconds` into the past, as if its pushes so
+    /// far had happened that much earlier (quilt3 names a pointer by its push's epoch second).
+    async fn age_pointers(&self, package: &str, seconds: u64) {
+        let s3 = self.s3();
+        let prefix = format!(".quilt/named_packages/{package}/");
+        let listed = s3
+            .list_objects_v2()
+            .bucket(&self.stack.bucket)
+            .prefix(&prefix)
+            .send()
+            .await
+            .expect("ListObjectsV2");
+        for object in listed.contents() {
+            let key = object.key().unwrap_or_default();
+            let Ok(stamp) = key.trim_start_matches(&prefix).parse::<u64>() else {
+                continue; // latest
+            };
+            let older = format!("{prefix}{}", stamp - seconds);
+            s3.copy_object()
+                .bucket(&self.stack.bucket)
+                .copy_source(format!("{}/{key}", self.stack.bucket))
+                .key(&older)
+                .send()
+                .await
+                .expect("CopyObject");
+            s3.delete_object()
+                .bucket(&self.stack.bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("DeleteObject");
+        }
     }
 }
 
@@ -512,6 +548,9 @@ async fn a_same_hash_re_push_sends_nothing_unless_the_route_turns_skip_unchanged
                 .set_text("data/table.csv", "id\n1\n"),
         )
         .await;
+    // Ten minutes ago: a re-push within the pointer skew (5 minutes) of the revision it
+    // repeats is taken for that revision, never the other way round.
+    ds.age_pointers(pkg, 600).await;
     let again = ds.push(pkg, revision()).await;
     assert_eq!(
         again.top_hash, first.top_hash,
@@ -570,6 +609,51 @@ async fn a_same_hash_re_push_sends_nothing_unless_the_route_turns_skip_unchanged
         ("0", "0", "0")
     );
     wait_outcome(&worker, "sent").await;
+    assert!(ds.queue_drained().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn a_re_push_seconds_after_a_new_revision_does_not_hide_it() {
+    let ds = DetailsStack::new(StackOptions::default()).await;
+    let pkg = "team/quick-repush";
+    let first = ds
+        .push(
+            pkg,
+            Revision::new()
+                .starting_empty()
+                .message("v1")
+                .set_text("a.csv", "a\n"),
+        )
+        .await;
+    let second = ds
+        .push(pkg, Revision::new().message("v2").set_text("b.csv", "b\n"))
+        .await;
+    // The same content again a second later (a CI job run twice, say), before the new
+    // revision's event is handled: that event's time is now closer to the re-push's pointer.
+    let again = ds
+        .push(pkg, Revision::new().message("v2").set_text("b.csv", "b\n"))
+        .await;
+    assert_eq!(
+        again.top_hash, second.top_hash,
+        "same content, same top hash"
+    );
+    let worker = ds.start(&ds.route("skips", ""), "", &[]);
+
+    ds.publish(pkg, &second.top_hash).await;
+
+    let emails = ds.emails(1, WITHIN, &worker).await;
+    let email = &emails[0];
+    assert_eq!(email.one("top_hash"), second.top_hash);
+    assert_eq!(email.one("unchanged"), "false", "{}", email.text);
+    assert_eq!(email.one("previous"), first.top_hash);
+    assert_eq!(email.all("added_path"), ["b.csv"]);
+    wait_outcome(&worker, "sent").await;
+    assert!(
+        worker.outcomes("unchanged").is_empty(),
+        "{:#?}",
+        worker.lines()
+    );
     assert!(ds.queue_drained().await);
 }
 
@@ -725,6 +809,101 @@ async fn package_patterns_send_only_for_prod_pushes_and_only_for_removals() {
     expected.sort();
     assert_eq!(sent, expected, "(top hash, route) of each email");
     assert!(ds.queue_drained().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn a_lost_previous_manifest_costs_only_the_changes_and_the_routes_that_name_them() {
+    let ds = DetailsStack::new(StackOptions::default()).await;
+    let pkg = "team/lost-previous";
+    let prod = json!({"stage": "prod", "owners": [ds.stack.recipient.as_str()]});
+    let first = ds
+        .push(
+            pkg,
+            Revision::new()
+                .starting_empty()
+                .message("first")
+                .meta(&prod)
+                .set_text("a.csv", "a\n"),
+        )
+        .await;
+    let second = ds
+        .push(
+            pkg,
+            Revision::new()
+                .message("second")
+                .meta(&prod)
+                .set_text("b.csv", "b\n"),
+        )
+        .await;
+    assert_eq!(
+        second.previous_top_hash.as_deref(),
+        Some(first.top_hash.as_str())
+    );
+    // The previous revision's manifest is gone; the event's own is whole.
+    ds.s3()
+        .delete_object()
+        .bucket(&ds.stack.bucket)
+        .key(&first.manifest_key)
+        .send()
+        .await
+        .expect("DeleteObject");
+    let pattern = json!({"source": ["com.quiltdata"], "detail": {"bucket": [ds.stack.bucket]}});
+    let domain = ds.stack.recipient.split('@').nth(1).expect("domain");
+    let routes = [
+        ds.route(
+            "prod-only",
+            r#"package_pattern = '{"package": {"user_meta": {"stage": ["prod"]}}}'"#,
+        ),
+        // Every recipient named by the package: no `to`.
+        format!(
+            "[[routes]]\nname = \"owners\"\ntemplate = \"facts\"\n\
+             to_from = \"user_meta.owners\"\nallowed_domains = [\"{domain}\"]\npattern = '''{pattern}'''\n"
+        ),
+        ds.route(
+            "removals",
+            r#"package_pattern = '{"changes": {"removed": {"count": [{"numeric": [">", 0]}]}}}'"#,
+        ),
+    ]
+    .concat();
+    let worker = ds.start(&routes, "", &[]);
+
+    ds.publish(pkg, &second.top_hash).await;
+
+    // The routes that read only the package are sent; the one that names `changes` cannot be
+    // decided, and takes the message to the DLQ after them.
+    let dead = ds.stack.take(&ds.stack.dlq_url, 1, WITHIN).await;
+    assert_eq!(dead.len(), 1, "in the DLQ: {:#?}", worker.lines());
+    let emails = ds.emails(2, WITHIN, &worker).await;
+    let mut sent: Vec<&str> = emails.iter().map(|e| e.one("route")).collect();
+    sent.sort_unstable();
+    assert_eq!(sent, ["owners", "prod-only"], "{emails:#?}");
+    for email in &emails {
+        assert_eq!(email.one("top_hash"), second.top_hash);
+        assert_eq!(
+            email.one("error"),
+            "",
+            "the package is whole: {}",
+            email.text
+        );
+        assert_eq!(email.one("files"), "2");
+        let changes_error = email.one("changes_error");
+        assert!(
+            changes_error.contains("previous revision") && changes_error.contains("NoSuchKey"),
+            "changes.error says why: {changes_error}"
+        );
+    }
+    let failed = worker.outcomes("failed");
+    assert!(!failed.is_empty(), "{:#?}", worker.lines());
+    for line in &failed {
+        let error = line["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("route \"removals\"")
+                && error.contains("package_pattern cannot be evaluated"),
+            "{line}"
+        );
+    }
+    assert_eq!(ds.stack.emails().await.len(), 2, "nothing sent twice");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1028,6 +1207,58 @@ async fn a_package_of_100000_files_is_summarized_in_bounded_memory() {
         "peak RSS {peak_kb} kB over the 300 MB sanity bound"
     );
     wait_outcome(&worker, "sent").await;
+    assert!(ds.queue_drained().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn manifests_wait_for_the_memory_budget_and_one_larger_than_all_of_it_says_so() {
+    let ds = DetailsStack::new(StackOptions::default()).await;
+    // About 250 bytes a line: 10,000 files are 2.5 MB, 20,000 are 5 MB; the budget is 3 MiB.
+    let quilt = Arc::clone(&ds.quilt);
+    let built = tokio::task::spawn_blocking(move || {
+        [
+            ("team/fits-a", 10_000),
+            ("team/fits-b", 10_000),
+            ("team/too-big", 20_000),
+        ]
+        .map(|(pkg, files)| (pkg, quilt.bulk(pkg, files, pkg)))
+    })
+    .await
+    .expect("join");
+    let worker = ds.start(
+        &ds.route("all", ""),
+        "",
+        &[("QUILT_NOTIFY__S3__MEMORY_MEGABYTES", "3".to_owned())],
+    );
+
+    for (pkg, pushed) in &built {
+        ds.publish(pkg, &pushed.top_hash).await;
+    }
+
+    let emails = ds.emails(3, Duration::from_secs(180), &worker).await;
+    for (pkg, pushed) in &built[..2] {
+        // Each fits alone, not beside the other: one waited for the other, and both are whole.
+        let email = for_hash(&emails, &pushed.top_hash);
+        assert_eq!(email.one("error"), "", "{pkg}: {}", email.text);
+        assert_eq!(email.one("files"), "10000", "{pkg}");
+    }
+    let (_, big) = &built[2];
+    let email = for_hash(&emails, &big.top_hash);
+    let error = email.one("error");
+    assert!(
+        error.contains(&big.manifest_key) && error.contains("s3.memory_megabytes (3.0 MiB)"),
+        "package.error names the manifest and the budget: {error}"
+    );
+    assert_eq!(email.one("files"), "0", "not read");
+    let warned = warnings_about(&worker, &ds.stack.bucket, &big.manifest_key);
+    assert!(
+        warned.iter().any(|l| l["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("s3.memory_megabytes"))),
+        "a WARN line naming the manifest and why: {:#?}",
+        worker.lines()
+    );
     assert!(ds.queue_drained().await);
 }
 

@@ -109,6 +109,39 @@ pub enum ManifestError {
     /// The caller stopped reading (the stream broke, a splitter gave up): see [`ManifestReader::fail`].
     #[error("the manifest could not be read: {0}")]
     Interrupted(String),
+    /// Not read: larger than the memory the reader may give it (`s3.memory_megabytes`, a budget
+    /// of manifest bytes shared by every message, of which another manifest read for the same
+    /// event may already hold part).
+    #[error("{}", over_budget(*.bytes, *.available, *.budget))]
+    OverMemoryBudget {
+        /// The manifest's size, when the store said it.
+        bytes: Option<u64>,
+        /// What was left of the budget for it.
+        available: u64,
+        /// The whole budget.
+        budget: u64,
+    },
+}
+
+fn over_budget(bytes: Option<u64>, available: u64, budget: u64) -> String {
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    let size = bytes.map_or_else(
+        || "the manifest is larger".to_owned(),
+        |b| format!("the manifest is {}, larger", mib(b)),
+    );
+    if available >= budget {
+        format!(
+            "{size} than s3.memory_megabytes ({}) allows to read at once",
+            mib(budget)
+        )
+    } else {
+        format!(
+            "{size} than the {} that s3.memory_megabytes ({}) leaves beside the other manifest \
+             read for this event",
+            mib(available),
+            mib(budget)
+        )
+    }
 }
 
 /// The manifest's format version this reader understands.

@@ -141,6 +141,12 @@ impl Pattern {
         }
     }
 
+    /// Whether the pattern tests the top-level field `key` or anything below it, in any `$or`
+    /// branch: a `package_pattern` that never names `changes` can be decided without them.
+    pub fn names(&self, key: &str) -> bool {
+        self.root.names(key)
+    }
+
     /// For diagnostics: `None` when `event` matches, else the dotted path of the first pattern
     /// field (in key order) that fails, e.g. `detail.handle`, or `….$or` when no branch of a
     /// `$or` matches.
@@ -172,6 +178,20 @@ impl ObjectNode {
         for branch in self.ors.iter_mut().flat_map(|b| b.iter_mut()) {
             branch.set_paths(parent);
         }
+    }
+
+    /// See [`Pattern::names`]; paths are whole, so a nested field's path starts with `key.`.
+    fn names(&self, key: &str) -> bool {
+        self.fields.iter().any(|field| {
+            field
+                .path
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        }) || self
+            .ors
+            .iter()
+            .flat_map(|branches| branches.iter())
+            .any(|branch| branch.names(key))
     }
 
     fn matches_in(&self, scope: Option<&Scope<'_>>) -> bool {

@@ -1658,3 +1658,28 @@ fn pattern_is_send_and_sync() {
     assert_send_sync::<Pattern>();
     assert_send_sync::<PatternError>();
 }
+
+#[test]
+fn a_pattern_names_the_top_level_fields_it_tests_in_any_branch() {
+    let names = |pattern: Value, key: &str| {
+        Pattern::compile(&pattern)
+            .expect("valid pattern")
+            .names(key)
+    };
+    assert!(names(
+        json!({"changes": {"removed": {"count": [0]}}}),
+        "changes"
+    ));
+    assert!(names(json!({"changes.unchanged": [true]}), "changes"));
+    assert!(names(json!({"changes": [{"exists": false}]}), "changes"));
+    assert!(names(
+        json!({"$or": [{"package": {"files": [1]}}, {"changes": {"unchanged": [true]}}]}),
+        "changes"
+    ));
+    assert!(!names(json!({"package": {"changes": ["x"]}}), "changes"));
+    assert!(!names(json!({"changes_seen": [true]}), "changes"));
+    assert!(!names(
+        json!({"package": {"user_meta": {"stage": ["prod"]}}}),
+        "changes"
+    ));
+}
