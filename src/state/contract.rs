@@ -339,6 +339,18 @@ async fn an_event_a_task_left_mid_record_is_in_exactly_one_digest(store: StateSt
         };
         assert_eq!(redelivered, expected, "{event}");
     }
+    let stale = store
+        .table()
+        .count(
+            &window_pk(&route, window(0)),
+            crate::ports::SortKeys::Prefix("e#"),
+        )
+        .await
+        .expect("count");
+    assert_eq!(
+        stale, 1,
+        "the withdrawn event's item left its closed window"
+    );
     let later = sorted(store.close_window(&route, window(1)).await.expect("close"));
     assert_eq!(later, sorted(vec![entry(&withdrawn), entry(&unwritten)]));
     let again = store.close_window(&route, window(0)).await.expect("close");

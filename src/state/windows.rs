@@ -204,21 +204,28 @@ impl StateStore {
             let (changes, cond) = match state {
                 Marker::Recorded(_) | Marker::Other if wrote => return Ok(Recorded::New),
                 Marker::Recorded(_) | Marker::Other => return Ok(Recorded::Already),
-                Marker::Withdrawn(from) if from.start >= window.start => {
-                    return Ok(Recorded::WindowClosed)
+                Marker::Withdrawn(from) => {
+                    // Its item in the closed window is dead (a sender ignores it): removed here,
+                    // where every path from a withdrawal passes, so `state` counts it no more.
+                    self.table
+                        .delete(&event_key(route, from, event_id), None)
+                        .await?;
+                    if from.start >= window.start {
+                        return Ok(Recorded::WindowClosed);
+                    }
+                    (
+                        Changes {
+                            set: vec![
+                                ("status", s("recording")),
+                                ("window_start", n(window.start)),
+                                ("window_end", n(window.end)),
+                                (TTL_ATTRIBUTE, self.expires(window.end)),
+                            ],
+                            remove: Vec::new(),
+                        },
+                        marker_is("withdrawn", from),
+                    )
                 }
-                Marker::Withdrawn(from) => (
-                    Changes {
-                        set: vec![
-                            ("status", s("recording")),
-                            ("window_start", n(window.start)),
-                            ("window_end", n(window.end)),
-                            (TTL_ATTRIBUTE, self.expires(window.end)),
-                        ],
-                        remove: Vec::new(),
-                    },
-                    marker_is("withdrawn", from),
-                ),
                 Marker::Recording(at) => {
                     self.write_event(route, at, event_id, entry).await?;
                     wrote = true;
@@ -234,10 +241,6 @@ impl StateStore {
                         .await?
                     {
                         Written::Applied(_) if closed => {
-                            // Best effort: a sender ignores it anyway (its marker moved on).
-                            let stale =
-                                key(window_pk(route, at), format!("{EVENT_PREFIX}{event_id}"));
-                            self.table.delete(&stale, None).await?;
                             state = Marker::Withdrawn(at);
                             continue;
                         }
@@ -303,10 +306,7 @@ impl StateStore {
             known.insert(TTL_ATTRIBUTE.to_owned(), expires.clone());
             self.table.put(known, None).await?;
         }
-        let mut item = keyed(&key(
-            window_pk(route, window),
-            format!("{EVENT_PREFIX}{event_id}"),
-        ));
+        let mut item = keyed(&event_key(route, window, event_id));
         item.extend([
             ("entry".to_owned(), s(entry)),
             ("event_id".to_owned(), s(event_id)),
@@ -571,6 +571,14 @@ impl StateStore {
         }
         Ok(changed)
     }
+}
+
+/// The key of one recorded event's item in its window.
+fn event_key(route: &str, window: Window, event_id: &str) -> crate::ports::ItemKey {
+    key(
+        window_pk(route, window),
+        format!("{EVENT_PREFIX}{event_id}"),
+    )
 }
 
 /// A pending-list item of `route` as a window.
