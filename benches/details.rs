@@ -29,13 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
+use quilt_notify::adapters::memory::store::MemoryStore;
 use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::manifest::{ManifestLimits, ManifestReader};
 use quilt_notify::domain::render::template_data;
 use quilt_notify::domain::revision::{manifest_key, ObjectRef};
-use quilt_notify::memory_store::MemoryStore;
+use quilt_notify::ports::DetailsSource;
 use quilt_notify::ports::{PackageStore, ReadSink, StoreError};
-use quilt_notify::worker::details::{CacheLimits, DetailsReader, DetailsSource, MemoryBudget};
+use quilt_notify::worker::details::{CacheLimits, DetailsReader, MemoryBudget};
 use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::outcome::Outcome;
 use quilt_notify::worker::rate::RateLimiter;

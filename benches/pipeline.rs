@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use quilt_notify::adapters::memory::table::MemoryTable;
 use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::render::template_data;
-use quilt_notify::memory_table::MemoryTable;
-use quilt_notify::state::{StateOptions, StateStore};
 use quilt_notify::worker::claims::Claims;
 use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::outcome::Outcome;
 use quilt_notify::worker::rate::RateLimiter;
+use quilt_notify::worker::state::{StateOptions, StateStore};
 use quilt_notify::worker::{Instruments, Parts, Pipeline};
 
 mod common;

@@ -5,7 +5,7 @@
 between checking a ConditionExpression and applying the update: two concurrent conditional
 writes to one item can both pass, or one can undo the other (an UpdateItem that creates an item
 replaces one created at the same moment). DynamoDB itself is linearizable per item, and the
-state table's guarantees (src/aws/dynamodb.rs) rest on that. One thread gives moto the same
+state table's guarantees (src/adapters/aws/dynamodb.rs) rest on that. One thread gives moto the same
 per-item atomicity; every call it serves takes milliseconds, so nothing waits long.
 
 scripts/start-emulators and compose's moto service run this file with moto's venv

@@ -231,7 +231,7 @@ def delete(args, sqs, events):
 
 def ensure_state_table(args):
     """The state table: key pk (S) + sk (S), on-demand, TTL on expires_at (as `quilt-notify
-    state create` makes it, src/aws/admin/dynamodb.rs)."""
+    state create` makes it, src/adapters/aws/admin/dynamodb.rs)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     endpoint_args = argparse.Namespace(endpoint=args.state_endpoint, region=args.region)

@@ -2,26 +2,18 @@
 //! SQS queue, into templated emails sent with SES v2.
 //!
 //! Layers, each depending only on those below it: [`app`] (wiring) → [`worker`] (receive,
-//! process, acknowledge) → [`ports`] (the queue and mailer traits, implemented in [`aws`]) →
-//! [`domain`] (pure: event, pattern, route, render); [`config`] (settings), [`templates`] (reading
-//! template files) and [`telemetry`] (logs and metrics) on the side, [`health`] serving the metrics
-//! and readiness over HTTP.
+//! process, acknowledge; the shared-state protocol) → [`ports`] (the traits the worker talks
+//! through, implemented in [`adapters`]: AWS, and in memory) → [`domain`] (pure: event, pattern,
+//! route, manifest, render); [`config`] (settings and template files) and [`telemetry`] (logs,
+//! metrics, the health listener) on the side, [`commands`] for the CLI's sub-commands.
 
 #![warn(missing_docs)]
 
+pub mod adapters;
 pub mod app;
-pub mod aws;
 pub mod commands;
 pub mod config;
 pub mod domain;
-#[cfg(test)]
-mod fixtures;
-pub mod health;
-pub mod memory_store;
-#[cfg(any(test, feature = "test-support"))]
-pub mod memory_table;
 pub mod ports;
-pub mod state;
 pub mod telemetry;
-pub mod templates;
 pub mod worker;

@@ -209,7 +209,10 @@ fn claim_ttl(settings: &Settings) -> String {
 }
 
 fn health(args: &HealthArgs) -> ExitCode {
-    match quilt_notify::health::probe(&args.url, std::time::Duration::from_secs(args.timeout)) {
+    match quilt_notify::telemetry::health::probe(
+        &args.url,
+        std::time::Duration::from_secs(args.timeout),
+    ) {
         Ok(body) => {
             println!("{body}");
             ExitCode::SUCCESS

@@ -111,7 +111,7 @@ fn stack(params: &Value) -> Value {
     resolved_stack(params)["resources"].clone()
 }
 
-/// The item actions the worker's state store calls (`src/aws/dynamodb.rs`), and nothing else.
+/// The item actions the worker's state store calls (`src/adapters/aws/dynamodb.rs`), and nothing else.
 const STATE_ITEM_ACTIONS: [&str; 6] = [
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",

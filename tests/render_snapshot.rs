@@ -56,7 +56,7 @@ fn assert_snapshot(path: &Path, actual: &str) {
 }
 
 fn renderer() -> Renderer {
-    quilt_notify::templates::load_dir(&root().join("config/templates"), ["package-created"])
+    quilt_notify::config::templates::load_dir(&root().join("config/templates"), ["package-created"])
         .expect("templates load")
 }
 
@@ -276,10 +276,13 @@ fn render_digest(
     let schedule = route.digest.clone().expect("a digest route");
     let window = schedule.window_at(1_795_948_200); // 2026-11-29T10:30:00Z
     let data = digest_data(&route, &schedule, window, entries, catalog_host);
-    quilt_notify::templates::load_dir(&root().join("config/templates"), [route.template.as_str()])
-        .expect("templates load")
-        .render(&route.template, data)
-        .expect("renders")
+    quilt_notify::config::templates::load_dir(
+        &root().join("config/templates"),
+        [route.template.as_str()],
+    )
+    .expect("templates load")
+    .render(&route.template, data)
+    .expect("renders")
 }
 
 #[test]

@@ -40,7 +40,7 @@ pub fn routes(bucket: &str) -> RouteTable {
 /// The default templates of `config/templates`.
 pub fn renderer() -> Renderer {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
-    quilt_notify::templates::load_dir(&dir, ["package-created"]).expect("templates")
+    quilt_notify::config::templates::load_dir(&dir, ["package-created"]).expect("templates")
 }
 
 /// Base64 of 32 bytes derived from `seed`, like quilt3's `sha2-256-chunked` values.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
+use crate::adapters::memory::store::MemoryStore;
 use crate::app;
 use crate::config::Settings;
 use crate::domain::details::{Decision, Details};
@@ -17,8 +18,8 @@ use crate::domain::recipients::Selection;
 use crate::domain::render::route_data;
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::Route;
-use crate::memory_store::MemoryStore;
-use crate::worker::details::{CacheLimits, DetailsReader, DetailsSource};
+use crate::ports::DetailsSource;
+use crate::worker::details::{CacheLimits, DetailsReader};
 
 /// Arguments of `quilt-notify render`.
 #[derive(Debug, Args)]
@@ -362,7 +363,7 @@ fn read_details(
         }
         None => {
             let sdk = runtime.block_on(app::sdk_config(settings))?;
-            let store = crate::aws::s3::S3Store::new(app::s3_client(
+            let store = crate::adapters::aws::s3::S3Store::new(app::s3_client(
                 &sdk,
                 settings,
                 &app::skew_watch(settings),

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::adapters::aws::admin::{Depth, EventBus, NewEvent, SqsAdmin};
 use crate::app;
-use crate::aws::admin::{Depth, EventBus, NewEvent, SqsAdmin};
 use crate::config::Settings;
 use crate::domain::pattern::Pattern;
 

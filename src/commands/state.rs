@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use crate::adapters::aws::admin::{claim_row, ClaimRow, StateAdmin};
 use crate::app;
-use crate::aws::admin::{claim_row, ClaimRow, StateAdmin};
 use crate::config::Settings;
 use crate::ports::SortKeys;
-use crate::state::{StateStore, WindowStatus};
 use crate::worker::claims::now_ms;
+use crate::worker::state::{StateStore, WindowStatus};
 
 /// Arguments of `quilt-notify state`.
 #[derive(Debug, Args)]

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use crate::adapters::aws::admin::{ListTopic, SesAdmin};
 use crate::app;
-use crate::aws::admin::{ListTopic, SesAdmin};
 use crate::config::Settings;
 use crate::domain::route::RouteSpec;
 

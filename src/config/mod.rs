@@ -7,6 +7,7 @@
 mod checks;
 mod load;
 mod settings;
+pub mod templates;
 #[cfg(test)]
 mod tests;
 

@@ -248,8 +248,8 @@ fn clamp(value: i128) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::memory::fixtures::{index, manifest as fixture, top_hash};
     use crate::domain::manifest::{ManifestError, ManifestLimits, ManifestReader};
-    use crate::fixtures::{index, manifest as fixture, top_hash};
 
     fn summary(name: &str) -> ManifestSummary {
         ManifestReader::read_str(ManifestLimits::default(), fixture(name))

@@ -6,6 +6,7 @@
 //! serves the text, the app starts the EMF loop.
 
 pub mod emf;
+pub mod health;
 pub mod metrics;
 pub mod prometheus;
 

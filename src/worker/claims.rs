@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::clock::{Clock, SystemClock};
 use crate::ports::{StateError, StateFailureKind};
-use crate::state::{Claim, Finish, LeaseKey, StateStore};
+use crate::worker::state::{Claim, Finish, LeaseKey, StateStore};
 
 /// Attempts at marking work finished, the first retry after `FINISH_FIRST_RETRY`, doubling:
 /// 0.2 + 0.4 + … + 6.4 s, about 12.6 s in all.
@@ -174,8 +174,8 @@ impl Claims {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory_table::MemoryTable;
-    use crate::state::StateOptions;
+    use crate::adapters::memory::table::MemoryTable;
+    use crate::worker::state::StateOptions;
 
     fn store(table: &Arc<MemoryTable>) -> StateStore {
         StateStore::new(

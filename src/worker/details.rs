@@ -12,8 +12,6 @@
 //! details say so).
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -28,7 +26,8 @@ use crate::domain::revision::{
     manifest_key, parse_physical_key, pointer_hash, pointers_newest_first, pointers_prefix,
     ObjectRef, PreviousSearch, Step, POINTER_SKEW_SECONDS,
 };
-use crate::ports::{PackageStore, ReadSink, StoreError, StoreFailureKind};
+use crate::ports::DetailsSource;
+use crate::ports::{BoxFuture, PackageStore, ReadSink, StoreError, StoreFailureKind};
 
 mod budget;
 pub use budget::MemoryBudget;
@@ -74,21 +73,11 @@ impl CacheLimits {
     }
 }
 
-/// Where the pipeline gets an event's details: a [`DetailsReader`] over any store, behind one
-/// object so that the pipeline and the worker need no store type parameter.
-pub trait DetailsSource: Send + Sync {
-    /// The details of the event's revision; fails only transiently.
-    fn details<'a>(
-        &'a self,
-        event: &'a PackageEvent,
-    ) -> Pin<Box<dyn Future<Output = Result<Details, StoreError>> + Send + 'a>>;
-}
-
 impl<S: PackageStore> DetailsSource for DetailsReader<S> {
     fn details<'a>(
         &'a self,
         event: &'a PackageEvent,
-    ) -> Pin<Box<dyn Future<Output = Result<Details, StoreError>> + Send + 'a>> {
+    ) -> BoxFuture<'a, Result<Details, StoreError>> {
         Box::pin(self.read(event))
     }
 }

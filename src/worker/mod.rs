@@ -16,6 +16,7 @@ pub mod pause;
 pub mod pipeline;
 mod poller;
 pub mod rate;
+pub mod state;
 pub mod status;
 #[cfg(test)]
 mod tests;

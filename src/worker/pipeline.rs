@@ -17,15 +17,15 @@ use crate::domain::route::{EmailAddress, Route, RouteTable};
 use crate::ports::{
     Email, FailureKind, ListManagement, Mailer, SendError, StateError, StateFailureKind, StoreError,
 };
-use crate::state::{Claim, Finish, LeaseKey};
+use crate::worker::state::{Claim, Finish, LeaseKey};
 
 use super::claims::Claims;
-use super::details::DetailsSource;
 use super::event_lock::EventLocks;
 use super::memory::EventMemory;
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
 use super::Instruments;
+use crate::ports::DetailsSource;
 use crate::telemetry::metrics::{Counter, Histogram, UNKNOWN_ROUTE};
 
 /// How long every send waits after SES said "too many requests", on top of the rate limit.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use quilt_notify::aws::ses::SesMailer;
+use quilt_notify::adapters::aws::ses::SesMailer;
 use quilt_notify::ports::{Email, FailureKind, Mailer};
 
 use crate::reliability::{env, events, every_package, summary, Tally};

@@ -421,7 +421,7 @@ async fn an_event_id_over_the_key_limit_fails_its_own_message_to_the_dlq_and_pau
     assert_eq!(worker.stop().await, Some(0));
 }
 
-/// The state store's contract (`quilt_notify::state::contract`), the same cases the unit tests
+/// The state store's contract (`quilt_notify::worker::state::contract`), the same cases the unit tests
 /// run over the in-memory table, here over DynamoDB on moto: the simulation's table and the
 /// production one answer alike.
 #[tokio::test(flavor = "multi_thread")]
@@ -429,18 +429,18 @@ async fn an_event_id_over_the_key_limit_fails_its_own_message_to_the_dlq_and_pau
 async fn the_state_store_keeps_the_contract_on_dynamodb() {
     let endpoints = crate::support::Endpoints::from_env();
     let table = StateTable::new(&endpoints.moto);
-    quilt_notify::aws::admin::StateAdmin::new(table.client.clone(), &table.name)
+    quilt_notify::adapters::aws::admin::StateAdmin::new(table.client.clone(), &table.name)
         .create()
         .await
         .expect("create the table");
-    let store = quilt_notify::state::StateStore::new(
-        std::sync::Arc::new(quilt_notify::aws::dynamodb::DynamoTable::new(
+    let store = quilt_notify::worker::state::StateStore::new(
+        std::sync::Arc::new(quilt_notify::adapters::aws::dynamodb::DynamoTable::new(
             table.client.clone(),
             &table.name,
         )),
-        quilt_notify::state::StateOptions::default(),
+        quilt_notify::worker::state::StateOptions::default(),
     );
-    quilt_notify::state::contract::run(&store, "moto").await;
+    quilt_notify::worker::state::contract::run(&store, "moto").await;
 }
 
 /// Issue 20 §5: claims lived `state.ttl_days` (7) while the DLQ keeps a message 14 days, so a

@@ -1,5 +1,5 @@
 //! The shared state table, and each task's handle on it. The state protocol
-//! (`quilt_notify::state::StateStore`) runs unchanged in every task over its handle, which
+//! (`quilt_notify::worker::state::StateStore`) runs unchanged in every task over its handle, which
 //! makes each item call a port call of its own: a latency before and after it takes effect, a
 //! kill between any two calls of one protocol step, and the faults of the chaos phase:
 //! throttling (a transient error, nothing written), outages (every call fails, transiently or as
@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use quilt_notify::memory_table::MemoryTable;
+use quilt_notify::adapters::memory::table::MemoryTable;
 use quilt_notify::ports::{
     Attr, BoxFuture, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind,
     StateTable, Written,

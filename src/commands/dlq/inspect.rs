@@ -18,8 +18,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::Target;
+use crate::adapters::aws::admin::{PeekedMessage, SqsAdmin};
 use crate::app::Compiled;
-use crate::aws::admin::{PeekedMessage, SqsAdmin};
 use crate::config::Settings;
 use crate::domain::event::PackageEvent;
 use crate::domain::render::route_data;

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use crate::adapters::aws::admin::SqsAdmin;
 use crate::app;
-use crate::aws::admin::SqsAdmin;
 use crate::config::Settings;
 
 /// Arguments of `quilt-notify dlq`.

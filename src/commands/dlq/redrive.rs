@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::{Queues, Target};
-use crate::aws::admin::{MoveTaskStatus, SqsAdmin};
+use crate::adapters::aws::admin::{MoveTaskStatus, SqsAdmin};
 use crate::config::Settings;
 
 /// How `redrive` moves messages.

@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::fixtures::{manifest, push, quilt3_diff, top_hash, BUCKET, HANDLE};
-use crate::memory_store::MemoryStore;
+use crate::adapters::memory::fixtures::{manifest, push, quilt3_diff, top_hash, BUCKET, HANDLE};
+use crate::adapters::memory::store::MemoryStore;
 use crate::ports::ReadSink;
 
 fn store(chunk: usize) -> MemoryStore {

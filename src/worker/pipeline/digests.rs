@@ -10,9 +10,9 @@ use crate::domain::digest::{digest_data, DigestEntry, Schedule};
 use crate::domain::event::PackageEvent;
 use crate::domain::route::Route;
 use crate::ports::{FailureKind, Mailer, SendError};
-use crate::state::{Claim, Finish, PendingWindow, Recorded, Window};
 use crate::telemetry::metrics::Counter;
 use crate::worker::outcome::Outcome;
+use crate::worker::state::{Claim, Finish, PendingWindow, Recorded, Window};
 
 /// How many later windows a record tries when the window it chose closed meanwhile (another
 /// task started sending it): more than one only when clocks disagree.

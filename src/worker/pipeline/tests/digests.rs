@@ -8,18 +8,18 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{event, Outbox};
+use crate::adapters::memory::table::MemoryTable;
 use crate::domain::digest::DigestEntry;
 use crate::domain::event::PackageEvent;
 use crate::domain::render::{Renderer, TemplateSource};
 use crate::domain::route::{RouteSpec, RouteTable};
-use crate::memory_table::MemoryTable;
 use crate::ports::{FailureKind, SendError};
-use crate::state::{LeaseKey, StateOptions, StateStore, Window, WindowStatus};
 use crate::telemetry::metrics::Counter;
 use crate::worker::claims::{now_ms, Claims};
 use crate::worker::memory::EventMemory;
 use crate::worker::outcome::Outcome;
 use crate::worker::rate::RateLimiter;
+use crate::worker::state::{LeaseKey, StateOptions, StateStore, Window, WindowStatus};
 use crate::worker::{Instruments, Parts, Pipeline};
 
 /// A window long past: closed for every clock.
@@ -360,7 +360,7 @@ async fn recording_costs_the_same_at_20000_events_and_such_a_window_goes_out_in_
     let largest = table
         .items()
         .iter()
-        .map(crate::memory_table::item_size)
+        .map(crate::adapters::memory::table::item_size)
         .max()
         .unwrap();
     assert!(

@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{build_sharing, event, pushed, route, Outbox};
-use crate::memory_table::MemoryTable;
+use crate::adapters::memory::table::MemoryTable;
 use crate::ports::{FailureKind, SendError, StateFailureKind};
-use crate::state::{string, LeaseKey, StateOptions, StateStore};
 use crate::telemetry::metrics::Counter;
 use crate::worker::claims::{now_ms, Claims};
 use crate::worker::outcome::Outcome;
+use crate::worker::state::{string, LeaseKey, StateOptions, StateStore};
 use crate::worker::Pipeline;
 
 /// The table every task shares, and the state protocol over it.

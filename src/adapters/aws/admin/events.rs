@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use super::AdminError;
-use crate::aws::AwsError;
+use crate::adapters::aws::AwsError;
 
 /// An EventBridge rule that targets a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::{
 };
 
 use super::AdminError;
-use crate::aws::{batch, AwsError};
+use crate::adapters::aws::{batch, AwsError};
 use crate::ports::{Receipt, VisibilityChange};
 
 /// What the operator commands need to know about a queue.

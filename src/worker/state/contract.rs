@@ -533,8 +533,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::memory_table::MemoryTable;
-    use crate::state::StateOptions;
+    use crate::adapters::memory::table::MemoryTable;
+    use crate::worker::state::StateOptions;
 
     #[tokio::test]
     async fn the_memory_table_keeps_the_contract() {

@@ -1,7 +1,7 @@
 //! A [`StateTable`] in memory, with DynamoDB's semantics for what the state protocol uses:
 //! atomic single-item conditional writes, consistent reads and queries. Unit tests, the
 //! pipeline bench and the simulation run the state protocol over it; the contract suite
-//! (`state::contract`) holds it to the same answers as the DynamoDB adapter.
+//! (`worker::state::contract`) holds it to the same answers as the DynamoDB adapter.
 //!
 //! It also counts the capacity DynamoDB would bill, from item sizes by DynamoDB's rules, so
 //! the cost of a protocol step can be measured without an AWS account.

@@ -5,7 +5,7 @@ use aws_sdk_sesv2::types::{SubscriptionStatus, Topic};
 use aws_sdk_sesv2::Client;
 
 use super::AdminError;
-use crate::aws::AwsError;
+use crate::adapters::aws::AwsError;
 
 /// One topic of a contact list.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! DynamoDB adapter for the [`StateTable`] port: items, conditions and changes translated to
 //! DynamoDB expressions, and DynamoDB's errors classified. The protocol itself (leases, digest
-//! windows) is `crate::state`, written once over the port.
+//! windows) is `crate::worker::state`, written once over the port.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use crate::ports::{
     StateTable, Written,
 };
 
-pub use crate::state::TTL_ATTRIBUTE;
+pub use crate::worker::state::TTL_ATTRIBUTE;
 
 /// One item, as the SDK holds it.
 pub(crate) type SdkItem = HashMap<String, AttributeValue>;

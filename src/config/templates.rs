@@ -58,7 +58,7 @@ mod tests {
     use crate::domain::event::PackageEvent;
     use crate::domain::render::template_data;
 
-    const SAMPLE: &str = include_str!("../events/package-revision.json");
+    const SAMPLE: &str = include_str!("../../events/package-revision.json");
 
     fn write_template(dir: &Path, name: &str, html: &str) -> PathBuf {
         let template = dir.join(name);

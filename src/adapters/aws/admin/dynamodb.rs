@@ -1,5 +1,5 @@
 //! The state table, for `quilt-notify state`: create it (with TTL), and scan for the latest
-//! claims. The item layout is the state protocol's (`crate::state`); what goes through the
+//! claims. The item layout is the state protocol's (`crate::worker::state`); what goes through the
 //! state-table port (windows, one event's claims) is read there.
 
 use std::time::Duration;
@@ -11,10 +11,10 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::AdminError;
-use crate::aws::dynamodb::{from_sdk, SdkItem, TTL_ATTRIBUTE};
-use crate::aws::AwsError;
+use crate::adapters::aws::dynamodb::{from_sdk, SdkItem, TTL_ATTRIBUTE};
+use crate::adapters::aws::AwsError;
 use crate::ports::Item;
-use crate::state::{number, string};
+use crate::worker::state::{number, string};
 
 /// What `create` found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,27 +4,27 @@
 
 use serde_json::Value;
 
+use crate::adapters::memory::store::MemoryStore;
 use crate::domain::revision::{manifest_key, pointers_prefix};
-use crate::memory_store::MemoryStore;
 
 /// The bucket the fixtures were pushed to (their README's physical key names it).
 pub const BUCKET: &str = "quilt-notify-fixtures";
 /// The package the fixtures are revisions of.
 pub const HANDLE: &str = "team/demo";
-const INDEX: &str = include_str!("../tests/data/quilt/index.json");
+const INDEX: &str = include_str!("../../../tests/data/quilt/index.json");
 
 /// The manifest of one revision of the scenario.
 pub fn manifest(name: &str) -> &'static str {
     match name {
-        "first" => include_str!("../tests/data/quilt/first.jsonl"),
-        "add_files" => include_str!("../tests/data/quilt/add_files.jsonl"),
-        "remove_files" => include_str!("../tests/data/quilt/remove_files.jsonl"),
-        "modify_file" => include_str!("../tests/data/quilt/modify_file.jsonl"),
-        "metadata_only" => include_str!("../tests/data/quilt/metadata_only.jsonl"),
-        "same_hash" => include_str!("../tests/data/quilt/same_hash.jsonl"),
-        "unicode_nested" => include_str!("../tests/data/quilt/unicode_nested.jsonl"),
-        "entry_meta" => include_str!("../tests/data/quilt/entry_meta.jsonl"),
-        "workflow" => include_str!("../tests/data/quilt/workflow.jsonl"),
+        "first" => include_str!("../../../tests/data/quilt/first.jsonl"),
+        "add_files" => include_str!("../../../tests/data/quilt/add_files.jsonl"),
+        "remove_files" => include_str!("../../../tests/data/quilt/remove_files.jsonl"),
+        "modify_file" => include_str!("../../../tests/data/quilt/modify_file.jsonl"),
+        "metadata_only" => include_str!("../../../tests/data/quilt/metadata_only.jsonl"),
+        "same_hash" => include_str!("../../../tests/data/quilt/same_hash.jsonl"),
+        "unicode_nested" => include_str!("../../../tests/data/quilt/unicode_nested.jsonl"),
+        "entry_meta" => include_str!("../../../tests/data/quilt/entry_meta.jsonl"),
+        "workflow" => include_str!("../../../tests/data/quilt/workflow.jsonl"),
         other => panic!("no fixture {other}"),
     }
 }

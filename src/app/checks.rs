@@ -1,0 +1,147 @@
+//! What start-up and `validate` check before anything runs: every route's pattern compiles, every
+//! template renders the built-in sample event (and a digest of it), with and without details.
+
+use anyhow::Context;
+
+use crate::config::Settings;
+use crate::domain::details::Details;
+use crate::domain::digest::{digest_data, DigestEntry, Schedule, Window};
+use crate::domain::event::PackageEvent;
+use crate::domain::render::{route_data, Renderer};
+use crate::domain::route::{Route, RouteTable};
+
+/// A built-in sample event, used to try every template once at start-up.
+const SAMPLE_EVENT: &str = include_str!("../../events/package-revision.json");
+/// The details of a real quilt3 revision with changes, tried with every template that shows
+/// details (see `events/README.md`).
+const SAMPLE_DETAILS: &str = include_str!("../../events/package-details.json");
+
+/// The built-in sample details.
+///
+/// # Errors
+/// Only if the file compiled into the binary is not the documented shape (a test checks it).
+pub fn sample_details() -> anyhow::Result<Details> {
+    let value: serde_json::Value =
+        serde_json::from_str(SAMPLE_DETAILS).context("built-in sample details")?;
+    let unchanged = value["changes"]["unchanged"].as_bool().unwrap_or(false);
+    Ok(Details {
+        package: value["package"].clone(),
+        changes: value["changes"].clone(),
+        unchanged,
+    })
+}
+
+/// Routes and templates, compiled and loaded: everything `validate` checks.
+pub struct Compiled {
+    /// The compiled routes.
+    pub routes: RouteTable,
+    /// The loaded templates.
+    pub renderer: Renderer,
+    /// Problems that do not stop start-up (a template that fails on the sample event may still
+    /// work on real ones), one line each, naming the route.
+    pub warnings: Vec<String>,
+}
+
+/// Compiles every route pattern and loads every template the routes name.
+///
+/// # Errors
+/// The first route or template that is invalid, named.
+pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
+    let routes = RouteTable::compile(&settings.routes)?;
+    let renderer = crate::config::templates::load_dir(
+        &settings.templates.dir,
+        routes.routes().iter().map(|r| r.template.as_str()),
+    )
+    .with_context(|| format!("templates in {}", settings.templates.dir.display()))?;
+    let sample = PackageEvent::parse(SAMPLE_EVENT).context("built-in sample event")?;
+    let details = sample_details()?;
+    // Details as they come: with changes, a first revision, and a manifest that was not read
+    // whole (`changes` then has an `error` and null counts).
+    let first = Details {
+        changes: serde_json::Value::Null,
+        ..details.clone()
+    };
+    let mut incomplete = details.clone();
+    incomplete.package["error"] = "the manifest could not be read to the end".into();
+    if let Some(changes) = incomplete.changes.as_object_mut() {
+        changes.insert(
+            "error".to_owned(),
+            "the current revision's manifest was not read whole".into(),
+        );
+        for key in ["added", "removed", "modified", "bytes_delta", "user_meta"] {
+            changes.insert(key.to_owned(), serde_json::Value::Null);
+        }
+    }
+    let variants = [details, first, incomplete];
+    let host = settings.catalog.host.as_deref();
+    let mut warnings = Vec::new();
+    for route in routes.routes() {
+        if let Some(schedule) = &route.digest {
+            warnings.extend(try_digest(
+                &renderer, route, schedule, &sample, &variants, host,
+            ));
+            continue;
+        }
+        // Details may be missing for any event (s3.details off, a store that failed), so a
+        // template must render both without and with them.
+        let mut cases = vec![None];
+        if route.details && settings.s3.details {
+            cases.extend(variants.iter().map(Some));
+        }
+        for case in cases {
+            let data = route_data(route, &sample, host, case);
+            if let Err(e) = renderer.render(&route.template, data) {
+                let which = match case.map(|d| (d.changes.is_null(), d.error().is_some())) {
+                    None => "without package details",
+                    Some((true, _)) => "as a first revision",
+                    Some((_, true)) => "with incomplete package details",
+                    Some(_) => "with package details",
+                };
+                warnings.push(format!(
+                    "route \"{}\": template \"{}\" fails on the sample package event {which}: {e}",
+                    route.name, route.template
+                ));
+            }
+        }
+    }
+    Ok(Compiled {
+        routes,
+        renderer,
+        warnings,
+    })
+}
+
+/// Tries a digest route's template on a digest of the sample event: alone without details, and
+/// beside revisions with each kind of details. The problem, if any, naming the route.
+fn try_digest(
+    renderer: &Renderer,
+    route: &Route,
+    schedule: &Schedule,
+    sample: &PackageEvent,
+    variants: &[Details],
+    host: Option<&str>,
+) -> Option<String> {
+    let window = sample
+        .timestamp()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(Window { start: 0, end: 0 }, |d| {
+            schedule.window_at(i64::try_from(d.as_secs()).unwrap_or(0))
+        });
+    let mut entries = vec![DigestEntry::new(sample, None)];
+    for (i, details) in variants.iter().enumerate() {
+        let mut entry = DigestEntry::new(sample, Some(details));
+        entry.event_id = format!("{}-{i}", entry.event_id);
+        entries.push(entry);
+    }
+    let cases = [vec![entries[0].clone()], entries];
+    for entries in cases {
+        let data = digest_data(route, schedule, window, entries, host);
+        if let Err(e) = renderer.render(&route.template, data) {
+            return Some(format!(
+                "route \"{}\": digest template \"{}\" fails on a digest of the sample package event: {e}",
+                route.name, route.template
+            ));
+        }
+    }
+    None
+}

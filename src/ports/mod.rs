@@ -1,0 +1,24 @@
+//! The ports the worker talks through, one file each: a [`Queue`] it receives from and
+//! acknowledges to, a [`Mailer`] it sends with, a [`PackageStore`] it reads package manifests
+//! from, the [`StateTable`] every task shares (the state protocol in `worker::state` is written
+//! over it), and the [`DetailsSource`] the pipeline asks for an event's package details. The
+//! adapters in `adapters/aws` implement them against AWS, those in `adapters/memory` in memory
+//! (for `render --manifest`, tests, benches and the simulation). No AWS SDK type crosses this
+//! boundary.
+
+mod details;
+mod mailer;
+mod package_store;
+mod queue;
+mod state_table;
+
+pub use details::DetailsSource;
+pub use mailer::{AccountStatus, Email, FailureKind, ListManagement, Mailer, SendError};
+pub use package_store::{ObjectRef, PackageStore, ReadSink, StoreError, StoreFailureKind};
+pub use queue::{Queue, QueueError, Receipt, ReceivedMessage, VisibilityChange};
+pub use state_table::{
+    Attr, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind, StateTable, Written,
+};
+
+/// A future boxed so that a port can be shared as a trait object (`dyn StateTable`).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
