@@ -129,17 +129,18 @@ struct Timed {
     entry: DigestEntry,
 }
 
-/// Newer first: by instant where the times parse, and the string breaks ties of equal instants.
-/// A time that does not parse counts as older than any that does (among themselves, by
-/// string), which keeps the order total: `sort_by` may panic on one that is not.
-fn newer_first(a: &Timed, b: &Timed) -> Ordering {
+/// Newest first by time: by instant where the times parse, equal instants by the time as
+/// written (descending). A time that does not parse counts as older than any that does (among
+/// themselves, by the text), which keeps the order total: `sort_by` may panic on one that is
+/// not. Equal times stay equal: the caller breaks those ties.
+fn newest_first_by_time(a: &Timed, b: &Timed) -> Ordering {
     (b.at, &b.entry.time).cmp(&(a.at, &a.entry.time))
 }
 
-/// Revisions of a package: newer first, then by event id, so the order never depends on the
-/// order the entries were recorded in.
-fn newest_first(a: &Timed, b: &Timed) -> Ordering {
-    newer_first(a, b).then_with(|| a.entry.event_id.cmp(&b.entry.event_id))
+/// Revisions of a package: [`newest_first_by_time`], equal times by event id (ascending), so
+/// the order never depends on the order the entries were recorded in.
+fn newest_first_by_time_then_event_id(a: &Timed, b: &Timed) -> Ordering {
+    newest_first_by_time(a, b).then_with(|| a.entry.event_id.cmp(&b.entry.event_id))
 }
 
 /// The data of a digest template: the window, and the window's events grouped by package (see
@@ -167,10 +168,10 @@ pub fn digest_data(
     }
     let mut packages: Vec<((String, String), Vec<Timed>)> = groups.into_iter().collect();
     for (_, revisions) in &mut packages {
-        revisions.sort_by(newest_first);
+        revisions.sort_by(newest_first_by_time_then_event_id);
     }
     packages.sort_by(|(key_a, a), (key_b, b)| match (a.first(), b.first()) {
-        (Some(a), Some(b)) => newer_first(a, b).then_with(|| key_a.cmp(key_b)),
+        (Some(a), Some(b)) => newest_first_by_time(a, b).then_with(|| key_a.cmp(key_b)),
         _ => key_a.cmp(key_b),
     });
     let package_count = packages.len();
