@@ -5,10 +5,11 @@ use anyhow::Context;
 
 use crate::config::Settings;
 use crate::domain::details::Details;
-use crate::domain::digest::{digest_data, DigestEntry, Schedule, Window};
+use crate::domain::digest::{digest_data, DigestEntry};
 use crate::domain::event::PackageEvent;
 use crate::domain::render::{route_data, Renderer};
 use crate::domain::route::{Route, RouteTable};
+use crate::domain::schedule::{Schedule, Window};
 
 /// A built-in sample event, used to try every template once at start-up.
 const SAMPLE_EVENT: &str = include_str!("../../events/package-revision.json");

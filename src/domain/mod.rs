@@ -1,5 +1,9 @@
 //! The domain: events, patterns, routes and rendering. Pure and synchronous: no tokio, no AWS,
 //! so it can be unit-tested and benchmarked without a runtime.
+//!
+//! Imports go one way. A [`route::Route`] holds specs that know nothing of routes (`pattern`,
+//! `address`, `recipients`, `schedule`); what works with routes (`details`, `render`, `digest`)
+//! imports `route`, never the reverse.
 
 pub mod address;
 pub mod catalog;
@@ -15,6 +19,7 @@ pub mod recipients;
 pub mod render;
 pub mod revision;
 pub mod route;
+pub mod schedule;
 
 /// What kind of JSON value this is, with its article, for error messages ("found an array").
 pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {

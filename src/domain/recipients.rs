@@ -1,5 +1,7 @@
-//! Recipients a package names itself (`to_from`): read from the package details, checked against
-//! the route's allowed domains, capped, and only ever handed to SES as parsed addresses.
+//! Who one email goes to ([`Addressees`]): the fixed recipients a route lists ([`Recipients`]),
+//! then the ones a package names itself (`to_from`, [`MetadataRecipients`]): read from the package
+//! details, checked against the route's allowed domains, capped, and only ever handed to SES as
+//! parsed addresses. Knows nothing of routes: a route holds these and asks them.
 //!
 //! Anyone who can push a package can write its metadata, so an address from it is a claim, not
 //! an instruction: only domains the operator listed get mail, and the route's fixed recipients
@@ -10,7 +12,6 @@
 use serde_json::Value;
 
 use super::address::{ascii_domain, EmailAddress};
-use super::route::{Recipients, Route};
 
 /// SES accepts at most 50 recipients (To, Cc and Bcc together) per message.
 pub const SES_MAX_RECIPIENTS: usize = 50;
@@ -20,6 +21,26 @@ const DROPS_QUOTED: usize = 10;
 
 /// Longest value quoted from metadata, in characters.
 const QUOTE_CHARS: usize = 80;
+
+/// Who receives a route's email whatever the package: the addresses its configuration lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recipients {
+    /// To.
+    pub to: Vec<EmailAddress>,
+    /// Cc.
+    pub cc: Vec<EmailAddress>,
+    /// Bcc.
+    pub bcc: Vec<EmailAddress>,
+    /// Reply-To.
+    pub reply_to: Vec<EmailAddress>,
+}
+
+impl Recipients {
+    /// Nobody would receive the email (Reply-To receives nothing).
+    pub fn is_empty(&self) -> bool {
+        self.to.is_empty() && self.cc.is_empty() && self.bcc.is_empty()
+    }
+}
 
 /// Where in the package details the recipients are, and which domains may receive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,21 +234,24 @@ pub struct Addressees {
     pub nobody: bool,
 }
 
-impl Route {
-    /// The addressees for a package (`package` from its details, when read).
-    pub fn addressees(&self, package: Option<&Value>) -> Addressees {
-        let selection = self
-            .metadata_recipients
-            .as_ref()
-            .map(|source| source.select(package, &self.recipients, self.max_recipients));
+impl Recipients {
+    /// The addressees of one email: these fixed recipients, then the ones `from_metadata` (a
+    /// route's `to_from`) finds in `package` (from its details, when read), so that the email
+    /// has at most `max_recipients` in all.
+    pub fn addressees(
+        &self,
+        from_metadata: Option<&MetadataRecipients>,
+        max_recipients: usize,
+        package: Option<&Value>,
+    ) -> Addressees {
+        let selection = from_metadata.map(|source| source.select(package, self, max_recipients));
         let to: Vec<EmailAddress> = self
-            .recipients
             .to
             .iter()
             .chain(selection.iter().flat_map(|s| &s.to))
             .cloned()
             .collect();
-        let nobody = to.is_empty() && self.recipients.is_empty();
+        let nobody = to.is_empty() && self.is_empty();
         Addressees {
             to,
             selection,

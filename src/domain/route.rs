@@ -7,9 +7,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use super::address::{AddressError, EmailAddress};
-use super::digest::{self, DigestSpec, Schedule};
 use super::pattern::{Pattern, PatternError};
-use super::recipients::{MetadataRecipients, SES_MAX_RECIPIENTS};
+use super::recipients::{Addressees, MetadataRecipients, Recipients, SES_MAX_RECIPIENTS};
+use super::schedule::{self, DigestSpec, Schedule};
 
 /// A route as written in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,26 +75,6 @@ fn max_recipients() -> usize {
     SES_MAX_RECIPIENTS
 }
 
-/// Who receives a route's email.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recipients {
-    /// To.
-    pub to: Vec<EmailAddress>,
-    /// Cc.
-    pub cc: Vec<EmailAddress>,
-    /// Bcc.
-    pub bcc: Vec<EmailAddress>,
-    /// Reply-To.
-    pub reply_to: Vec<EmailAddress>,
-}
-
-impl Recipients {
-    /// Nobody would receive the email (Reply-To receives nothing).
-    pub fn is_empty(&self) -> bool {
-        self.to.is_empty() && self.cc.is_empty() && self.bcc.is_empty()
-    }
-}
-
 /// A route ready to use.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -134,6 +114,16 @@ impl Route {
     /// The value of the `route` tag on this route's mail (see [`route_tag`]).
     pub fn tag(&self) -> String {
         route_tag(&self.name)
+    }
+
+    /// The addressees for a package (`package` from its details, when read): the fixed
+    /// recipients, then those `to_from` names, at most `max_recipients` in all.
+    pub fn addressees(&self, package: Option<&Value>) -> Addressees {
+        self.recipients.addressees(
+            self.metadata_recipients.as_ref(),
+            self.max_recipients,
+            package,
+        )
     }
 }
 
@@ -399,7 +389,7 @@ fn template_and_schedule(spec: &RouteSpec) -> Result<(String, Option<Schedule>),
     let schedule =
         Schedule::parse(digest).map_err(|reason| digest_error(format!("`digest`: {reason}")))?;
     let template = match &digest.template {
-        None => digest::DEFAULT_TEMPLATE.to_owned(),
+        None => schedule::DEFAULT_TEMPLATE.to_owned(),
         Some(template) if !template.trim().is_empty() => template.clone(),
         Some(_) => {
             return Err(digest_error(

@@ -3,6 +3,8 @@
 
 use std::hash::{Hash, Hasher};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde_json::Value;
 
 /// A file's content hash, compact: SHA-256 digests are kept as their 32 bytes.
@@ -76,55 +78,26 @@ fn hash_value(value: &Value, state: &mut impl Hasher) {
     }
 }
 
+/// Lower-case hex of exactly 32 bytes: one spelling per digest, so that equal bytes mean equal
+/// text (the `hex` crate also takes upper case).
 fn decode_hex_32(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    // Lower-case only, so that one digest has one spelling and equal bytes mean equal text.
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
     let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
 /// Standard base64 of exactly 32 bytes (44 characters ending in one `=`), canonical only (the
-/// unused low bits are zero), so equal bytes mean equal text.
+/// unused low bits are zero, as `STANDARD` requires), so equal bytes mean equal text.
 fn decode_base64_32(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 44 || bytes[43] != b'=' {
+    if text.len() != 44 {
         return None;
     }
-    let sextet = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let mut bits: u32 = 0;
-    let mut count = 0;
     let mut out = [0u8; 32];
-    let mut at = 0;
-    for &c in &bytes[..43] {
-        bits = bits << 6 | u32::from(sextet(c)?);
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out[at] = (bits >> count) as u8;
-            at += 1;
-            bits &= (1 << count) - 1;
-        }
-    }
-    // 43 sextets = 258 bits: 256 decoded, 2 left over, which must be zero.
-    (at == 32 && bits == 0).then_some(out)
+    let decoded = STANDARD.decode_slice(text, &mut out).ok()?;
+    (decoded == 32).then_some(out)
 }
 
 #[cfg(test)]
@@ -153,6 +126,38 @@ mod tests {
             ContentHash::new("CRC64NVME", "AAAAAAAAAAA="),
             ContentHash::Other { .. }
         ));
+    }
+
+    #[test]
+    fn only_the_one_canonical_spelling_of_32_bytes_decodes() {
+        // sha256("") in standard base64: 44 characters, one `=`.
+        let b64 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        assert!(decode_base64_32(b64).is_some());
+        for other in [
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", // padding left out
+            "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU=", // URL-safe alphabet
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuF==", // 31 bytes
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFUA", // 33 bytes, no padding
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n", // a line break after it
+            " 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", // a space before it
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hS=FU=", // padding inside
+            "",
+        ] {
+            assert_eq!(decode_base64_32(other), None, "{other:?}");
+        }
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(decode_hex_32(hex).is_some());
+        for other in [
+            "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855".to_owned(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85".to_owned(),
+            format!("{hex}00"),
+            format!("0x{}", &hex[2..]),
+            format!("{} ", &hex[..63]),
+            "g".repeat(64),
+            String::new(),
+        ] {
+            assert_eq!(decode_hex_32(&other), None, "{other:?}");
+        }
     }
 
     #[test]

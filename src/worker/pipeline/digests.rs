@@ -6,9 +6,10 @@
 
 use super::{memory_now, Pipeline, RouteResult};
 use crate::domain::details::Details;
-use crate::domain::digest::{digest_data, DigestEntry, Schedule};
+use crate::domain::digest::{digest_data, DigestEntry};
 use crate::domain::event::PackageEvent;
 use crate::domain::route::Route;
+use crate::domain::schedule::Schedule;
 use crate::ports::{FailureKind, Mailer, SendError};
 use crate::telemetry::metrics::Counter;
 use crate::worker::outcome::Outcome;

@@ -3,7 +3,7 @@
 //! ends, and, once the allowed clock skew has passed too, another task takes the work over.
 
 use super::{key, n, number, pending_key, s, string, window_pk, StateStore, TTL_ATTRIBUTE};
-use crate::domain::digest::Window;
+use crate::domain::schedule::Window;
 use crate::ports::{Attr, Changes, Cond, Item, ItemKey, StateError, Written};
 
 /// What a lease is held on.

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::ports::{Attr, Item, ItemKey, StateError, StateFailureKind, StateTable};
 
-pub use crate::domain::digest::Window;
+pub use crate::domain::schedule::Window;
 
 pub mod leases;
 pub mod windows;

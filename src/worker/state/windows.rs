@@ -23,7 +23,7 @@ use super::{
     flag, key, keyed, n, number, pending_key, s, string, window_pk, window_sk, StateStore,
     TTL_ATTRIBUTE,
 };
-use crate::domain::digest::Window;
+use crate::domain::schedule::Window;
 use crate::ports::{Attr, Changes, Cond, Item, SortKeys, StateError, Written};
 
 use super::leases::LeaseKey;
