@@ -25,7 +25,7 @@ use super::memory::EventMemory;
 use super::outcome::Outcome;
 use super::rate::RateLimiter;
 use super::Instruments;
-use crate::ports::DetailsSource;
+use crate::ports::DynDetailsSource;
 use crate::telemetry::metrics::{Counter, Histogram, UNKNOWN_ROUTE};
 
 /// How long every send waits after SES said "too many requests", on top of the rate limit.
@@ -39,7 +39,7 @@ pub struct Pipeline<M> {
     default_from: String,
     contact_list: Option<String>,
     mailer: Arc<M>,
-    details: Option<Arc<dyn DetailsSource>>,
+    details: Option<Arc<dyn DynDetailsSource>>,
     memory: EventMemory,
     claims: Option<Claims>,
     /// Held from the dedupe check until the outcome is recorded (see `event_lock`).
@@ -63,7 +63,7 @@ pub struct Parts<M> {
     /// Sends the emails; the worker shares it to probe a paused account.
     pub mailer: Arc<M>,
     /// Reads package details; None when `s3.details` is off.
-    pub details: Option<Arc<dyn DetailsSource>>,
+    pub details: Option<Arc<dyn DynDetailsSource>>,
     /// Dedupe and partial-success memory of this process.
     pub memory: EventMemory,
     /// Leases in the shared state table, when `state.table` is set: one email per (event,
