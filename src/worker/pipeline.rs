@@ -14,15 +14,13 @@ use crate::domain::message::Message;
 use crate::domain::recipients::Selection;
 use crate::domain::render::{route_data, RenderedEmail, Renderer};
 use crate::domain::route::{EmailAddress, Route, RouteTable};
-use crate::ports::{
-    Email, FailureKind, ListManagement, Mailer, SendError, StateError, StateFailureKind, StoreError,
-};
+use crate::ports::{Email, FailureKind, ListManagement, Mailer, SendError, StateError, StoreError};
 use crate::worker::state::{Claim, Finish, LeaseKey};
 
 use super::claims::Claims;
 use super::event_lock::EventLocks;
 use super::memory::EventMemory;
-use super::outcome::Outcome;
+use super::outcome::{Outcome, RouteResult};
 use super::rate::RateLimiter;
 use super::Instruments;
 use crate::ports::DynDetailsSource;
@@ -211,7 +209,7 @@ impl<M: Mailer> Pipeline<M> {
         Some(read)
     }
 
-    /// Decides and sends each pending route, then sums up (see [`combine`]).
+    /// Decides and sends each pending route, then sums up (see [`Outcome::from_routes`]).
     async fn send_routes(
         &self,
         event: &PackageEvent,
@@ -223,7 +221,7 @@ impl<M: Mailer> Pipeline<M> {
         for route in pending {
             results.push(self.route_result(event, route, details).await);
         }
-        combine(results, already_sent)
+        Outcome::from_routes(results, already_sent)
     }
 
     /// What one route does with the event: decide on its details, then send.
@@ -313,7 +311,7 @@ impl<M: Mailer> Pipeline<M> {
                 metrics.add(Counter::ClaimsHeld, 1);
                 Ok(Some(RouteResult::Held(until_ms)))
             }
-            Err(e) => Err(state_failure(&route.name, &e)),
+            Err(e) => Err(Outcome::from_state_error(&route.name, &e)),
         }
     }
 
@@ -498,84 +496,10 @@ impl<M: Mailer> Pipeline<M> {
     }
 }
 
-/// What became of one route of a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum RouteResult {
-    /// SES accepted its email now.
-    Sent,
-    /// Sent (or recorded) earlier, by this task or another: nothing sent now.
-    Done,
-    /// Another task's lease on its email lasts until then (Unix milliseconds).
-    Held(i64),
-    /// Recorded for the route's next digest.
-    Recorded,
-    /// Skipped: the revision re-pushed its predecessor's content.
-    Unchanged,
-    /// Nothing to send: the package pattern does not match, or nobody is left to receive it.
-    Filtered,
-    /// It failed, this way.
-    Failed(Outcome),
-}
-
 /// Now, for the dedupe memory: tokio's clock, which a simulation pauses and advances (the same
 /// as the system's monotonic clock otherwise).
 fn memory_now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-/// The message's outcome from its routes': the most hopeful failure if any failed; else
-/// claimed elsewhere while another task sends one of them; else sent if any was sent (now, or
-/// earlier: `already_sent`, or a claim found it done while others were sent or skipped); else
-/// recorded; else duplicate when every route was done before; else unchanged, else filtered.
-fn combine(results: Vec<RouteResult>, already_sent: bool) -> Outcome {
-    let mut worst: Option<Outcome> = None;
-    let mut held: Option<i64> = None;
-    let (mut sent, mut done, mut recorded, mut unchanged) = (already_sent, 0, false, false);
-    let routes = results.len();
-    for result in results {
-        match result {
-            RouteResult::Failed(failure) => {
-                if worst.as_ref().is_none_or(|w| rank(&failure) > rank(w)) {
-                    worst = Some(failure);
-                }
-            }
-            RouteResult::Held(until_ms) => held = Some(held.map_or(until_ms, |h| h.max(until_ms))),
-            RouteResult::Sent => sent = true,
-            RouteResult::Done => done += 1,
-            RouteResult::Recorded => recorded = true,
-            RouteResult::Unchanged => unchanged = true,
-            RouteResult::Filtered => {}
-        }
-    }
-    if let Some(failure) = worst {
-        return failure;
-    }
-    if let Some(until_ms) = held {
-        return Outcome::ClaimedElsewhere { until_ms };
-    }
-    match () {
-        () if sent => Outcome::Sent,
-        () if recorded => Outcome::Recorded,
-        () if done > 0 && done == routes => Outcome::Duplicate,
-        () if done > 0 => Outcome::Sent,
-        () if unchanged => Outcome::Unchanged,
-        () => Outcome::Filtered,
-    }
-}
-
-/// A failed state call as the message's outcome: transient; unusable, which pauses the worker
-/// instead of sending without the guarantee; or invalid, the message's own fault while the
-/// table answers (an event id over DynamoDB's key limit), which sends it to the DLQ.
-fn state_failure(route: &str, e: &StateError) -> Outcome {
-    Outcome::Failed {
-        kind: match e.kind {
-            StateFailureKind::Transient => FailureKind::Transient,
-            StateFailureKind::Unusable => FailureKind::StateUnavailable,
-            StateFailureKind::Invalid => FailureKind::Permanent,
-        },
-        code: e.code.clone(),
-        error: format!("route \"{route}\": state table: {e}"),
-    }
 }
 
 /// The To addresses of a route's email for this package, after one WARN line for what
@@ -631,21 +555,6 @@ fn warn_dropped(event: &PackageEvent, route: &Route, selection: &Selection) {
             max_recipients = route.max_recipients,
             "to_from: addresses dropped over max_recipients, the last in metadata order"
         );
-    }
-}
-
-/// When routes fail differently, the message's fate follows the most hopeful failure: anything
-/// that may succeed later beats permanent, so a permanent error in one route cannot send a
-/// message to the DLQ while another route still deserves its retries.
-fn rank(outcome: &Outcome) -> u8 {
-    match outcome {
-        Outcome::Failed { kind, .. } => match kind {
-            FailureKind::Permanent => 1,
-            FailureKind::Transient | FailureKind::Ambiguous => 2,
-            FailureKind::Throttled => 3,
-            FailureKind::AccountPaused | FailureKind::StateUnavailable => 4,
-        },
-        _ => 0,
     }
 }
 
