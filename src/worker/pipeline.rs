@@ -1,21 +1,22 @@
 //! One message in, one [`Outcome`] out: parse, dedupe, match, read the package details (once,
-//! when a matched route uses them), decide per route, render, send.
+//! when a matched route uses them), decide per route, render, send. One route's email (render,
+//! claim, send, mark) is `send`; a digest route's record, and the digests of closed windows,
+//! are `digests`.
 //!
 //! Knows the domain and the [`Mailer`] port; knows nothing of queues, batches or visibility,
 //! which the poller derives from the outcome.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::domain::details::{Decision, Details};
 use crate::domain::event::PackageEvent;
 use crate::domain::feedback::{Feedback, FeedbackKind};
 use crate::domain::message::Message;
 use crate::domain::recipients::Selection;
-use crate::domain::render::{route_data, RenderedEmail, Renderer};
+use crate::domain::render::Renderer;
 use crate::domain::route::{EmailAddress, Route, RouteTable};
-use crate::ports::{Email, FailureKind, ListManagement, Mailer, SendError, StateError, StoreError};
-use crate::worker::state::{Claim, Finish, LeaseKey};
+use crate::ports::{FailureKind, Mailer, StateError, StoreError};
 
 use super::claims::Claims;
 use super::event_lock::EventLocks;
@@ -24,7 +25,7 @@ use super::outcome::{Outcome, RouteResult};
 use super::rate::RateLimiter;
 use super::Instruments;
 use crate::ports::DynDetailsSource;
-use crate::telemetry::metrics::{Counter, Histogram, UNKNOWN_ROUTE};
+use crate::telemetry::metrics::{Histogram, UNKNOWN_ROUTE};
 
 /// How long every send waits after SES said "too many requests", on top of the rate limit.
 const THROTTLE_PAUSE: Duration = Duration::from_secs(1);
@@ -277,44 +278,6 @@ impl<M: Mailer> Pipeline<M> {
         }
     }
 
-    /// Claims the route's email for this event in the state table, when there is one. Ok(None)
-    /// means go ahead and send; Ok(Some) is the route's result without sending.
-    async fn claim(
-        &self,
-        event: &PackageEvent,
-        route: &Route,
-        key: LeaseKey<'_>,
-    ) -> Result<Option<RouteResult>, Outcome> {
-        let Some(claims) = &self.claims else {
-            return Ok(None);
-        };
-        let metrics = &self.instruments.metrics;
-        match claims.claim(key).await {
-            Ok(Claim::Won { takeover }) => {
-                metrics.add(Counter::Claims, 1);
-                if takeover {
-                    metrics.add(Counter::LeaseTakeovers, 1);
-                    tracing::warn!(
-                        route = %route.name,
-                        "took over an expired lease: the task that held it died or stalled mid-send (if SES had accepted its email, this one is a duplicate)"
-                    );
-                }
-                Ok(None)
-            }
-            Ok(Claim::Done) => {
-                metrics.add(Counter::ClaimsSkipped, 1);
-                self.memory
-                    .record_sent(event.id(), &route.name, memory_now());
-                Ok(Some(RouteResult::Done))
-            }
-            Ok(Claim::Held { until_ms }) => {
-                metrics.add(Counter::ClaimsHeld, 1);
-                Ok(Some(RouteResult::Held(until_ms)))
-            }
-            Err(e) => Err(Outcome::from_state_error(&route.name, &e)),
-        }
-    }
-
     /// Counts SES feedback for its route (only configured routes become labels) and logs it:
     /// WARN for bounces and complaints, which need someone to act, INFO otherwise.
     fn count_feedback(&self, feedback: &Feedback) {
@@ -338,161 +301,6 @@ impl<M: Mailer> Pipeline<M> {
                 detail_type = %feedback.detail_type, "SES feedback: {kind}"
             ),
         }
-    }
-
-    async fn send_route(
-        &self,
-        event: &PackageEvent,
-        route: &Route,
-        details: Option<&Details>,
-        to: &[EmailAddress],
-    ) -> RouteResult {
-        match self.try_send_route(event, route, details, to).await {
-            Ok(result) | Err(result) => result,
-        }
-    }
-
-    async fn try_send_route(
-        &self,
-        event: &PackageEvent,
-        route: &Route,
-        details: Option<&Details>,
-        to: &[EmailAddress],
-    ) -> Result<RouteResult, RouteResult> {
-        let data = route_data(route, event, self.catalog_host.as_deref(), details);
-        let rendered = self.renderer.render(&route.template, data).map_err(|e| {
-            RouteResult::Failed(Outcome::Failed {
-                kind: FailureKind::Permanent,
-                code: "render".to_owned(),
-                error: format!("route \"{}\": {e}", route.name),
-            })
-        })?;
-        let email = self.email(route, to, rendered, ("event_id", event.id().to_owned()));
-        let key = LeaseKey::Send {
-            event_id: event.id(),
-            route: &route.name,
-        };
-        if let Some(done) = self
-            .claim(event, route, key)
-            .await
-            .map_err(RouteResult::Failed)?
-        {
-            return Ok(done);
-        }
-        let sent = match &self.claims {
-            Some(claims) => claims.hold(key, self.send(&email)).await,
-            None => self.send(&email).await,
-        };
-        let metrics = &self.instruments.metrics;
-        match sent {
-            Ok(message_id) => {
-                metrics.add(Counter::EmailsSent, 1);
-                self.instruments.status.progressed();
-                if let Some(at) = event.timestamp() {
-                    // An event stamped in the future (clock skew) counts as age 0.
-                    let age = SystemTime::now().duration_since(at).unwrap_or_default();
-                    metrics.observe(Histogram::EventAge, age);
-                }
-                self.memory
-                    .record_sent(event.id(), &route.name, memory_now());
-                if let Some(claims) = &self.claims {
-                    let finish = Finish::Sent {
-                        message_id: &message_id,
-                    };
-                    if let Err(e) = claims.finish(key, finish).await {
-                        metrics.add(Counter::UnmarkedSends, 1);
-                        tracing::warn!(
-                            route = %route.name,
-                            ses_message_id = %message_id,
-                            error = %e,
-                            "sent, but the claim could not be marked sent: a redelivery after its lease ends may send this email again"
-                        );
-                    }
-                }
-                Ok(RouteResult::Sent)
-            }
-            Err(SendError {
-                kind,
-                code,
-                message,
-            }) => {
-                if let Some(claims) = &self.claims {
-                    claims.release(key).await;
-                }
-                // Counted in `send`; retried like any transient failure.
-                let kind = match kind {
-                    FailureKind::Ambiguous => FailureKind::Transient,
-                    kind => kind,
-                };
-                if kind == FailureKind::Throttled {
-                    self.limiter.slow_down(THROTTLE_PAUSE);
-                }
-                Err(RouteResult::Failed(Outcome::Failed {
-                    kind,
-                    code,
-                    error: format!("route \"{}\": {message}", route.name),
-                }))
-            }
-        }
-    }
-
-    /// A route's email to `to` (with the route's Cc, Bcc, Reply-To, sender and contact-list
-    /// topic), tagged with the route's tag and `tag` (the event id, or a digest's window).
-    fn email(
-        &self,
-        route: &Route,
-        to: &[EmailAddress],
-        rendered: RenderedEmail,
-        tag: (&str, String),
-    ) -> Email {
-        let addresses = |list: &[EmailAddress]| -> Vec<String> {
-            list.iter().map(|a| a.as_str().to_owned()).collect()
-        };
-        Email {
-            from: route
-                .from
-                .as_ref()
-                .map_or_else(|| self.default_from.clone(), |f| f.as_str().to_owned()),
-            to: addresses(to),
-            cc: addresses(&route.recipients.cc),
-            bcc: addresses(&route.recipients.bcc),
-            reply_to: addresses(&route.recipients.reply_to),
-            subject: rendered.subject,
-            html: rendered.html,
-            text: rendered.text,
-            tags: vec![
-                // A tag SES can carry that leads back to the route (`route_tag`).
-                ("route".to_owned(), route.tag()),
-                (tag.0.to_owned(), tag.1),
-            ],
-            list: self.contact_list.as_ref().zip(route.topic.as_ref()).map(
-                |(contact_list, topic)| ListManagement {
-                    contact_list: contact_list.clone(),
-                    topic: topic.clone(),
-                },
-            ),
-        }
-    }
-
-    /// One SendEmail within the send-rate limit, its time recorded (the wait for the limiter
-    /// not included). A failure after which SES may hold the email is counted and logged: its
-    /// retry may deliver it twice.
-    async fn send(&self, email: &Email) -> Result<String, SendError> {
-        self.limiter.acquire().await;
-        let call = Instant::now();
-        let sent = self.mailer.send(email).await;
-        let metrics = &self.instruments.metrics;
-        metrics.observe(Histogram::SesCall, call.elapsed());
-        if let Err(e) = &sent {
-            if e.kind == FailureKind::Ambiguous {
-                metrics.add(Counter::PossibleDuplicates, 1);
-                tracing::warn!(
-                    error.code = %e.code,
-                    "SES may have accepted this email before the call failed: its retry may send it twice"
-                );
-            }
-        }
-        sent
     }
 }
 
@@ -559,6 +367,7 @@ fn warn_dropped(event: &PackageEvent, route: &Route, selection: &Selection) {
 }
 
 mod digests;
+mod send;
 pub use digests::DigestPass;
 
 #[cfg(test)]
