@@ -34,7 +34,7 @@ use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::manifest::{ManifestLimits, ManifestReader};
 use quilt_notify::domain::render::template_data;
 use quilt_notify::domain::revision::{manifest_key, ObjectRef};
-use quilt_notify::ports::DetailsSource;
+use quilt_notify::ports::{DetailsSource, DynDetailsSource};
 use quilt_notify::ports::{PackageStore, ReadSink, StoreError};
 use quilt_notify::worker::details::{CacheLimits, DetailsReader, MemoryBudget};
 use quilt_notify::worker::memory::EventMemory;
@@ -666,28 +666,21 @@ fn read_benches(c: &mut Criterion) {
 struct ReaderQueue(std::sync::Mutex<std::collections::VecDeque<DetailsReader<Arc<MemoryStore>>>>);
 
 impl DetailsSource for ReaderQueue {
-    fn details<'a>(
-        &'a self,
-        event: &'a PackageEvent,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = Result<quilt_notify::worker::details::Details, StoreError>,
-                > + Send
-                + 'a,
-        >,
-    > {
+    async fn details(
+        &self,
+        event: &PackageEvent,
+    ) -> Result<quilt_notify::worker::details::Details, StoreError> {
         let reader = self
             .0
             .lock()
             .expect("queue")
             .pop_front()
             .expect("a prepared reader");
-        Box::pin(async move { reader.read(event).await })
+        reader.read(event).await
     }
 }
 
-fn pipeline(details: Option<Arc<dyn DetailsSource>>) -> Pipeline<NoopMailer> {
+fn pipeline(details: Option<Arc<dyn DynDetailsSource>>) -> Pipeline<NoopMailer> {
     Pipeline::new(Parts {
         routes: routes(BUCKET),
         renderer: renderer(),
@@ -756,7 +749,7 @@ fn pipeline_benches(c: &mut Criterion) {
     });
     // One pipeline; each event gets a fresh reader that has read the previous revision.
     let queue = Arc::new(ReaderQueue::default());
-    let new_push = pipeline(Some(Arc::clone(&queue) as Arc<dyn DetailsSource>));
+    let new_push = pipeline(Some(Arc::clone(&queue) as Arc<dyn DynDetailsSource>));
     group.bench_function("10_files/new_push", |b| {
         b.iter_batched(
             || {

@@ -24,7 +24,7 @@ use crate::adapters::aws::sqs::SqsQueue;
 use crate::config::Settings;
 use crate::domain::manifest::ManifestLimits;
 use crate::domain::route::EmailAddress;
-use crate::ports::DetailsSource;
+use crate::ports::DynDetailsSource;
 use crate::ports::{AccountStatus, Mailer};
 use crate::telemetry::emf::{report_emf, EmfReporter};
 use crate::worker::claims::Claims;
@@ -83,7 +83,7 @@ impl App {
                 settings.catalog.host.clone(),
             )
             .with_memory_budget(MemoryBudget::megabytes(settings.s3.memory_megabytes as u64));
-            Arc::new(reader) as Arc<dyn DetailsSource>
+            Arc::new(reader) as Arc<dyn DynDetailsSource>
         });
         let ttl = match settings.state.table {
             Some(_) => {

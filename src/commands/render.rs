@@ -18,7 +18,7 @@ use crate::domain::recipients::Selection;
 use crate::domain::render::route_data;
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::Route;
-use crate::ports::DetailsSource;
+use crate::ports::DynDetailsSource;
 use crate::worker::details::{CacheLimits, DetailsReader};
 
 /// Arguments of `quilt-notify render`.
@@ -356,7 +356,7 @@ fn read_details(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let source: Arc<dyn DetailsSource> = match &args.manifest {
+    let source: Arc<dyn DynDetailsSource> = match &args.manifest {
         Some(manifest) => {
             let store = local_store(event, manifest, args.previous.as_deref())?;
             Arc::new(DetailsReader::new(store, limits, CacheLimits::NONE, host))

@@ -1,6 +1,8 @@
 //! The table every task shares, like DynamoDB: the state protocol (`worker::state`) is written
 //! once over it.
 
+use std::future::Future;
+
 use super::BoxFuture;
 
 /// What a failed state call means for the message.
@@ -123,50 +125,147 @@ pub enum SortKeys<'a> {
 /// conditional writes, each atomic and strongly consistent, and consistent queries of one
 /// partition. The state protocol (`crate::worker::state`) is written once over it; the DynamoDB
 /// adapter and the in-memory table implement it and pass one contract suite.
+///
+/// Implement this trait (with `async fn`s); the protocol holds a table as a [`DynStateTable`],
+/// which every implementation is.
 pub trait StateTable: Send + Sync + 'static {
     /// The table's name, for errors and logs.
     fn name(&self) -> &str;
 
     /// The item under `key`, read consistently.
-    fn get<'a>(&'a self, key: &'a ItemKey) -> BoxFuture<'a, Result<Option<Item>, StateError>>;
+    fn get(&self, key: &ItemKey) -> impl Future<Output = Result<Option<Item>, StateError>> + Send;
 
     /// The items under `keys` that exist, read consistently, in no particular order.
-    fn get_many<'a>(&'a self, keys: &'a [ItemKey]) -> BoxFuture<'a, Result<Vec<Item>, StateError>>;
+    fn get_many(
+        &self,
+        keys: &[ItemKey],
+    ) -> impl Future<Output = Result<Vec<Item>, StateError>> + Send;
 
     /// Writes `item` whole (replacing any item under its key) if `cond` holds.
+    fn put(
+        &self,
+        item: Item,
+        cond: Option<&Cond>,
+    ) -> impl Future<Output = Result<Written, StateError>> + Send;
+
+    /// Applies `changes` to the item under `key` if `cond` holds.
+    fn update(
+        &self,
+        key: &ItemKey,
+        changes: &Changes,
+        cond: Option<&Cond>,
+    ) -> impl Future<Output = Result<Written, StateError>> + Send;
+
+    /// Deletes the item under `key` if `cond` holds.
+    fn delete(
+        &self,
+        key: &ItemKey,
+        cond: Option<&Cond>,
+    ) -> impl Future<Output = Result<Written, StateError>> + Send;
+
+    /// Every item of partition `pk` whose sort key is in `keys`, in sort-key order, read
+    /// consistently.
+    fn query(
+        &self,
+        pk: &str,
+        keys: SortKeys<'_>,
+    ) -> impl Future<Output = Result<Vec<Item>, StateError>> + Send;
+
+    /// How many items of partition `pk` have a sort key in `keys` (without reading them out).
+    fn count(
+        &self,
+        pk: &str,
+        keys: SortKeys<'_>,
+    ) -> impl Future<Output = Result<usize, StateError>> + Send;
+}
+
+/// A [`StateTable`] as a trait object (`Arc<dyn DynStateTable>`), so that the state protocol,
+/// the pipeline and the worker need no table type parameter. Every `StateTable` is one: the
+/// methods are the same, each future boxed here, once.
+pub trait DynStateTable: Send + Sync + 'static {
+    /// [`StateTable::name`].
+    fn name(&self) -> &str;
+    /// [`StateTable::get`].
+    fn get<'a>(&'a self, key: &'a ItemKey) -> BoxFuture<'a, Result<Option<Item>, StateError>>;
+    /// [`StateTable::get_many`].
+    fn get_many<'a>(&'a self, keys: &'a [ItemKey]) -> BoxFuture<'a, Result<Vec<Item>, StateError>>;
+    /// [`StateTable::put`].
     fn put<'a>(
         &'a self,
         item: Item,
         cond: Option<&'a Cond>,
     ) -> BoxFuture<'a, Result<Written, StateError>>;
-
-    /// Applies `changes` to the item under `key` if `cond` holds.
+    /// [`StateTable::update`].
     fn update<'a>(
         &'a self,
         key: &'a ItemKey,
         changes: &'a Changes,
         cond: Option<&'a Cond>,
     ) -> BoxFuture<'a, Result<Written, StateError>>;
-
-    /// Deletes the item under `key` if `cond` holds.
+    /// [`StateTable::delete`].
     fn delete<'a>(
         &'a self,
         key: &'a ItemKey,
         cond: Option<&'a Cond>,
     ) -> BoxFuture<'a, Result<Written, StateError>>;
-
-    /// Every item of partition `pk` whose sort key is in `keys`, in sort-key order, read
-    /// consistently.
+    /// [`StateTable::query`].
     fn query<'a>(
         &'a self,
         pk: &'a str,
         keys: SortKeys<'a>,
     ) -> BoxFuture<'a, Result<Vec<Item>, StateError>>;
-
-    /// How many items of partition `pk` have a sort key in `keys` (without reading them out).
+    /// [`StateTable::count`].
     fn count<'a>(
         &'a self,
         pk: &'a str,
         keys: SortKeys<'a>,
     ) -> BoxFuture<'a, Result<usize, StateError>>;
+}
+
+impl<T: StateTable> DynStateTable for T {
+    fn name(&self) -> &str {
+        StateTable::name(self)
+    }
+    fn get<'a>(&'a self, key: &'a ItemKey) -> BoxFuture<'a, Result<Option<Item>, StateError>> {
+        Box::pin(StateTable::get(self, key))
+    }
+    fn get_many<'a>(&'a self, keys: &'a [ItemKey]) -> BoxFuture<'a, Result<Vec<Item>, StateError>> {
+        Box::pin(StateTable::get_many(self, keys))
+    }
+    fn put<'a>(
+        &'a self,
+        item: Item,
+        cond: Option<&'a Cond>,
+    ) -> BoxFuture<'a, Result<Written, StateError>> {
+        Box::pin(StateTable::put(self, item, cond))
+    }
+    fn update<'a>(
+        &'a self,
+        key: &'a ItemKey,
+        changes: &'a Changes,
+        cond: Option<&'a Cond>,
+    ) -> BoxFuture<'a, Result<Written, StateError>> {
+        Box::pin(StateTable::update(self, key, changes, cond))
+    }
+    fn delete<'a>(
+        &'a self,
+        key: &'a ItemKey,
+        cond: Option<&'a Cond>,
+    ) -> BoxFuture<'a, Result<Written, StateError>> {
+        Box::pin(StateTable::delete(self, key, cond))
+    }
+    fn query<'a>(
+        &'a self,
+        pk: &'a str,
+        keys: SortKeys<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Item>, StateError>> {
+        Box::pin(StateTable::query(self, pk, keys))
+    }
+    fn count<'a>(
+        &'a self,
+        pk: &'a str,
+        keys: SortKeys<'a>,
+    ) -> BoxFuture<'a, Result<usize, StateError>> {
+        Box::pin(StateTable::count(self, pk, keys))
+    }
 }

@@ -179,7 +179,7 @@ mod tests {
 
     fn store(table: &Arc<MemoryTable>) -> StateStore {
         StateStore::new(
-            Arc::clone(table) as Arc<dyn crate::ports::StateTable>,
+            Arc::clone(table) as Arc<dyn crate::ports::DynStateTable>,
             StateOptions::default(),
         )
     }

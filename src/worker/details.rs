@@ -27,7 +27,7 @@ use crate::domain::revision::{
     ObjectRef, PreviousSearch, Step, POINTER_SKEW_SECONDS,
 };
 use crate::ports::DetailsSource;
-use crate::ports::{BoxFuture, PackageStore, ReadSink, StoreError, StoreFailureKind};
+use crate::ports::{PackageStore, ReadSink, StoreError, StoreFailureKind};
 
 mod budget;
 pub use budget::MemoryBudget;
@@ -74,11 +74,8 @@ impl CacheLimits {
 }
 
 impl<S: PackageStore> DetailsSource for DetailsReader<S> {
-    fn details<'a>(
-        &'a self,
-        event: &'a PackageEvent,
-    ) -> BoxFuture<'a, Result<Details, StoreError>> {
-        Box::pin(self.read(event))
+    async fn details(&self, event: &PackageEvent) -> Result<Details, StoreError> {
+        self.read(event).await
     }
 }
 

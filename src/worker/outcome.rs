@@ -1,10 +1,11 @@
-//! What became of one message, and what the queue must be told about it.
+//! What became of one message: each route's result, folded into the message's [`Outcome`], and
+//! what the queue must be told about it.
 
 use std::time::Duration;
 
 use super::backoff::Backoff;
 use super::pause::FIRST_PROBE;
-use crate::ports::FailureKind;
+use crate::ports::{FailureKind, StateError, StateFailureKind};
 use crate::telemetry::metrics::Counter;
 
 /// The result of processing one message.
@@ -96,6 +97,105 @@ impl Outcome {
                 FailureKind::StateUnavailable => Counter::FailedStateUnavailable,
             },
         }
+    }
+}
+
+/// What became of one route of a message; the pipeline folds a message's route results into its
+/// outcome with [`Outcome::from_routes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RouteResult {
+    /// SES accepted its email now.
+    Sent,
+    /// Sent (or recorded) earlier, by this task or another: nothing sent now.
+    Done,
+    /// Another task's lease on its email lasts until then (Unix milliseconds).
+    Held(i64),
+    /// Recorded for the route's next digest.
+    Recorded,
+    /// Skipped: the revision re-pushed its predecessor's content.
+    Unchanged,
+    /// Nothing to send: the package pattern does not match, or nobody is left to receive it.
+    Filtered,
+    /// It failed, this way.
+    Failed(Outcome),
+}
+
+impl Outcome {
+    /// The message's outcome from its routes': the most hopeful failure if any failed; else
+    /// claimed elsewhere while another task sends one of them; else sent if any was sent (now,
+    /// or earlier: `already_sent`, or a claim found it done while others were sent or skipped);
+    /// else recorded; else duplicate when every route was done before; else unchanged, else
+    /// filtered.
+    pub(crate) fn from_routes(results: Vec<RouteResult>, already_sent: bool) -> Outcome {
+        let mut worst: Option<Outcome> = None;
+        let mut held: Option<i64> = None;
+        let (mut sent, mut done, mut recorded, mut unchanged) = (already_sent, 0, false, false);
+        let routes = results.len();
+        for result in results {
+            match result {
+                RouteResult::Failed(failure) => {
+                    if worst
+                        .as_ref()
+                        .is_none_or(|w| hopefulness(&failure) > hopefulness(w))
+                    {
+                        worst = Some(failure);
+                    }
+                }
+                RouteResult::Held(until_ms) => {
+                    held = Some(held.map_or(until_ms, |h| h.max(until_ms)));
+                }
+                RouteResult::Sent => sent = true,
+                RouteResult::Done => done += 1,
+                RouteResult::Recorded => recorded = true,
+                RouteResult::Unchanged => unchanged = true,
+                RouteResult::Filtered => {}
+            }
+        }
+        if let Some(failure) = worst {
+            return failure;
+        }
+        if let Some(until_ms) = held {
+            return Outcome::ClaimedElsewhere { until_ms };
+        }
+        match () {
+            () if sent => Outcome::Sent,
+            () if recorded => Outcome::Recorded,
+            () if done > 0 && done == routes => Outcome::Duplicate,
+            () if done > 0 => Outcome::Sent,
+            () if unchanged => Outcome::Unchanged,
+            () => Outcome::Filtered,
+        }
+    }
+
+    /// A failed state call as the outcome of `route`'s message: transient; unusable, which
+    /// pauses the worker instead of sending without the guarantee; or invalid, the message's own
+    /// fault while the table answers (an event id over DynamoDB's key limit), which sends it to
+    /// the DLQ.
+    pub(crate) fn from_state_error(route: &str, e: &StateError) -> Outcome {
+        Outcome::Failed {
+            kind: match e.kind {
+                StateFailureKind::Transient => FailureKind::Transient,
+                StateFailureKind::Unusable => FailureKind::StateUnavailable,
+                StateFailureKind::Invalid => FailureKind::Permanent,
+            },
+            code: e.code.clone(),
+            error: format!("route \"{route}\": state table: {e}"),
+        }
+    }
+}
+
+/// When routes fail differently, the message's fate follows the most hopeful failure: anything
+/// that may succeed later beats permanent, so a permanent error in one route cannot send a
+/// message to the DLQ while another route still deserves its retries.
+fn hopefulness(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Failed { kind, .. } => match kind {
+            FailureKind::Permanent => 1,
+            FailureKind::Transient | FailureKind::Ambiguous => 2,
+            FailureKind::Throttled => 3,
+            FailureKind::AccountPaused | FailureKind::StateUnavailable => 4,
+        },
+        _ => 0,
     }
 }
 
@@ -337,5 +437,82 @@ mod tests {
             failed(FailureKind::Permanent).queue_action(&retry),
             QueueAction::Hide(0)
         );
+    }
+
+    #[test]
+    fn a_message_follows_its_most_hopeful_failure_then_leases_then_what_was_sent() {
+        use RouteResult::{Done, Failed, Filtered, Held, Recorded, Sent, Unchanged};
+        let table = [
+            (
+                vec![Sent, Failed(failed(FailureKind::Permanent))],
+                false,
+                failed(FailureKind::Permanent),
+            ),
+            (
+                vec![
+                    Failed(failed(FailureKind::Permanent)),
+                    Failed(failed(FailureKind::Transient)),
+                    Failed(failed(FailureKind::Throttled)),
+                ],
+                false,
+                failed(FailureKind::Throttled),
+            ),
+            (
+                vec![
+                    Failed(failed(FailureKind::StateUnavailable)),
+                    Failed(failed(FailureKind::Throttled)),
+                ],
+                false,
+                failed(FailureKind::StateUnavailable),
+            ),
+            (
+                vec![Sent, Held(5_000), Held(9_000)],
+                false,
+                Outcome::ClaimedElsewhere { until_ms: 9_000 },
+            ),
+            (vec![Sent, Recorded, Done], false, Outcome::Sent),
+            (vec![Filtered], true, Outcome::Sent),
+            (vec![Recorded, Unchanged], false, Outcome::Recorded),
+            (vec![Done, Done], false, Outcome::Duplicate),
+            (vec![Done, Filtered], false, Outcome::Sent),
+            (vec![Unchanged, Filtered], false, Outcome::Unchanged),
+            (vec![Filtered], false, Outcome::Filtered),
+            (vec![], false, Outcome::Filtered),
+        ];
+        for (results, already_sent, expected) in table {
+            let shown = format!("{results:?} (already sent: {already_sent})");
+            assert_eq!(
+                Outcome::from_routes(results, already_sent),
+                expected,
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_state_error_fails_the_message_as_its_kind_says() {
+        let error = |kind| StateError {
+            kind,
+            operation: "UpdateItem",
+            table: "t".to_owned(),
+            code: "Code".to_owned(),
+            message: "m".to_owned(),
+        };
+        for (kind, expected) in [
+            (StateFailureKind::Transient, FailureKind::Transient),
+            (StateFailureKind::Unusable, FailureKind::StateUnavailable),
+            (StateFailureKind::Invalid, FailureKind::Permanent),
+        ] {
+            let Outcome::Failed { kind, code, error } =
+                Outcome::from_state_error("r", &error(kind))
+            else {
+                panic!("a failure");
+            };
+            assert_eq!((kind, code.as_str()), (expected, "Code"));
+            assert!(
+                error.starts_with("route \"r\": state table: UpdateItem"),
+                "{error}"
+            );
+        }
     }
 }

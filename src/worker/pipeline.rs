@@ -1,32 +1,31 @@
 //! One message in, one [`Outcome`] out: parse, dedupe, match, read the package details (once,
-//! when a matched route uses them), decide per route, render, send.
+//! when a matched route uses them), decide per route, render, send. One route's email (render,
+//! claim, send, mark) is `send`; a digest route's record, and the digests of closed windows,
+//! are `digests`.
 //!
 //! Knows the domain and the [`Mailer`] port; knows nothing of queues, batches or visibility,
 //! which the poller derives from the outcome.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::domain::details::{Decision, Details};
 use crate::domain::event::PackageEvent;
 use crate::domain::feedback::{Feedback, FeedbackKind};
 use crate::domain::message::Message;
 use crate::domain::recipients::Selection;
-use crate::domain::render::{route_data, RenderedEmail, Renderer};
+use crate::domain::render::Renderer;
 use crate::domain::route::{EmailAddress, Route, RouteTable};
-use crate::ports::{
-    Email, FailureKind, ListManagement, Mailer, SendError, StateError, StateFailureKind, StoreError,
-};
-use crate::worker::state::{Claim, Finish, LeaseKey};
+use crate::ports::{FailureKind, Mailer, StateError, StoreError};
 
 use super::claims::Claims;
 use super::event_lock::EventLocks;
 use super::memory::EventMemory;
-use super::outcome::Outcome;
+use super::outcome::{Outcome, RouteResult};
 use super::rate::RateLimiter;
 use super::Instruments;
-use crate::ports::DetailsSource;
-use crate::telemetry::metrics::{Counter, Histogram, UNKNOWN_ROUTE};
+use crate::ports::DynDetailsSource;
+use crate::telemetry::metrics::{Histogram, UNKNOWN_ROUTE};
 
 /// How long every send waits after SES said "too many requests", on top of the rate limit.
 const THROTTLE_PAUSE: Duration = Duration::from_secs(1);
@@ -39,7 +38,7 @@ pub struct Pipeline<M> {
     default_from: String,
     contact_list: Option<String>,
     mailer: Arc<M>,
-    details: Option<Arc<dyn DetailsSource>>,
+    details: Option<Arc<dyn DynDetailsSource>>,
     memory: EventMemory,
     claims: Option<Claims>,
     /// Held from the dedupe check until the outcome is recorded (see `event_lock`).
@@ -63,7 +62,7 @@ pub struct Parts<M> {
     /// Sends the emails; the worker shares it to probe a paused account.
     pub mailer: Arc<M>,
     /// Reads package details; None when `s3.details` is off.
-    pub details: Option<Arc<dyn DetailsSource>>,
+    pub details: Option<Arc<dyn DynDetailsSource>>,
     /// Dedupe and partial-success memory of this process.
     pub memory: EventMemory,
     /// Leases in the shared state table, when `state.table` is set: one email per (event,
@@ -211,7 +210,7 @@ impl<M: Mailer> Pipeline<M> {
         Some(read)
     }
 
-    /// Decides and sends each pending route, then sums up (see [`combine`]).
+    /// Decides and sends each pending route, then sums up (see [`Outcome::from_routes`]).
     async fn send_routes(
         &self,
         event: &PackageEvent,
@@ -223,7 +222,7 @@ impl<M: Mailer> Pipeline<M> {
         for route in pending {
             results.push(self.route_result(event, route, details).await);
         }
-        combine(results, already_sent)
+        Outcome::from_routes(results, already_sent)
     }
 
     /// What one route does with the event: decide on its details, then send.
@@ -279,44 +278,6 @@ impl<M: Mailer> Pipeline<M> {
         }
     }
 
-    /// Claims the route's email for this event in the state table, when there is one. Ok(None)
-    /// means go ahead and send; Ok(Some) is the route's result without sending.
-    async fn claim(
-        &self,
-        event: &PackageEvent,
-        route: &Route,
-        key: LeaseKey<'_>,
-    ) -> Result<Option<RouteResult>, Outcome> {
-        let Some(claims) = &self.claims else {
-            return Ok(None);
-        };
-        let metrics = &self.instruments.metrics;
-        match claims.claim(key).await {
-            Ok(Claim::Won { takeover }) => {
-                metrics.add(Counter::Claims, 1);
-                if takeover {
-                    metrics.add(Counter::LeaseTakeovers, 1);
-                    tracing::warn!(
-                        route = %route.name,
-                        "took over an expired lease: the task that held it died or stalled mid-send (if SES had accepted its email, this one is a duplicate)"
-                    );
-                }
-                Ok(None)
-            }
-            Ok(Claim::Done) => {
-                metrics.add(Counter::ClaimsSkipped, 1);
-                self.memory
-                    .record_sent(event.id(), &route.name, memory_now());
-                Ok(Some(RouteResult::Done))
-            }
-            Ok(Claim::Held { until_ms }) => {
-                metrics.add(Counter::ClaimsHeld, 1);
-                Ok(Some(RouteResult::Held(until_ms)))
-            }
-            Err(e) => Err(state_failure(&route.name, &e)),
-        }
-    }
-
     /// Counts SES feedback for its route (only configured routes become labels) and logs it:
     /// WARN for bounces and complaints, which need someone to act, INFO otherwise.
     fn count_feedback(&self, feedback: &Feedback) {
@@ -341,241 +302,12 @@ impl<M: Mailer> Pipeline<M> {
             ),
         }
     }
-
-    async fn send_route(
-        &self,
-        event: &PackageEvent,
-        route: &Route,
-        details: Option<&Details>,
-        to: &[EmailAddress],
-    ) -> RouteResult {
-        match self.try_send_route(event, route, details, to).await {
-            Ok(result) | Err(result) => result,
-        }
-    }
-
-    async fn try_send_route(
-        &self,
-        event: &PackageEvent,
-        route: &Route,
-        details: Option<&Details>,
-        to: &[EmailAddress],
-    ) -> Result<RouteResult, RouteResult> {
-        let data = route_data(route, event, self.catalog_host.as_deref(), details);
-        let rendered = self.renderer.render(&route.template, data).map_err(|e| {
-            RouteResult::Failed(Outcome::Failed {
-                kind: FailureKind::Permanent,
-                code: "render".to_owned(),
-                error: format!("route \"{}\": {e}", route.name),
-            })
-        })?;
-        let email = self.email(route, to, rendered, ("event_id", event.id().to_owned()));
-        let key = LeaseKey::Send {
-            event_id: event.id(),
-            route: &route.name,
-        };
-        if let Some(done) = self
-            .claim(event, route, key)
-            .await
-            .map_err(RouteResult::Failed)?
-        {
-            return Ok(done);
-        }
-        let sent = match &self.claims {
-            Some(claims) => claims.hold(key, self.send(&email)).await,
-            None => self.send(&email).await,
-        };
-        let metrics = &self.instruments.metrics;
-        match sent {
-            Ok(message_id) => {
-                metrics.add(Counter::EmailsSent, 1);
-                self.instruments.status.progressed();
-                if let Some(at) = event.timestamp() {
-                    // An event stamped in the future (clock skew) counts as age 0.
-                    let age = SystemTime::now().duration_since(at).unwrap_or_default();
-                    metrics.observe(Histogram::EventAge, age);
-                }
-                self.memory
-                    .record_sent(event.id(), &route.name, memory_now());
-                if let Some(claims) = &self.claims {
-                    let finish = Finish::Sent {
-                        message_id: &message_id,
-                    };
-                    if let Err(e) = claims.finish(key, finish).await {
-                        metrics.add(Counter::UnmarkedSends, 1);
-                        tracing::warn!(
-                            route = %route.name,
-                            ses_message_id = %message_id,
-                            error = %e,
-                            "sent, but the claim could not be marked sent: a redelivery after its lease ends may send this email again"
-                        );
-                    }
-                }
-                Ok(RouteResult::Sent)
-            }
-            Err(SendError {
-                kind,
-                code,
-                message,
-            }) => {
-                if let Some(claims) = &self.claims {
-                    claims.release(key).await;
-                }
-                // Counted in `send`; retried like any transient failure.
-                let kind = match kind {
-                    FailureKind::Ambiguous => FailureKind::Transient,
-                    kind => kind,
-                };
-                if kind == FailureKind::Throttled {
-                    self.limiter.slow_down(THROTTLE_PAUSE);
-                }
-                Err(RouteResult::Failed(Outcome::Failed {
-                    kind,
-                    code,
-                    error: format!("route \"{}\": {message}", route.name),
-                }))
-            }
-        }
-    }
-
-    /// A route's email to `to` (with the route's Cc, Bcc, Reply-To, sender and contact-list
-    /// topic), tagged with the route's tag and `tag` (the event id, or a digest's window).
-    fn email(
-        &self,
-        route: &Route,
-        to: &[EmailAddress],
-        rendered: RenderedEmail,
-        tag: (&str, String),
-    ) -> Email {
-        let addresses = |list: &[EmailAddress]| -> Vec<String> {
-            list.iter().map(|a| a.as_str().to_owned()).collect()
-        };
-        Email {
-            from: route
-                .from
-                .as_ref()
-                .map_or_else(|| self.default_from.clone(), |f| f.as_str().to_owned()),
-            to: addresses(to),
-            cc: addresses(&route.recipients.cc),
-            bcc: addresses(&route.recipients.bcc),
-            reply_to: addresses(&route.recipients.reply_to),
-            subject: rendered.subject,
-            html: rendered.html,
-            text: rendered.text,
-            tags: vec![
-                // A tag SES can carry that leads back to the route (`route_tag`).
-                ("route".to_owned(), route.tag()),
-                (tag.0.to_owned(), tag.1),
-            ],
-            list: self.contact_list.as_ref().zip(route.topic.as_ref()).map(
-                |(contact_list, topic)| ListManagement {
-                    contact_list: contact_list.clone(),
-                    topic: topic.clone(),
-                },
-            ),
-        }
-    }
-
-    /// One SendEmail within the send-rate limit, its time recorded (the wait for the limiter
-    /// not included). A failure after which SES may hold the email is counted and logged: its
-    /// retry may deliver it twice.
-    async fn send(&self, email: &Email) -> Result<String, SendError> {
-        self.limiter.acquire().await;
-        let call = Instant::now();
-        let sent = self.mailer.send(email).await;
-        let metrics = &self.instruments.metrics;
-        metrics.observe(Histogram::SesCall, call.elapsed());
-        if let Err(e) = &sent {
-            if e.kind == FailureKind::Ambiguous {
-                metrics.add(Counter::PossibleDuplicates, 1);
-                tracing::warn!(
-                    error.code = %e.code,
-                    "SES may have accepted this email before the call failed: its retry may send it twice"
-                );
-            }
-        }
-        sent
-    }
-}
-
-/// What became of one route of a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum RouteResult {
-    /// SES accepted its email now.
-    Sent,
-    /// Sent (or recorded) earlier, by this task or another: nothing sent now.
-    Done,
-    /// Another task's lease on its email lasts until then (Unix milliseconds).
-    Held(i64),
-    /// Recorded for the route's next digest.
-    Recorded,
-    /// Skipped: the revision re-pushed its predecessor's content.
-    Unchanged,
-    /// Nothing to send: the package pattern does not match, or nobody is left to receive it.
-    Filtered,
-    /// It failed, this way.
-    Failed(Outcome),
 }
 
 /// Now, for the dedupe memory: tokio's clock, which a simulation pauses and advances (the same
 /// as the system's monotonic clock otherwise).
 fn memory_now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-/// The message's outcome from its routes': the most hopeful failure if any failed; else
-/// claimed elsewhere while another task sends one of them; else sent if any was sent (now, or
-/// earlier: `already_sent`, or a claim found it done while others were sent or skipped); else
-/// recorded; else duplicate when every route was done before; else unchanged, else filtered.
-fn combine(results: Vec<RouteResult>, already_sent: bool) -> Outcome {
-    let mut worst: Option<Outcome> = None;
-    let mut held: Option<i64> = None;
-    let (mut sent, mut done, mut recorded, mut unchanged) = (already_sent, 0, false, false);
-    let routes = results.len();
-    for result in results {
-        match result {
-            RouteResult::Failed(failure) => {
-                if worst.as_ref().is_none_or(|w| rank(&failure) > rank(w)) {
-                    worst = Some(failure);
-                }
-            }
-            RouteResult::Held(until_ms) => held = Some(held.map_or(until_ms, |h| h.max(until_ms))),
-            RouteResult::Sent => sent = true,
-            RouteResult::Done => done += 1,
-            RouteResult::Recorded => recorded = true,
-            RouteResult::Unchanged => unchanged = true,
-            RouteResult::Filtered => {}
-        }
-    }
-    if let Some(failure) = worst {
-        return failure;
-    }
-    if let Some(until_ms) = held {
-        return Outcome::ClaimedElsewhere { until_ms };
-    }
-    match () {
-        () if sent => Outcome::Sent,
-        () if recorded => Outcome::Recorded,
-        () if done > 0 && done == routes => Outcome::Duplicate,
-        () if done > 0 => Outcome::Sent,
-        () if unchanged => Outcome::Unchanged,
-        () => Outcome::Filtered,
-    }
-}
-
-/// A failed state call as the message's outcome: transient; unusable, which pauses the worker
-/// instead of sending without the guarantee; or invalid, the message's own fault while the
-/// table answers (an event id over DynamoDB's key limit), which sends it to the DLQ.
-fn state_failure(route: &str, e: &StateError) -> Outcome {
-    Outcome::Failed {
-        kind: match e.kind {
-            StateFailureKind::Transient => FailureKind::Transient,
-            StateFailureKind::Unusable => FailureKind::StateUnavailable,
-            StateFailureKind::Invalid => FailureKind::Permanent,
-        },
-        code: e.code.clone(),
-        error: format!("route \"{route}\": state table: {e}"),
-    }
 }
 
 /// The To addresses of a route's email for this package, after one WARN line for what
@@ -634,22 +366,8 @@ fn warn_dropped(event: &PackageEvent, route: &Route, selection: &Selection) {
     }
 }
 
-/// When routes fail differently, the message's fate follows the most hopeful failure: anything
-/// that may succeed later beats permanent, so a permanent error in one route cannot send a
-/// message to the DLQ while another route still deserves its retries.
-fn rank(outcome: &Outcome) -> u8 {
-    match outcome {
-        Outcome::Failed { kind, .. } => match kind {
-            FailureKind::Permanent => 1,
-            FailureKind::Transient | FailureKind::Ambiguous => 2,
-            FailureKind::Throttled => 3,
-            FailureKind::AccountPaused | FailureKind::StateUnavailable => 4,
-        },
-        _ => 0,
-    }
-}
-
 mod digests;
+mod send;
 pub use digests::DigestPass;
 
 #[cfg(test)]

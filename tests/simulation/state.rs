@@ -13,8 +13,10 @@
 use std::sync::Arc;
 
 use quilt_notify::adapters::memory::table::MemoryTable;
+use std::future::Future;
+
 use quilt_notify::ports::{
-    Attr, BoxFuture, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind,
+    Attr, Changes, Cond, DynStateTable, Item, ItemKey, SortKeys, StateError, StateFailureKind,
     StateTable, Written,
 };
 
@@ -22,7 +24,7 @@ use crate::config::EPOCH_S;
 use crate::world::{Life, Records, Sim};
 
 /// The table every task of a seed shares.
-pub fn new_table() -> Arc<dyn StateTable> {
+pub fn new_table() -> Arc<dyn DynStateTable> {
     Arc::new(MemoryTable::new())
 }
 
@@ -69,11 +71,11 @@ fn number(item: &Item, name: &str) -> Option<i64> {
 pub struct SimTable {
     sim: Arc<Sim>,
     life: Arc<Life>,
-    inner: Arc<dyn StateTable>,
+    inner: Arc<dyn DynStateTable>,
 }
 
 impl SimTable {
-    pub fn new(sim: Arc<Sim>, life: Arc<Life>, inner: Arc<dyn StateTable>) -> Self {
+    pub fn new(sim: Arc<Sim>, life: Arc<Life>, inner: Arc<dyn DynStateTable>) -> Self {
         Self { sim, life, inner }
     }
 
@@ -116,12 +118,12 @@ impl SimTable {
 
     /// One call: latency and the scheduler's kill decision, the fault, the table's answer,
     /// what the invariants must know (`note`, on what the table did), the trace line.
-    async fn call<'a, T: std::fmt::Debug>(
-        &'a self,
+    async fn call<T: std::fmt::Debug>(
+        &self,
         operation: &'static str,
         write: bool,
         what: String,
-        inner: BoxFuture<'a, Result<T, StateError>>,
+        inner: impl Future<Output = Result<T, StateError>>,
         note: impl FnOnce(&mut Records, &Result<T, StateError>, &str, u64),
     ) -> Result<T, StateError> {
         self.call_marking(operation, write, what, None, inner, note)
@@ -130,13 +132,13 @@ impl SimTable {
 
     /// [`Self::call`], recording `mark` (a lease key) as abandoned if the call is dropped
     /// before it returns: its task was aborted at the shutdown deadline while marking.
-    async fn call_marking<'a, T: std::fmt::Debug>(
-        &'a self,
+    async fn call_marking<T: std::fmt::Debug>(
+        &self,
         operation: &'static str,
         write: bool,
         what: String,
         mark: Option<String>,
-        inner: BoxFuture<'a, Result<T, StateError>>,
+        inner: impl Future<Output = Result<T, StateError>>,
         note: impl FnOnce(&mut Records, &Result<T, StateError>, &str, u64),
     ) -> Result<T, StateError> {
         let mut unfinished = Unfinished {
@@ -281,51 +283,50 @@ impl StateTable for SimTable {
         self.inner.name()
     }
 
-    fn get<'a>(&'a self, key: &'a ItemKey) -> BoxFuture<'a, Result<Option<Item>, StateError>> {
-        Box::pin(self.call(
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StateError> {
+        self.call(
             "GetItem",
             false,
             format!("{}/{}", key.pk, key.sk),
             self.inner.get(key),
             |_, _, _, _| {},
-        ))
+        )
+        .await
     }
 
-    fn get_many<'a>(&'a self, keys: &'a [ItemKey]) -> BoxFuture<'a, Result<Vec<Item>, StateError>> {
-        Box::pin(self.call(
+    async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Item>, StateError> {
+        self.call(
             "BatchGetItem",
             false,
             format!("{} keys", keys.len()),
             self.inner.get_many(keys),
             |_, _, _, _| {},
-        ))
+        )
+        .await
     }
 
-    fn put<'a>(
-        &'a self,
-        item: Item,
-        cond: Option<&'a Cond>,
-    ) -> BoxFuture<'a, Result<Written, StateError>> {
+    async fn put(&self, item: Item, cond: Option<&Cond>) -> Result<Written, StateError> {
         let what = format!(
             "{}/{}",
             text(&item, "pk").unwrap_or_default(),
             text(&item, "sk").unwrap_or_default()
         );
-        Box::pin(self.call(
+        self.call(
             "PutItem",
             true,
             what,
             self.inner.put(item, cond),
             |_, _, _, _| {},
-        ))
+        )
+        .await
     }
 
-    fn update<'a>(
-        &'a self,
-        key: &'a ItemKey,
-        changes: &'a Changes,
-        cond: Option<&'a Cond>,
-    ) -> BoxFuture<'a, Result<Written, StateError>> {
+    async fn update(
+        &self,
+        key: &ItemKey,
+        changes: &Changes,
+        cond: Option<&Cond>,
+    ) -> Result<Written, StateError> {
         let set: Vec<String> = changes
             .set
             .iter()
@@ -336,7 +337,7 @@ impl StateTable for SimTable {
             .set
             .iter()
             .any(|(name, value)| *name == "status" && value.as_str() == Some("sent"));
-        Box::pin(self.call_marking(
+        self.call_marking(
             "UpdateItem",
             true,
             format!("{} [{}]", key_text(key), set.join(" ")),
@@ -345,48 +346,40 @@ impl StateTable for SimTable {
             move |records, answer, owner, now| {
                 note_update(records, key, changes, answer, owner, now);
             },
-        ))
+        )
+        .await
     }
 
-    fn delete<'a>(
-        &'a self,
-        key: &'a ItemKey,
-        cond: Option<&'a Cond>,
-    ) -> BoxFuture<'a, Result<Written, StateError>> {
-        Box::pin(self.call(
+    async fn delete(&self, key: &ItemKey, cond: Option<&Cond>) -> Result<Written, StateError> {
+        self.call(
             "DeleteItem",
             true,
             key_text(key),
             self.inner.delete(key, cond),
             |_, _, _, _| {},
-        ))
+        )
+        .await
     }
 
-    fn query<'a>(
-        &'a self,
-        pk: &'a str,
-        keys: SortKeys<'a>,
-    ) -> BoxFuture<'a, Result<Vec<Item>, StateError>> {
-        Box::pin(self.call(
+    async fn query(&self, pk: &str, keys: SortKeys<'_>) -> Result<Vec<Item>, StateError> {
+        self.call(
             "Query",
             false,
             format!("{pk} {keys:?}"),
             self.inner.query(pk, keys),
             |_, _, _, _| {},
-        ))
+        )
+        .await
     }
 
-    fn count<'a>(
-        &'a self,
-        pk: &'a str,
-        keys: SortKeys<'a>,
-    ) -> BoxFuture<'a, Result<usize, StateError>> {
-        Box::pin(self.call(
+    async fn count(&self, pk: &str, keys: SortKeys<'_>) -> Result<usize, StateError> {
+        self.call(
             "Query(count)",
             false,
             format!("{pk} {keys:?}"),
             self.inner.count(pk, keys),
             |_, _, _, _| {},
-        ))
+        )
+        .await
     }
 }

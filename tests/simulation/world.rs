@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use quilt_notify::domain::render::{Renderer, TemplateSource};
 use quilt_notify::domain::route::RouteTable;
-use quilt_notify::ports::StateTable;
+use quilt_notify::ports::DynStateTable;
 use quilt_notify::worker::claims::Claims;
 use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::rate::RateLimiter;
@@ -218,14 +218,14 @@ pub struct Sim {
     /// Woken when a message becomes visible at once (arrival, release): long polls wait on it.
     pub arrivals: Notify,
     /// The shared state table, without faults (the invariants read it).
-    pub table: Arc<dyn StateTable>,
+    pub table: Arc<dyn DynStateTable>,
     /// Print the trace as it happens.
     pub verbose: bool,
 }
 
 impl Sim {
     /// The state protocol over `table`, with this seed's allowed skew.
-    pub fn store(&self, table: Arc<dyn StateTable>) -> StateStore {
+    pub fn store(&self, table: Arc<dyn DynStateTable>) -> StateStore {
         let skew_margin =
             Duration::from_millis(u64::try_from(self.cfg.allowed_skew_ms).unwrap_or(0));
         StateStore::new(
@@ -446,7 +446,7 @@ pub fn start(sim: &Arc<Sim>, proc: usize) {
         started: sim.started,
         skew_ms: options.skew_ms,
     });
-    let table: Arc<dyn StateTable> = Arc::new(SimTable::new(
+    let table: Arc<dyn DynStateTable> = Arc::new(SimTable::new(
         Arc::clone(sim),
         Arc::clone(&life),
         Arc::clone(&sim.table),

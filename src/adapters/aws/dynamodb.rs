@@ -17,8 +17,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::{describe, error_code};
 use crate::ports::{
-    Attr, BoxFuture, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind,
-    StateTable, Written,
+    Attr, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind, StateTable, Written,
 };
 
 pub use crate::worker::state::TTL_ATTRIBUTE;
@@ -67,19 +66,6 @@ impl DynamoTable {
         }
     }
 
-    async fn get_item(&self, key: &ItemKey) -> Result<Option<Item>, StateError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(sdk_key(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.error("GetItem", &e))?;
-        Ok(output.item.map(from_sdk))
-    }
-
     /// The item that refused a write: as the error returned it, or read, for an emulator that
     /// returns none.
     async fn refusing(
@@ -89,150 +75,8 @@ impl DynamoTable {
     ) -> Result<Written, StateError> {
         match returned {
             Some(item) => Ok(Written::Refused(Some(from_sdk(item.clone())))),
-            None => Ok(Written::Refused(self.get_item(key).await?)),
+            None => Ok(Written::Refused(StateTable::get(self, key).await?)),
         }
-    }
-
-    async fn put_item(&self, item: Item, cond: Option<&Cond>) -> Result<Written, StateError> {
-        let key = item_key(&item);
-        let mut expr = Expr::default();
-        let condition = cond.map(|c| expr.cond(c));
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_sdk(item)))
-            .set_condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match put {
-            Ok(output) => Ok(Written::Applied(output.attributes.map(from_sdk))),
-            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
-                PutItemError::ConditionalCheckFailedException(e) => {
-                    self.refusing(e.item(), &key).await
-                }
-                _ => Err(self.error("PutItem", &SdkError::ServiceError(ctx))),
-            },
-            Err(e) => Err(self.error("PutItem", &e)),
-        }
-    }
-
-    async fn update_item(
-        &self,
-        key: &ItemKey,
-        changes: &Changes,
-        cond: Option<&Cond>,
-    ) -> Result<Written, StateError> {
-        let mut expr = Expr::default();
-        let update = expr.changes(changes);
-        let condition = cond.map(|c| expr.cond(c));
-        let updated = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(sdk_key(key)))
-            .update_expression(update)
-            .set_condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match updated {
-            // An update that created the item returns no old attributes.
-            Ok(output) => Ok(Written::Applied(
-                output.attributes.filter(|a| !a.is_empty()).map(from_sdk),
-            )),
-            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
-                UpdateItemError::ConditionalCheckFailedException(e) => {
-                    self.refusing(e.item(), key).await
-                }
-                _ => Err(self.error("UpdateItem", &SdkError::ServiceError(ctx))),
-            },
-            Err(e) => Err(self.error("UpdateItem", &e)),
-        }
-    }
-
-    async fn delete_item(&self, key: &ItemKey, cond: Option<&Cond>) -> Result<Written, StateError> {
-        let mut expr = Expr::default();
-        let condition = cond.map(|c| expr.cond(c));
-        let deleted = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(sdk_key(key)))
-            .set_condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match deleted {
-            Ok(output) => Ok(Written::Applied(
-                output.attributes.filter(|a| !a.is_empty()).map(from_sdk),
-            )),
-            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
-                DeleteItemError::ConditionalCheckFailedException(e) => {
-                    self.refusing(e.item(), key).await
-                }
-                _ => Err(self.error("DeleteItem", &SdkError::ServiceError(ctx))),
-            },
-            Err(e) => Err(self.error("DeleteItem", &e)),
-        }
-    }
-
-    async fn batch_get(&self, keys: &[ItemKey]) -> Result<Vec<Item>, StateError> {
-        let mut items = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(BATCH_GET_MAX) {
-            let mut wanted: Vec<SdkItem> = chunk.iter().map(sdk_key).collect();
-            // Keys DynamoDB left unprocessed (throttling) are asked for again, with a pause.
-            let mut pause = Duration::from_millis(50);
-            while !wanted.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut wanted)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StateError {
-                        kind: StateFailureKind::Invalid,
-                        operation: "BatchGetItem",
-                        table: self.table.clone(),
-                        code: "ConstructionFailure".to_owned(),
-                        message: e.to_string(),
-                    })?;
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| self.error("BatchGetItem", &e))?;
-                if let Some(mut found) = output.responses {
-                    items.extend(
-                        found
-                            .remove(&self.table)
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(from_sdk),
-                    );
-                }
-                if let Some(mut left) = output.unprocessed_keys {
-                    if let Some(left) = left.remove(&self.table) {
-                        wanted = left.keys;
-                    }
-                }
-                if !wanted.is_empty() {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-        Ok(items)
     }
 
     /// Every page of a query of one partition, or only the count.
@@ -282,53 +126,167 @@ impl StateTable for DynamoTable {
         &self.table
     }
 
-    fn get<'a>(&'a self, key: &'a ItemKey) -> BoxFuture<'a, Result<Option<Item>, StateError>> {
-        Box::pin(self.get_item(key))
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StateError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(sdk_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("GetItem", &e))?;
+        Ok(output.item.map(from_sdk))
     }
 
-    fn get_many<'a>(&'a self, keys: &'a [ItemKey]) -> BoxFuture<'a, Result<Vec<Item>, StateError>> {
-        Box::pin(self.batch_get(keys))
+    async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Item>, StateError> {
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut wanted: Vec<SdkItem> = chunk.iter().map(sdk_key).collect();
+            // Keys DynamoDB left unprocessed (throttling) are asked for again, with a pause.
+            let mut pause = Duration::from_millis(50);
+            while !wanted.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut wanted)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StateError {
+                        kind: StateFailureKind::Invalid,
+                        operation: "BatchGetItem",
+                        table: self.table.clone(),
+                        code: "ConstructionFailure".to_owned(),
+                        message: e.to_string(),
+                    })?;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| self.error("BatchGetItem", &e))?;
+                if let Some(mut found) = output.responses {
+                    items.extend(
+                        found
+                            .remove(&self.table)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(from_sdk),
+                    );
+                }
+                if let Some(mut left) = output.unprocessed_keys {
+                    if let Some(left) = left.remove(&self.table) {
+                        wanted = left.keys;
+                    }
+                }
+                if !wanted.is_empty() {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        Ok(items)
     }
 
-    fn put<'a>(
-        &'a self,
-        item: Item,
-        cond: Option<&'a Cond>,
-    ) -> BoxFuture<'a, Result<Written, StateError>> {
-        Box::pin(self.put_item(item, cond))
+    async fn put(&self, item: Item, cond: Option<&Cond>) -> Result<Written, StateError> {
+        let key = item_key(&item);
+        let mut expr = Expr::default();
+        let condition = cond.map(|c| expr.cond(c));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_sdk(item)))
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match put {
+            Ok(output) => Ok(Written::Applied(output.attributes.map(from_sdk))),
+            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
+                PutItemError::ConditionalCheckFailedException(e) => {
+                    self.refusing(e.item(), &key).await
+                }
+                _ => Err(self.error("PutItem", &SdkError::ServiceError(ctx))),
+            },
+            Err(e) => Err(self.error("PutItem", &e)),
+        }
     }
 
-    fn update<'a>(
-        &'a self,
-        key: &'a ItemKey,
-        changes: &'a Changes,
-        cond: Option<&'a Cond>,
-    ) -> BoxFuture<'a, Result<Written, StateError>> {
-        Box::pin(self.update_item(key, changes, cond))
+    async fn update(
+        &self,
+        key: &ItemKey,
+        changes: &Changes,
+        cond: Option<&Cond>,
+    ) -> Result<Written, StateError> {
+        let mut expr = Expr::default();
+        let update = expr.changes(changes);
+        let condition = cond.map(|c| expr.cond(c));
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(sdk_key(key)))
+            .update_expression(update)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match updated {
+            // An update that created the item returns no old attributes.
+            Ok(output) => Ok(Written::Applied(
+                output.attributes.filter(|a| !a.is_empty()).map(from_sdk),
+            )),
+            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
+                UpdateItemError::ConditionalCheckFailedException(e) => {
+                    self.refusing(e.item(), key).await
+                }
+                _ => Err(self.error("UpdateItem", &SdkError::ServiceError(ctx))),
+            },
+            Err(e) => Err(self.error("UpdateItem", &e)),
+        }
     }
 
-    fn delete<'a>(
-        &'a self,
-        key: &'a ItemKey,
-        cond: Option<&'a Cond>,
-    ) -> BoxFuture<'a, Result<Written, StateError>> {
-        Box::pin(self.delete_item(key, cond))
+    async fn delete(&self, key: &ItemKey, cond: Option<&Cond>) -> Result<Written, StateError> {
+        let mut expr = Expr::default();
+        let condition = cond.map(|c| expr.cond(c));
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(sdk_key(key)))
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match deleted {
+            Ok(output) => Ok(Written::Applied(
+                output.attributes.filter(|a| !a.is_empty()).map(from_sdk),
+            )),
+            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
+                DeleteItemError::ConditionalCheckFailedException(e) => {
+                    self.refusing(e.item(), key).await
+                }
+                _ => Err(self.error("DeleteItem", &SdkError::ServiceError(ctx))),
+            },
+            Err(e) => Err(self.error("DeleteItem", &e)),
+        }
     }
 
-    fn query<'a>(
-        &'a self,
-        pk: &'a str,
-        keys: SortKeys<'a>,
-    ) -> BoxFuture<'a, Result<Vec<Item>, StateError>> {
-        Box::pin(async move { Ok(self.query_pages(pk, keys, false).await?.0) })
+    async fn query(&self, pk: &str, keys: SortKeys<'_>) -> Result<Vec<Item>, StateError> {
+        Ok(self.query_pages(pk, keys, false).await?.0)
     }
 
-    fn count<'a>(
-        &'a self,
-        pk: &'a str,
-        keys: SortKeys<'a>,
-    ) -> BoxFuture<'a, Result<usize, StateError>> {
-        Box::pin(async move { Ok(self.query_pages(pk, keys, true).await?.1) })
+    async fn count(&self, pk: &str, keys: SortKeys<'_>) -> Result<usize, StateError> {
+        Ok(self.query_pages(pk, keys, true).await?.1)
     }
 }
 

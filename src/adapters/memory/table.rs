@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::ports::{
-    Attr, BoxFuture, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind,
-    StateTable, Written,
+    Attr, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind, StateTable, Written,
 };
 
 /// DynamoDB's limit on a partition key's length, in bytes.
@@ -201,95 +200,67 @@ impl StateTable for MemoryTable {
         "memory"
     }
 
-    fn get<'a>(&'a self, key: &'a ItemKey) -> BoxFuture<'a, Result<Option<Item>, StateError>> {
-        Box::pin(async move {
-            let mut inner = self.check_keys("GetItem", &[key])?;
-            let item = inner.items.get(key).cloned();
-            inner.units.read += read_units(item.as_ref().map_or(0, item_size));
-            Ok(item)
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StateError> {
+        let mut inner = self.check_keys("GetItem", &[key])?;
+        let item = inner.items.get(key).cloned();
+        inner.units.read += read_units(item.as_ref().map_or(0, item_size));
+        Ok(item)
+    }
+
+    async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Item>, StateError> {
+        let mut inner = self.check("BatchGetItem")?;
+        let items: Vec<Item> = keys
+            .iter()
+            .filter_map(|key| inner.items.get(key).cloned())
+            .collect();
+        inner.units.read += items.iter().map(|i| read_units(item_size(i))).sum::<u64>();
+        Ok(items)
+    }
+
+    async fn put(&self, item: Item, cond: Option<&Cond>) -> Result<Written, StateError> {
+        let key = item_key(&item)?;
+        self.write("PutItem", &key, cond, |_| Some(item))
+    }
+
+    async fn update(
+        &self,
+        key: &ItemKey,
+        changes: &Changes,
+        cond: Option<&Cond>,
+    ) -> Result<Written, StateError> {
+        self.write("UpdateItem", key, cond, |old| {
+            let mut item = old.cloned().unwrap_or_else(|| {
+                Item::from([
+                    ("pk".to_owned(), Attr::S(key.pk.clone())),
+                    ("sk".to_owned(), Attr::S(key.sk.clone())),
+                ])
+            });
+            for (name, value) in &changes.set {
+                item.insert((*name).to_owned(), value.clone());
+            }
+            for name in &changes.remove {
+                item.remove(*name);
+            }
+            Some(item)
         })
     }
 
-    fn get_many<'a>(&'a self, keys: &'a [ItemKey]) -> BoxFuture<'a, Result<Vec<Item>, StateError>> {
-        Box::pin(async move {
-            let mut inner = self.check("BatchGetItem")?;
-            let items: Vec<Item> = keys
-                .iter()
-                .filter_map(|key| inner.items.get(key).cloned())
-                .collect();
-            inner.units.read += items.iter().map(|i| read_units(item_size(i))).sum::<u64>();
-            Ok(items)
-        })
+    async fn delete(&self, key: &ItemKey, cond: Option<&Cond>) -> Result<Written, StateError> {
+        self.write("DeleteItem", key, cond, |_| None)
     }
 
-    fn put<'a>(
-        &'a self,
-        item: Item,
-        cond: Option<&'a Cond>,
-    ) -> BoxFuture<'a, Result<Written, StateError>> {
-        Box::pin(async move {
-            let key = item_key(&item)?;
-            self.write("PutItem", &key, cond, |_| Some(item))
-        })
+    async fn query(&self, pk: &str, keys: SortKeys<'_>) -> Result<Vec<Item>, StateError> {
+        let mut inner = self.check("Query")?;
+        let items = Self::partition(&inner, pk, keys);
+        inner.units.read += read_units(items.iter().map(item_size).sum());
+        Ok(items)
     }
 
-    fn update<'a>(
-        &'a self,
-        key: &'a ItemKey,
-        changes: &'a Changes,
-        cond: Option<&'a Cond>,
-    ) -> BoxFuture<'a, Result<Written, StateError>> {
-        Box::pin(async move {
-            self.write("UpdateItem", key, cond, |old| {
-                let mut item = old.cloned().unwrap_or_else(|| {
-                    Item::from([
-                        ("pk".to_owned(), Attr::S(key.pk.clone())),
-                        ("sk".to_owned(), Attr::S(key.sk.clone())),
-                    ])
-                });
-                for (name, value) in &changes.set {
-                    item.insert((*name).to_owned(), value.clone());
-                }
-                for name in &changes.remove {
-                    item.remove(*name);
-                }
-                Some(item)
-            })
-        })
-    }
-
-    fn delete<'a>(
-        &'a self,
-        key: &'a ItemKey,
-        cond: Option<&'a Cond>,
-    ) -> BoxFuture<'a, Result<Written, StateError>> {
-        Box::pin(async move { self.write("DeleteItem", key, cond, |_| None) })
-    }
-
-    fn query<'a>(
-        &'a self,
-        pk: &'a str,
-        keys: SortKeys<'a>,
-    ) -> BoxFuture<'a, Result<Vec<Item>, StateError>> {
-        Box::pin(async move {
-            let mut inner = self.check("Query")?;
-            let items = Self::partition(&inner, pk, keys);
-            inner.units.read += read_units(items.iter().map(item_size).sum());
-            Ok(items)
-        })
-    }
-
-    fn count<'a>(
-        &'a self,
-        pk: &'a str,
-        keys: SortKeys<'a>,
-    ) -> BoxFuture<'a, Result<usize, StateError>> {
-        Box::pin(async move {
-            let mut inner = self.check("Query")?;
-            let items = Self::partition(&inner, pk, keys);
-            inner.units.read += read_units(items.iter().map(item_size).sum());
-            Ok(items.len())
-        })
+    async fn count(&self, pk: &str, keys: SortKeys<'_>) -> Result<usize, StateError> {
+        let mut inner = self.check("Query")?;
+        let items = Self::partition(&inner, pk, keys);
+        inner.units.read += read_units(items.iter().map(item_size).sum());
+        Ok(items.len())
     }
 }
 

@@ -4,7 +4,7 @@
 //! go out as it is (SES rejects it, or it cannot render) is kept as failed, with its events,
 //! until `quilt-notify state retry` makes it sendable again.
 
-use super::{memory_now, Pipeline, RouteResult};
+use super::{memory_now, Pipeline};
 use crate::domain::details::Details;
 use crate::domain::digest::{digest_data, DigestEntry};
 use crate::domain::event::PackageEvent;
@@ -12,7 +12,7 @@ use crate::domain::route::Route;
 use crate::domain::schedule::Schedule;
 use crate::ports::{FailureKind, Mailer, SendError};
 use crate::telemetry::metrics::Counter;
-use crate::worker::outcome::Outcome;
+use crate::worker::outcome::{Outcome, RouteResult};
 use crate::worker::state::{Claim, Finish, PendingWindow, Recorded, Window};
 
 /// How many later windows a record tries when the window it chose closed meanwhile (another
@@ -81,7 +81,7 @@ impl<M: Mailer> Pipeline<M> {
                     return RouteResult::Done;
                 }
                 Ok(Recorded::WindowClosed) => window = schedule.window_at(window.end),
-                Err(e) => return RouteResult::Failed(super::state_failure(&route.name, &e)),
+                Err(e) => return RouteResult::Failed(Outcome::from_state_error(&route.name, &e)),
             }
         }
         RouteResult::Failed(Outcome::Failed {

@@ -14,7 +14,7 @@ use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::{Renderer, TemplateSource};
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::{RouteSpec, RouteTable};
-use crate::ports::DetailsSource;
+use crate::ports::DynDetailsSource;
 use crate::ports::{AccountStatus, Email, FailureKind, Mailer, SendError, StoreFailureKind};
 use crate::worker::claims::Claims;
 use crate::worker::details::{CacheLimits, DetailsReader};
@@ -108,7 +108,7 @@ fn build_sharing(
         default_from: "from@example.com".into(),
         contact_list: None,
         mailer: Arc::clone(&outbox),
-        details: Some(Arc::new(reader) as Arc<dyn DetailsSource>),
+        details: Some(Arc::new(reader) as Arc<dyn DynDetailsSource>),
         memory: EventMemory::new(Duration::from_secs(3600), 100),
         claims,
         limiter: RateLimiter::new(0.0),

@@ -1,6 +1,6 @@
-//! Shared state: the protocol every task of the service follows in one [`StateTable`], written
-//! once over the item-level port, so the DynamoDB table and the in-memory one (tests, benches,
-//! the simulation) run the same steps.
+//! Shared state: the protocol every task of the service follows in one
+//! [`StateTable`](crate::ports::StateTable), written once over the item-level port, so the
+//! DynamoDB table and the in-memory one (tests, benches, the simulation) run the same steps.
 //!
 //! It gives two promises: one email per (event, route) across tasks and restarts ([`leases`]),
 //! and every event a digest route records in exactly one digest ([`windows`]).
@@ -24,7 +24,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ports::{Attr, Item, ItemKey, StateError, StateFailureKind, StateTable};
+use crate::ports::{Attr, DynStateTable, Item, ItemKey, StateError, StateFailureKind};
 
 pub use crate::domain::schedule::Window;
 
@@ -63,7 +63,7 @@ impl Default for StateOptions {
 /// The state protocol over one table. Cheap to clone.
 #[derive(Clone)]
 pub struct StateStore {
-    table: Arc<dyn StateTable>,
+    table: Arc<dyn DynStateTable>,
     ttl_s: i64,
     skew_margin_ms: i64,
 }
@@ -80,7 +80,7 @@ impl std::fmt::Debug for StateStore {
 
 impl StateStore {
     /// The protocol over `table`.
-    pub fn new(table: Arc<dyn StateTable>, options: StateOptions) -> Self {
+    pub fn new(table: Arc<dyn DynStateTable>, options: StateOptions) -> Self {
         Self {
             table,
             ttl_s: i64::try_from(options.ttl.as_secs()).unwrap_or(i64::MAX / 4),
@@ -89,7 +89,7 @@ impl StateStore {
     }
 
     /// The table underneath.
-    pub fn table(&self) -> &dyn StateTable {
+    pub fn table(&self) -> &dyn DynStateTable {
         self.table.as_ref()
     }
 
