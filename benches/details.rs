@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use quilt_notify::adapters::memory::store::MemoryStore;
+use quilt_notify::domain::details::PackageRead;
 use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::manifest::{ManifestLimits, ManifestReader};
 use quilt_notify::domain::render::template_data;
@@ -218,13 +219,24 @@ fn runtime() -> Runtime {
 /// Checks what a read of the current revision of `files` files must say.
 fn check(details: &quilt_notify::worker::details::Details, files: usize) {
     let changed = (files / 100).max(1) as u64;
-    let changes = &details.changes;
-    for kind in ["added", "removed", "modified"] {
-        assert_eq!(changes[kind]["count"], changed, "{kind}: {changes}");
+    let diff = details
+        .changes
+        .as_ref()
+        .map(|c| c.diff.as_ref())
+        .expect("changes")
+        .expect("a whole diff");
+    for (kind, count) in [
+        ("added", diff.added.count),
+        ("removed", diff.removed.count),
+        ("modified", diff.modified.count),
+    ] {
+        assert_eq!(count, changed, "{kind}");
     }
-    assert_eq!(details.package["files"], files as u64);
-    assert!(details.package["readme"].is_string(), "{}", details.package);
-    assert!(details.package["error"].is_null(), "{}", details.package);
+    let PackageRead::Complete(package) = &details.package else {
+        panic!("incomplete: {:?}", details.package.reason());
+    };
+    assert_eq!(package.files, files as u64);
+    assert!(package.readme.is_some(), "README read");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,8 +494,9 @@ fn burst(cache_size: usize, spacing: u64, print: bool) -> (u64, u64, usize, usiz
     let mut with_changes = 0;
     for (n, event) in events.iter().enumerate() {
         let details = runtime.block_on(reader.read(event)).expect("details");
-        if !details.changes.is_null() {
-            assert_eq!(details.changes["added"]["count"], 1, "push {n}");
+        if let Some(changes) = &details.changes {
+            let added = changes.diff.as_ref().map(|d| d.added.count);
+            assert_eq!(added, Ok(1), "push {n}");
             with_changes += 1;
         }
     }

@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 use quilt_notify::domain::details::Details;
 use quilt_notify::domain::digest::{digest_data, DigestEntry, MAX_PACKAGES};
 use quilt_notify::domain::event::PackageEvent;
+use quilt_notify::domain::manifest::{Folder, Workflow};
 use quilt_notify::domain::render::{template_data, RenderedEmail, Renderer};
 use quilt_notify::domain::route::Route;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -128,7 +129,7 @@ fn with_details_the_default_template_shows_the_package_and_its_changes_as_the_sn
 #[test]
 fn a_first_revision_says_so_as_the_snapshots() {
     let details = Details {
-        changes: Value::Null,
+        changes: None,
         unchanged: false,
         ..sample_details()
     };
@@ -149,9 +150,12 @@ fn a_first_revision_says_so_as_the_snapshots() {
 
 #[test]
 fn incomplete_details_say_why_and_claim_no_first_revision() {
-    let mut details = sample_details();
-    details.package["error"] = json!("AccessDenied reading the manifest");
-    details.changes = Value::Null;
+    let sample = sample_details();
+    let details = Details {
+        package: sample.package.failed("AccessDenied reading the manifest"),
+        changes: None,
+        ..sample
+    };
     let email = render(Some(&details));
     assert!(email
         .text
@@ -165,9 +169,8 @@ fn incomplete_details_say_why_and_claim_no_first_revision() {
     assert!(!email.text.contains("first revision"), "{}", email.text);
 
     let mut details = sample_details();
-    details.changes["error"] = json!("the previous revision's manifest was not read whole");
-    for diff in ["added", "removed", "modified", "bytes_delta", "user_meta"] {
-        details.changes[diff] = Value::Null;
+    if let Some(changes) = &mut details.changes {
+        changes.diff = Err("the previous revision's manifest was not read whole".to_owned());
     }
     let email = render(Some(&details));
     assert!(email
@@ -180,13 +183,27 @@ fn incomplete_details_say_why_and_claim_no_first_revision() {
 fn hostile_package_content_is_escaped_in_html_and_keeps_the_subject_one_line() {
     let evil = "<script>alert(\"x\")</script>\r\nBcc: victim@example.com '&";
     let mut details = sample_details();
-    details.package["message"] = json!(evil);
-    details.package["readme"] = json!(evil);
-    details.package["user_meta"] = json!({ evil: evil, "nested": {"k": evil} });
-    details.package["workflow"] = json!({"id": evil, "config": null});
-    details.package["top_level"] = json!([{"name": evil, "files": 1, "bytes": 1}]);
-    details.changes["added"]["paths"] = json!([evil]);
-    details.changes["user_meta"]["changed"] = json!([evil]);
+    let package = details.package.package_mut();
+    package.message = Some(evil.to_owned());
+    package.readme = Some(evil.to_owned());
+    package.user_meta =
+        serde_json::from_value(json!({ evil: evil, "nested": {"k": evil} })).expect("an object");
+    package.workflow = Some(Workflow {
+        id: Some(evil.to_owned()),
+        config: None,
+    });
+    package.top_level = vec![Folder {
+        name: evil.to_owned(),
+        files: 1,
+        bytes: 1,
+    }];
+    let diff = details
+        .changes
+        .as_mut()
+        .and_then(|c| c.diff.as_mut().ok())
+        .expect("the sample has a diff");
+    diff.added.paths = vec![evil.to_owned()];
+    diff.user_meta.changed = vec![evil.to_owned()];
     let email = render(Some(&details));
     assert!(!email.html.contains("<script"), "{}", email.html);
     assert!(email.html.contains("&lt;script&gt;"));
@@ -242,7 +259,7 @@ fn revision(id: &str, time: &str, handle: &str, top_hash: &str) -> PackageEvent 
 fn digest_entries() -> Vec<DigestEntry> {
     let details = sample_details();
     let first = Details {
-        changes: Value::Null,
+        changes: None,
         ..sample_details()
     };
     vec![
@@ -335,8 +352,11 @@ fn the_digest_template_lists_each_package_as_the_snapshots() {
 
 #[test]
 fn the_digest_template_renders_without_a_catalog_and_counts_the_packages_left_out() {
-    let mut incomplete = sample_details();
-    incomplete.package["error"] = json!("AccessDenied");
+    let sample = sample_details();
+    let incomplete = Details {
+        package: sample.package.clone().failed("AccessDenied"),
+        ..sample
+    };
     let mut entries = digest_entries();
     entries.push(DigestEntry::new(
         &revision("e4", "2026-11-29T10:50:00Z", "team/partial", HASH_OTHER),
@@ -381,7 +401,7 @@ fn the_digest_template_renders_without_a_catalog_and_counts_the_packages_left_ou
 fn the_digest_template_escapes_package_content_in_html() {
     let evil = "<script>alert(\"x\")</script>\r\nBcc: victim@example.com";
     let mut details = sample_details();
-    details.package["message"] = json!(evil);
+    details.package.package_mut().message = Some(evil.to_owned());
     let entry = DigestEntry::new(
         &revision("e1", "2026-11-29T10:05:00Z", "<b>evil</b>", HASH_OTHER),
         Some(&details),

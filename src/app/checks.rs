@@ -24,12 +24,7 @@ const SAMPLE_DETAILS: &str = include_str!("../../events/package-details.json");
 pub fn sample_details() -> anyhow::Result<Details> {
     let value: serde_json::Value =
         serde_json::from_str(SAMPLE_DETAILS).context("built-in sample details")?;
-    let unchanged = value["changes"]["unchanged"].as_bool().unwrap_or(false);
-    Ok(Details {
-        package: value["package"].clone(),
-        changes: value["changes"].clone(),
-        unchanged,
-    })
+    Details::from_json(&value).context("built-in sample details")
 }
 
 /// Routes and templates, compiled and loaded: everything `validate` checks.
@@ -59,19 +54,18 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
     // Details as they come: with changes, a first revision, and a manifest that was not read
     // whole (`changes` then has an `error` and null counts).
     let first = Details {
-        changes: serde_json::Value::Null,
+        changes: None,
         ..details.clone()
     };
-    let mut incomplete = details.clone();
-    incomplete.package["error"] = "the manifest could not be read to the end".into();
-    if let Some(changes) = incomplete.changes.as_object_mut() {
-        changes.insert(
-            "error".to_owned(),
-            "the current revision's manifest was not read whole".into(),
-        );
-        for key in ["added", "removed", "modified", "bytes_delta", "user_meta"] {
-            changes.insert(key.to_owned(), serde_json::Value::Null);
-        }
+    let mut incomplete = Details {
+        package: details
+            .package
+            .clone()
+            .failed("the manifest could not be read to the end"),
+        ..details.clone()
+    };
+    if let Some(changes) = &mut incomplete.changes {
+        changes.diff = Err("the current revision's manifest was not read whole".to_owned());
     }
     let variants = [details, first, incomplete];
     let host = settings.catalog.host.as_deref();
@@ -92,7 +86,7 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
         for case in cases {
             let data = route_data(route, &sample, host, case);
             if let Err(e) = renderer.render(&route.template, data) {
-                let which = match case.map(|d| (d.changes.is_null(), d.error().is_some())) {
+                let which = match case.map(|d| (d.changes.is_none(), d.incomplete().is_some())) {
                     None => "without package details",
                     Some((true, _)) => "as a first revision",
                     Some((_, true)) => "with incomplete package details",

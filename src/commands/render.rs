@@ -133,7 +133,8 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
                 route.name
             ),
         }
-        let addressees = route.addressees(details.as_ref().map(|d| &d.package));
+        let package = details.as_ref().map(Details::package_json);
+        let addressees = route.addressees(package.as_ref());
         if let Some(selection) = &addressees.selection {
             print_drops(&route.name, route.max_recipients, selection);
         }

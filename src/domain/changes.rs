@@ -7,6 +7,7 @@
 
 use std::cmp::Ordering;
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 pub use super::catalog::CatalogLinks;
@@ -25,7 +26,7 @@ pub struct Revision<'a> {
 }
 
 /// Files in one kind of change.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct FileChanges {
     /// How many files.
     pub count: u64,
@@ -50,7 +51,7 @@ impl FileChanges {
 }
 
 /// Top-level `user_meta` keys that changed, each list sorted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct MetaChanges {
     /// Keys only the current revision has.
     pub added: Vec<String>,
@@ -90,6 +91,8 @@ pub struct Changes {
     /// The file and metadata differences; `Err` with the reason when either manifest was not
     /// read whole, because a diff against part of a manifest would report false removals.
     pub diff: Result<Diff, String>,
+    /// The catalog's page comparing both revisions; None without a catalog host.
+    pub compare_url: Option<String>,
 }
 
 /// Files and metadata that changed.
@@ -108,8 +111,12 @@ pub struct Diff {
 }
 
 impl Changes {
-    /// Compares `current` with its predecessor `previous`.
-    pub fn between(previous: Revision<'_>, current: Revision<'_>) -> Self {
+    /// Compares `current` with its predecessor `previous`; `links` give the compare page.
+    pub fn between(
+        previous: Revision<'_>,
+        current: Revision<'_>,
+        links: Option<&CatalogLinks>,
+    ) -> Self {
         let unreadable = |which: &str, summary: &ManifestSummary| {
             summary
                 .error()
@@ -125,11 +132,11 @@ impl Changes {
             previous_top_hash: previous.top_hash.to_owned(),
             unchanged: previous.top_hash == current.top_hash,
             diff,
+            compare_url: links.map(|l| l.compare(previous.top_hash, current.top_hash)),
         }
     }
 
-    /// The template's `changes` object. `compare_url` needs the catalog links and the current
-    /// top hash; it is null without them.
+    /// The template's `changes` object (`compare_url` is null without a catalog host).
     ///
     /// ```json
     /// {"previous_top_hash": "…", "unchanged": false, "error": null,
@@ -138,10 +145,7 @@ impl Changes {
     ///  "compare_url": "https://…/compare/<previous>/<current>/" | null}
     /// ```
     /// When a manifest was not read whole, `error` says why and the five diff fields are null.
-    pub fn to_json(&self, current_top_hash: &str, links: Option<&CatalogLinks>) -> Value {
-        let compare_url = links.map_or(Value::Null, |l| {
-            Value::String(l.compare(&self.previous_top_hash, current_top_hash))
-        });
+    pub fn to_json(&self) -> Value {
         let (diff, error) = match &self.diff {
             Ok(d) => (
                 [
@@ -178,9 +182,57 @@ impl Changes {
             "modified": modified,
             "bytes_delta": bytes_delta,
             "user_meta": user_meta,
-            "compare_url": compare_url,
+            "compare_url": self.compare_url,
         })
     }
+
+    /// Reads a `changes` object back from [`Self::to_json`]'s form (the built-in sample).
+    ///
+    /// # Errors
+    /// A field missing or of the wrong type, or a diff field missing while `error` is null.
+    pub fn from_json(value: &Value) -> Result<Self, serde_json::Error> {
+        let form = ChangesForm::deserialize(value)?;
+        let diff = match form.error {
+            Some(reason) => Err(reason),
+            None => Ok(Diff {
+                added: required(form.added, "added")?,
+                removed: required(form.removed, "removed")?,
+                modified: required(form.modified, "modified")?,
+                bytes_delta: required(form.bytes_delta, "bytes_delta")?,
+                user_meta: required(form.user_meta, "user_meta")?,
+            }),
+        };
+        Ok(Self {
+            previous_top_hash: form.previous_top_hash,
+            unchanged: form.unchanged,
+            diff,
+            compare_url: form.compare_url,
+        })
+    }
+}
+
+/// The `changes` object as [`Changes::to_json`] writes it: the diff fields null when `error`
+/// is set.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesForm {
+    previous_top_hash: String,
+    unchanged: bool,
+    error: Option<String>,
+    added: Option<FileChanges>,
+    removed: Option<FileChanges>,
+    modified: Option<FileChanges>,
+    bytes_delta: Option<i64>,
+    user_meta: Option<MetaChanges>,
+    compare_url: Option<String>,
+}
+
+fn required<T>(field: Option<T>, name: &str) -> Result<T, serde_json::Error> {
+    field.ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "changes.{name} is null but changes.error is not set"
+        ))
+    })
 }
 
 impl Diff {
@@ -237,7 +289,7 @@ pub fn changes_json(
     links: Option<&CatalogLinks>,
 ) -> Value {
     previous.map_or(Value::Null, |previous| {
-        Changes::between(previous, current).to_json(current.top_hash, links)
+        Changes::between(previous, current, links).to_json()
     })
 }
 

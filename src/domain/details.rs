@@ -1,47 +1,275 @@
 //! Package details as templates and `package_pattern`s see them, and what a route does with
 //! them: send, skip an unchanged revision, filter, or fail for lack of details.
+//!
+//! Details are typed: the package read whole or not ([`PackageRead`]), and the changes against
+//! the previous revision, whole or not ([`Changes::diff`]). They become JSON only where the
+//! templates and the pattern language read them ([`Details::package_json`],
+//! [`Details::changes_json`], [`Details::pattern_input`]), so what a route relies on (the package
+//! whole for `to_from`, the changes too for a `package_pattern` that names them) is decided on
+//! the types, not by looking for an `"error"` key.
 
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
+use super::changes::Changes;
+use super::manifest::{readme_excerpt, Folder, ManifestSummary, Workflow};
 use super::route::Route;
 
-/// What was read about one revision: the `package` and `changes` template objects.
+/// What was read about one revision: its package, and what changed since the previous one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Details {
-    /// The `package` object (see docs/templates.md).
-    pub package: Value,
-    /// The `changes` object; null for a first revision.
-    pub changes: Value,
-    /// The revision's top hash equals its predecessor's (a re-push of the same content).
+    /// The package, read whole or not (the template's `package`).
+    pub package: PackageRead,
+    /// The difference from the previous revision (the template's `changes`); None for a first
+    /// revision.
+    pub changes: Option<Changes>,
+    /// The revision's top hash equals its predecessor's, ignoring case (a re-push of the same
+    /// content).
     pub unchanged: bool,
 }
 
+/// The package's manifest summarized, as far as it was read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PackageRead {
+    /// Read whole: every field is a fact.
+    Complete(Package),
+    /// Not read whole, or its history could not be listed: the fields hold what was read, and
+    /// `reason` says what is missing (the template's `package.error`).
+    Incomplete {
+        /// What was read.
+        package: Package,
+        /// Why it is incomplete, one or more causes joined by `"; "`.
+        reason: String,
+    },
+}
+
+/// What a manifest says about its package (see docs/templates.md, `package`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Package {
+    /// The revision's commit message.
+    pub message: Option<String>,
+    /// The package's `user_meta`, empty without metadata.
+    pub user_meta: Map<String, Value>,
+    /// The package's workflow.
+    pub workflow: Option<Workflow>,
+    /// Files in the manifest (those read, when incomplete).
+    pub files: u64,
+    /// Their total size, in bytes.
+    pub bytes: u64,
+    /// The largest top-level folders, largest first.
+    pub top_level: Vec<Folder>,
+    /// The physical key of `README.md` at the package root.
+    pub readme_key: Option<String>,
+    /// The README's first characters, when it was read.
+    pub readme: Option<String>,
+}
+
 impl Details {
+    /// The template's `package` object.
+    pub fn package_json(&self) -> Value {
+        self.package.to_json()
+    }
+
+    /// The template's `changes` object; null for a first revision.
+    pub fn changes_json(&self) -> Value {
+        self.changes.as_ref().map_or(Value::Null, Changes::to_json)
+    }
+
     /// `{"package": …, "changes": …}`, what a route's `package_pattern` is matched against.
     pub fn pattern_input(&self) -> Value {
-        json!({"package": self.package, "changes": self.changes})
+        json!({"package": self.package_json(), "changes": self.changes_json()})
     }
 
-    /// Why the details are incomplete: `package.error`, then `changes.error`.
-    pub fn error(&self) -> Option<String> {
-        self.error_of(true)
+    /// Why the details are incomplete: the package's reason, then the changes'.
+    pub fn incomplete(&self) -> Option<String> {
+        self.missing(true)
     }
 
-    /// Why what a route reads is incomplete: `package.error`, and `changes.error` when the
+    /// Why what a route reads is incomplete: the package's reason, and the changes' when the
     /// route reads `changes`. A previous revision that could not be read leaves the package
     /// whole; only the diff against it is missing.
-    fn error_of(&self, with_changes: bool) -> Option<String> {
-        let parts: &[&Value] = if with_changes {
-            &[&self.package, &self.changes]
-        } else {
-            &[&self.package]
-        };
-        let reasons: Vec<&str> = parts
-            .iter()
-            .filter_map(|part| part.get("error").and_then(Value::as_str))
+    fn missing(&self, with_changes: bool) -> Option<String> {
+        let changes = self
+            .changes
+            .as_ref()
+            .filter(|_| with_changes)
+            .and_then(|c| c.diff.as_ref().err());
+        let reasons: Vec<&str> = self
+            .package
+            .reason()
+            .into_iter()
+            .chain(changes.map(String::as_str))
             .collect();
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
+
+    /// Reads details back from [`Self::pattern_input`]'s form (the built-in sample).
+    ///
+    /// # Errors
+    /// `package` or `changes` is not of the documented shape.
+    pub fn from_json(value: &Value) -> Result<Self, serde_json::Error> {
+        let field = |key: &str| value.get(key).unwrap_or(&Value::Null);
+        let package = PackageRead::from_json(field("package"))?;
+        let changes = match field("changes") {
+            Value::Null => None,
+            changes => Some(Changes::from_json(changes)?),
+        };
+        Ok(Self {
+            package,
+            unchanged: changes.as_ref().is_some_and(|c| c.unchanged),
+            changes,
+        })
+    }
+}
+
+impl PackageRead {
+    /// What was read, whole or not.
+    pub fn package(&self) -> &Package {
+        match self {
+            Self::Complete(package) | Self::Incomplete { package, .. } => package,
+        }
+    }
+
+    /// What was read, whole or not, to change (tests, samples).
+    pub fn package_mut(&mut self) -> &mut Package {
+        match self {
+            Self::Complete(package) | Self::Incomplete { package, .. } => package,
+        }
+    }
+
+    /// Why the package is incomplete; None when it was read whole.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::Complete(_) => None,
+            Self::Incomplete { reason, .. } => Some(reason),
+        }
+    }
+
+    /// The same package, incomplete for `reason` (added after any reason it already has).
+    #[must_use]
+    pub fn failed(self, reason: &str) -> Self {
+        match self {
+            Self::Complete(package) => Self::Incomplete {
+                package,
+                reason: reason.to_owned(),
+            },
+            Self::Incomplete {
+                package,
+                reason: first,
+            } => Self::Incomplete {
+                package,
+                reason: format!("{first}; {reason}"),
+            },
+        }
+    }
+
+    /// The template's `package` object.
+    ///
+    /// ```json
+    /// {"message": "…", "user_meta": {}, "workflow": {"id": "…", "config": "…"} | null,
+    ///  "files": 3, "bytes": 120, "top_level": [{"name": "data", "files": 2, "bytes": 100}],
+    ///  "readme_key": "s3://…" | null, "readme": "…" | null, "error": "…" | null}
+    /// ```
+    pub fn to_json(&self) -> Value {
+        let p = self.package();
+        let workflow = p
+            .workflow
+            .as_ref()
+            .map_or(Value::Null, |w| json!({"id": w.id, "config": w.config}));
+        let top_level: Vec<Value> = p
+            .top_level
+            .iter()
+            .map(|f| json!({"name": f.name, "files": f.files, "bytes": f.bytes}))
+            .collect();
+        json!({
+            "message": p.message,
+            "user_meta": p.user_meta,
+            "workflow": workflow,
+            "files": p.files,
+            "bytes": p.bytes,
+            "top_level": top_level,
+            "readme_key": p.readme_key,
+            "readme": p.readme,
+            "error": self.reason(),
+        })
+    }
+
+    /// Reads a `package` object back from [`Self::to_json`]'s form.
+    fn from_json(value: &Value) -> Result<Self, serde_json::Error> {
+        let form = PackageForm::deserialize(value)?;
+        let package = Package {
+            message: form.message,
+            user_meta: form.user_meta,
+            workflow: form.workflow.map(|w| Workflow {
+                id: w.id,
+                config: w.config,
+            }),
+            files: form.files,
+            bytes: form.bytes,
+            top_level: form
+                .top_level
+                .into_iter()
+                .map(|f| Folder {
+                    name: f.name,
+                    files: f.files,
+                    bytes: f.bytes,
+                })
+                .collect(),
+            readme_key: form.readme_key,
+            readme: form.readme,
+        };
+        Ok(match form.error {
+            None => Self::Complete(package),
+            Some(reason) => Self::Incomplete { package, reason },
+        })
+    }
+}
+
+impl Package {
+    /// What `summary` says, with `readme`, the README text the caller fetched from its
+    /// `readme_key` (cut here to [`README_CHARS`](super::manifest::README_CHARS) characters).
+    pub fn from_summary(summary: &ManifestSummary, readme: Option<&str>) -> Self {
+        Self {
+            message: summary.message().map(str::to_owned),
+            user_meta: summary.user_meta().clone(),
+            workflow: summary.workflow().cloned(),
+            files: summary.files(),
+            bytes: summary.bytes(),
+            top_level: summary.top_level().to_vec(),
+            readme_key: summary.readme_key().map(str::to_owned),
+            readme: readme.map(|text| readme_excerpt(text).to_owned()),
+        }
+    }
+}
+
+/// The `package` object as [`PackageRead::to_json`] writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackageForm {
+    message: Option<String>,
+    user_meta: Map<String, Value>,
+    workflow: Option<WorkflowForm>,
+    files: u64,
+    bytes: u64,
+    top_level: Vec<FolderForm>,
+    readme_key: Option<String>,
+    readme: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowForm {
+    id: Option<String>,
+    config: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FolderForm {
+    name: String,
+    files: u64,
+    bytes: u64,
 }
 
 /// What one matched route does with an event, once its details (if any) are known.
@@ -71,7 +299,7 @@ impl Route {
         let details = details.filter(|_| self.needs_details());
         let missing = |with_changes: bool| match details {
             None => Some("no package details were read".to_owned()),
-            Some(d) => d.error_of(with_changes),
+            Some(d) => d.missing(with_changes),
         };
         if let Some(pattern) = &self.package_pattern {
             if let Some(reason) = missing(pattern.names("changes")) {
@@ -103,6 +331,7 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::changes::Diff;
     use crate::domain::route::RouteSpec;
 
     fn route(details: bool, skip_unchanged: bool, package_pattern: Option<Value>) -> Route {
@@ -130,11 +359,45 @@ mod tests {
         }
     }
 
+    fn package(stage: &str) -> Package {
+        Package {
+            message: None,
+            user_meta: json!({"stage": stage})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            workflow: Some(Workflow {
+                id: Some("release".to_owned()),
+                config: None,
+            }),
+            files: 0,
+            bytes: 0,
+            top_level: vec![],
+            readme_key: None,
+            readme: None,
+        }
+    }
+
     fn details(stage: &str, removed: u64, unchanged: bool) -> Details {
+        let mut diff = Diff::default();
+        diff.removed.count = removed;
         Details {
-            package: json!({"user_meta": {"stage": stage}, "workflow": {"id": "release"}, "error": null}),
-            changes: json!({"removed": {"count": removed}, "unchanged": unchanged, "error": null}),
+            package: PackageRead::Complete(package(stage)),
+            changes: Some(Changes {
+                previous_top_hash: "aaa".to_owned(),
+                unchanged,
+                diff: Ok(diff),
+                compare_url: None,
+            }),
             unchanged,
+        }
+    }
+
+    /// `details` whose package was not read whole, for `reason`.
+    fn partial(details: Details, reason: &str) -> Details {
+        Details {
+            package: details.package.failed(reason),
+            ..details
         }
     }
 
@@ -183,8 +446,10 @@ mod tests {
 
     #[test]
     fn a_package_pattern_without_whole_details_cannot_be_evaluated() {
-        let mut partial = details("prod", 0, false);
-        partial.package["error"] = json!("the manifest is empty: it has no header line");
+        let partial = partial(
+            details("prod", 0, false),
+            "the manifest is empty: it has no header line",
+        );
         let Decision::Unevaluable(reason) = route(true, true, prod()).decide(Some(&partial)) else {
             panic!("a partial manifest must not decide a package_pattern");
         };
@@ -204,8 +469,10 @@ mod tests {
     /// was not (missing, corrupt, over a limit): only `changes` are missing.
     fn without_changes(stage: &str) -> Details {
         let mut d = details(stage, 0, false);
-        d.changes = json!({"previous_top_hash": "aaa", "unchanged": false, "removed": null,
-                           "error": "the previous revision's manifest was not read whole: NoSuchKey"});
+        if let Some(changes) = &mut d.changes {
+            changes.diff =
+                Err("the previous revision's manifest was not read whole: NoSuchKey".to_owned());
+        }
         d
     }
 
@@ -262,8 +529,7 @@ mod tests {
             })
             .expect("compiles")
         };
-        let mut partial = details("prod", 0, false);
-        partial.package["error"] = json!("AccessDenied");
+        let partial = partial(details("prod", 0, false), "AccessDenied");
         // Deleting the message unsent would lose the notification: it goes to the DLQ instead.
         let Decision::Unevaluable(reason) = owners(&[]).decide(Some(&partial)) else {
             panic!("nobody can be named without the manifest");
@@ -282,16 +548,62 @@ mod tests {
     }
 
     #[test]
-    fn errors_of_both_parts_are_joined() {
-        let mut d = details("prod", 0, false);
-        d.package["error"] = json!("a");
-        d.changes["error"] = json!("b");
-        assert_eq!(d.error().as_deref(), Some("a; b"));
-        assert_eq!(details("prod", 0, false).error(), None);
+    fn reasons_of_both_parts_are_joined() {
+        let mut d = partial(details("prod", 0, false), "a");
+        if let Some(changes) = &mut d.changes {
+            changes.diff = Err("b".to_owned());
+        }
+        assert_eq!(d.incomplete().as_deref(), Some("a; b"));
+        assert_eq!(details("prod", 0, false).incomplete(), None);
         let first = Details {
-            changes: Value::Null,
+            changes: None,
             ..details("prod", 0, false)
         };
-        assert_eq!(first.error(), None);
+        assert_eq!(first.incomplete(), None);
+        assert_eq!(
+            partial(partial(first, "a"), "c").package.reason(),
+            Some("a; c")
+        );
+    }
+
+    /// What templates and patterns see: `package.error` and `changes.error` say what is
+    /// missing, and a diff that is missing is null field by field.
+    #[test]
+    fn the_json_says_what_is_missing_and_reads_back_the_same() {
+        let whole = details("prod", 2, false);
+        let json = whole.pattern_input();
+        assert_eq!(json["package"]["error"], Value::Null);
+        assert_eq!(json["package"]["user_meta"]["stage"], "prod");
+        assert_eq!(
+            json["package"]["workflow"],
+            json!({"id": "release", "config": null})
+        );
+        assert_eq!(json["changes"]["error"], Value::Null);
+        assert_eq!(json["changes"]["removed"]["count"], 2);
+
+        let unread = partial(without_changes("dev"), "AccessDenied");
+        let json = unread.pattern_input();
+        assert_eq!(json["package"]["error"], "AccessDenied");
+        assert!(json["changes"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("NoSuchKey")));
+        for diff in ["added", "removed", "modified", "bytes_delta", "user_meta"] {
+            assert_eq!(json["changes"][diff], Value::Null, "{diff}");
+        }
+
+        let first = Details {
+            changes: None,
+            ..whole.clone()
+        };
+        assert_eq!(first.pattern_input()["changes"], Value::Null);
+        for d in [whole, unread, first] {
+            let back = Details::from_json(&d.pattern_input()).expect("reads back");
+            assert_eq!(back, d);
+        }
+        let stray = json!({"package": {"files": 1}, "changes": null});
+        assert!(
+            Details::from_json(&stray).is_err(),
+            "a partial object is refused"
+        );
     }
 }

@@ -80,15 +80,11 @@ impl DigestEntry {
     /// Keeps what a digest shows of one event. Pass the details only when the route shows them
     /// (`route.details`), as [`route_data`](super::render::route_data) does for one email.
     pub fn new(event: &PackageEvent, details: Option<&Details>) -> Self {
-        let package = details.map(|d| &d.package);
-        let count = |part: &str| {
-            details
-                .and_then(|d| d.changes.get(part))
-                .and_then(|p| p.get("count"))
-                .and_then(Value::as_u64)
-        };
-        let number = |key: &str| package.and_then(|p| p.get(key)).and_then(Value::as_u64);
-        let incomplete = details.is_some_and(|d| d.error().is_some());
+        let package = details.map(|d| d.package.package());
+        let diff = details
+            .and_then(|d| d.changes.as_ref())
+            .and_then(|c| c.diff.as_ref().ok());
+        let incomplete = details.is_some_and(|d| d.incomplete().is_some());
         Self {
             event_id: event.id().to_owned(),
             time: event.time().to_owned(),
@@ -97,17 +93,16 @@ impl DigestEntry {
             top_hash: event.top_hash().to_owned(),
             kind: event.kind().to_owned(),
             message: package
-                .and_then(|p| p.get("message"))
-                .and_then(Value::as_str)
+                .and_then(|p| p.message.as_deref())
                 .filter(|m| !m.trim().is_empty())
                 .map(|m| cut(m, MAX_MESSAGE_CHARS)),
-            files: number("files"),
-            bytes: number("bytes"),
-            added: count("added"),
-            removed: count("removed"),
-            modified: count("modified"),
+            files: package.map(|p| p.files),
+            bytes: package.map(|p| p.bytes),
+            added: diff.map(|d| d.added.count),
+            removed: diff.map(|d| d.removed.count),
+            modified: diff.map(|d| d.modified.count),
             // Incomplete details cannot tell a first revision from an unread history.
-            first_revision: details.is_some_and(|d| d.changes.is_null()) && !incomplete,
+            first_revision: details.is_some_and(|d| d.changes.is_none()) && !incomplete,
             incomplete,
         }
     }
@@ -250,6 +245,8 @@ fn entry_value(entry: &DigestEntry, links: Option<&CatalogLinks>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::changes::{Changes, Diff};
+    use crate::domain::details::{Package, PackageRead};
     use crate::domain::route::RouteSpec;
     use crate::domain::schedule::DigestSpec;
 
@@ -290,11 +287,25 @@ mod tests {
     }
 
     fn details() -> Details {
+        let mut diff = Diff::default();
+        (diff.added.count, diff.removed.count, diff.modified.count) = (4, 1, 0);
         Details {
-            package: json!({"message": "Unicode and deep keys", "files": 8, "bytes": 166,
-                            "user_meta": {}, "error": null}),
-            changes: json!({"added": {"count": 4}, "removed": {"count": 1},
-                            "modified": {"count": 0}, "unchanged": false, "error": null}),
+            package: PackageRead::Complete(Package {
+                message: Some("Unicode and deep keys".to_owned()),
+                user_meta: serde_json::Map::new(),
+                workflow: None,
+                files: 8,
+                bytes: 166,
+                top_level: vec![],
+                readme_key: None,
+                readme: None,
+            }),
+            changes: Some(Changes {
+                previous_top_hash: "aaa".to_owned(),
+                unchanged: false,
+                diff: Ok(diff),
+                compare_url: None,
+            }),
             unchanged: false,
         }
     }
@@ -315,15 +326,17 @@ mod tests {
         assert_eq!(e.kind, "created");
 
         let first = Details {
-            changes: Value::Null,
+            changes: None,
             ..details()
         };
         let e = DigestEntry::new(&event("e2", "t", "b", "h", "x"), Some(&first));
         assert!(e.first_revision);
         assert_eq!(e.added, None);
 
-        let mut unread = first.clone();
-        unread.package["error"] = json!("AccessDenied");
+        let unread = Details {
+            package: first.package.clone().failed("AccessDenied"),
+            ..first
+        };
         let e = DigestEntry::new(&event("e3", "t", "b", "h", "x"), Some(&unread));
         assert!(e.incomplete && !e.first_revision, "{e:?}");
 
@@ -359,7 +372,7 @@ mod tests {
     #[test]
     fn a_long_message_is_cut_so_the_entry_stays_under_2_kb() {
         let mut long = details();
-        long.package["message"] = json!("é🦀".repeat(5_000));
+        long.package.package_mut().message = Some("é🦀".repeat(5_000));
         let e = DigestEntry::new(
             &event(
                 "6425eb6a-9627-e6a1-2ae8-9d2d8883dc74",

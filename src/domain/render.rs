@@ -201,11 +201,11 @@ pub fn template_data(
         ("unsubscribe_url", Value::Null),
         (
             "package",
-            details.map_or(Value::Null, |d| d.package.clone()),
+            details.map_or(Value::Null, Details::package_json),
         ),
         (
             "changes",
-            details.map_or(Value::Null, |d| d.changes.clone()),
+            details.map_or(Value::Null, Details::changes_json),
         ),
     ];
     for (key, value) in fields {

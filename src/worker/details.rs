@@ -15,11 +15,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use serde_json::Value;
-
 use super::event_lock::EventLocks;
-use crate::domain::changes::{changes_json, CatalogLinks, Revision};
+use crate::domain::changes::{CatalogLinks, Changes, Revision};
 pub use crate::domain::details::Details;
+use crate::domain::details::{Package, PackageRead};
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::{ManifestError, ManifestLimits, ManifestReader, ManifestSummary};
 use crate::domain::revision::{
@@ -157,21 +156,23 @@ impl<S: PackageStore> DetailsReader<S> {
             Some(key) => self.readme(key).await?,
             None => None,
         };
-        let mut package = current.package_json(readme.as_deref());
-        if let (Some(cause), Some(object)) = (current.error(), package.as_object_mut()) {
+        let mut package = PackageRead::Complete(Package::from_summary(current, readme.as_deref()));
+        match current.error() {
+            None => {}
+            // The store's error names the object already.
+            Some(cause @ ManifestError::Interrupted(_)) => {
+                package = package.failed(&cause.to_string());
+            }
             // Say which manifest: a reason like "line 2 is not valid JSON" alone does not.
-            if !matches!(cause, ManifestError::Interrupted(_)) {
-                object.insert(
-                    "error".to_owned(),
-                    Value::String(format!(
-                        "manifest s3://{bucket}/{}: {cause}",
-                        manifest_key(top_hash)
-                    )),
-                );
+            Some(cause) => {
+                package = package.failed(&format!(
+                    "manifest s3://{bucket}/{}: {cause}",
+                    manifest_key(top_hash)
+                ));
             }
         }
         if let Some(reason) = unknown {
-            note_error(&mut package, &reason);
+            package = package.failed(&reason);
         }
         let links = self
             .catalog_host
@@ -182,15 +183,14 @@ impl<S: PackageStore> DetailsReader<S> {
             summary: current,
         };
         let (changes, unchanged) = match previous.as_deref() {
-            None => (Value::Null, false),
+            None => (None, false),
             Some(hash) => {
                 let previous_revision = Revision {
                     top_hash: hash,
                     summary: summaries.get(1).unwrap_or(current),
                 };
-                let changes =
-                    changes_json(Some(previous_revision), current_revision, links.as_ref());
-                (changes, hash.eq_ignore_ascii_case(top_hash))
+                let changes = Changes::between(previous_revision, current_revision, links.as_ref());
+                (Some(changes), hash.eq_ignore_ascii_case(top_hash))
             }
         };
         Ok(Details {
@@ -476,17 +476,6 @@ fn warn_unreadable(e: &StoreError, what: &str) {
         cause = %e.message,
         "{what}"
     );
-}
-
-/// Adds a reason to `package.error`, after any the manifest gave.
-fn note_error(package: &mut Value, reason: &str) {
-    if let Some(object) = package.as_object_mut() {
-        let text = match object.get("error").and_then(Value::as_str) {
-            Some(first) => format!("{first}; {reason}"),
-            None => reason.to_owned(),
-        };
-        object.insert("error".to_owned(), Value::String(text));
-    }
 }
 
 /// Where one manifest of an event stands before it is read.

@@ -318,7 +318,11 @@ fn addressees(
     route: &Route,
     details: Option<&Details>,
 ) -> Option<Vec<EmailAddress>> {
-    let addressees = route.addressees(details.map(|d| &d.package));
+    // The package as JSON only for a route that reads addresses from it.
+    let package = details
+        .filter(|_| route.metadata_recipients.is_some())
+        .map(Details::package_json);
+    let addressees = route.addressees(package.as_ref());
     if let Some(selection) = &addressees.selection {
         warn_dropped(event, route, selection);
     }

@@ -47,9 +47,9 @@ async fn a_first_revision_has_its_details_and_no_changes() {
     let store = store(64);
     push(&store, &["first"]);
     let details = reader(store).read(&event("first")).await.expect("details");
-    assert_eq!(details.changes, Value::Null);
+    assert_eq!(details.changes, None);
     assert!(!details.unchanged);
-    let package = &details.package;
+    let package = details.package_json();
     assert_eq!(package["message"], "First revision");
     assert_eq!(package["user_meta"]["stage"], "dev");
     assert!(package["files"].as_u64().expect("files") >= 2);
@@ -70,7 +70,7 @@ async fn changes_equal_what_quilt3_says_for_the_same_two_revisions() {
         let store = store(7); // lines cut across chunks everywhere
         push(&store, &[from, to]);
         let details = reader(store).read(&event(to)).await.expect("details");
-        let changes = &details.changes;
+        let changes = &details.changes_json();
         assert_eq!(changes["previous_top_hash"], top_hash(from).as_str());
         let quilt3 = quilt3_diff(from, to);
         for (ours, theirs) in [
@@ -101,7 +101,7 @@ async fn a_re_push_of_the_same_content_is_unchanged() {
         .await
         .expect("details");
     assert!(details.unchanged);
-    assert_eq!(details.changes["unchanged"], true);
+    assert_eq!(details.changes_json()["unchanged"], true);
 }
 
 #[tokio::test]
@@ -134,9 +134,9 @@ async fn a_missing_manifest_still_gives_details_that_say_why() {
         .read(&event("first"))
         .await
         .expect("not an error");
-    let error = details.package["error"].as_str().expect("package.error");
+    let error = details.package.reason().expect("package.error");
     assert!(error.contains(&key), "{error}");
-    assert_eq!(details.package["files"], 0);
+    assert_eq!(details.package_json()["files"], 0);
 }
 
 #[tokio::test]
@@ -148,10 +148,10 @@ async fn access_denied_on_the_listing_keeps_the_package_and_drops_the_changes() 
         .read(&event("add_files"))
         .await
         .expect("not an error");
-    assert_eq!(details.changes, Value::Null);
-    let error = details.package["error"].as_str().expect("package.error");
+    assert_eq!(details.changes, None);
+    let error = details.package.reason().expect("package.error");
     assert!(error.starts_with("previous revision unknown"), "{error}");
-    assert!(details.package["files"].as_u64().expect("files") > 0);
+    assert!(details.package_json()["files"].as_u64().expect("files") > 0);
 }
 
 #[tokio::test]
@@ -191,10 +191,10 @@ async fn a_line_over_the_limit_is_not_buffered_and_is_reported() {
         None,
     );
     let details = reader.read(&event("first")).await.expect("details");
-    let error = details.package["error"].as_str().expect("package.error");
+    let error = details.package.reason().expect("package.error");
     assert!(error.contains("over the limit of 2048 bytes"), "{error}");
     assert!(
-        details.package["files"].as_u64().expect("files") > 0,
+        details.package_json()["files"].as_u64().expect("files") > 0,
         "what was read is kept"
     );
 }
@@ -299,9 +299,9 @@ async fn in_a_burst_each_revision_is_diffed_against_the_one_before_it() {
         let event = PackageEvent::parse(&body.to_string()).expect("event");
         let details = reader.read(&event).await.expect("details");
         match i {
-            0 => assert_eq!(details.changes, Value::Null, "the first push"),
+            0 => assert_eq!(details.changes, None, "the first push"),
             _ => assert_eq!(
-                details.changes["previous_top_hash"],
+                details.changes_json()["previous_top_hash"],
                 top_hash(names[i - 1]).as_str(),
                 "{name}"
             ),
@@ -358,7 +358,7 @@ async fn a_re_push_right_after_a_new_revision_never_hides_it() {
             .expect("details");
         assert!(!details.unchanged, "event {delay} s after the push");
         assert_eq!(
-            details.changes["previous_top_hash"],
+            details.changes_json()["previous_top_hash"],
             top_hash("first").as_str(),
             "event {delay} s after the push"
         );
@@ -384,7 +384,7 @@ async fn a_re_push_long_after_the_revision_it_repeats_is_unchanged() {
         .expect("details");
     assert!(details.unchanged);
     assert_eq!(
-        details.changes["previous_top_hash"],
+        details.changes_json()["previous_top_hash"],
         top_hash("add_files").as_str()
     );
 }
@@ -471,10 +471,10 @@ async fn a_manifest_larger_than_the_whole_budget_says_so_at_once() {
     .await
     .expect("no wait for a budget that can never be enough")
     .expect("details, not an error");
-    let error = details.package["error"].as_str().expect("package.error");
+    let error = details.package.reason().expect("package.error");
     assert!(error.contains(&manifest_key(&hashes[0])), "{error}");
     assert!(error.contains("s3.memory_megabytes"), "{error}");
-    assert_eq!(details.package["files"], 0, "nothing read");
+    assert_eq!(details.package_json()["files"], 0, "nothing read");
 }
 
 /// A store that logs which manifest's chunks it hands over, in order.
@@ -563,8 +563,8 @@ async fn events_wait_for_the_budget_instead_of_reading_beside_each_other() {
             )
         },
     );
-    assert_eq!(a.package["files"], 600);
-    assert_eq!(b.package["files"], 600);
+    assert_eq!(a.package_json()["files"], 600);
+    assert_eq!(b.package_json()["files"], 600);
     assert_eq!(
         reader.memory_budget().map(MemoryBudget::in_use),
         Some(0),
@@ -606,10 +606,19 @@ async fn a_previous_manifest_too_large_beside_the_current_one_costs_only_the_cha
         .read(&event_of("team/grown", &hashes[1], STAMP + 60))
         .await
         .expect("details");
-    assert_eq!(details.package["error"], Value::Null, "{}", details.package);
-    assert_eq!(details.package["files"], 700);
-    assert_eq!(details.changes["previous_top_hash"], hashes[0].as_str());
-    let error = details.changes["error"].as_str().expect("changes.error");
+    assert_eq!(
+        details.package_json()["error"],
+        Value::Null,
+        "{}",
+        details.package_json()
+    );
+    assert_eq!(details.package_json()["files"], 700);
+    assert_eq!(
+        details.changes_json()["previous_top_hash"],
+        hashes[0].as_str()
+    );
+    let changes = details.changes_json();
+    let error = changes["error"].as_str().expect("changes.error");
     assert!(
         error.contains("previous revision") && error.contains("s3.memory_megabytes"),
         "{error}"
