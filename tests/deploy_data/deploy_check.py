@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helper of tests/deploy.rs: reads the deployment files the way their tools would, prints JSON.
+"""Helper of tests/deploy/: reads the deployment files the way their tools would, prints JSON.
 
 Runs with the emulator venv's Python (.emulators/venv, made by scripts/install-emulators), which has
 PyYAML, jsonschema and boto3. Sub-commands, each printing one JSON document on stdout:
