@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from setup_resources import add_connection_args, clients, fail  # noqa: E402
+from setup_resources import add_connection_args, clients, fail
 
 DEFAULT_EVENT_FILE = Path(__file__).resolve().parent.parent / "events" / "package-revision.json"
 QUILT_PACKAGES = Path(__file__).resolve().parent / "quilt_packages.py"
@@ -70,7 +70,8 @@ def main(argv=None):
     except (OSError, ValueError) as exc:
         fail(f"cannot read {args.event_file}: {exc}")
     detail = dict(event.get("detail") or {})
-    for key, value in (("bucket", args.bucket), ("handle", args.handle), ("type", args.type_), ("topHash", args.top_hash)):
+    given = (("bucket", args.bucket), ("handle", args.handle), ("type", args.type_), ("topHash", args.top_hash))
+    for key, value in given:
         if value is not None:
             detail[key] = value
     if not args.no_push and args.top_hash is None:

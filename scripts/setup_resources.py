@@ -281,7 +281,8 @@ def parse_args(argv):
     parser.add_argument("--rule", default=os.environ.get("QN_RULE_NAME"),
                         help="EventBridge rule name (env QN_RULE_NAME; default <queue>-rule)")
     parser.add_argument("--max-receive-count", type=int, default=env_int("QN_MAX_RECEIVE_COUNT", 3),
-                        help="receives before SQS moves a message to the DLQ (env QN_MAX_RECEIVE_COUNT; default %(default)s)")
+                        help="receives before SQS moves a message to the DLQ (env QN_MAX_RECEIVE_COUNT; "
+                             "default %(default)s)")
     parser.add_argument("--visibility-timeout", type=int, default=env_int("QN_VISIBILITY_TIMEOUT", 30),
                         help="queue visibility timeout in seconds (env QN_VISIBILITY_TIMEOUT; default %(default)s)")
     parser.add_argument("--bucket", default=os.environ.get("QN_BUCKET") or None,
@@ -299,7 +300,8 @@ def parse_args(argv):
                         help="also create the worker's state table of this name (env QN_STATE_TABLE; default: none)")
     parser.add_argument("--state-endpoint", default=os.environ.get("QN_STATE_ENDPOINT") or "http://127.0.0.1:5000",
                         help="DynamoDB endpoint of the state table (env QN_STATE_ENDPOINT; default %(default)s, moto)")
-    parser.add_argument("--delete", action="store_true", help="delete the rule (and its targets), the queue and the DLQ")
+    parser.add_argument("--delete", action="store_true",
+                        help="delete the rule (and its targets), the queue and the DLQ")
     parser.add_argument("--json", action="store_true",
                         help='print {"queue_url", "dlq_url", "rule_arn", "queue_arn", "sample_bucket"} '
                              '(with --delete: {"deleted"}) '

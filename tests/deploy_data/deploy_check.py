@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helper of tests/deploy.rs: reads the deployment files the way their tools would, prints JSON.
+"""Helper of tests/deploy/: reads the deployment files the way their tools would, prints JSON.
 
 Runs with the emulator venv's Python (.emulators/venv, made by scripts/install-emulators), which has
 PyYAML, jsonschema and boto3. Sub-commands, each printing one JSON document on stdout:
@@ -281,7 +281,7 @@ def check_parameter(name, spec, value):
 
 def cfn(path, params_json):
     with open(path) as f:
-        template = yaml.load(f, Loader=CfnLoader)  # noqa: S506 (a SafeLoader subclass)
+        template = yaml.load(f, Loader=CfnLoader)  # a SafeLoader subclass: no arbitrary objects
     given = json.loads(params_json)
     params, violations = {}, []
     for name, spec in template.get("Parameters", {}).items():

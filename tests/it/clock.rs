@@ -6,16 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::reliability::{env, events, every_package, Tally};
 use crate::support::proxy::{Faults, SesProxy};
-use crate::support::{StackOptions, TestStack};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+use crate::support::tally::Tally;
+use crate::support::{env, events, every_package, free_port, StackOptions, TestStack};
 
 /// A metric's value on `/metrics`.
 async fn metric(health: u16, name: &str) -> Option<f64> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{StackOptions, TestStack};
+use crate::support::{Opened, Opening, TestStack};
 
 const SECONDS_30: Duration = Duration::from_secs(30);
 
@@ -24,14 +24,10 @@ fn route_pattern(stack: &TestStack, handle_prefix: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn a_documented_event_on_eventbridge_becomes_an_email_and_leaves_the_queue_empty() {
-    let stack = TestStack::spawn(StackOptions::default()).await;
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(
-        &ses,
-        &stack.route("team-a", &route_pattern(&stack, "team-a/")),
-        "",
-    );
-    let worker = stack.start_worker(&config);
+    let Opened { stack, worker, .. } = Opening::new()
+        .routes(|stack| stack.route("team-a", &route_pattern(stack, "team-a/")))
+        .start()
+        .await;
 
     let event = stack.event("team-a/sales");
     stack.put_event(&event).await;
@@ -100,14 +96,10 @@ async fn a_documented_event_on_eventbridge_becomes_an_email_and_leaves_the_queue
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn an_event_no_route_matches_is_deleted_unsent_and_logged_as_filtered() {
-    let stack = TestStack::spawn(StackOptions::default()).await;
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(
-        &ses,
-        &stack.route("team-a", &route_pattern(&stack, "team-a/")),
-        "",
-    );
-    let worker = stack.start_worker(&config);
+    let Opened { stack, worker, .. } = Opening::new()
+        .routes(|stack| stack.route("team-a", &route_pattern(stack, "team-a/")))
+        .start()
+        .await;
 
     // The rule passes every handle in the bucket; the route only team-a's.
     stack.put_event(&stack.event("team-b/other")).await;
@@ -131,10 +123,10 @@ async fn an_event_no_route_matches_is_deleted_unsent_and_logged_as_filtered() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn an_sns_wrapped_event_is_delivered_like_a_direct_one() {
-    let stack = TestStack::spawn(StackOptions::default()).await;
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(&ses, &stack.route("all", &route_pattern(&stack, "")), "");
-    let worker = stack.start_worker(&config);
+    let Opened { stack, worker, .. } = Opening::new()
+        .routes(|stack| stack.route("all", &route_pattern(stack, "")))
+        .start()
+        .await;
 
     let event = stack.event("wrapped/pkg");
     let sns = json!({
@@ -166,18 +158,13 @@ async fn an_sns_wrapped_event_is_delivered_like_a_direct_one() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn when_ses_is_unreachable_the_message_is_kept_until_it_reaches_the_dlq_intact() {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 3,
-        visibility_timeout: 30,
-    })
-    .await;
     // Port 9 (discard) has no listener: every send fails to connect.
-    let config = stack.config(
-        "http://127.0.0.1:9",
-        &stack.route("all", &route_pattern(&stack, "")),
-        "",
-    );
-    let worker = stack.start_worker(&config);
+    let Opened { stack, worker, .. } = Opening::new()
+        .queue(3, 30)
+        .ses("http://127.0.0.1:9")
+        .routes(|stack| stack.route("all", &route_pattern(stack, "")))
+        .start()
+        .await;
 
     let event = stack.event("unreachable/pkg");
     let body = event.to_string();
@@ -214,10 +201,10 @@ async fn when_ses_is_unreachable_the_message_is_kept_until_it_reaches_the_dlq_in
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn a_body_that_is_not_json_goes_to_the_dlq_with_one_error_line_and_the_worker_carries_on() {
-    let stack = TestStack::spawn(StackOptions::default()).await;
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(&ses, &stack.route("all", &route_pattern(&stack, "")), "");
-    let worker = stack.start_worker(&config);
+    let Opened { stack, worker, .. } = Opening::new()
+        .routes(|stack| stack.route("all", &route_pattern(stack, "")))
+        .start()
+        .await;
 
     stack.send_raw("this is not json {").await;
     let dead = stack.take(&stack.dlq_url, 1, SECONDS_30).await;

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::support::proxy::{Faults, S3Error, SesProxy};
 use crate::support::quilt::{Pushed, QuiltBucket, Revision};
-use crate::support::{eventually, sdk_config, StackOptions, TestStack, Worker};
+use crate::support::{eventually, free_port, sdk_config, StackOptions, TestStack, Worker};
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -318,13 +318,6 @@ fn unknown_hash() -> String {
         hash.push_str(&format!("{:02x}", b.wrapping_add(i as u8)));
     }
     hash
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// The pid of the running `quilt-notify` started on `config` (found in /proc by its command

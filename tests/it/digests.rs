@@ -10,40 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::reliability::env;
+use crate::support::digest::{digest_route, digests, drained, Digest};
 use crate::support::proxy::{DynamoError, Faults, SesProxy};
 use crate::support::state::{state_command, StateTable};
-use crate::support::{eventually, StackOptions, TestStack};
-
-/// One digest email as the SES emulator stored it.
-#[derive(Debug)]
-pub(crate) struct Digest {
-    pub(crate) route: String,
-    pub(crate) subject: String,
-    pub(crate) handles: Vec<String>,
-}
-
-/// The digests among these emails: the shipped text template lists one package per
-/// `<handle> in s3://…` line and ends with `route "<name>"`.
-pub(crate) fn digests(emails: &[Value]) -> Vec<Digest> {
-    emails
-        .iter()
-        .filter_map(|email| {
-            let text = email["body"]["text"].as_str()?;
-            let start = text.find("(route \"")? + "(route \"".len();
-            let route = text[start..].split('"').next()?.to_owned();
-            let handles = text
-                .lines()
-                .filter_map(|line| line.split_once(" in s3://").map(|(h, _)| h.to_owned()))
-                .collect();
-            Some(Digest {
-                route,
-                subject: email["subject"].as_str().unwrap_or_default().to_owned(),
-                handles,
-            })
-        })
-        .collect()
-}
+use crate::support::{env, eventually, Endpoints, Opened, Opening, StackOptions, TestStack};
 
 /// Two digest routes on this stack's bucket (no package details: the events are synthetic).
 fn digest_routes(stack: &TestStack, every: &str) -> String {
@@ -53,62 +23,33 @@ fn digest_routes(stack: &TestStack, every: &str) -> String {
         .collect()
 }
 
-/// One digest route `name` on this stack's bucket, every `every`, mailing `to`, with the
-/// digest template `template` (the shipped one when `None`); no package details (the events
-/// are synthetic).
-pub(crate) fn digest_route(
-    stack: &TestStack,
-    name: &str,
-    every: &str,
-    to: &str,
-    template: Option<&str>,
-) -> String {
-    let pattern = format!(
-        r#"{{"source": ["com.quiltdata"], "detail": {{"bucket": ["{}"]}}}}"#,
-        stack.bucket
-    );
-    let template = template.map_or(String::new(), |t| format!(", template = \"{t}\""));
-    format!(
-        "[[routes]]\nname = \"{name}\"\nto = [\"{to}\"]\ndetails = false\ndigest = {{ every = \"{every}\"{template} }}\npattern = '{pattern}'\n"
-    )
-}
-
 /// `n` events of distinct packages under `prefix`: their handles and bodies.
-pub(crate) fn events(stack: &TestStack, prefix: &str, n: usize) -> (Vec<String>, Vec<String>) {
+fn events(stack: &TestStack, prefix: &str, n: usize) -> (Vec<String>, Vec<String>) {
     let handles: Vec<String> = (0..n).map(|i| format!("{prefix}/pkg-{i}")).collect();
     let bodies = handles.iter().map(|h| stack.event(h).to_string()).collect();
     (handles, bodies)
-}
-
-/// Waits until the queue is empty and no window is pending any more.
-pub(crate) async fn drained(stack: &TestStack, table: &StateTable, within: Duration) -> bool {
-    eventually(within, || async {
-        stack.depth(&stack.queue_url).await == (0, 0) && table.items("pending#").await.is_empty()
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn three_hundred_events_over_several_windows_make_one_digest_per_window_and_route_holding_each_once(
 ) {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 10,
-        visibility_timeout: 10,
-    })
-    .await;
-    let table = StateTable::new(&stack.endpoints.moto);
-    let proxy = SesProxy::start(&stack.endpoints.moto, 21).await;
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(
-        &ses,
-        &digest_routes(&stack, "4s"),
-        &table.section(&proxy.url, 10),
-    );
-    table.create(&config);
-    let fast = env(&[("QUILT_NOTIFY__RETRY__BASE_SECONDS", "1")]);
-    let a = stack.start_worker_with_env(&config, &fast);
-    let b = stack.start_worker_with_env(&config, &fast);
+    let moto = Endpoints::from_env().moto;
+    let table = StateTable::new(&moto);
+    let proxy = SesProxy::start(&moto, 21).await;
+    let fast = [("QUILT_NOTIFY__RETRY__BASE_SECONDS", "1")];
+    let Opened {
+        stack,
+        config,
+        worker: a,
+    } = Opening::new()
+        .queue(10, 10)
+        .routes(|stack| digest_routes(stack, "4s"))
+        .state(&table, &proxy.url, 10)
+        .env(&fast)
+        .start()
+        .await;
+    let b = stack.start_worker_with_env(&config, &env(&fast));
 
     let (handles, bodies) = events(&stack, "digest", 300);
     for (i, chunk) in bodies.chunks(30).enumerate() {
@@ -180,16 +121,19 @@ async fn three_hundred_events_over_several_windows_make_one_digest_per_window_an
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn a_kill_9_while_a_digest_is_being_sent_and_a_restart_still_send_it_once() {
-    let stack = TestStack::spawn(StackOptions::default()).await;
-    let table = StateTable::new(&stack.endpoints.moto);
-    let ses = SesProxy::start(&stack.endpoints.ses, 5).await;
-    let config = stack.config(
-        &ses.url,
-        &digest_routes(&stack, "3s"),
-        &table.section(&stack.endpoints.moto, 10),
-    );
-    table.create(&config);
-    let mut first = stack.start_worker(&config);
+    let moto = Endpoints::from_env().moto;
+    let table = StateTable::new(&moto);
+    let ses = SesProxy::in_front_of_ses(5).await;
+    let Opened {
+        stack,
+        config,
+        worker: mut first,
+    } = Opening::new()
+        .ses(&ses.url)
+        .routes(|stack| digest_routes(stack, "3s"))
+        .state(&table, &moto, 10)
+        .start()
+        .await;
     let (handles, bodies) = events(&stack, "killed", 20);
     stack.send_batch(&stack.queue_url, &bodies).await;
     // Each digest send hangs in the proxy, so the kill falls while SES has not answered.

@@ -6,7 +6,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{eventually, StackOptions, TestStack};
+use crate::support::proxy::SesProxy;
+use crate::support::{eventually, free_port, Opened, Opening, TestStack};
+
+/// A route pattern for every event from Quilt in this stack's bucket (SES feedback has another
+/// source, so only the queue, not the route, lets it in).
+fn bucket_pattern(stack: &TestStack) -> Value {
+    json!({"source": ["com.quiltdata"], "detail": {"bucket": [stack.bucket]}})
+}
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -35,32 +42,21 @@ fn ses_event(detail_type: &str, route: &str, recipient: &str) -> String {
     .to_string()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn ses_feedback_is_counted_per_route_logged_and_deleted_never_dead_lettered() {
     // maxReceiveCount 1: anything the worker took for poison would be in the DLQ at once.
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 1,
-        visibility_timeout: 30,
-    })
-    .await;
     let health = free_port();
-    let pattern = json!({"source": ["com.quiltdata"], "detail": {"bucket": [stack.bucket]}});
-    let config = stack.config(
-        &stack.endpoints.ses.clone(),
-        &stack.route("deliver", &pattern),
-        &format!(
+    let Opened {
+        stack, mut worker, ..
+    } = Opening::new()
+        .queue(1, 30)
+        .routes(|stack| stack.route("deliver", &bucket_pattern(stack)))
+        .extra(&format!(
             "[health]\nlisten = \"127.0.0.1:{health}\"\n[metrics]\nemf_interval_seconds = 1\n"
-        ),
-    );
-    let mut worker = stack.start_worker(&config);
+        ))
+        .start()
+        .await;
 
     let bodies = vec![
         ses_event("Email Bounced", "deliver", "gone@example.com"),
@@ -164,16 +160,14 @@ async fn feedback_finds_a_route_whose_name_ses_tags_cannot_carry() {
     // SES tag values allow only letters, digits, `_` and `-`: this name needs the route's tag to
     // map back to it, or its bounces count as "(unknown)".
     const NAME: &str = "Data team / weekly (é)";
-    let stack = TestStack::spawn(StackOptions::default()).await;
-    let proxy = crate::support::proxy::SesProxy::start(&stack.endpoints.ses, 7).await;
+    let proxy = SesProxy::in_front_of_ses(7).await;
     let health = free_port();
-    let pattern = json!({"source": ["com.quiltdata"], "detail": {"bucket": [stack.bucket]}});
-    let config = stack.config(
-        &proxy.url,
-        &stack.route(NAME, &pattern),
-        &format!("[health]\nlisten = \"127.0.0.1:{health}\"\n"),
-    );
-    let worker = stack.start_worker(&config);
+    let Opened { stack, worker, .. } = Opening::new()
+        .ses(&proxy.url)
+        .routes(|stack| stack.route(NAME, &bucket_pattern(stack)))
+        .extra(&format!("[health]\nlisten = \"127.0.0.1:{health}\"\n"))
+        .start()
+        .await;
     stack
         .send_batch(&stack.queue_url, &[stack.event("team/data").to_string()])
         .await;

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{eventually, repo_root, StackOptions, TestStack};
+use crate::support::{eventually, free_port, repo_root, StackOptions, TestStack};
 
 const SECONDS_30: Duration = Duration::from_secs(30);
 
@@ -58,14 +58,6 @@ async fn quilt_notify(args: &[&str]) -> Ran {
 
 fn path_arg(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// `host:port` of an `http://host:port` endpoint.

@@ -11,24 +11,17 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::proxy::{Account, Faults, SesError, SesProxy};
-use crate::support::{eventually, StackOptions, TestStack};
+use crate::support::tally::{all_settled, event_id_of, event_ids, summary, Tally};
+use crate::support::{
+    env, events, eventually, every_package, Opened, Opening, StackOptions, TestStack, SECONDS_120,
+};
 
 const SECONDS_30: Duration = Duration::from_secs(30);
 const SECONDS_60: Duration = Duration::from_secs(60);
-pub(crate) const SECONDS_120: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A route pattern that matches every package event of this stack's bucket.
-pub(crate) fn every_package(stack: &TestStack) -> Value {
-    json!({
-        "source": ["com.quiltdata"],
-        "detail-type": ["package-revision"],
-        "detail": {"bucket": [stack.bucket]},
-    })
-}
 
 /// A route pattern for one handle prefix of this stack's bucket.
 fn handles_under(stack: &TestStack, prefix: &str) -> Value {
@@ -37,53 +30,6 @@ fn handles_under(stack: &TestStack, prefix: &str) -> Value {
         "detail-type": ["package-revision"],
         "detail": {"bucket": [stack.bucket], "handle": [{"prefix": prefix}]},
     })
-}
-
-/// Environment overrides for the worker.
-pub(crate) fn env(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
-    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
-}
-
-/// `n` fresh events (unique ids) under `prefix`, and their bodies as SQS carries them.
-pub(crate) fn events(stack: &TestStack, prefix: &str, n: usize) -> (Vec<String>, Vec<String>) {
-    let events: Vec<Value> = (0..n)
-        .map(|i| stack.event(&format!("{prefix}/pkg-{i}")))
-        .collect();
-    let ids = events
-        .iter()
-        .map(|e| e["id"].as_str().expect("id").to_owned())
-        .collect();
-    let bodies = events.iter().map(Value::to_string).collect();
-    (ids, bodies)
-}
-
-/// The event id an email was sent for: every template ends with "… for event <id>."
-pub(crate) fn event_id_of(email: &Value) -> Option<String> {
-    let text = email["body"]["text"]
-        .as_str()
-        .or_else(|| email["body"]["html"].as_str())
-        .or_else(|| email["body"].as_str())?;
-    let start = text.rfind("for event ")? + "for event ".len();
-    let id: String = text[start..]
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != '.' && *c != '<')
-        .collect();
-    Some(id)
-}
-
-/// Event ids of the log lines whose outcome is one of `outcomes`.
-pub(crate) fn event_ids(lines: &[Value], outcomes: &[&str]) -> HashSet<String> {
-    lines
-        .iter()
-        .filter(|l| outcomes.iter().any(|o| l["outcome"] == *o))
-        .filter_map(|l| l["event_id"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Whether every id in `expected` was logged as sent (or as a duplicate of a sent one).
-pub(crate) fn all_settled(lines: &[Value], expected: &[String]) -> bool {
-    let done = event_ids(lines, &["sent", "duplicate"]);
-    expected.iter().all(|id| done.contains(id))
 }
 
 /// Log lines about one SQS message.
@@ -104,59 +50,6 @@ fn at_level(lines: &[Value], level: &str) -> Vec<Value> {
         .collect()
 }
 
-/// How the expected events fared in the store.
-pub(crate) struct Tally {
-    /// Expected ids with at least one email.
-    pub(crate) delivered: usize,
-    /// Extra copies beyond the first, per id.
-    pub(crate) duplicates: BTreeMap<String, usize>,
-    /// Expected ids with no email.
-    pub(crate) lost: Vec<String>,
-}
-
-impl Tally {
-    pub(crate) fn of(expected: &[String], emails: &[Value]) -> Self {
-        let mut copies: BTreeMap<String, usize> = BTreeMap::new();
-        for email in emails {
-            if let Some(id) = event_id_of(email) {
-                *copies.entry(id).or_default() += 1;
-            }
-        }
-        let lost: Vec<String> = expected
-            .iter()
-            .filter(|id| !copies.contains_key(*id))
-            .cloned()
-            .collect();
-        let duplicates = copies
-            .iter()
-            .filter(|(id, n)| **n > 1 && expected.contains(id))
-            .map(|(id, n)| (id.clone(), n - 1))
-            .collect();
-        Self {
-            delivered: expected.len() - lost.len(),
-            duplicates,
-            lost,
-        }
-    }
-
-    pub(crate) fn duplicate_count(&self) -> usize {
-        self.duplicates.values().sum()
-    }
-}
-
-/// One row of the table in docs/reliability.md.
-pub(crate) fn summary(fault: &str, injected: &str, sent: usize, tally: &Tally, in_dlq: &str) {
-    println!(
-        "RELIABILITY | {fault} | {injected} | {sent} | {} | {} | {in_dlq} | {} |",
-        tally.delivered,
-        tally.duplicate_count(),
-        tally.lost.len()
-    );
-    if !tally.duplicates.is_empty() {
-        println!("RELIABILITY duplicates ({fault}): {:?}", tally.duplicates);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Throttling
 // ---------------------------------------------------------------------------------------------
@@ -165,27 +58,23 @@ pub(crate) fn summary(fault: &str, injected: &str, sent: usize, tally: &Tally, i
 #[ignore = "needs the emulators: run scripts/test"]
 async fn a_throttling_storm_delays_mail_but_every_event_is_delivered_exactly_once_and_none_is_dead_lettered(
 ) {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 10,
-        visibility_timeout: 10,
-    })
-    .await;
-    let proxy = SesProxy::start(&stack.endpoints.ses, 0x5eed_0001).await;
+    let proxy = SesProxy::in_front_of_ses(0x5eed_0001).await;
     proxy.set(
         Faults::none()
             .send_errors(0.5, SesError::too_many_requests())
             .account(Account::enabled(50.0)),
     );
-    let config = stack.config(&proxy.url, &stack.route("all", &every_package(&stack)), "");
     // SDK retries off: every injected throttle reaches the worker's own backoff instead of being
     // absorbed by the SDK's three attempts. `ses.max_send_rate` is left at 0: read from GetAccount.
-    let worker = stack.start_worker_with_env(
-        &config,
-        &env(&[
+    let Opened { stack, worker, .. } = Opening::new()
+        .queue(10, 10)
+        .ses(&proxy.url)
+        .env(&[
             ("AWS_MAX_ATTEMPTS", "1"),
             ("QUILT_NOTIFY__QUEUE__VISIBILITY_TIMEOUT_SECONDS", "10"),
-        ]),
-    );
+        ])
+        .start()
+        .await;
 
     let (ids, bodies) = events(&stack, "storm", 30);
     stack.send_batch(&stack.queue_url, &bodies).await;
@@ -255,21 +144,19 @@ async fn a_throttling_storm_delays_mail_but_every_event_is_delivered_exactly_onc
 #[ignore = "needs the emulators: run scripts/test"]
 async fn while_ses_is_unreachable_nothing_is_deleted_unsent_and_after_recovery_all_is_delivered_or_redriven(
 ) {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 3,
-        visibility_timeout: 2,
-    })
-    .await;
-    let proxy = SesProxy::start(&stack.endpoints.ses, 0x5eed_0002).await;
+    let proxy = SesProxy::in_front_of_ses(0x5eed_0002).await;
     proxy.set(Faults::none().drop_connections(1.0));
-    let config = stack.config(&proxy.url, &stack.route("all", &every_package(&stack)), "");
-    let mut worker = stack.start_worker_with_env(
-        &config,
-        &env(&[
+    let Opened {
+        stack, mut worker, ..
+    } = Opening::new()
+        .queue(3, 2)
+        .ses(&proxy.url)
+        .env(&[
             ("QUILT_NOTIFY__QUEUE__VISIBILITY_TIMEOUT_SECONDS", "2"),
             ("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100"),
-        ]),
-    );
+        ])
+        .start()
+        .await;
 
     // Two waves: the first is in the queue for the whole outage and uses up its receives; the
     // second arrives when the first starts reaching the DLQ, and still has receives left when
@@ -359,13 +246,7 @@ async fn while_ses_is_unreachable_nothing_is_deleted_unsent_and_after_recovery_a
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn kill_9_in_the_middle_of_500_events_then_a_restart_loses_none() {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 5,
-        visibility_timeout: 5,
-    })
-    .await;
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(&ses, &stack.route("all", &every_package(&stack)), "");
+    let (stack, config) = Opening::new().queue(5, 5).configure().await;
     let fast = env(&[
         ("QUILT_NOTIFY__QUEUE__VISIBILITY_TIMEOUT_SECONDS", "5"),
         ("QUILT_NOTIFY__SES__MAX_SEND_RATE", "1000"),
@@ -431,24 +312,20 @@ async fn kill_9_in_the_middle_of_500_events_then_a_restart_loses_none() {
 async fn an_idle_worker_exits_0_at_once_on_sigterm_without_waiting_out_its_long_poll() {
     // A 20 s long poll on an empty queue and a 5 s deadline: before the fix the worker waited for
     // the poll to answer (about 16 s after the signal); now it abandons it at once.
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 5,
-        visibility_timeout: 30,
-    })
-    .await;
-    let config = stack.config(
-        &stack.endpoints.ses,
-        &stack.route("all", &every_package(&stack)),
-        "",
-    );
     let deadline = Duration::from_secs(5);
-    let mut worker = stack.start_worker_with_env(
-        &config,
-        &env(&[
+    // Bound, though unused: dropping the stack would delete the queue under the worker.
+    let Opened {
+        stack: _stack,
+        mut worker,
+        ..
+    } = Opening::new()
+        .queue(5, 30)
+        .env(&[
             ("QUILT_NOTIFY__QUEUE__WAIT_TIME_SECONDS", "20"),
             ("QUILT_NOTIFY__WORKER__SHUTDOWN_DEADLINE_SECONDS", "5"),
-        ]),
-    );
+        ])
+        .start()
+        .await;
     let started = worker
         .wait_for_log(SECONDS_30, |lines| {
             lines.iter().any(|l| l["message"] == "worker started")
@@ -475,14 +352,13 @@ async fn sigterm_under_load_exits_0_within_the_deadline_leaves_nothing_invisible
 {
     // The queue's own visibility timeout is long: a message the worker failed to release would
     // stay invisible for 60 s, and the check right after exit would see it.
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 5,
-        visibility_timeout: 60,
-    })
-    .await;
     // The proxy only watches here: it counts the sends SES accepted.
-    let proxy = SesProxy::start(&stack.endpoints.ses, 0x5eed_0004).await;
-    let config = stack.config(&proxy.url, &stack.route("all", &every_package(&stack)), "");
+    let proxy = SesProxy::in_front_of_ses(0x5eed_0004).await;
+    let (stack, config) = Opening::new()
+        .queue(5, 60)
+        .ses(&proxy.url)
+        .configure()
+        .await;
     let deadline = Duration::from_secs(2);
 
     let (ids, bodies) = events(&stack, "term", 40);
@@ -714,22 +590,18 @@ async fn a_message_ses_rejects_reaches_the_dlq_within_seconds_with_one_error_lin
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn a_paused_account_stops_consumption_keeps_the_queue_and_resumes_when_sending_is_enabled() {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 3,
-        visibility_timeout: 30,
-    })
-    .await;
-    let proxy = SesProxy::start(&stack.endpoints.ses, 0x5eed_0006).await;
+    let proxy = SesProxy::in_front_of_ses(0x5eed_0006).await;
     proxy.set(
         Faults::none()
             .send_errors(1.0, SesError::sending_paused())
             .account(Account::paused()),
     );
-    let config = stack.config(&proxy.url, &stack.route("all", &every_package(&stack)), "");
-    let worker = stack.start_worker_with_env(
-        &config,
-        &env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100")]),
-    );
+    let Opened { stack, worker, .. } = Opening::new()
+        .queue(3, 30)
+        .ses(&proxy.url)
+        .env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100")])
+        .start()
+        .await;
 
     let (ids, bodies) = events(&stack, "paused", 5);
     stack.send_batch(&stack.queue_url, &bodies).await;
@@ -820,17 +692,13 @@ const SQS_MAX_BODY: usize = 256 * 1024;
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn hostile_bodies_each_meet_their_defined_fate_and_the_worker_never_dies() {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 2,
-        visibility_timeout: 30,
-    })
-    .await;
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(&ses, &stack.route("all", &every_package(&stack)), "");
-    let mut worker = stack.start_worker_with_env(
-        &config,
-        &env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100")]),
-    );
+    let Opened {
+        stack, mut worker, ..
+    } = Opening::new()
+        .queue(2, 30)
+        .env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100")])
+        .start()
+        .await;
 
     let event = |handle: &str| stack.event(handle);
     let mut wrong_type = event("hostile/wrong-type");
@@ -1022,28 +890,26 @@ async fn hostile_bodies_each_meet_their_defined_fate_and_the_worker_never_dies()
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn when_one_of_two_routes_fails_the_redelivery_sends_only_the_failed_route() {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 5,
-        visibility_timeout: 30,
-    })
-    .await;
-    let proxy = SesProxy::start(&stack.endpoints.ses, 0x5eed_0008).await;
+    let proxy = SesProxy::in_front_of_ses(0x5eed_0008).await;
     // The route name travels in the message tags and the rendered text.
     proxy.set(
         Faults::none()
             .send_errors(1.0, SesError::service_unavailable())
             .only_containing("flaky"),
     );
-    let routes = format!(
-        "{}{}",
-        stack.route("steady", &every_package(&stack)),
-        stack.route("flaky", &every_package(&stack))
-    );
-    let config = stack.config(&proxy.url, &routes, "");
-    let worker = stack.start_worker_with_env(
-        &config,
-        &env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100")]),
-    );
+    let Opened { stack, worker, .. } = Opening::new()
+        .queue(5, 30)
+        .ses(&proxy.url)
+        .routes(|stack| {
+            format!(
+                "{}{}",
+                stack.route("steady", &every_package(stack)),
+                stack.route("flaky", &every_package(stack))
+            )
+        })
+        .env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100")])
+        .start()
+        .await;
 
     let event = stack.event("partial/pkg");
     let message_id = stack.send_raw(&event.to_string()).await;
@@ -1113,13 +979,10 @@ async fn when_one_of_two_routes_fails_the_redelivery_sends_only_the_failed_route
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn the_same_event_id_delivered_twice_is_mailed_once_and_the_second_is_logged_duplicate() {
-    let stack = TestStack::spawn(StackOptions::default()).await;
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(&ses, &stack.route("all", &every_package(&stack)), "");
-    let worker = stack.start_worker_with_env(
-        &config,
-        &env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100")]),
-    );
+    let Opened { stack, worker, .. } = Opening::new()
+        .env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100")])
+        .start()
+        .await;
 
     let body = stack.event("dedupe/pkg").to_string();
     let first = stack.send_raw(&body).await;
@@ -1160,22 +1023,18 @@ async fn the_same_event_id_delivered_twice_is_mailed_once_and_the_second_is_logg
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn a_send_slower_than_the_visibility_timeout_is_not_received_twice() {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 5,
-        visibility_timeout: 3,
-    })
-    .await;
-    let proxy = SesProxy::start(&stack.endpoints.ses, 0x5eed_000a).await;
+    let proxy = SesProxy::in_front_of_ses(0x5eed_000a).await;
     // Over two visibility timeouts, and below the SDK's 10 s attempt timeout.
     proxy.set(Faults::none().send_delay(Duration::from_secs(7)));
-    let config = stack.config(&proxy.url, &stack.route("all", &every_package(&stack)), "");
-    let worker = stack.start_worker_with_env(
-        &config,
-        &env(&[
+    let Opened { stack, worker, .. } = Opening::new()
+        .queue(5, 3)
+        .ses(&proxy.url)
+        .env(&[
             ("QUILT_NOTIFY__QUEUE__VISIBILITY_TIMEOUT_SECONDS", "3"),
             ("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100"),
-        ]),
-    );
+        ])
+        .start()
+        .await;
 
     let message_id = stack.send_raw(&stack.event("slow/pkg").to_string()).await;
     let sent = worker
@@ -1209,19 +1068,14 @@ async fn a_send_slower_than_the_visibility_timeout_is_not_received_twice() {
 #[ignore = "needs the emulators: run scripts/test"]
 async fn a_message_done_early_stays_hidden_while_a_slow_batch_mate_still_sends_so_another_task_cannot_resend_it(
 ) {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 5,
-        visibility_timeout: 3,
-    })
-    .await;
-    let proxy = SesProxy::start(&stack.endpoints.ses, 0x5eed_000b).await;
+    let proxy = SesProxy::in_front_of_ses(0x5eed_000b).await;
     // Only the slow package's send is delayed: over two visibility timeouts.
     proxy.set(
         Faults::none()
             .send_delay(Duration::from_secs(7))
             .only_containing("batch/slow"),
     );
-    let config = stack.config(&proxy.url, &stack.route("all", &every_package(&stack)), "");
+    let (stack, config) = Opening::new().queue(5, 3).ses(&proxy.url).configure().await;
     let settings = |pollers: &str| {
         env(&[
             ("QUILT_NOTIFY__QUEUE__VISIBILITY_TIMEOUT_SECONDS", "3"),
@@ -1284,14 +1138,9 @@ async fn a_message_done_early_stays_hidden_while_a_slow_batch_mate_still_sends_s
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn a_second_stop_signal_exits_130_at_once_and_the_unfinished_message_is_redelivered_later() {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 5,
-        visibility_timeout: 3,
-    })
-    .await;
-    let proxy = SesProxy::start(&stack.endpoints.ses, 0x5eed_000c).await;
+    let proxy = SesProxy::in_front_of_ses(0x5eed_000c).await;
     proxy.set(Faults::none().send_delay(Duration::from_secs(8)));
-    let config = stack.config(&proxy.url, &stack.route("all", &every_package(&stack)), "");
+    let (stack, config) = Opening::new().queue(5, 3).ses(&proxy.url).configure().await;
     let fast = env(&[
         ("QUILT_NOTIFY__QUEUE__VISIBILITY_TIMEOUT_SECONDS", "3"),
         ("QUILT_NOTIFY__SES__MAX_SEND_RATE", "100"),

@@ -7,9 +7,9 @@ use std::time::Duration;
 use quilt_notify::adapters::aws::ses::SesMailer;
 use quilt_notify::ports::{Email, FailureKind, Mailer};
 
-use crate::reliability::{env, events, every_package, summary, Tally};
 use crate::support::proxy::{Faults, SesError, SesProxy};
-use crate::support::{eventually, sdk_config, Endpoints, StackOptions, TestStack};
+use crate::support::tally::{summary, Tally};
+use crate::support::{events, eventually, free_port, sdk_config, Endpoints, Opened, Opening};
 
 fn mailer(endpoint: &str) -> SesMailer {
     SesMailer::new(aws_sdk_sesv2::Client::new(&sdk_config(endpoint)), None)
@@ -31,13 +31,6 @@ fn email() -> Email {
 }
 
 /// A local port nothing listens on.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn a_failure_is_ambiguous_exactly_when_ses_may_have_accepted_the_email_and_is_never_resent_blindly(
@@ -95,7 +88,7 @@ async fn a_failure_is_ambiguous_exactly_when_ses_may_have_accepted_the_email_and
     }
 
     // Nothing listens: the request never left, so SES cannot have it.
-    let refused = mailer(&format!("http://127.0.0.1:{}", closed_port()))
+    let refused = mailer(&format!("http://127.0.0.1:{}", free_port()))
         .send(&email())
         .await
         .expect_err("connection refused");
@@ -108,24 +101,17 @@ async fn a_failure_is_ambiguous_exactly_when_ses_may_have_accepted_the_email_and
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn an_answer_lost_after_ses_accepted_the_email_is_a_duplicate_the_worker_counts() {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 10,
-        visibility_timeout: 30,
-    })
-    .await;
-    let proxy = SesProxy::start(&stack.endpoints.ses, 11).await;
+    let proxy = SesProxy::in_front_of_ses(11).await;
     // SES accepts the email; the answer never comes back (the connection closes).
     proxy.set(Faults::none().lose_answers(0.3));
-    let health = closed_port();
-    let config = stack.config(
-        &proxy.url,
-        &stack.route("all", &every_package(&stack)),
-        &format!("[health]\nlisten = \"127.0.0.1:{health}\"\n"),
-    );
-    let worker = stack.start_worker_with_env(
-        &config,
-        &env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "1000")]),
-    );
+    let health = free_port();
+    let Opened { stack, worker, .. } = Opening::new()
+        .queue(10, 30)
+        .ses(&proxy.url)
+        .extra(&format!("[health]\nlisten = \"127.0.0.1:{health}\"\n"))
+        .env(&[("QUILT_NOTIFY__SES__MAX_SEND_RATE", "1000")])
+        .start()
+        .await;
     let (ids, bodies) = events(&stack, "lost", 20);
     stack.send_batch(&stack.queue_url, &bodies).await;
     let drained = eventually(Duration::from_secs(90), || {

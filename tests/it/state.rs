@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::digests::{digest_route, digests, drained};
-use crate::reliability::{env, event_ids, events, every_package, summary, Tally, SECONDS_120};
+use crate::support::digest::{digest_route, digests, drained};
 use crate::support::proxy::{DynamoError, Faults, SesProxy};
 use crate::support::state::StateTable;
-use crate::support::{eventually, StackOptions, TestStack};
+use crate::support::tally::{event_ids, summary, Tally};
+use crate::support::{
+    env, events, eventually, every_package, Endpoints, Opened, Opening, StackOptions, TestStack,
+    SECONDS_120,
+};
 
 /// How many log lines have this `outcome`.
 fn count(lines: &[Value], outcome: &str) -> usize {
@@ -58,21 +61,17 @@ async fn two_workers_a_kill_9_and_a_restart_deliver_every_event_with_duplicates_
     const LEASE_SECONDS: u32 = 15;
     const VISIBILITY_SECONDS: u32 = 3;
     const SEND_DELAY: Duration = Duration::from_millis(1500);
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 10,
-        visibility_timeout: VISIBILITY_SECONDS,
-    })
-    .await;
-    let table = StateTable::new(&stack.endpoints.moto);
+    let moto = Endpoints::from_env().moto;
+    let table = StateTable::new(&moto);
     // Every send waits at the proxy, so a task has a claim live for most of its messages' time.
-    let proxy = SesProxy::start(&stack.endpoints.ses, 20).await;
+    let proxy = SesProxy::in_front_of_ses(20).await;
     proxy.set(Faults::none().send_delay(SEND_DELAY));
-    let config = stack.config(
-        &proxy.url,
-        &stack.route("all", &every_package(&stack)),
-        &table.section(&stack.endpoints.moto, LEASE_SECONDS),
-    );
-    table.create(&config);
+    let (stack, config) = Opening::new()
+        .queue(10, VISIBILITY_SECONDS)
+        .ses(&proxy.url)
+        .state(&table, &moto, LEASE_SECONDS)
+        .configure()
+        .await;
     let visibility = VISIBILITY_SECONDS.to_string();
     let concurrency = CONCURRENCY.to_string();
     let settings = env(&[
@@ -167,16 +166,13 @@ async fn two_workers_a_kill_9_and_a_restart_deliver_every_event_with_duplicates_
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn the_same_event_as_two_messages_to_two_workers_is_mailed_once() {
-    let stack = TestStack::spawn(StackOptions::default()).await;
-    let table = StateTable::new(&stack.endpoints.moto);
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(
-        &ses,
-        &stack.route("all", &every_package(&stack)),
-        &table.section(&stack.endpoints.moto, 10),
-    );
-    table.create(&config);
-    let a = stack.start_worker(&config);
+    let moto = Endpoints::from_env().moto;
+    let table = StateTable::new(&moto);
+    let Opened {
+        stack,
+        config,
+        worker: a,
+    } = Opening::new().state(&table, &moto, 10).start().await;
     let b = stack.start_worker(&config);
     let (ids, bodies) = events(&stack, "twice", 30);
     // Each event twice, in separate batches, so both workers are likely to get a copy at once.
@@ -216,27 +212,18 @@ async fn the_same_event_as_two_messages_to_two_workers_is_mailed_once() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn throttling_and_an_outage_of_the_table_delay_mail_but_lose_none_and_send_none_twice() {
-    let stack = TestStack::spawn(StackOptions {
-        max_receive_count: 10,
-        visibility_timeout: 5,
-    })
-    .await;
-    let table = StateTable::new(&stack.endpoints.moto);
-    let proxy = SesProxy::start(&stack.endpoints.moto, 13).await;
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(
-        &ses,
-        &stack.route("all", &every_package(&stack)),
-        &table.section(&proxy.url, 5),
-    );
-    table.create(&config);
-    let worker = stack.start_worker_with_env(
-        &config,
-        &env(&[
+    let moto = Endpoints::from_env().moto;
+    let table = StateTable::new(&moto);
+    let proxy = SesProxy::start(&moto, 13).await;
+    let Opened { stack, worker, .. } = Opening::new()
+        .queue(10, 5)
+        .state(&table, &proxy.url, 5)
+        .env(&[
             ("AWS_MAX_ATTEMPTS", "1"),
             ("QUILT_NOTIFY__RETRY__BASE_SECONDS", "1"),
-        ]),
-    );
+        ])
+        .start()
+        .await;
     proxy.set(Faults::none().dynamodb_errors(0.3, DynamoError::throttling()));
     let (ids, bodies) = events(&stack, "faults", 100);
     stack.send_batch(&stack.queue_url, &bodies).await;
@@ -275,16 +262,13 @@ async fn throttling_and_an_outage_of_the_table_delay_mail_but_lose_none_and_send
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn a_deleted_table_stops_receiving_keeps_every_message_and_resumes_once_it_exists_again() {
-    let stack = TestStack::spawn(StackOptions::default()).await;
-    let table = StateTable::new(&stack.endpoints.moto);
-    let ses = stack.endpoints.ses.clone();
-    let config = stack.config(
-        &ses,
-        &stack.route("all", &every_package(&stack)),
-        &table.section(&stack.endpoints.moto, 10),
-    );
-    table.create(&config);
-    let worker = stack.start_worker(&config);
+    let moto = Endpoints::from_env().moto;
+    let table = StateTable::new(&moto);
+    let Opened {
+        stack,
+        config,
+        worker,
+    } = Opening::new().state(&table, &moto, 10).start().await;
     let (first_ids, bodies) = events(&stack, "before", 5);
     stack.send_batch(&stack.queue_url, &bodies).await;
     stack.wait_for_emails(5, Duration::from_secs(30)).await;
@@ -342,19 +326,21 @@ async fn a_deleted_table_stops_receiving_keeps_every_message_and_resumes_once_it
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
 async fn an_event_id_over_the_key_limit_fails_its_own_message_to_the_dlq_and_pauses_nobody() {
-    let stack = TestStack::spawn(StackOptions::default()).await;
-    let table = StateTable::new(&stack.endpoints.moto);
-    let ses = stack.endpoints.ses.clone();
+    let moto = Endpoints::from_env().moto;
+    let table = StateTable::new(&moto);
     // A per-event route (its lease is keyed by the event id) and a digest route (so is its
     // once-marker): both refuse the hostile id.
-    let routes = format!(
-        "{}{}",
-        stack.route("all", &every_package(&stack)),
-        digest_route(&stack, "digest", "2s", &stack.recipient, None)
-    );
-    let config = stack.config(&ses, &routes, &table.section(&stack.endpoints.moto, 10));
-    table.create(&config);
-    let worker = stack.start_worker(&config);
+    let Opened { stack, worker, .. } = Opening::new()
+        .routes(|stack| {
+            format!(
+                "{}{}",
+                stack.route("all", &every_package(stack)),
+                digest_route(stack, "digest", "2s", &stack.recipient, None)
+            )
+        })
+        .state(&table, &moto, 10)
+        .start()
+        .await;
 
     let (ids, mut bodies) = events(&stack, "hostile", 10);
     // Anyone who can send to the queue can send this: an id over DynamoDB's 2 KB key limit.

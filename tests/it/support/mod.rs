@@ -3,10 +3,13 @@
 //! when a test panics), a config file, and the real binary running against them, with its JSON
 //! log lines captured.
 
+pub mod digest;
 pub mod eventually;
+pub mod opening;
 pub mod proxy;
 pub mod quilt;
 pub mod state;
+pub mod tally;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,6 +21,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 pub use eventually::eventually;
+pub use opening::{Opened, Opening};
+
+/// The longest a test waits for a storm or an outage to pass.
+pub const SECONDS_120: Duration = Duration::from_secs(120);
 
 /// Where the emulators are; `scripts/test` exports these.
 pub struct Endpoints {
@@ -62,6 +69,41 @@ pub fn documented_event() -> Value {
             .expect("read event"),
     )
     .expect("event json")
+}
+
+/// A route pattern that matches every package event of this stack's bucket.
+pub fn every_package(stack: &TestStack) -> Value {
+    json!({
+        "source": ["com.quiltdata"],
+        "detail-type": ["package-revision"],
+        "detail": {"bucket": [stack.bucket]},
+    })
+}
+
+/// Environment overrides for the worker.
+pub fn env(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+/// `n` fresh events (unique ids) under `prefix`, and their bodies as SQS carries them.
+pub fn events(stack: &TestStack, prefix: &str, n: usize) -> (Vec<String>, Vec<String>) {
+    let events: Vec<Value> = (0..n)
+        .map(|i| stack.event(&format!("{prefix}/pkg-{i}")))
+        .collect();
+    let ids = events
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_owned())
+        .collect();
+    let bodies = events.iter().map(Value::to_string).collect();
+    (ids, bodies)
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -391,6 +391,12 @@ impl std::fmt::Display for Dropped {
 impl std::error::Error for Dropped {}
 
 impl SesProxy {
+    /// A proxy in front of the SES emulator (the one the tests were given); `seed` as in
+    /// [`SesProxy::start`].
+    pub async fn in_front_of_ses(seed: u64) -> Self {
+        Self::start(&super::Endpoints::from_env().ses, seed).await
+    }
+
     /// Starts a proxy to `upstream` on a free local port. `seed` fixes the random choices.
     pub async fn start(upstream: &str, seed: u64) -> Self {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))

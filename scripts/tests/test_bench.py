@@ -1,0 +1,165 @@
+"""Unit tests of the bench's pure parts: its statistics, phase checks and report (scripts/qnbench).
+
+Run by scripts/test (python -m unittest discover -s scripts/tests); no emulator, no boto3."""
+
+import copy
+import json
+import sys
+import tempfile
+import unittest
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(SCRIPTS))
+
+from qnbench import phases, report, stats  # noqa: E402 - the scripts folder, put on the path above
+
+PUBLISHED = SCRIPTS.parent / "docs/perf"
+
+
+def published():
+    return json.loads((PUBLISHED / "results.json").read_text())
+
+
+def run(cpu, rate, **extra):
+    """A send run's summary as repeat_summary gives it."""
+    return {"phase": "send", "messages_per_s": rate, "worker_cpu_us_per_message": cpu,
+            "worker_cpu_user_us_per_message": cpu * 0.8, "worker_cpu_sys_us_per_message": cpu * 0.2,
+            "peak_rss_kb": 20480, "machine_busy_cores": 1.5, "localstack_cpu_s_per_1000": 0.4,
+            "ses_emulator_cpu_s_per_1000": 0.3, **extra}
+
+
+class Statistics(unittest.TestCase):
+    def test_percentiles_are_nearest_rank(self):
+        values = list(range(1, 11))
+        self.assertEqual(stats.percentile(values, 50), 5)
+        self.assertEqual(stats.percentile(values, 95), 10)
+        self.assertEqual(stats.percentile(values, 1), 1)
+        self.assertEqual(stats.percentile([3, 1, 2], 50), 2)
+        self.assertIsNone(stats.percentile([], 50))
+
+    def test_a_latency_summary_rounds_to_milliseconds_and_counts(self):
+        summary = stats.latency_summary([0.0004, 1.23456, 2.0, 0.5])
+        self.assertEqual(summary, {"count": 4, "min_s": 0.0, "p50_s": 0.5, "p95_s": 2.0, "p99_s": 2.0,
+                                   "max_s": 2.0})
+        self.assertIsNone(stats.latency_summary([]))
+
+    def test_settled_messages_are_counted_per_tenth_of_a_second_from_the_start(self):
+        self.assertEqual(stats.per_tenth([100.0, 100.05, 100.25, 99.9], 100.0), [3, 0, 1])
+        self.assertEqual(stats.per_tenth([], 100.0), [])
+
+    def test_the_median_of_an_even_count_is_the_mean_of_the_middle_two(self):
+        self.assertEqual(stats.median([3, 1, 2]), 2)
+        self.assertEqual(stats.median([4, 1, 3, 2]), 2.5)
+
+    def test_the_run_shown_is_the_median_cpu_one_with_the_first_runs_trickle(self):
+        first = {"worker_cpu_us_per_message": 260, "trickle": {"events": 200}}
+        runs = [first, {"worker_cpu_us_per_message": 202}, {"worker_cpu_us_per_message": 188}]
+        chosen = stats.median_run(runs)
+        self.assertEqual(chosen["worker_cpu_us_per_message"], 202)
+        self.assertEqual(chosen["trickle"], {"events": 200})
+        self.assertNotIn("trickle", runs[1], "the runs themselves are left as they were")
+
+    def test_the_emulator_bound_is_the_tightest_of_the_cores_and_each_emulator(self):
+        r = {"send_repeats": [run(200, 1500)], "machine": {"nproc": 2}}
+        bound = stats.emulator_bound(r)
+        # min(2 / (0.0004 + 0.0003), 1 / 0.0004, 1 / 0.0003): LocalStack's one core binds.
+        self.assertEqual(bound["messages_per_s"], 2500.0)
+        r["machine"]["nproc"] = 1
+        self.assertEqual(stats.emulator_bound(r)["messages_per_s"], round(1 / 0.0007, 1))
+
+    def test_the_state_tables_cost_is_the_difference_of_medians_and_of_each_pair_of_runs(self):
+        r = {"send_repeats": [run(200, 1500), run(220, 1400), run(210, 1450)],
+             "send_state_repeats": [run(900, 50, moto_cpu_s_per_1000=15.0, dynamodb_calls_per_message=2.0),
+                                    run(950, 48, moto_cpu_s_per_1000=16.0, dynamodb_calls_per_message=2.0),
+                                    run(920, 52, moto_cpu_s_per_1000=15.5, dynamodb_calls_per_message=2.0)],
+             "send_paced_repeats": [run(500, 50), run(520, 48), run(510, 52)]}
+        cost = stats.state_cost(r)
+        cpu = cost["worker_cpu_us_per_message"]
+        self.assertEqual(cpu["off"]["median"], 210)
+        self.assertEqual(cpu["on"]["median"], 920)
+        self.assertEqual(cpu["on_minus_off"]["delta_of_medians"], 710)
+        self.assertEqual(cpu["on_minus_off"]["paired_deltas"], [700, 730, 710])
+        self.assertEqual(cpu["on_minus_paced"]["delta_of_medians"], 410)
+        self.assertEqual(cost["dynamodb_calls_per_message"]["median"], 2.0)
+        self.assertEqual(cost["moto_cpu_us_per_message"]["median"], 15500)
+        self.assertFalse(cost["met_vs_off"])
+        self.assertFalse(cost["met_vs_paced"])
+
+    def test_targets_say_which_are_met(self):
+        r = {"send": {"peak_rss_kb": 30 * 1024}, "send_repeats": [run(140, 1500)],
+             "filtered": {"messages_per_s": 2000}, "loop": {"messages_per_s": 1600},
+             "startup": {"idle_rss_kb_max": 21 * 1024, "first_receive_ms_max": 31},
+             "binary": {"bytes": 18 * 1024 * 1024, "stripped": True}}
+        met = {t["target"]: t["met"] for t in stats.targets(r)}
+        self.assertTrue(met["worker CPU per message (send runs, median)"])
+        self.assertTrue(met["peak RSS during the run"])
+        self.assertFalse(met["sending throughput (median) vs the worker with sending disabled (receive + delete)"])
+        self.assertFalse(met["idle RSS"])
+        self.assertTrue(met["first ReceiveMessage after start (max of runs)"])
+        self.assertTrue(met["release binary, stripped"])
+        self.assertTrue(met["receive + delete: the worker (filtered) vs the plain loop"])
+
+
+class Phases(unittest.TestCase):
+    def test_the_default_phases_leave_out_those_that_need_moto(self):
+        self.assertEqual(phases.DEFAULT, "startup,send,filtered,loop,loop_send")
+
+    def test_unknown_phases_and_a_paced_run_without_its_pace_are_refused(self):
+        self.assertIsNone(phases.check(["send", "send_state", "send_paced"]))
+        self.assertIn("unknown nope", phases.check(["send", "nope"]))
+        self.assertEqual(phases.check(["send", "send_paced"]),
+                         "send_paced runs at send_state's pace, so it needs send_state too")
+
+
+class Report(unittest.TestCase):
+    def test_the_published_runs_report_is_rebuilt_from_its_results_unchanged(self):
+        r = published()
+        r["targets"] = stats.targets(r)
+        self.assertEqual(report.markdown(r), (PUBLISHED / "results.md").read_text())
+        self.assertEqual(report.svg_chart(r), (PUBLISHED / "throughput.svg").read_text())
+
+    def test_the_table_has_a_column_per_phase_run_in_the_registrys_order(self):
+        r = published()
+        r["targets"] = stats.targets(r)
+        del r["loop"]
+        header = report.markdown(r).splitlines()[2]
+        self.assertEqual(header, "| | worker, sending (SES emulator) | worker, sending disabled (filtered) | "
+                                 "plain receive/SendEmail/delete loop |")
+
+    def test_the_state_section_shows_on_against_off_and_at_the_same_pace(self):
+        r = published()
+        for kind in ("send_state", "send_paced"):
+            r[kind] = copy.deepcopy(r["send"])
+            r[kind]["machine"]["emulators"]["moto"] = {"cpu_s": 1.0, "cpu_s_per_1000": 15.0}
+            r[f"{kind}_repeats"] = [stats.repeat_summary(r[kind])] * len(r["send_repeats"])
+        r["state_cost"] = stats.state_cost(r)
+        r["targets"] = stats.targets(r)
+        md = report.markdown(r)
+        self.assertIn("State table on against off: 3 runs of each, interleaved (send, send_state, send_paced", md)
+        self.assertIn("| worker CPU per message (µs) |", md)
+        self.assertIn("at the same pace (send_state − send_paced, medians)", md)
+        self.assertIn("worker, sending, state table on (moto DynamoDB)", md.splitlines()[2])
+
+    def test_the_chart_is_svg_with_a_line_per_phase_and_the_workers_rss_and_cpu(self):
+        r = published()
+        root = ET.fromstring(report.svg_chart(r))
+        self.assertEqual(root.tag, "{http://www.w3.org/2000/svg}svg")
+        lines = root.findall("{http://www.w3.org/2000/svg}polyline")
+        # send, filtered, loop, loop_send; then RSS and CPU.
+        self.assertEqual(len(lines), 6)
+
+    def test_write_reports_writes_the_three_files(self):
+        r = published()
+        r["targets"] = stats.targets(r)
+        with tempfile.TemporaryDirectory() as out:
+            md = report.write_reports(r, Path(out))
+            self.assertEqual(sorted(p.name for p in Path(out).iterdir()),
+                             ["results.json", "results.md", "throughput.svg"])
+            self.assertEqual((Path(out) / "results.md").read_text(), md)
+            self.assertEqual(json.loads((Path(out) / "results.json").read_text())["run_id"], r["run_id"])
+
+
+if __name__ == "__main__":
+    unittest.main()
