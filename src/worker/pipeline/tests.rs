@@ -2,7 +2,7 @@
 //! them, then decided per route. The store is in memory and holds real quilt3 manifests
 //! (`tests/data/quilt`); the same promises against LocalStack S3 are in `tests/it/details.rs`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -10,46 +10,19 @@ use serde_json::{json, Value};
 use super::{Parts, Pipeline};
 use crate::adapters::memory::fixtures::{push, top_hash, BUCKET, HANDLE};
 use crate::adapters::memory::store::MemoryStore;
+use crate::adapters::memory::MemoryMailer;
 use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::{Renderer, TemplateSource};
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::{RouteSpec, RouteTable};
 use crate::ports::DynDetailsSource;
-use crate::ports::{AccountStatus, Email, FailureKind, Mailer, SendError, StoreFailureKind};
+use crate::ports::{FailureKind, StoreFailureKind};
 use crate::worker::claims::Claims;
 use crate::worker::details::{CacheLimits, DetailsReader};
 use crate::worker::memory::EventMemory;
 use crate::worker::outcome::Outcome;
 use crate::worker::rate::RateLimiter;
 use crate::worker::Instruments;
-
-/// Records what was sent; refuses every send while `refuse` holds an error.
-#[derive(Default)]
-struct Outbox(Mutex<Vec<Email>>, Mutex<Option<SendError>>);
-
-impl Outbox {
-    fn subjects(&self) -> Vec<String> {
-        let sent = self.0.lock().unwrap();
-        sent.iter().map(|e| e.subject.clone()).collect()
-    }
-}
-
-impl Mailer for Outbox {
-    async fn send(&self, email: &Email) -> Result<String, SendError> {
-        if let Some(refused) = self.1.lock().unwrap().clone() {
-            return Err(refused);
-        }
-        let mut sent = self.0.lock().unwrap();
-        sent.push(email.clone());
-        Ok(format!("ses-{}", sent.len()))
-    }
-    async fn account(&self) -> Result<AccountStatus, SendError> {
-        Ok(AccountStatus {
-            sending_enabled: true,
-            max_send_rate: None,
-        })
-    }
-}
 
 /// The store after quilt3 pushed these revisions of `team/demo`, a minute apart.
 fn pushed(revisions: &[&str]) -> Arc<MemoryStore> {
@@ -71,7 +44,10 @@ fn route(name: &str, extra: Value) -> RouteSpec {
 
 /// A pipeline whose template's subject shows what it was given: the route, the package's file
 /// count and the number of added files, or `-` where there were no details.
-fn build(routes: &[RouteSpec], store: &Arc<MemoryStore>) -> (Pipeline<Outbox>, Arc<Outbox>) {
+fn build(
+    routes: &[RouteSpec],
+    store: &Arc<MemoryStore>,
+) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
     build_sharing(routes, store, None)
 }
 
@@ -80,7 +56,7 @@ fn build_sharing(
     routes: &[RouteSpec],
     store: &Arc<MemoryStore>,
     claims: Option<Claims>,
-) -> (Pipeline<Outbox>, Arc<Outbox>) {
+) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
     let mut renderer = Renderer::new();
     renderer
         .add(
@@ -94,7 +70,7 @@ fn build_sharing(
             },
         )
         .unwrap();
-    let outbox = Arc::new(Outbox::default());
+    let outbox = Arc::new(MemoryMailer::default());
     let reader = DetailsReader::new(
         Arc::clone(store),
         ManifestLimits::default(),
@@ -300,7 +276,7 @@ async fn owners_named_in_the_metadata_get_the_mail_when_their_domain_is_allowed(
     let (pipeline, outbox) = build(&[owners], &store);
     let (outcome, _) = pipeline.process(&event_for("e1", &hash)).await;
     assert_eq!(outcome, Outcome::Sent);
-    let sent = outbox.0.lock().unwrap();
+    let sent = outbox.sent();
     assert_eq!(
         sent[0].to,
         ["ops@example.org", "ana@example.com", "bo@example.com"]
@@ -327,7 +303,7 @@ async fn every_address_sent_is_ascii_and_a_bad_owner_never_costs_the_fixed_recip
     let (pipeline, outbox) = build(&[owners], &store);
     let (outcome, _) = pipeline.process(&event_for("e1", &hash)).await;
     assert_eq!(outcome, Outcome::Sent);
-    let sent = outbox.0.lock().unwrap();
+    let sent = outbox.sent();
     let email = &sent[0];
     assert_eq!(
         email.to,
@@ -379,7 +355,7 @@ async fn a_route_with_a_topic_sends_with_its_contact_list_and_others_without() {
     pipeline.contact_list = Some("quilt".to_owned());
     let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
     assert_eq!(outcome, Outcome::Sent);
-    let sent = outbox.0.lock().unwrap();
+    let sent = outbox.sent();
     let list = sent[0]
         .list
         .as_ref()

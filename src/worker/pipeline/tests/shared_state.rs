@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{build_sharing, event, pushed, route, Outbox};
+use super::{build_sharing, event, pushed, route};
 use crate::adapters::memory::table::MemoryTable;
+use crate::adapters::memory::MemoryMailer;
 use crate::ports::{FailureKind, SendError, StateFailureKind};
 use crate::telemetry::metrics::Counter;
 use crate::worker::claims::{now_ms, Claims};
@@ -65,7 +66,11 @@ impl Shared {
     }
 }
 
-fn task(state: &Shared, owner: &str, routes: &[&str]) -> (Pipeline<Outbox>, Arc<Outbox>) {
+fn task(
+    state: &Shared,
+    owner: &str,
+    routes: &[&str],
+) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
     let specs: Vec<_> = routes
         .iter()
         .map(|name| route(name, json!({"details": false})))
@@ -180,11 +185,11 @@ async fn a_throttled_table_is_a_transient_failure() {
 async fn a_failed_send_gives_its_lease_up_so_another_task_retries_at_once() {
     let state = Shared::new();
     let (a, outbox_a) = task(&state, "a", &["r"]);
-    *outbox_a.1.lock().unwrap() = Some(SendError {
+    outbox_a.refuse(Some(SendError {
         kind: FailureKind::Transient,
         code: "ServiceUnavailable".into(),
         message: "try later".into(),
-    });
+    }));
     let (outcome, _) = a.process(&event("e1", "same_hash")).await;
     assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
     assert_eq!(state.holder("e1", "r"), None);
@@ -222,11 +227,11 @@ async fn a_copy_that_found_the_lease_held_elsewhere_is_not_remembered_as_done() 
 async fn an_ambiguous_send_failure_is_retried_as_transient_and_counted_as_a_possible_duplicate() {
     let state = Shared::new();
     let (a, outbox) = task(&state, "a", &["r"]);
-    *outbox.1.lock().unwrap() = Some(SendError {
+    outbox.refuse(Some(SendError {
         kind: FailureKind::Ambiguous,
         code: "Timeout".into(),
         message: "no answer".into(),
-    });
+    }));
     let body = event("e1", "same_hash");
     let (outcome, _) = a.process(&body).await;
     assert!(
@@ -244,13 +249,13 @@ async fn an_ambiguous_send_failure_is_retried_as_transient_and_counted_as_a_poss
     assert_eq!(state.holder("e1", "r"), None, "the lease is given up");
 
     // A refused send is no possible duplicate.
-    *outbox.1.lock().unwrap() = Some(SendError {
+    outbox.refuse(Some(SendError {
         kind: FailureKind::Transient,
         code: "DispatchFailure".into(),
         message: "connection refused".into(),
-    });
+    }));
     a.process(&body).await;
     assert_eq!(metrics.count(Counter::PossibleDuplicates), 1);
-    *outbox.1.lock().unwrap() = None;
+    outbox.refuse(None);
     assert_eq!(a.process(&body).await.0, Outcome::Sent);
 }
