@@ -16,11 +16,10 @@ use crate::domain::route::{RouteSpec, RouteTable};
 use crate::ports::FailureKind;
 
 fn route(name: &str, handle_prefix: &str) -> RouteSpec {
-    serde_json::from_value(json!({
-        "name": name, "template": "t", "to": ["a@example.com"],
-        "pattern": {"detail": {"handle": [{"prefix": handle_prefix}]}}
-    }))
-    .unwrap()
+    RouteSpec::builder(name)
+        .to(&["a@example.com"])
+        .pattern(json!({"detail": {"handle": [{"prefix": handle_prefix}]}}))
+        .build()
 }
 
 fn event(id: &str, handle: &str) -> String {

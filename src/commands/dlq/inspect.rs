@@ -276,11 +276,7 @@ mod tests {
     const EVENT: &str = include_str!("../../../events/package-revision.json");
 
     fn compiled(template_text: &str) -> Compiled {
-        let spec: RouteSpec = serde_json::from_value(json!({
-            "name": "all", "template": "t", "to": ["a@example.com"],
-            "pattern": {"source": ["com.quiltdata"]}
-        }))
-        .expect("spec");
+        let spec = RouteSpec::builder("all").to(&["a@example.com"]).build();
         let mut renderer = Renderer::new();
         renderer
             .add(

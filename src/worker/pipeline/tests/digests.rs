@@ -30,12 +30,11 @@ const PAST: Window = Window {
 };
 
 fn digest_route(template: &str) -> RouteSpec {
-    serde_json::from_value(json!({
-        "name": "daily", "to": ["team@example.com"], "details": false,
-        "pattern": {"source": ["com.quiltdata"]},
-        "digest": {"every": "1h", "template": template},
-    }))
-    .unwrap()
+    RouteSpec::builder("daily")
+        .no_template()
+        .details(false)
+        .digest(json!({"every": "1h", "template": template}))
+        .build()
 }
 
 /// A shared state in memory.

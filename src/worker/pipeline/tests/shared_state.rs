@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
-use super::{build_sharing, event, pushed, route};
+use super::{build_sharing, event, pushed};
 use crate::adapters::memory::table::MemoryTable;
 use crate::adapters::memory::MemoryMailer;
+use crate::domain::route::RouteSpec;
 use crate::ports::{FailureKind, SendError, StateFailureKind};
 use crate::telemetry::metrics::Counter;
 use crate::worker::claims::{now_ms, Claims};
@@ -73,7 +72,7 @@ fn task(
 ) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
     let specs: Vec<_> = routes
         .iter()
-        .map(|name| route(name, json!({"details": false})))
+        .map(|name| RouteSpec::builder(name).details(false).build())
         .collect();
     let claims = Claims::new(state.store.clone(), owner, Duration::from_secs(60));
     build_sharing(&specs, &pushed(&["same_hash"]), Some(claims))
