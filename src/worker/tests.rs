@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::memory::EventMemory;
+use super::dedupe::HandledEvents;
 use super::rate::RateLimiter;
-use super::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
+use super::{Backoff, Instruments, Pipeline, PipelineParts, Worker, WorkerOptions};
 use crate::adapters::memory::{MemoryMailer, MemoryQueue};
 use crate::domain::render::{Renderer, TemplateSource};
 use crate::domain::route::{RouteSpec, RouteTable};
@@ -84,7 +84,7 @@ fn worker_limited(
         .unwrap();
     let mailer = Arc::new(mailer.clone());
     let instruments = Instruments::default();
-    let pipeline = Pipeline::new(Parts {
+    let pipeline = Pipeline::new(PipelineParts {
         routes: RouteTable::compile(routes).unwrap(),
         renderer,
         catalog_host: None,
@@ -92,7 +92,7 @@ fn worker_limited(
         contact_list: None,
         mailer: Arc::clone(&mailer),
         details: None,
-        memory: EventMemory::new(Duration::from_secs(3600), 1000),
+        handled: HandledEvents::new(Duration::from_secs(3600), 1000),
         claims: None,
         limiter,
         instruments: instruments.clone(),

@@ -28,8 +28,8 @@ pub struct ProcConfig {
     pub concurrency: usize,
     pub max_messages: u8,
     pub wait_seconds: u8,
-    /// The dedupe memory's capacity: small ones forget, as a busy task does.
-    pub memory_capacity: usize,
+    /// The dedupe record's capacity (`worker.dedupe_capacity`): small ones forget, as a busy task does.
+    pub dedupe_capacity: usize,
     /// Sends per second; 0 is unlimited.
     pub send_rate: f64,
 }
@@ -164,7 +164,7 @@ impl Config {
                 concurrency: rng.usize(1..=10),
                 max_messages: rng.u8(1..=10),
                 wait_seconds: if rng.bool() { 20 } else { rng.u8(1..=20) },
-                memory_capacity: if rng.u8(0..4) == 0 {
+                dedupe_capacity: if rng.u8(0..4) == 0 {
                     rng.usize(1..=5)
                 } else {
                     1_000

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use super::Target;
 use crate::adapters::aws::admin::{PeekedMessage, SqsAdmin};
-use crate::app::Compiled;
+use crate::app::CompiledConfig;
 use crate::config::Settings;
 use crate::domain::event::PackageEvent;
 use crate::domain::render::route_data;
@@ -47,7 +47,7 @@ pub struct InspectArgs {
 pub(super) async fn run(
     args: &InspectArgs,
     settings: &Settings,
-    compiled: Option<&Compiled>,
+    compiled: Option<&CompiledConfig>,
 ) -> anyhow::Result<bool> {
     let (sqs, queues) = super::connect(settings, &args.target).await?;
     let before = sqs
@@ -153,7 +153,11 @@ struct Row {
 }
 
 impl Row {
-    fn of(message: &PeekedMessage, compiled: Option<&Compiled>, catalog: Option<&str>) -> Self {
+    fn of(
+        message: &PeekedMessage,
+        compiled: Option<&CompiledConfig>,
+        catalog: Option<&str>,
+    ) -> Self {
         let recorded = message
             .rule_error
             .as_ref()
@@ -183,7 +187,7 @@ impl Row {
 /// What the worker would make of a well-formed event today.
 fn why_for_event(
     event: &PackageEvent,
-    compiled: Option<&Compiled>,
+    compiled: Option<&CompiledConfig>,
     catalog: Option<&str>,
 ) -> String {
     let Some(compiled) = compiled else {
@@ -215,7 +219,11 @@ fn rfc3339(at: SystemTime) -> String {
         .unwrap_or_default()
 }
 
-fn print_table(messages: &[PeekedMessage], compiled: Option<&Compiled>, catalog: Option<&str>) {
+fn print_table(
+    messages: &[PeekedMessage],
+    compiled: Option<&CompiledConfig>,
+    catalog: Option<&str>,
+) {
     let header = [
         "MESSAGE ID",
         "EVENT ID",
@@ -275,7 +283,7 @@ mod tests {
 
     const EVENT: &str = include_str!("../../../events/package-revision.json");
 
-    fn compiled(template_text: &str) -> Compiled {
+    fn compiled(template_text: &str) -> CompiledConfig {
         let spec = RouteSpec::builder("all").to(&["a@example.com"]).build();
         let mut renderer = Renderer::new();
         renderer
@@ -288,7 +296,7 @@ mod tests {
                 },
             )
             .expect("template");
-        Compiled {
+        CompiledConfig {
             routes: RouteTable::compile(&[spec]).expect("routes"),
             renderer,
             warnings: Vec::new(),

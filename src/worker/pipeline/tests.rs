@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{Parts, Pipeline};
+use super::{Pipeline, PipelineParts};
 use crate::adapters::memory::fixtures::{push, top_hash, BUCKET, HANDLE};
 use crate::adapters::memory::store::MemoryStore;
 use crate::adapters::memory::MemoryMailer;
@@ -18,8 +18,8 @@ use crate::domain::route::{RouteSpec, RouteTable};
 use crate::ports::DynDetailsSource;
 use crate::ports::{FailureKind, StoreFailureKind};
 use crate::worker::claims::Claims;
+use crate::worker::dedupe::HandledEvents;
 use crate::worker::details::{CacheLimits, DetailsReader};
-use crate::worker::memory::EventMemory;
 use crate::worker::outcome::Outcome;
 use crate::worker::rate::RateLimiter;
 use crate::worker::Instruments;
@@ -66,7 +66,7 @@ fn build_sharing(
         CacheLimits::new(8, 64),
         None,
     );
-    let pipeline = Pipeline::new(Parts {
+    let pipeline = Pipeline::new(PipelineParts {
         routes: RouteTable::compile(routes).unwrap(),
         renderer,
         catalog_host: None,
@@ -74,7 +74,7 @@ fn build_sharing(
         contact_list: None,
         mailer: Arc::clone(&outbox),
         details: Some(Arc::new(reader) as Arc<dyn DynDetailsSource>),
-        memory: EventMemory::new(Duration::from_secs(3600), 100),
+        handled: HandledEvents::new(Duration::from_secs(3600), 100),
         claims,
         limiter: RateLimiter::new(0.0),
         instruments: Instruments::default(),
@@ -100,9 +100,9 @@ async fn templates_get_the_details_and_a_route_may_opt_out() {
         RouteSpec::builder("without").details(false).build(),
     ];
     let (pipeline, outbox) = build(&routes, &store);
-    let (outcome, facts) = pipeline.process(&event("e1", "unicode_nested")).await;
+    let (outcome, fields) = pipeline.process(&event("e1", "unicode_nested")).await;
     assert_eq!(outcome, Outcome::Sent);
-    assert_eq!(facts.routes, ["with", "without"]);
+    assert_eq!(fields.routes, ["with", "without"]);
     assert_eq!(
         outbox.subjects(),
         ["with files=8 added=4", "without files=- added=-"]
@@ -374,10 +374,10 @@ async fn ses_feedback_is_counted_per_configured_route_and_deleted_unsent() {
         })
         .to_string()
     };
-    let (outcome, facts) = pipeline.process(&feedback("raw")).await;
+    let (outcome, fields) = pipeline.process(&feedback("raw")).await;
     assert_eq!(outcome, Outcome::Feedback);
-    assert_eq!(facts.event_id.as_deref(), Some("e9"));
-    assert_eq!(facts.routes, ["raw"]);
+    assert_eq!(fields.event_id.as_deref(), Some("e9"));
+    assert_eq!(fields.routes, ["raw"]);
     let (outcome, _) = pipeline.process(&feedback("forged-route")).await;
     assert_eq!(outcome, Outcome::Feedback);
     assert!(outbox.subjects().is_empty());

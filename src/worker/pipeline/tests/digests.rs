@@ -17,11 +17,11 @@ use crate::domain::route::{RouteSpec, RouteTable};
 use crate::ports::{FailureKind, SendError};
 use crate::telemetry::metrics::Counter;
 use crate::worker::claims::{now_ms, Claims};
-use crate::worker::memory::EventMemory;
+use crate::worker::dedupe::HandledEvents;
 use crate::worker::outcome::Outcome;
 use crate::worker::rate::RateLimiter;
 use crate::worker::state::{LeaseKey, StateOptions, StateStore, Window, WindowStatus};
-use crate::worker::{Instruments, Parts, Pipeline};
+use crate::worker::{Instruments, Pipeline, PipelineParts};
 
 /// A window long past: closed for every clock.
 const PAST: Window = Window {
@@ -75,7 +75,7 @@ fn build(claims: Option<Claims>, template: &str) -> (Pipeline<MemoryMailer>, Arc
         )
         .unwrap();
     let outbox = Arc::new(MemoryMailer::default());
-    let pipeline = Pipeline::new(Parts {
+    let pipeline = Pipeline::new(PipelineParts {
         routes: RouteTable::compile(&[digest_route(template)]).unwrap(),
         renderer,
         catalog_host: None,
@@ -83,7 +83,7 @@ fn build(claims: Option<Claims>, template: &str) -> (Pipeline<MemoryMailer>, Arc
         contact_list: None,
         mailer: Arc::clone(&outbox),
         details: None,
-        memory: EventMemory::new(Duration::from_secs(3600), 100),
+        handled: HandledEvents::new(Duration::from_secs(3600), 100),
         claims,
         limiter: RateLimiter::new(0.0),
         instruments: Instruments::default(),

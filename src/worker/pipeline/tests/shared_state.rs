@@ -17,19 +17,19 @@ use crate::worker::state::{string, LeaseKey, StateOptions, StateStore};
 use crate::worker::Pipeline;
 
 /// The table every task shares, and the state protocol over it.
-struct Shared {
+struct SharedTable {
     table: Arc<MemoryTable>,
     store: StateStore,
 }
 
-impl std::ops::Deref for Shared {
+impl std::ops::Deref for SharedTable {
     type Target = StateStore;
     fn deref(&self) -> &StateStore {
         &self.store
     }
 }
 
-impl Shared {
+impl SharedTable {
     fn new() -> Self {
         let table = Arc::new(MemoryTable::new());
         let store = StateStore::new(Arc::clone(&table) as _, StateOptions::default());
@@ -66,7 +66,7 @@ impl Shared {
 }
 
 fn task(
-    state: &Shared,
+    state: &SharedTable,
     owner: &str,
     routes: &[&str],
 ) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
@@ -84,7 +84,7 @@ fn key<'a>(event_id: &'a str, route: &'a str) -> LeaseKey<'a> {
 
 #[tokio::test]
 async fn the_same_event_at_two_tasks_sends_one_email() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     let (a, outbox_a) = task(&state, "a", &["r"]);
     let (b, outbox_b) = task(&state, "b", &["r"]);
     let body = event("e1", "same_hash");
@@ -97,7 +97,7 @@ async fn the_same_event_at_two_tasks_sends_one_email() {
 
 #[tokio::test]
 async fn a_pair_another_task_is_sending_hides_the_message_until_its_lease_ends() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     let until = now_ms() + 30_000;
     state
         .claim(key("e1", "r"), "other", until - 30_000, 30_000)
@@ -119,7 +119,7 @@ async fn a_pair_another_task_is_sending_hides_the_message_until_its_lease_ends()
 
 #[tokio::test]
 async fn the_expired_lease_of_a_dead_task_is_taken_over_and_counted() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     state
         .claim(key("e1", "r"), "dead", now_ms() - 120_000, 60_000)
         .await
@@ -132,7 +132,7 @@ async fn the_expired_lease_of_a_dead_task_is_taken_over_and_counted() {
 
 #[tokio::test]
 async fn only_the_routes_not_sent_elsewhere_are_sent() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     let (a, outbox_a) = task(&state, "a", &["first"]);
     a.process(&event("e1", "same_hash")).await;
     let (b, outbox_b) = task(&state, "b", &["first", "second"]);
@@ -143,7 +143,7 @@ async fn only_the_routes_not_sent_elsewhere_are_sent() {
 
 #[tokio::test]
 async fn an_unusable_table_sends_nothing_and_stops_the_worker() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     state.fail(Some(StateFailureKind::Unusable));
     let (a, outbox) = task(&state, "a", &["r"]);
     let (outcome, _) = a.process(&event("e1", "same_hash")).await;
@@ -163,7 +163,7 @@ async fn an_unusable_table_sends_nothing_and_stops_the_worker() {
 
 #[tokio::test]
 async fn a_throttled_table_is_a_transient_failure() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     state.fail(Some(StateFailureKind::Transient));
     let (a, outbox) = task(&state, "a", &["r"]);
     let (outcome, _) = a.process(&event("e1", "same_hash")).await;
@@ -182,7 +182,7 @@ async fn a_throttled_table_is_a_transient_failure() {
 
 #[tokio::test]
 async fn a_failed_send_gives_its_lease_up_so_another_task_retries_at_once() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     let (a, outbox_a) = task(&state, "a", &["r"]);
     outbox_a.refuse(Some(SendError {
         kind: FailureKind::Transient,
@@ -201,7 +201,7 @@ async fn a_failed_send_gives_its_lease_up_so_another_task_retries_at_once() {
 /// next delivery to the same task must claim again, not be dropped as a duplicate.
 #[tokio::test]
 async fn a_copy_that_found_the_lease_held_elsewhere_is_not_remembered_as_done() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     state
         .claim(key("e1", "r"), "killed", now_ms(), 60_000)
         .await
@@ -224,7 +224,7 @@ async fn a_copy_that_found_the_lease_held_elsewhere_is_not_remembered_as_done() 
 /// and the possible duplicate is counted.
 #[tokio::test]
 async fn an_ambiguous_send_failure_is_retried_as_transient_and_counted_as_a_possible_duplicate() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     let (a, outbox) = task(&state, "a", &["r"]);
     outbox.refuse(Some(SendError {
         kind: FailureKind::Ambiguous,
