@@ -13,7 +13,10 @@
 //   FROM, TO        sender and recipient
 //   POLLERS         concurrent consumers, each receiving batches of BATCH (default 4 and 10)
 //   WAIT_SECONDS    long-poll wait (default 20), VISIBILITY_SECONDS (default 30)
-// It prints one line when every consumer polls ("ready") and runs until SIGTERM or SIGINT.
+// It prints one line when every consumer polls ("ready"), then after each batch's
+// DeleteMessageBatch one line "deleted TOTAL AT_MS" (messages deleted so far by this process, and
+// the time in ms since the epoch: scripts/bench's drain timing; one line per batch of ten, where
+// the worker logs one per message), and runs until SIGTERM or SIGINT.
 
 import fs from "node:fs";
 import path from "node:path";
@@ -132,7 +135,13 @@ const consumers = Array.from({ length: pollers }, () =>
     strictReturn: true,
   }),
 );
+let deleted = 0;
 for (const consumer of consumers) {
+  // message_processed: once per message, after its batch's DeleteMessageBatch returned.
+  consumer.on("message_processed", () => {
+    deleted += 1;
+  });
+  consumer.on("response_processed", () => console.log(`deleted ${deleted} ${Date.now()}`));
   consumer.on("error", (err) => console.error(`bench-peer: ${err.message}`));
   consumer.on("processing_error", (err) => console.error(`bench-peer: ${err.message}`));
   consumer.start();
