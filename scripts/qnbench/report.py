@@ -103,7 +103,11 @@ def markdown(r):
                      f"{setup.get('node') or '?'} ({pinned or 'versions unknown'}), {setup.get('consumers', '?')} "
                      f"consumers of {setup.get('batch', '?')}; in its column the worker rows are the node "
                      f"process's. Emails in the SES store: {pr['emails']['found']:,} of "
-                     f"{pr['emails']['expected']:,}, {pr['emails']['duplicates']} duplicates.")
+                     f"{pr['emails']['expected']:,}, {pr['emails']['duplicates']} duplicates"
+                     + (f"; median size (subject + HTML + text) {pr['emails']['chars_median']:,.0f} characters, "
+                        f"the worker's {send['emails']['chars_median']:,.0f}"
+                        if pr["emails"].get("chars_median") and send and send["emails"].get("chars_median") else "")
+                     + ".")
     if r.get("startup"):
         s = r["startup"]
         extra.append(f"- Start-up ({len(s['runs'])} runs): first ReceiveMessage {s['first_receive_ms_median']} ms "

@@ -21,7 +21,18 @@ from .clients import KeepAliveRelay, RawJson, client, depth
 from .peer import Peer, node_version, settle_times, versions
 from .phases import PHASES
 from .procfs import Machine, binary_info, listener_pgid, machine_info, proc_cpu
-from .stats import latency_summary, median_run, peer_ratio, per_tenth, percentile, repeat_summary, state_cost, targets
+from .stats import (
+    email_chars,
+    latency_summary,
+    median,
+    median_run,
+    peer_ratio,
+    per_tenth,
+    percentile,
+    repeat_summary,
+    state_cost,
+    targets,
+)
 from .worker import SETTLED, TRANSMIT_TARGET, Sampler, Worker
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -511,6 +522,8 @@ endpoint_url = {json.dumps(self.state_endpoint)}
             "expected": len(wanted),
             "found": len(found_burst) + len(found_trickle),
             "duplicates": duplicates,
+            # Subject + HTML + text: the Node.js peer's emails must be the worker's (same work).
+            "chars_median": median([email_chars(m) for m in mine]) if mine else None,
         }
         if len(found_burst) < n or len(found_trickle) < len(trickle):
             raise BenchError(f"only {len(found_burst)}/{n} burst and {len(found_trickle)}/{len(trickle)} trickle "

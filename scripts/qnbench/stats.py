@@ -28,6 +28,12 @@ def latency_summary(values):
     }
 
 
+def email_chars(mail):
+    """Characters of an email in the SES emulator's store: subject, HTML and text bodies."""
+    body = mail.get("body") or {}
+    return sum(len(x or "") for x in (mail.get("subject"), body.get("html"), body.get("text")))
+
+
 def per_tenth(timestamps, origin):
     """Messages settled in each tenth of a second since `origin` (the chart rebins these)."""
     if not timestamps:

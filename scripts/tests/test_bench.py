@@ -49,6 +49,10 @@ class Statistics(unittest.TestCase):
         self.assertEqual(stats.per_tenth([100.0, 100.05, 100.25, 99.9], 100.0), [3, 0, 1])
         self.assertEqual(stats.per_tenth([], 100.0), [])
 
+    def test_an_emails_size_is_its_subject_html_and_text(self):
+        self.assertEqual(stats.email_chars({"subject": "abc", "body": {"html": "<p>x</p>", "text": "x"}}), 12)
+        self.assertEqual(stats.email_chars({"subject": "abc"}), 3)
+
     def test_the_median_of_an_even_count_is_the_mean_of_the_middle_two(self):
         self.assertEqual(stats.median([3, 1, 2]), 2)
         self.assertEqual(stats.median([4, 1, 3, 2]), 2.5)
@@ -220,6 +224,13 @@ class Report(unittest.TestCase):
         self.assertIn("in its column the worker rows are the node process's. Emails in the SES store: 10,200 of "
                       "10,200, 0 duplicates.", md)
         self.assertIn("| … of which user (µs) | – | – | – |", md, "the published runs have no user/sys split")
+
+    def test_the_peers_emails_are_sized_beside_the_workers(self):
+        r = with_peer(published(), [1800])
+        r["send"]["emails"]["chars_median"] = 5210
+        r["peer"]["emails"]["chars_median"] = 5208
+        self.assertIn("0 duplicates; median size (subject + HTML + text) 5,208 characters, the worker's 5,210.",
+                      report.markdown(r))
 
     def test_a_single_pair_is_not_called_interleaved(self):
         r = with_peer(published(), [1800])
