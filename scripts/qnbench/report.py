@@ -106,6 +106,8 @@ def markdown(r):
                      f"{pr['emails']['expected']:,}, {pr['emails']['duplicates']} duplicates"
                      + (f"; median size (subject + HTML + text) {pr['emails']['chars_median']:,.0f} characters, "
                         f"the worker's {send['emails']['chars_median']:,.0f}"
+                        + ("" if pr["emails"]["chars_median"] == send["emails"]["chars_median"]
+                           else " (**not the same emails**: the peer's CPU is not for the worker's work)")
                         if pr["emails"].get("chars_median") and send and send["emails"].get("chars_median") else "")
                      + ".")
     if r.get("startup"):

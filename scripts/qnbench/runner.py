@@ -382,8 +382,11 @@ endpoint_url = {json.dumps(self.state_endpoint)}
             "SQS_ENDPOINT": self.args.endpoint,
             "SES_ENDPOINT": self.args.ses_endpoint,
             "TEMPLATE_DIR": str(ROOT / "config/templates/package-created"),
+            # As write_config's worker config: the same sender, catalog links and route name.
             "FROM": "Quilt notifications <quilt-notify@example.com>",
             "TO": self.recipient,
+            "CATALOG_HOST": "catalog.example.com",
+            "ROUTE": "package-created",
             # The worker's defaults: its pollers and batch (config/default.toml, or --pollers,
             # --max-messages).
             "POLLERS": str(self.args.pollers),

@@ -227,10 +227,13 @@ class Report(unittest.TestCase):
 
     def test_the_peers_emails_are_sized_beside_the_workers(self):
         r = with_peer(published(), [1800])
-        r["send"]["emails"]["chars_median"] = 5210
-        r["peer"]["emails"]["chars_median"] = 5208
-        self.assertIn("0 duplicates; median size (subject + HTML + text) 5,208 characters, the worker's 5,210.",
+        r["send"]["emails"]["chars_median"] = 5358
+        r["peer"]["emails"]["chars_median"] = 5358
+        self.assertIn("0 duplicates; median size (subject + HTML + text) 5,358 characters, the worker's 5,358.",
                       report.markdown(r))
+        r["peer"]["emails"]["chars_median"] = 4347
+        self.assertIn("4,347 characters, the worker's 5,358 (**not the same emails**: the peer's CPU is not for the "
+                      "worker's work).", report.markdown(r))
 
     def test_a_single_pair_is_not_called_interleaved(self):
         r = with_peer(published(), [1800])
