@@ -7,9 +7,9 @@ own (made with setup_resources.py, deleted at the end):
 
 {phases}
 
-Per phase: messages/s, CPU seconds (user + sys) of the worker process alone per 1,000 messages,
-peak RSS, latency percentiles, and the CPU the emulators and everything else on the machine used
-in the same interval, so noise is visible. Results: results.json, results.md, throughput.svg in
+Per phase: messages/s, CPU seconds (user + sys) of the worker process (or the Node.js peer's)
+alone per 1,000 messages, peak RSS, latency percentiles, and the CPU the emulators and everything
+else on the machine used in the same interval, so noise is visible. Results: results.json, results.md, throughput.svg in
 --out; the worker logs in --logs.
 
 Needs boto3: run with .emulators/venv/bin/python (scripts/install-emulators).
@@ -53,6 +53,10 @@ def parse_args(argv):
     parser.add_argument("--moto-endpoint", default=f"http://127.0.0.1:{os.environ.get('QN_MOTO_PORT') or 5000}",
                         help="moto server: DynamoDB for send_state's state tables (default %(default)s, "
                              "QN_MOTO_PORT)")
+    parser.add_argument("--peer-dir", default=str(ROOT / ".emulators/bench-peer"),
+                        help="peer: where scripts/install-emulators bench-peer put the Node.js peer's packages "
+                             "(default %(default)s)")
+    parser.add_argument("--node", default="node", help="peer: the Node.js to run it with (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=600,
                         help="seconds a phase may take to drain (default %(default)s)")
     parser.add_argument("--trickle", type=int, default=200, help="steady-state events after the send drain (0: none)")
@@ -68,8 +72,8 @@ def parse_args(argv):
     parser.add_argument("--concurrency", type=int, default=DEFAULTS["worker"]["concurrency"],
                         help="plain send loop: SendEmail calls at once (default: the worker's, %(default)s)")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of send (and of send_state, alternating with send's); the report shows "
-                             "the median and the spread (default %(default)s)")
+                        help="runs of send (and of peer, send_state and send_paced, alternating with send's); "
+                             "the report shows the median and the spread (default %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a worker setting for every phase, e.g. worker.concurrency=40 (repeatable; "
                              "default: config/default.toml's values)")
@@ -77,7 +81,8 @@ def parse_args(argv):
                         help="comma-separated, of " + ",".join(PHASES) + " (default %(default)s; send_state "
                              "and send_paced are left out: they need moto, whose ~50 msg/s make each of their "
                              "runs several times longer than a send run; --phases send,send_state,send_paced "
-                             "measures the state table's cost)")
+                             "measures the state table's cost; peer needs scripts/install-emulators "
+                             "bench-peer, which scripts/bench runs)")
     parser.add_argument("--report-only", metavar="RESULTS.JSON",
                         help="measure nothing: rewrite results.md and throughput.svg from a results.json")
     parser.add_argument("--run-id", help="names the queues, bucket and recipient (default: time + random)")

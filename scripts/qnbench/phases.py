@@ -38,6 +38,12 @@ PHASES = {p.name: p for p in (
           "own cost", "send", column="worker, sending at send_state's pace (no table)",
           chart="worker, sending at send_state's pace", color="#e377c2", sending=True, default=False,
           needs=("send_state",)),
+    Phase("peer", "the same N events drained by the Node.js peer (scripts/bench-peer/consumer.mjs: "
+          "sqs-consumer + AWS SDK v3 SQS and SES v2 + Handlebars, pinned; the worker's pollers and batch size, its "
+          "templates and template data with details off), one email each to the SES emulator, every email "
+          "checked as send's are; its process's CPU (user + sys) per message against the worker's in the send run "
+          "of the same repeat", "peer", column="Node.js peer, sending (SES emulator)", chart="Node.js peer, sending",
+          color="#17becf", sending=True),
     Phase("filtered", "the same N events and worker, but the route matches nothing (another bucket): every "
           "message is received, parsed, matched, logged `filtered` and deleted; the worker's receive + "
           "delete ceiling, with no production flag", "filtered",

@@ -95,6 +95,21 @@ def markdown(r):
             t = st["trickle"]
             extra.append(f"- Steady state with the state table on: {t['events']} events at {t['rate_per_s']}/s, "
                          f"enqueue → outcome line p50 / p95 / p99 {fmt_ms(t['latency_enqueue_to_outcome_line'])} ms.")
+    if r.get("peer"):
+        pr = r["peer"]
+        setup = (r.get("settings") or {}).get("peer") or {}
+        pinned = ", ".join(f"{name} {version}" for name, version in (setup.get("packages") or {}).items())
+        extra.append(f"- Node.js peer (the run in the table): scripts/bench-peer/consumer.mjs on node "
+                     f"{setup.get('node') or '?'} ({pinned or 'versions unknown'}), {setup.get('consumers', '?')} "
+                     f"consumers of {setup.get('batch', '?')}; in its column the worker rows are the node "
+                     f"process's. Emails in the SES store: {pr['emails']['found']:,} of "
+                     f"{pr['emails']['expected']:,}, {pr['emails']['duplicates']} duplicates"
+                     + (f"; median size (subject + HTML + text) {pr['emails']['chars_median']:,.0f} characters, "
+                        f"the worker's {send['emails']['chars_median']:,.0f}"
+                        + ("" if pr["emails"]["chars_median"] == send["emails"]["chars_median"]
+                           else " (**not the same emails**: the peer's CPU is not for the worker's work)")
+                        if pr["emails"].get("chars_median") and send and send["emails"].get("chars_median") else "")
+                     + ".")
     if r.get("startup"):
         s = r["startup"]
         extra.append(f"- Start-up ({len(s['runs'])} runs): first ReceiveMessage {s['first_receive_ms_median']} ms "
@@ -115,6 +130,8 @@ def markdown(r):
     lines += extra
     if r.get("state_cost"):
         lines += ["", *state_section(r)]
+    if r.get("peer_ratio"):
+        lines += ["", *peer_section(r)]
     lines += ["", "| target | measured | limit | met |", "| --- | ---: | ---: | :---: |"]
     for t in r["targets"]:
         lines.append(f"| {t['target']} | {t['value']} {t['unit']} | {t['limit']} {t['unit']} | "
@@ -205,6 +222,57 @@ def state_section(r):
                     f"{signed(cpu['on_minus_paced']['delta_of_medians'], 0, ' µs')}, "
                     f"{'met' if c['met_vs_paced'] else '**not met**'}")
     lines.append(verdict + ".")
+    return lines
+
+
+def peer_section(r):
+    """The Node.js peer against the worker, from the interleaved repeats: the ratio of their CPU
+    per message, of the medians and of each pair of runs."""
+    c = r["peer_ratio"]
+    cpu = c["cpu_us_per_message"]
+    n = len(cpu["worker"]["runs"])
+
+    def fmt(v, digits):
+        return "–" if v is None else f"{v:,.{digits}f}"
+
+    def cell(side, digits, bold=False):
+        if side["median"] is None:
+            return "–"
+        med = fmt(side["median"], digits)
+        return f"{f'**{med}**' if bold else med} ({fmt(side['min'], digits)}–{fmt(side['max'], digits)})"
+
+    def ratio(x, bold=False):
+        if x["of_medians"] is None:
+            return "–"
+        text = fmt(x["of_medians"], 2) + "×"
+        if bold:
+            text = f"**{text}**"
+        return text + "; runs " + " / ".join(fmt(v, 2) for v in x["paired"])
+
+    runs = f"{n} runs of each, interleaved (send, peer, send, …)" if n > 1 else "one run of each (send, then peer)"
+    lines = [f"The Node.js peer against the worker: {runs}, each on "
+             "its own queue of the same number of events, every email checked in the SES store. The peer "
+             "(scripts/bench-peer/consumer.mjs) does the worker's work with details off: parse, match, the same "
+             "templates and template data, one SendEmail, DeleteMessageBatch of the accepted. CPU: each "
+             "process's own, user + sys, from its start of polling to the drain. Cells: median (min–max); "
+             "ratios: peer ÷ worker of the medians, then run k ÷ run k.", "",
+             "| | worker (send) | Node.js peer (peer) | peer ÷ worker |", "| --- | ---: | ---: | ---: |"]
+    rows = [("CPU per message (µs)", "cpu_us_per_message", 0, True),
+            ("… of which user (µs)", "cpu_user_us_per_message", 0, False),
+            ("… of which system (kernel) (µs)", "cpu_sys_us_per_message", 0, False),
+            ("messages/s", "messages_per_s", 0, False),
+            ("peak RSS (MiB)", "peak_rss_mib", 1, False)]
+    for label, key, digits, bold in rows:
+        x = c[key]
+        lines.append(f"| {label} | {cell(x['worker'], digits, bold)} | {cell(x['peer'], digits, bold)} | "
+                     f"{ratio(x['peer_over_worker'], bold)} |")
+    pair = cpu["peer_over_worker"]
+    lines += ["", "- Each pair, in order: CPU per message (µs), worker / peer: "
+                  + "; ".join(f"{fmt(w, 0)} / {fmt(p, 0)}" for w, p in zip(cpu["worker"]["runs"], cpu["peer"]["runs"],
+                                                                       strict=False))
+              + f". Median of the paired ratios: {fmt(pair['median_of_pairs'], 2)}×.",
+              f"- Target: the Node.js peer needs ≥ {c['target_ratio']}× the worker's CPU per message. Ratio of the "
+              f"medians: {fmt(pair['of_medians'], 2)}×, {'met' if c['met'] else '**not met**'}."]
     return lines
 
 

@@ -18,9 +18,21 @@ from urllib.parse import urlparse
 
 from . import DEFAULTS, ROOT, BenchError, log
 from .clients import KeepAliveRelay, RawJson, client, depth
+from .peer import Peer, node_version, settle_times, versions
 from .phases import PHASES
 from .procfs import Machine, binary_info, listener_pgid, machine_info, proc_cpu
-from .stats import latency_summary, median_run, per_tenth, percentile, repeat_summary, state_cost, targets
+from .stats import (
+    email_chars,
+    latency_summary,
+    median,
+    median_run,
+    peer_ratio,
+    per_tenth,
+    percentile,
+    repeat_summary,
+    state_cost,
+    targets,
+)
 from .worker import SETTLED, TRANSMIT_TARGET, Sampler, Worker
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -357,6 +369,119 @@ endpoint_url = {json.dumps(self.state_endpoint)}
             self.check_mail(result, enqueued, ids_by_index, preload_started)
         return result
 
+    # -- the Node.js peer (peer)
+
+    def _peer_env(self, url):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QUILT_NOTIFY", "AWS_", "NODE_"))}
+        env.update({
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "QUEUE_URL": url,
+            "SQS_ENDPOINT": self.args.endpoint,
+            "SES_ENDPOINT": self.args.ses_endpoint,
+            "TEMPLATE_DIR": str(ROOT / "config/templates/package-created"),
+            # As write_config's worker config: the same sender, catalog links and route name.
+            "FROM": "Quilt notifications <quilt-notify@example.com>",
+            "TO": self.recipient,
+            "CATALOG_HOST": "catalog.example.com",
+            "ROUTE": "package-created",
+            # The worker's defaults: its pollers and batch (config/default.toml, or --pollers,
+            # --max-messages).
+            "POLLERS": str(self.args.pollers),
+            "BATCH": str(self.args.max_messages),
+            "WAIT_SECONDS": str(DEFAULTS["queue"]["wait_time_seconds"]),
+        })
+        return env
+
+    def peer_phase(self, phase):
+        """The same N events as send, drained by the Node.js peer; its process's CPU measured from
+        its "ready" line to the drain as the worker's is from "worker started"; every email checked
+        in the SES store as the worker's are."""
+        n = self.args.events
+        url = self.make_queue(phase)
+        events = [make_event(self.run_id, i, self.bucket) for i in range(n)]
+        ids_by_index = [e["id"] for e in events]
+        preload_started = time.time()
+        enqueued = self.preload(url, events)
+        before = self.machine.snapshot()
+        peer = Peer(self.args.node, self.args.peer_dir, self._peer_env(url), self.logs / f"{phase}.log")
+        sampler = Sampler(peer.pid)
+        sampler.start()
+        result = {"phase": phase, "events": n, "process": "node consumer.mjs (scripts/bench-peer)"}
+        try:
+            peer.wait_ready(60)
+            split_started = peer.cpu_split()
+            deadline = time.time() + self.args.timeout
+            last_report = time.time()
+            while True:
+                done = peer.deleted()
+                if done >= n and sum(depth(self.sqs, url)) == 0:
+                    break
+                if not peer.alive():
+                    raise BenchError(f"the Node.js peer exited ({peer.exit_status}); log: {peer.log_file.name}")
+                with peer.lock:
+                    failed, first = peer.error_count, peer.errors[:1]
+                if failed > max(10, n // 20):
+                    raise BenchError(f"{phase}: {failed} errors from the Node.js peer, e.g. "
+                                     f"{first[0] if first else '?'}; log: {peer.log_file.name}")
+                if time.time() > deadline:
+                    raise BenchError(f"{phase}: queue not drained within {self.args.timeout} s ({done}/{n} "
+                                     f"deleted); log: {peer.log_file.name}")
+                if time.time() - last_report > 10:
+                    log(f"{phase}: {done}/{n} deleted")
+                    last_report = time.time()
+                time.sleep(0.1)
+            split_drained = peer.cpu_split()
+            mem_drained = peer.mem()
+            after = self.machine.snapshot()
+            with peer.lock:
+                progress = list(peer.progress)
+                errors = list(peer.errors)
+                ready = peer.ready_ts
+            settled = settle_times(progress)
+            window = settled[-1] - ready
+            cpu = sum(split_drained) - sum(split_started)
+            result.update({
+                "preload_s": round(before["t"] - preload_started, 3),
+                "drain_s": round(window, 3),
+                "messages_per_s": round(n / window, 1),
+                "deleted": progress[-1][0],
+                "peer_errors": errors,
+                # The keys the worker's runs use, for the same rows, medians and chart: here they
+                # are the Node.js process's.
+                "worker_cpu_s": round(cpu, 3),
+                "worker_cpu_s_per_1000": round(cpu / n * 1000, 4),
+                "worker_cpu_us_per_message": round(cpu / n * 1e6, 1),
+                "worker_cpu_user_us_per_message": round((split_drained[0] - split_started[0]) / n * 1e6, 1),
+                "worker_cpu_sys_us_per_message": round((split_drained[1] - split_started[1]) / n * 1e6, 1),
+                "worker_cpu_cores": round(cpu / window, 3),
+                "rss_kb_at_drain": mem_drained.get("VmRSS"),
+                "machine": Machine.delta(before, after, cpu, n),
+                "settled_per_100ms": per_tenth(settled, ready),
+            })
+        finally:
+            sampler.halt.set()
+            sampler.join(timeout=2)
+            try:
+                hwm = peer.mem().get("VmHWM") if peer.alive() else None
+            except OSError:
+                hwm = None
+            result["exit_status"] = peer.stop()
+        result["peak_rss_kb"] = max([hwm or 0] + [s[3] or 0 for s in sampler.samples])
+        t0 = peer.ready_ts or peer.spawned
+        result["samples"] = [
+            {"t": round(t - t0, 2), "cpu_s": round(c, 3), "rss_kb": r} for t, c, r, _ in sampler.samples
+        ]
+        # The peer renders with the same templates; the plain send loop keeps the worker's email.
+        sample = getattr(self, "sample_email", None)
+        self._trickle_enqueued = {}
+        self.check_mail(result, enqueued, ids_by_index, preload_started)
+        if sample is not None:
+            self.sample_email = sample
+        return result
+
     def trickle(self, worker, url):
         """Events one at a time at a steady rate into the running, idle worker."""
         k = self.args.trickle
@@ -400,6 +525,8 @@ endpoint_url = {json.dumps(self.state_endpoint)}
             "expected": len(wanted),
             "found": len(found_burst) + len(found_trickle),
             "duplicates": duplicates,
+            # Subject + HTML + text: the Node.js peer's emails must be the worker's (same work).
+            "chars_median": median([email_chars(m) for m in mine]) if mine else None,
         }
         if len(found_burst) < n or len(found_trickle) < len(trickle):
             raise BenchError(f"only {len(found_burst)}/{n} burst and {len(found_trickle)}/{len(trickle)} trickle "
@@ -560,6 +687,15 @@ endpoint_url = {json.dumps(self.state_endpoint)}
                if "dynamodb_calls_per_message" in run else ""))
         return run
 
+    def peer(self, kind, label, k, runs):
+        """One run of the Node.js peer on the same N events as a send run."""
+        self.recipient = f"bench-{self.run_id}-{label}@example.com"
+        log(f"{label}: {self.args.events} events, the Node.js peer ({self.args.pollers} consumers of "
+            f"{self.args.max_messages}) sending to {self.args.ses_endpoint}")
+        run = self.peer_phase(label)
+        log(f"{label}: {run['messages_per_s']} msg/s, {run['worker_cpu_us_per_message']} µs CPU/msg (node)")
+        return run
+
     def filtered(self, label):
         log(f"{label}: {self.args.events} events, no route matches")
         result = self.worker_phase(label, send=False)
@@ -591,6 +727,8 @@ endpoint_url = {json.dumps(self.state_endpoint)}
             results[f"{kind}_repeats"] = [repeat_summary(run) for run in runs[kind]]
         if "send" in sending and "send_state" in sending:
             results["state_cost"] = state_cost(results)
+        if "send" in sending and "peer" in sending:
+            results["peer_ratio"] = peer_ratio(results)
 
     def run(self):
         started = time.time()
@@ -613,6 +751,9 @@ endpoint_url = {json.dumps(self.state_endpoint)}
                 **({"moto_endpoint": self.args.moto_endpoint,
                     "moto_keep_alive_relay": self.relay is not None}
                    if any(PHASES[n].moto for n in names) else {}),
+                **({"peer": {"node": node_version(self.args.node), "packages": versions(self.args.peer_dir),
+                             "consumers": self.args.pollers, "batch": self.args.max_messages}}
+                   if "peer" in names else {}),
             },
             "machine": machine_info(),
             "binary": binary_info(self.args.binary),

@@ -1,5 +1,6 @@
 """Pure statistics of a run: percentiles, the run shown for repeated phases, the state table's
-cost, the emulators' bound and the issue's targets. No I/O (tests: scripts/tests)."""
+cost, the Node.js peer's ratio to the worker, the emulators' bound and the issue's targets. No I/O
+(tests: scripts/tests)."""
 
 import math
 
@@ -25,6 +26,12 @@ def latency_summary(values):
         "p99_s": r(percentile(values, 99)),
         "max_s": r(max(values)),
     }
+
+
+def email_chars(mail):
+    """Characters of an email in the SES emulator's store: subject, HTML and text bodies."""
+    body = mail.get("body") or {}
+    return sum(len(x or "") for x in (mail.get("subject"), body.get("html"), body.get("text")))
 
 
 def per_tenth(timestamps, origin):
@@ -125,6 +132,53 @@ def state_cost(r):
     }
 
 
+# The issue's target for the Node.js peer: it needs at least this many times the worker's CPU per
+# message.
+PEER_TARGET_RATIO = 10
+
+
+def peer_ratio(r):
+    """The Node.js peer (peer) against the worker (send), from the interleaved repeats: each side's
+    median, min, max and runs, the ratio peer ÷ worker of the medians and of each repeat's pair
+    (run k of one against run k of the other, minutes apart), and the median of those pairs."""
+    rows = {"worker": r["send_repeats"], "peer": r["peer_repeats"]}
+
+    def side(side_rows, key, scale, digits):
+        values = [None if x.get(key) is None else round(x[key] * scale, digits) for x in side_rows]
+        known = [v for v in values if v is not None]
+        return {"median": round(median(known), digits) if known else None,
+                "min": min(known) if known else None, "max": max(known) if known else None, "runs": values}
+
+    def ratio(a, b):
+        """b ÷ a, or None."""
+        return None if a is None or b is None or a == 0 else round(b / a, 2)
+
+    def compare(key, scale=1.0, digits=1):
+        out = {name: side(side_rows, key, scale, digits) for name, side_rows in rows.items()}
+        pairs = [ratio(w, p) for w, p in zip(out["worker"]["runs"], out["peer"]["runs"], strict=False)]
+        known = [x for x in pairs if x is not None]
+        out["peer_over_worker"] = {
+            "of_medians": ratio(out["worker"]["median"], out["peer"]["median"]),
+            "paired": pairs,
+            "median_of_pairs": round(median(known), 2) if known else None,
+        }
+        return out
+
+    cpu = compare("worker_cpu_us_per_message")
+    of_medians = cpu["peer_over_worker"]["of_medians"]
+    return {
+        "note": "worker = send, peer = the Node.js peer (node consumer.mjs); repeats interleaved send, peer, "
+                "send, ...; CPU is each process's own (user + sys); paired: run k of the peer ÷ run k of send",
+        "cpu_us_per_message": cpu,
+        "cpu_user_us_per_message": compare("worker_cpu_user_us_per_message"),
+        "cpu_sys_us_per_message": compare("worker_cpu_sys_us_per_message"),
+        "messages_per_s": compare("messages_per_s"),
+        "peak_rss_mib": compare("peak_rss_kb", 1 / 1024),
+        "target_ratio": PEER_TARGET_RATIO,
+        "met": of_medians is not None and of_medians >= PEER_TARGET_RATIO,
+    }
+
+
 def median(values):
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -191,6 +245,11 @@ def targets(r):
             delta = cpu["on_minus_paced"]["delta_of_medians"]
             add("shared state table: added worker CPU per message at the same pace (send_state − send_paced, "
                 "medians)", delta, "µs", f"≤ +{cost['target_us']}", delta is not None and delta <= cost["target_us"])
+    ratio = r.get("peer_ratio")
+    if ratio:
+        value = ratio["cpu_us_per_message"]["peer_over_worker"]["of_medians"]
+        add("Node.js peer CPU per message ÷ the worker's (peer ÷ send, medians)", value, "×",
+            f"≥ {ratio['target_ratio']}", ratio["met"])
     filtered = r.get("filtered")
     if filtered and r.get("loop"):
         ratio = filtered["messages_per_s"] / r["loop"]["messages_per_s"]

@@ -13,7 +13,7 @@ from pathlib import Path
 SCRIPTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SCRIPTS))
 
-from qnbench import phases, report, stats  # noqa: E402 - the scripts folder, put on the path above
+from qnbench import peer, phases, report, stats  # noqa: E402 - the scripts folder, put on the path above
 
 PUBLISHED = SCRIPTS.parent / "docs/perf"
 
@@ -48,6 +48,10 @@ class Statistics(unittest.TestCase):
     def test_settled_messages_are_counted_per_tenth_of_a_second_from_the_start(self):
         self.assertEqual(stats.per_tenth([100.0, 100.05, 100.25, 99.9], 100.0), [3, 0, 1])
         self.assertEqual(stats.per_tenth([], 100.0), [])
+
+    def test_an_emails_size_is_its_subject_html_and_text(self):
+        self.assertEqual(stats.email_chars({"subject": "abc", "body": {"html": "<p>x</p>", "text": "x"}}), 12)
+        self.assertEqual(stats.email_chars({"subject": "abc"}), 3)
 
     def test_the_median_of_an_even_count_is_the_mean_of_the_middle_two(self):
         self.assertEqual(stats.median([3, 1, 2]), 2)
@@ -87,6 +91,33 @@ class Statistics(unittest.TestCase):
         self.assertFalse(cost["met_vs_off"])
         self.assertFalse(cost["met_vs_paced"])
 
+    def test_the_peers_ratio_is_peer_over_worker_of_the_medians_and_of_each_pair_of_runs(self):
+        r = {"send_repeats": [run(200, 1500), run(150, 1600), run(180, 1400)],
+             "peer_repeats": [run(1800, 700), run(1650, 750), run(2000, 720)]}
+        ratio = stats.peer_ratio(r)
+        cpu = ratio["cpu_us_per_message"]
+        self.assertEqual(cpu["worker"]["median"], 180)
+        self.assertEqual(cpu["peer"]["median"], 1800)
+        self.assertEqual(cpu["peer_over_worker"]["of_medians"], 10.0)
+        self.assertEqual(cpu["peer_over_worker"]["paired"], [9.0, 11.0, 11.11])
+        self.assertEqual(cpu["peer_over_worker"]["median_of_pairs"], 11.0)
+        self.assertEqual(ratio["messages_per_s"]["peer_over_worker"]["of_medians"], 0.48)
+        self.assertEqual(ratio["peak_rss_mib"]["peer"]["median"], 20.0)
+        self.assertTrue(ratio["met"], "10× is the target, and it is met at 10× exactly")
+
+    def test_a_peer_under_ten_times_the_workers_cpu_misses_its_target(self):
+        r = {"send_repeats": [run(200, 1500)], "peer_repeats": [run(1960, 700)]}
+        ratio = stats.peer_ratio(r)
+        self.assertEqual(ratio["cpu_us_per_message"]["peer_over_worker"]["of_medians"], 9.8)
+        self.assertFalse(ratio["met"])
+        target = {t["target"]: t for t in stats.targets({"peer_ratio": ratio})}[
+            "Node.js peer CPU per message ÷ the worker's (peer ÷ send, medians)"]
+        self.assertEqual((target["value"], target["limit"], target["met"]), (9.8, "≥ 10", False))
+
+    def test_a_run_without_a_worker_cpu_reading_has_no_ratio(self):
+        r = {"send_repeats": [run(0, 1500), run(200, 1500)], "peer_repeats": [run(1800, 700), run(2000, 700)]}
+        self.assertEqual(stats.peer_ratio(r)["cpu_us_per_message"]["peer_over_worker"]["paired"], [None, 10.0])
+
     def test_targets_say_which_are_met(self):
         r = {"send": {"peak_rss_kb": 30 * 1024}, "send_repeats": [run(140, 1500)],
              "filtered": {"messages_per_s": 2000}, "loop": {"messages_per_s": 1600},
@@ -104,13 +135,47 @@ class Statistics(unittest.TestCase):
 
 class Phases(unittest.TestCase):
     def test_the_default_phases_leave_out_those_that_need_moto(self):
-        self.assertEqual(phases.DEFAULT, "startup,send,filtered,loop,loop_send")
+        self.assertEqual(phases.DEFAULT, "startup,send,peer,filtered,loop,loop_send")
+
+    def test_the_peer_is_a_sending_phase_so_its_runs_interleave_with_sends(self):
+        self.assertTrue(phases.PHASES["peer"].sending)
+        self.assertFalse(phases.PHASES["peer"].moto)
+        self.assertIsNone(phases.check(["send", "peer"]))
 
     def test_unknown_phases_and_a_paced_run_without_its_pace_are_refused(self):
         self.assertIsNone(phases.check(["send", "send_state", "send_paced"]))
         self.assertIn("unknown nope", phases.check(["send", "nope"]))
         self.assertEqual(phases.check(["send", "send_paced"]),
                          "send_paced runs at send_state's pace, so it needs send_state too")
+
+
+class PeerProgress(unittest.TestCase):
+    def test_a_deleted_line_gives_the_total_and_the_time_in_seconds(self):
+        self.assertEqual(peer.parse_deleted("deleted 40 1765000000123\n"), (40, 1765000000.123))
+        self.assertIsNone(peer.parse_deleted("bench-peer: ready, 4 consumers of 10 on http://q"))
+        self.assertIsNone(peer.parse_deleted("deleted forty 1765000000123"))
+        self.assertIsNone(peer.parse_deleted("deleted 40"))
+
+    def test_each_message_settles_at_the_time_of_the_line_that_first_counts_it(self):
+        progress = [(10, 100.0), (10, 100.1), (25, 100.2), (30, 100.5)]
+        self.assertEqual(peer.settle_times(progress), [100.0] * 10 + [100.2] * 15 + [100.5] * 5)
+        self.assertEqual(peer.settle_times([]), [])
+
+
+def with_peer(r, cpus):
+    """The published run with peer runs of the given node CPU per message, paired with the first
+    len(cpus) send runs."""
+    r["send_repeats"] = r["send_repeats"][: len(cpus)]
+    r["peer"] = copy.deepcopy(r["send"])
+    r["peer"]["worker_cpu_us_per_message"] = cpus[0]
+    r["peer_repeats"] = [dict(stats.repeat_summary(r["send"]), phase="peer", worker_cpu_us_per_message=cpu)
+                         for cpu in cpus]
+    r["settings"]["peer"] = {"node": "v20.20.2", "consumers": 4, "batch": 10,
+                             "packages": {"sqs-consumer": "14.2.8", "@aws-sdk/client-sqs": "3.1178.0",
+                                          "@aws-sdk/client-sesv2": "3.1178.0", "handlebars": "4.7.10"}}
+    r["peer_ratio"] = stats.peer_ratio(r)
+    r["targets"] = stats.targets(r)
+    return r
 
 
 class Report(unittest.TestCase):
@@ -141,6 +206,45 @@ class Report(unittest.TestCase):
         self.assertIn("| worker CPU per message (µs) |", md)
         self.assertIn("at the same pace (send_state − send_paced, medians)", md)
         self.assertIn("worker, sending, state table on (moto DynamoDB)", md.splitlines()[2])
+
+    def test_the_peer_section_shows_the_ratio_of_the_medians_and_of_each_pair(self):
+        r = with_peer(published(), [1800, 1650, 2000])
+        md = report.markdown(r)
+        self.assertIn("Node.js peer, sending (SES emulator)", md.splitlines()[2])
+        self.assertIn("The Node.js peer against the worker: 3 runs of each, interleaved (send, peer, send", md)
+        worker = [x["worker_cpu_us_per_message"] for x in r["send_repeats"]]
+        line = next(x for x in md.splitlines() if x.startswith("| CPU per message (µs) |"))
+        ratio = r["peer_ratio"]["cpu_us_per_message"]["peer_over_worker"]
+        self.assertIn(f"**{ratio['of_medians']:.2f}×**; runs "
+                      + " / ".join(f"{p / w:.2f}" for w, p in zip(worker, [1800, 1650, 2000], strict=True)), line)
+        self.assertIn("- Each pair, in order: CPU per message (µs), worker / peer: "
+                      f"{worker[0]:,.0f} / 1,800; {worker[1]:,.0f} / 1,650; {worker[2]:,.0f} / 2,000.", md)
+        self.assertIn("Node.js peer CPU per message ÷ the worker's (peer ÷ send, medians)", md)
+        self.assertIn("sqs-consumer 14.2.8, @aws-sdk/client-sqs 3.1178.0", md)
+        self.assertIn("in its column the worker rows are the node process's. Emails in the SES store: 10,200 of "
+                      "10,200, 0 duplicates.", md)
+        self.assertIn("| … of which user (µs) | – | – | – |", md, "the published runs have no user/sys split")
+
+    def test_the_peers_emails_are_sized_beside_the_workers(self):
+        r = with_peer(published(), [1800])
+        r["send"]["emails"]["chars_median"] = 5358
+        r["peer"]["emails"]["chars_median"] = 5358
+        self.assertIn("0 duplicates; median size (subject + HTML + text) 5,358 characters, the worker's 5,358.",
+                      report.markdown(r))
+        r["peer"]["emails"]["chars_median"] = 4347
+        self.assertIn("4,347 characters, the worker's 5,358 (**not the same emails**: the peer's CPU is not for the "
+                      "worker's work).", report.markdown(r))
+
+    def test_a_single_pair_is_not_called_interleaved(self):
+        r = with_peer(published(), [1800])
+        self.assertIn("The Node.js peer against the worker: one run of each (send, then peer)", report.markdown(r))
+
+    def test_the_chart_has_a_line_for_the_peer(self):
+        r = with_peer(published(), [1800, 1650, 2000])
+        root = ET.fromstring(report.svg_chart(r))
+        lines = root.findall("{http://www.w3.org/2000/svg}polyline")
+        self.assertEqual(len(lines), 7)
+        self.assertIn(phases.PHASES["peer"].color, [x.get("stroke") for x in lines])
 
     def test_the_chart_is_svg_with_a_line_per_phase_and_the_workers_rss_and_cpu(self):
         r = published()
