@@ -3,9 +3,12 @@
 
 use serde_json::{json, Value};
 
+use std::sync::{Arc, Mutex};
+
 use super::*;
 use crate::adapters::memory::fixtures::{manifest, push, quilt3_diff, top_hash, BUCKET, HANDLE};
 use crate::adapters::memory::store::MemoryStore;
+use crate::domain::revision::pointers_prefix;
 use crate::ports::ReadSink;
 
 fn store(chunk: usize) -> MemoryStore {
@@ -196,44 +199,6 @@ async fn a_line_over_the_limit_is_not_buffered_and_is_reported() {
     assert!(
         details.package_json()["files"].as_u64().expect("files") > 0,
         "what was read is kept"
-    );
-}
-
-#[test]
-fn the_cache_forgets_the_least_recently_used() {
-    let cache = SummaryCache::new(2, usize::MAX);
-    let summary = || Arc::new(ManifestReader::read_str(ManifestLimits::default(), "{}"));
-    cache.put("a".into(), summary());
-    cache.put("b".into(), summary());
-    assert!(cache.get("a").is_some());
-    cache.put("c".into(), summary());
-    assert!(cache.get("b").is_none(), "b was least recently used");
-    assert!(cache.get("a").is_some() && cache.get("c").is_some());
-}
-
-#[test]
-fn the_cache_holds_no_more_bytes_than_allowed() {
-    let big = || {
-        Arc::new(ManifestReader::read_str(
-            ManifestLimits::default(),
-            manifest("unicode_nested"),
-        ))
-    };
-    let size = big().heap_bytes();
-    let cache = SummaryCache::new(100, size * 2 + size / 2);
-    for key in ["a", "b", "c"] {
-        cache.put(key.into(), big());
-    }
-    assert!(
-        cache.peek("a").is_none(),
-        "two fit, the third pushed the oldest out"
-    );
-    assert!(cache.peek("b").is_some() && cache.peek("c").is_some());
-    let tiny = SummaryCache::new(100, size - 1);
-    tiny.put("a".into(), big());
-    assert!(
-        tiny.peek("a").is_none(),
-        "a summary over the budget is not cached"
     );
 }
 
