@@ -250,10 +250,9 @@ async fn in_a_burst_each_revision_is_diffed_against_the_one_before_it() {
     }
     let reader = reader(store);
     for (i, name) in names.iter().enumerate() {
-        let time = time::OffsetDateTime::from_unix_timestamp((start + i as u64) as i64)
+        let time = jiff::Timestamp::from_second((start + i as u64) as i64)
             .expect("time")
-            .format(&time::format_description::well_known::Rfc3339)
-            .expect("rfc3339");
+            .to_string();
         let body = json!({
             "version": "0", "id": format!("burst-{i}"), "detail-type": "package-revision",
             "source": "com.quiltdata", "account": "1", "time": time,
@@ -276,10 +275,9 @@ async fn in_a_burst_each_revision_is_diffed_against_the_one_before_it() {
 
 /// The event of `name`'s push at `stamp` (epoch seconds).
 fn event_at(name: &str, stamp: u64) -> PackageEvent {
-    let time = time::OffsetDateTime::from_unix_timestamp(stamp as i64)
+    let time = jiff::Timestamp::from_second(stamp as i64)
         .expect("time")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("rfc3339");
+        .to_string();
     let body = json!({
         "version": "0", "id": format!("event-{name}-{stamp}"), "detail-type": "package-revision",
         "source": "com.quiltdata", "account": "1", "time": time,
@@ -396,10 +394,9 @@ fn fingerprint(text: &str) -> u64 {
 
 /// The event of `handle`'s push of `hash` at `stamp`.
 fn event_of(handle: &str, hash: &str, stamp: u64) -> PackageEvent {
-    let time = time::OffsetDateTime::from_unix_timestamp(stamp as i64)
+    let time = jiff::Timestamp::from_second(stamp as i64)
         .expect("time")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("rfc3339");
+        .to_string();
     let body = json!({
         "version": "0", "id": format!("event-{handle}-{stamp}"), "detail-type": "package-revision",
         "source": "com.quiltdata", "account": "1", "time": time,
