@@ -37,11 +37,11 @@ use quilt_notify::domain::render::template_data;
 use quilt_notify::domain::revision::{manifest_key, ObjectRef};
 use quilt_notify::ports::{DetailsSource, DynDetailsSource};
 use quilt_notify::ports::{PackageStore, ReadSink, StoreError};
+use quilt_notify::worker::dedupe::HandledEvents;
 use quilt_notify::worker::details::{CacheLimits, DetailsReader, MemoryBudget};
-use quilt_notify::worker::memory::EventMemory;
 use quilt_notify::worker::outcome::Outcome;
 use quilt_notify::worker::rate::RateLimiter;
-use quilt_notify::worker::{Instruments, Parts, Pipeline};
+use quilt_notify::worker::{Instruments, Pipeline, PipelineParts};
 use tokio::runtime::Runtime;
 
 mod common;
@@ -693,7 +693,7 @@ impl DetailsSource for ReaderQueue {
 }
 
 fn pipeline(details: Option<Arc<dyn DynDetailsSource>>) -> Pipeline<NoopMailer> {
-    Pipeline::new(Parts {
+    Pipeline::new(PipelineParts {
         routes: routes(BUCKET),
         renderer: renderer(),
         catalog_host: Some(CATALOG.to_owned()),
@@ -702,7 +702,7 @@ fn pipeline(details: Option<Arc<dyn DynDetailsSource>>) -> Pipeline<NoopMailer> 
         mailer: Arc::new(NoopMailer),
         details,
         // A window of zero: every message is new, as in steady state with distinct events.
-        memory: EventMemory::new(Duration::ZERO, 1),
+        handled: HandledEvents::new(Duration::ZERO, 1),
         claims: None,
         limiter: RateLimiter::new(0.0),
         instruments: Instruments::default(),

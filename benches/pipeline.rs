@@ -11,11 +11,11 @@ use quilt_notify::adapters::memory::table::MemoryTable;
 use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::render::template_data;
 use quilt_notify::worker::claims::Claims;
-use quilt_notify::worker::memory::EventMemory;
+use quilt_notify::worker::dedupe::HandledEvents;
 use quilt_notify::worker::outcome::Outcome;
 use quilt_notify::worker::rate::RateLimiter;
 use quilt_notify::worker::state::{StateOptions, StateStore};
-use quilt_notify::worker::{Instruments, Parts, Pipeline};
+use quilt_notify::worker::{Instruments, Pipeline, PipelineParts};
 
 mod common;
 use common::{renderer, NoopMailer};
@@ -53,7 +53,7 @@ fn domain(c: &mut Criterion) {
 
 /// A pipeline with no-op ports, claiming in `claims` when given.
 fn build(claims: Option<Claims>) -> Pipeline<NoopMailer> {
-    Pipeline::new(Parts {
+    Pipeline::new(PipelineParts {
         routes: routes(),
         renderer: renderer(),
         catalog_host: Some("catalog.example.com".to_owned()),
@@ -62,7 +62,7 @@ fn build(claims: Option<Claims>) -> Pipeline<NoopMailer> {
         mailer: Arc::new(NoopMailer),
         details: None,
         // A window of zero: every message is new, as in steady state with distinct events.
-        memory: EventMemory::new(Duration::ZERO, 1),
+        handled: HandledEvents::new(Duration::ZERO, 1),
         claims,
         limiter: RateLimiter::new(0.0),
         instruments: Instruments::default(),

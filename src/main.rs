@@ -209,10 +209,15 @@ fn claim_ttl(settings: &Settings) -> String {
 }
 
 fn health(args: &HealthArgs) -> ExitCode {
-    match quilt_notify::telemetry::health::probe(
-        &args.url,
-        std::time::Duration::from_secs(args.timeout),
-    ) {
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    let probed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(quilt_notify::telemetry::health::probe(&args.url, timeout))
+        });
+    match probed {
         Ok(body) => {
             println!("{body}");
             ExitCode::SUCCESS

@@ -23,17 +23,15 @@ impl Mailer for NoopMailer {
 
 /// The Quilt docs' route (`package-created`) for events of `bucket`; `details` on by default.
 pub fn routes(bucket: &str) -> RouteTable {
-    let spec: RouteSpec = serde_json::from_value(serde_json::json!({
-        "name": "package-created",
-        "template": "package-created",
-        "to": ["data-team@example.com"],
-        "pattern": {
+    let spec = RouteSpec::builder("package-created")
+        .template("package-created")
+        .to(&["data-team@example.com"])
+        .pattern(serde_json::json!({
             "source": ["com.quiltdata"],
             "detail-type": ["package-revision"],
             "detail": {"type": ["created"], "handle": [{"prefix": ""}], "bucket": [bucket]}
-        }
-    }))
-    .expect("route spec");
+        }))
+        .build();
     RouteTable::compile(&[spec]).expect("routes")
 }
 

@@ -28,7 +28,7 @@ pub fn sample_details() -> anyhow::Result<Details> {
 }
 
 /// Routes and templates, compiled and loaded: everything `validate` checks.
-pub struct Compiled {
+pub struct CompiledConfig {
     /// The compiled routes.
     pub routes: RouteTable,
     /// The loaded templates.
@@ -42,7 +42,7 @@ pub struct Compiled {
 ///
 /// # Errors
 /// The first route or template that is invalid, named.
-pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
+pub fn compile(settings: &Settings) -> anyhow::Result<CompiledConfig> {
     let routes = RouteTable::compile(&settings.routes)?;
     let renderer = crate::config::templates::load_dir(
         &settings.templates.dir,
@@ -99,7 +99,7 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
             }
         }
     }
-    Ok(Compiled {
+    Ok(CompiledConfig {
         routes,
         renderer,
         warnings,

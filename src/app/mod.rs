@@ -5,7 +5,7 @@
 mod checks;
 mod clients;
 
-pub use checks::{compile, sample_details, Compiled};
+pub use checks::{compile, sample_details, CompiledConfig};
 pub use clients::{
     claim_ttl, dynamodb_client, events_client, s3_client, sdk_config, ses_client, skew_watch,
     sqs_client, state_store,
@@ -28,10 +28,10 @@ use crate::ports::DynDetailsSource;
 use crate::ports::{AccountStatus, Mailer};
 use crate::telemetry::emf::{report_emf, EmfReporter};
 use crate::worker::claims::Claims;
+use crate::worker::dedupe::HandledEvents;
 use crate::worker::details::{CacheLimits, DetailsReader, MemoryBudget};
-use crate::worker::memory::EventMemory;
 use crate::worker::rate::RateLimiter;
-use crate::worker::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
+use crate::worker::{Backoff, Instruments, Pipeline, PipelineParts, Worker, WorkerOptions};
 
 /// The daemon, built from settings, ready to run.
 pub struct App {
@@ -106,7 +106,7 @@ impl App {
             );
             claims
         });
-        let pipeline = Pipeline::new(Parts {
+        let pipeline = Pipeline::new(PipelineParts {
             routes: compiled.routes,
             renderer: compiled.renderer,
             catalog_host: settings.catalog.host.clone(),
@@ -118,7 +118,7 @@ impl App {
             contact_list: settings.ses.contact_list.clone(),
             mailer: Arc::clone(&mailer),
             details,
-            memory: EventMemory::new(
+            handled: HandledEvents::new(
                 Duration::from_secs(worker_settings.dedupe_window_seconds),
                 worker_settings.dedupe_capacity,
             ),

@@ -247,7 +247,7 @@ fn parse_events(text: &str) -> anyhow::Result<Vec<PackageEvent>> {
 fn render_digests(
     args: &RenderArgs,
     settings: &Settings,
-    compiled: &app::Compiled,
+    compiled: &app::CompiledConfig,
     path: &Path,
 ) -> anyhow::Result<()> {
     let events = parse_events(&read_input(path)?)?;

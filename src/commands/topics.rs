@@ -165,11 +165,14 @@ mod tests {
     use serde_json::json;
 
     fn route(name: &str, topic: Option<&str>) -> RouteSpec {
-        serde_json::from_value(json!({
-            "name": name, "template": "t", "to": ["a@b.c"], "pattern": {"source": ["x"]},
-            "topic": topic
-        }))
-        .expect("spec")
+        let spec = RouteSpec::builder(name)
+            .to(&["a@b.c"])
+            .pattern(json!({"source": ["x"]}));
+        match topic {
+            Some(topic) => spec.topic(topic),
+            None => spec,
+        }
+        .build()
     }
 
     fn names(topics: &[ListTopic]) -> Vec<&str> {

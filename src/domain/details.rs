@@ -333,29 +333,23 @@ mod tests {
     use super::*;
     use crate::domain::changes::Diff;
     use crate::domain::route::RouteSpec;
+    use crate::domain::route_builder::RouteSpecBuilder;
 
     fn route(details: bool, skip_unchanged: bool, package_pattern: Option<Value>) -> Route {
-        Route::compile(&spec(details, skip_unchanged, package_pattern)).expect("compiles")
+        Route::compile(&spec(details, skip_unchanged, package_pattern).build()).expect("compiles")
     }
 
-    fn spec(details: bool, skip_unchanged: bool, package_pattern: Option<Value>) -> RouteSpec {
-        RouteSpec {
-            name: "r".to_owned(),
-            pattern: json!({"source": ["com.quiltdata"]}),
-            template: Some("t".to_owned()),
-            digest: None,
-            to: vec!["team@example.com".to_owned()],
-            cc: vec![],
-            bcc: vec![],
-            reply_to: vec![],
-            from: None,
-            details,
-            package_pattern,
-            skip_unchanged,
-            to_from: None,
-            allowed_domains: vec![],
-            max_recipients: 50,
-            topic: None,
+    fn spec(
+        details: bool,
+        skip_unchanged: bool,
+        package_pattern: Option<Value>,
+    ) -> RouteSpecBuilder {
+        let spec = RouteSpec::builder("r")
+            .details(details)
+            .skip_unchanged(skip_unchanged);
+        match package_pattern {
+            Some(pattern) => spec.package_pattern(pattern),
+            None => spec,
         }
     }
 
@@ -505,12 +499,13 @@ mod tests {
 
     #[test]
     fn recipients_named_in_the_package_need_no_changes() {
-        let owners = Route::compile(&RouteSpec {
-            to: vec![],
-            to_from: Some("user_meta.owners".to_owned()),
-            allowed_domains: vec!["example.com".to_owned()],
-            ..spec(false, true, None)
-        })
+        let owners = Route::compile(
+            &spec(false, true, None)
+                .to(&[])
+                .to_from("user_meta.owners")
+                .allowed_domains(&["example.com"])
+                .build(),
+        )
         .expect("compiles");
         assert_eq!(
             owners.decide(Some(&without_changes("prod"))),
@@ -521,12 +516,13 @@ mod tests {
     #[test]
     fn recipients_only_the_package_names_need_whole_details() {
         let owners = |to: &[&str]| {
-            Route::compile(&RouteSpec {
-                to: to.iter().map(|a| (*a).to_owned()).collect(),
-                to_from: Some("user_meta.owners".to_owned()),
-                allowed_domains: vec!["example.com".to_owned()],
-                ..spec(false, true, None)
-            })
+            Route::compile(
+                &spec(false, true, None)
+                    .to(to)
+                    .to_from("user_meta.owners")
+                    .allowed_domains(&["example.com"])
+                    .build(),
+            )
             .expect("compiles")
         };
         let partial = partial(details("prod", 0, false), "AccessDenied");

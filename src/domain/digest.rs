@@ -397,18 +397,15 @@ mod tests {
     // --- Digest data -----------------------------------------------------------------------
 
     fn route(topic: Option<&str>) -> Route {
-        Route::compile(&RouteSpec {
-            digest: Some(DigestSpec {
-                every: Some("1h".into()),
-                ..DigestSpec::default()
-            }),
-            topic: topic.map(str::to_owned),
-            ..serde_json::from_value(json!({
-                "name": "hourly", "to": ["a@b.c"], "pattern": {"source": ["com.quiltdata"]}
-            }))
-            .expect("spec")
-        })
-        .expect("route")
+        let spec = RouteSpec::builder("hourly")
+            .no_template()
+            .to(&["a@b.c"])
+            .digest(json!({"every": "1h"}));
+        let spec = match topic {
+            Some(topic) => spec.topic(topic),
+            None => spec,
+        };
+        Route::compile(&spec.build()).expect("route")
     }
 
     fn data(entries: Vec<DigestEntry>, host: Option<&str>) -> Value {

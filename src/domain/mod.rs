@@ -19,6 +19,8 @@ pub mod recipients;
 pub mod render;
 pub mod revision;
 pub mod route;
+#[cfg(any(test, feature = "test-support"))]
+pub mod route_builder;
 pub mod schedule;
 
 /// What kind of JSON value this is, with its article, for error messages ("found an array").

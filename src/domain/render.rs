@@ -443,12 +443,14 @@ mod tests {
         )
         .expect("parses");
         let route = |topic: Option<&str>| {
-            let spec = serde_json::from_value(serde_json::json!({
-                "name": "r", "template": "t", "to": ["a@b.c"], "pattern": {"source": ["x"]},
-                "topic": topic
-            }))
-            .expect("spec");
-            Route::compile(&spec).expect("route")
+            let spec = crate::domain::route::RouteSpec::builder("r")
+                .to(&["a@b.c"])
+                .pattern(serde_json::json!({"source": ["x"]}));
+            let spec = match topic {
+                Some(topic) => spec.topic(topic),
+                None => spec,
+            };
+            Route::compile(&spec.build()).expect("route")
         };
         let event = event(DOCUMENTED);
         let plain = r

@@ -461,44 +461,36 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    use crate::domain::route_builder::RouteSpecBuilder;
+
+    /// A route named `name` with `pattern`, rendering `package-created` to team@example.com.
+    fn route(name: &str, pattern: Value) -> RouteSpecBuilder {
+        RouteSpec::builder(name)
+            .template("package-created")
+            .pattern(pattern)
+    }
+
     fn spec(name: &str, pattern: Value) -> RouteSpec {
-        RouteSpec {
-            name: name.to_owned(),
-            pattern,
-            template: Some("package-created".to_owned()),
-            digest: None,
-            to: vec!["team@example.com".to_owned()],
-            cc: vec![],
-            bcc: vec![],
-            reply_to: vec![],
-            from: None,
-            details: true,
-            package_pattern: None,
-            skip_unchanged: true,
-            to_from: None,
-            allowed_domains: vec![],
-            max_recipients: SES_MAX_RECIPIENTS,
-            topic: None,
-        }
+        route(name, pattern).build()
     }
 
     fn with_package_pattern(name: &str, package_pattern: Value) -> RouteSpec {
-        RouteSpec {
-            package_pattern: Some(package_pattern),
-            ..spec(name, json!({"source": ["com.quiltdata"]}))
-        }
+        route(name, json!({"source": ["com.quiltdata"]}))
+            .package_pattern(package_pattern)
+            .build()
     }
 
     #[test]
     fn a_route_reads_details_for_its_template_or_its_package_pattern() {
         let compile = |details: bool, package_pattern: Option<Value>| {
-            Route::compile(&RouteSpec {
-                details,
-                package_pattern,
-                ..spec("r", json!({"source": ["com.quiltdata"]}))
-            })
-            .expect("compiles")
-            .needs_details()
+            let route = route("r", json!({"source": ["com.quiltdata"]})).details(details);
+            let route = match package_pattern {
+                Some(pattern) => route.package_pattern(pattern),
+                None => route,
+            };
+            Route::compile(&route.build())
+                .expect("compiles")
+                .needs_details()
         };
         assert!(compile(true, None));
         assert!(!compile(false, None));
@@ -608,12 +600,13 @@ mod tests {
 
     #[test]
     fn errors_name_the_route() {
-        let mut bad_to = spec("r1", json!({"source": ["x"]}));
-        bad_to.to = vec!["not-an-address".to_owned()];
-        let mut injected = spec("r2", json!({"source": ["x"]}));
-        injected.cc = vec!["a@b.c\r\nBcc: evil@x.y".to_owned()];
-        let mut nobody = spec("r3", json!({"source": ["x"]}));
-        nobody.to.clear();
+        let bad_to = route("r1", json!({"source": ["x"]}))
+            .to(&["not-an-address"])
+            .build();
+        let injected = route("r2", json!({"source": ["x"]}))
+            .cc(&["a@b.c\r\nBcc: evil@x.y"])
+            .build();
+        let nobody = route("r3", json!({"source": ["x"]})).to(&[]).build();
         let cases = [
             (
                 bad_to,
@@ -635,24 +628,21 @@ mod tests {
                 "route \"r7\": package_pattern",
             ),
             (
-                RouteSpec {
-                    to_from: Some("user_meta.owners".to_owned()),
-                    ..spec("r8", json!({"source": ["x"]}))
-                },
+                route("r8", json!({"source": ["x"]}))
+                    .to_from("user_meta.owners")
+                    .build(),
                 "route \"r8\": `to_from` needs `allowed_domains`",
             ),
             (
-                RouteSpec {
-                    allowed_domains: vec!["example.com".to_owned()],
-                    ..spec("r9", json!({"source": ["x"]}))
-                },
+                route("r9", json!({"source": ["x"]}))
+                    .allowed_domains(&["example.com"])
+                    .build(),
                 "route \"r9\": `allowed_domains` is set but `to_from` is not",
             ),
             (
-                RouteSpec {
-                    max_recipients: 51,
-                    ..spec("r10", json!({"source": ["x"]}))
-                },
+                route("r10", json!({"source": ["x"]}))
+                    .max_recipients(51)
+                    .build(),
                 "route \"r10\": `max_recipients` must be between 1 and 50",
             ),
         ];
@@ -662,12 +652,14 @@ mod tests {
         }
     }
 
+    fn digest_route(name: &str, digest: Value) -> RouteSpecBuilder {
+        route(name, json!({"source": ["com.quiltdata"]}))
+            .no_template()
+            .digest(digest)
+    }
+
     fn digest_spec(name: &str, digest: Value) -> RouteSpec {
-        RouteSpec {
-            template: None,
-            digest: Some(serde_json::from_value(digest).expect("digest table")),
-            ..spec(name, json!({"source": ["com.quiltdata"]}))
-        }
+        digest_route(name, digest).build()
     }
 
     #[test]
@@ -717,26 +709,21 @@ mod tests {
     fn digest_and_template_errors_name_the_route() {
         let cases = [
             (
-                RouteSpec {
-                    template: None,
-                    ..spec("d1", json!({"source": ["x"]}))
-                },
+                route("d1", json!({"source": ["x"]})).no_template().build(),
                 "route \"d1\": `template` is required (or `digest` for a digest route)",
             ),
             (
-                RouteSpec {
-                    template: Some("package-created".to_owned()),
-                    ..digest_spec("d2", json!({"every": "1h"}))
-                },
+                digest_route("d2", json!({"every": "1h"}))
+                    .template("package-created")
+                    .build(),
                 "route \"d2\": a digest route sends only its digest: name its template in \
                  `digest.template` (default \"digest\")",
             ),
             (
-                RouteSpec {
-                    to_from: Some("user_meta.owners".to_owned()),
-                    allowed_domains: vec!["example.com".to_owned()],
-                    ..digest_spec("d3", json!({"every": "1h"}))
-                },
+                digest_route("d3", json!({"every": "1h"}))
+                    .to_from("user_meta.owners")
+                    .allowed_domains(&["example.com"])
+                    .build(),
                 "route \"d3\": `to_from` cannot be used with `digest`",
             ),
             (
@@ -760,12 +747,13 @@ mod tests {
 
     #[test]
     fn a_route_may_take_all_its_recipients_from_the_package() {
-        let route = Route::compile(&RouteSpec {
-            to: vec![],
-            to_from: Some("user_meta.owners".to_owned()),
-            allowed_domains: vec!["example.com".to_owned()],
-            ..spec("owners", json!({"source": ["x"]}))
-        })
+        let route = Route::compile(
+            &route("owners", json!({"source": ["x"]}))
+                .to(&[])
+                .to_from("user_meta.owners")
+                .allowed_domains(&["example.com"])
+                .build(),
+        )
         .expect("compiles");
         assert!(route.needs_details());
         assert_eq!(route.max_recipients, 50);
@@ -775,24 +763,21 @@ mod tests {
     fn fixed_addresses_ses_cannot_take_are_refused_at_load_naming_route_field_and_value() {
         let cases = [
             (
-                RouteSpec {
-                    bcc: vec!["jürgen@example.com".to_owned()],
-                    ..spec("r1", json!({"source": ["x"]}))
-                },
+                route("r1", json!({"source": ["x"]}))
+                    .bcc(&["jürgen@example.com"])
+                    .build(),
                 "route \"r1\": `bcc`: \"jürgen@example.com\" has a local part (before the @) that is not 7-bit ASCII",
             ),
             (
-                RouteSpec {
-                    from: Some("a@example.com, b@example.com".to_owned()),
-                    ..spec("r2", json!({"source": ["x"]}))
-                },
+                route("r2", json!({"source": ["x"]}))
+                    .from("a@example.com, b@example.com")
+                    .build(),
                 "route \"r2\": `from`: \"a@example.com, b@example.com\" holds 2 addresses, not one",
             ),
             (
-                RouteSpec {
-                    reply_to: vec!["<a@example.com><b@evil.test>".to_owned()],
-                    ..spec("r3", json!({"source": ["x"]}))
-                },
+                route("r3", json!({"source": ["x"]}))
+                    .reply_to(&["<a@example.com><b@evil.test>"])
+                    .build(),
                 "route \"r3\": `reply_to`: \"<a@example.com><b@evil.test>\" is not one email address",
             ),
         ];
@@ -804,11 +789,12 @@ mod tests {
 
     #[test]
     fn fixed_addresses_are_kept_in_the_ascii_form_ses_takes() {
-        let route = Route::compile(&RouteSpec {
-            to: vec!["Jürgen <j@bücher.example>".to_owned()],
-            from: Some("Qüilt <q@example.com>".to_owned()),
-            ..spec("r", json!({"source": ["x"]}))
-        })
+        let route = Route::compile(
+            &route("r", json!({"source": ["x"]}))
+                .to(&["Jürgen <j@bücher.example>"])
+                .from("Qüilt <q@example.com>")
+                .build(),
+        )
         .expect("compiles");
         assert_eq!(
             route.recipients.to[0].as_str(),

@@ -3,23 +3,24 @@
 //!
 //! Three paths: `/healthz` (the process answers), `/readyz` (a receive succeeded recently and
 //! the SES account is not paused) and `/metrics` (the worker's counters in Prometheus text
-//! format). Served with hyper, which the AWS SDK already builds, so parsing, keep-alive and bad
-//! requests are hyper's; this module only chooses the answers. Knows nothing of what the worker
-//! does beyond [`Status::readiness`] and [`Metrics::prometheus`].
+//! format). Served and asked with hyper, which the AWS SDK already builds, so parsing,
+//! keep-alive and bad requests are hyper's; this module only chooses the answers. Knows nothing
+//! of what the worker does beyond [`Status::readiness`] and [`Metrics::prometheus`].
 
 use std::convert::Infallible;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
+use anyhow::Context;
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -126,34 +127,31 @@ fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-/// Asks a health URL (`http://host:port/path`); Ok with the body on a 200.
+/// Asks a health URL (`http://host:port/path`) with hyper's client; Ok with the body on a 200.
 ///
 /// # Errors
-/// The URL is not plain `http://host:port/path`, nothing answers, or the status is not 200.
-pub fn probe(url: &str, timeout: Duration) -> anyhow::Result<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow::anyhow!("{url}: only http:// URLs are supported"))?;
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let address: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(authority)
-        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("{url}: no address"))?;
-    let mut stream =
-        TcpStream::connect_timeout(&address, timeout).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET /{path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status_line = response.lines().next().unwrap_or_default();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.trim().to_owned())
-        .unwrap_or_default();
-    if status_line.split_whitespace().nth(1) == Some("200") {
+/// The URL is not plain `http://host:port/path`, nothing answers within `timeout`, or the
+/// status is not 200 (the error then says the status line and the body).
+pub async fn probe(url: &str, timeout: Duration) -> anyhow::Result<String> {
+    if !url.starts_with("http://") {
+        anyhow::bail!("{url}: only http:// URLs are supported");
+    }
+    let uri: Uri = url.parse().with_context(|| url.to_owned())?;
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let ask = async {
+        let response = client.get(uri).await?;
+        let status_line = format!("{:?} {}", response.version(), response.status());
+        let ok = response.status() == StatusCode::OK;
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((ok, status_line, body))
+    };
+    let (ok, status_line, body) = tokio::time::timeout(timeout, ask)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {timeout:?}")))
+        .with_context(|| url.to_owned())?;
+    let body = String::from_utf8_lossy(&body).trim().to_owned();
+    if ok {
         Ok(body)
     } else {
         anyhow::bail!("{url}: {status_line}: {body}")
@@ -180,28 +178,30 @@ mod tests {
         ));
         let get = |path: &'static str| {
             let url = format!("http://{address}{path}");
-            tokio::task::spawn_blocking(move || probe(&url, Duration::from_secs(2)))
+            async move { probe(&url, Duration::from_secs(2)).await }
         };
 
-        assert_eq!(get("/healthz").await.expect("join").expect("200"), "ok");
-        let not_ready = get("/readyz").await.expect("join").expect_err("503");
-        assert!(
-            not_ready.to_string().contains("no successful receive yet"),
-            "{not_ready}"
+        assert_eq!(get("/healthz").await.expect("200"), "ok");
+        let not_ready = get("/readyz").await.expect_err("503");
+        assert_eq!(
+            not_ready.to_string(),
+            format!(
+                "http://{address}/readyz: HTTP/1.1 503 Service Unavailable: not ready: no successful receive yet"
+            ),
         );
 
         status.progressed();
-        assert_eq!(get("/readyz").await.expect("join").expect("200"), "ready");
-        assert!(get("/nope").await.expect("join").is_err());
+        assert_eq!(get("/readyz").await.expect("200"), "ready");
+        assert!(get("/nope").await.is_err());
 
         metrics.add(crate::telemetry::metrics::Counter::Sent, 7);
-        let text = get("/metrics").await.expect("join").expect("200");
+        let text = get("/metrics").await.expect("200");
         assert!(text.contains("\nquilt_notify_sent_total 7\n"), "{text}");
         stop.cancel();
     }
 
     /// A listener on a free port, serving fresh status and metrics until the token is cancelled.
-    async fn spawn_server() -> (SocketAddr, CancellationToken) {
+    async fn spawn_server() -> (std::net::SocketAddr, CancellationToken) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
@@ -216,7 +216,7 @@ mod tests {
     }
 
     /// Sends `request` as raw bytes and reads until the server closes the connection.
-    async fn exchange(address: SocketAddr, request: &str) -> String {
+    async fn exchange(address: std::net::SocketAddr, request: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(address)
             .await
@@ -309,10 +309,37 @@ mod tests {
         assert!(String::from_utf8_lossy(&rest).ends_with("ok\n"));
     }
 
-    #[test]
-    fn probing_nothing_fails_with_the_url() {
-        let err = probe("http://127.0.0.1:9/healthz", Duration::from_secs(1)).expect_err("refused");
+    #[tokio::test]
+    async fn probing_nothing_fails_with_the_url() {
+        let err = probe("http://127.0.0.1:9/healthz", Duration::from_secs(1))
+            .await
+            .expect_err("refused");
         assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
-        assert!(probe("https://x/healthz", Duration::from_secs(1)).is_err());
+        let https = probe("https://x/healthz", Duration::from_secs(1))
+            .await
+            .expect_err("not http");
+        assert!(https.to_string().contains("only http://"), "{https}");
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_never_answers_is_unhealthy_within_the_timeout() {
+        // Accepts the connection and reads nothing: a hung process, as a HEALTHCHECK sees it.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr");
+        let held = tokio::spawn(async move { listener.accept().await });
+        let asked = std::time::Instant::now();
+        let err = probe(
+            &format!("http://{address}/healthz"),
+            Duration::from_millis(300),
+        )
+        .await
+        .expect_err("no answer");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert!(err.to_string().contains(&address.to_string()), "{err}");
+        held.abort();
     }
 }

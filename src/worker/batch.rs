@@ -12,14 +12,14 @@ use tracing::Instrument;
 
 use super::outcome::{Outcome, QueueAction, Retry};
 use super::pause::Cause;
-use super::pipeline::Facts;
-use super::Shared;
+use super::pipeline::LogFields;
+use super::WorkerCore;
 use crate::ports::{FailureKind, Mailer, Queue, ReceivedMessage, VisibilityChange};
 use crate::telemetry::metrics::Counter;
 
 /// A batch that arrived after the stop signal goes straight back to the queue.
 pub(super) async fn release_unstarted<Q: Queue, M>(
-    shared: &Shared<Q, M>,
+    core: &WorkerCore<Q, M>,
     messages: &[ReceivedMessage],
 ) {
     let changes: Vec<VisibilityChange> = messages
@@ -29,11 +29,10 @@ pub(super) async fn release_unstarted<Q: Queue, M>(
             seconds: 0,
         })
         .collect();
-    shared
-        .instruments
+    core.instruments
         .metrics
         .add(Counter::Released, changes.len() as u64);
-    if let Err(e) = shared.queue.change_visibility(&changes).await {
+    if let Err(e) = core.queue.change_visibility(&changes).await {
         tracing::warn!(error = %e, count = changes.len(), "could not release messages received during shutdown; they return after the visibility timeout");
     }
 }
@@ -41,7 +40,7 @@ pub(super) async fn release_unstarted<Q: Queue, M>(
 /// Processes a batch concurrently, renews its visibility while it runs, then settles every
 /// message with the queue. The permit (its slots) is held until then.
 pub(super) async fn handle<Q: Queue, M: Mailer>(
-    shared: Arc<Shared<Q, M>>,
+    core: Arc<WorkerCore<Q, M>>,
     messages: Vec<ReceivedMessage>,
     _slots: OwnedSemaphorePermit,
 ) {
@@ -49,7 +48,7 @@ pub(super) async fn handle<Q: Queue, M: Mailer>(
     let mut tasks = JoinSet::new();
     let mut pending: HashMap<tokio::task::Id, ReceivedMessage> = HashMap::new();
     for message in messages {
-        let worker = Arc::clone(&shared);
+        let worker = Arc::clone(&core);
         let body = message.body.clone();
         let span = tracing::info_span!("message", message_id = %message.message_id, receive_count = message.receive_count);
         let handle =
@@ -57,10 +56,10 @@ pub(super) async fn handle<Q: Queue, M: Mailer>(
         pending.insert(handle.id(), message);
     }
 
-    let renew_every = Duration::from_secs(u64::from(shared.options.visibility_seconds.max(2) / 2));
+    let renew_every = Duration::from_secs(u64::from(core.options.visibility_seconds.max(2) / 2));
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
-    let mut results: Vec<(ReceivedMessage, Outcome, Facts)> = Vec::with_capacity(pending.len());
+    let mut results: Vec<(ReceivedMessage, Outcome, LogFields)> = Vec::with_capacity(pending.len());
     let mut aborted = false;
     while !pending.is_empty() {
         tokio::select! {
@@ -69,48 +68,48 @@ pub(super) async fn handle<Q: Queue, M: Mailer>(
             biased;
             joined = tasks.join_next_with_id() => {
                 let Some(joined) = joined else { break };
-                let (id, outcome, facts) = match joined {
-                    Ok((id, (outcome, facts))) => (id, outcome, facts),
+                let (id, outcome, fields) = match joined {
+                    Ok((id, (outcome, fields))) => (id, outcome, fields),
                     // Aborted at the deadline before it finished.
-                    Err(e) if e.is_cancelled() => (e.id(), Outcome::Interrupted, Facts::default()),
+                    Err(e) if e.is_cancelled() => (e.id(), Outcome::Interrupted, LogFields::default()),
                     Err(e) => {
                         // A panic is a bug in this program, never the message's fault: retry it.
                         let outcome = Outcome::Failed { kind: FailureKind::Transient, code: "panic".to_owned(), error: e.to_string() };
-                        (e.id(), outcome, Facts::default())
+                        (e.id(), outcome, LogFields::default())
                     }
                 };
                 if let Some(message) = pending.remove(&id) {
-                    results.push((message, outcome, facts));
+                    results.push((message, outcome, fields));
                 }
             }
             // Finished messages wait for the batch's delete, so they are renewed too: one slow
             // message must not let its finished neighbours reappear and be sent again.
             _ = heartbeat.tick() => {
-                renew(&shared, pending.values().chain(results.iter().map(|(m, _, _)| m))).await;
+                renew(&core, pending.values().chain(results.iter().map(|(m, _, _)| m))).await;
             }
             // Abort what is unfinished and keep joining: a task that finished meanwhile still
             // answers with its outcome; the aborted ones answer "cancelled".
-            () = shared.deadline_passed.cancelled(), if !aborted => {
+            () = core.deadline_passed.cancelled(), if !aborted => {
                 aborted = true;
                 tasks.abort_all();
             }
         }
     }
-    settle(&shared, results, started).await;
+    settle(&core, results, started).await;
 }
 
 /// Extends the visibility of messages still being worked on, before it runs out.
 async fn renew<'a, Q: Queue, M>(
-    shared: &Shared<Q, M>,
+    core: &WorkerCore<Q, M>,
     pending: impl Iterator<Item = &'a ReceivedMessage>,
 ) {
     let changes: Vec<VisibilityChange> = pending
         .map(|m| VisibilityChange {
             receipt: m.receipt(),
-            seconds: shared.options.visibility_seconds,
+            seconds: core.options.visibility_seconds,
         })
         .collect();
-    match shared.queue.change_visibility(&changes).await {
+    match core.queue.change_visibility(&changes).await {
         Ok(failed) if failed.is_empty() => {
             tracing::debug!(count = changes.len(), "visibility extended");
         }
@@ -123,8 +122,8 @@ async fn renew<'a, Q: Queue, M>(
 /// failures: visibility 0, so the redrive policy moves them to the DLQ within seconds). Then
 /// writes one log line per message.
 async fn settle<Q: Queue, M>(
-    shared: &Shared<Q, M>,
-    results: Vec<(ReceivedMessage, Outcome, Facts)>,
+    core: &WorkerCore<Q, M>,
+    results: Vec<(ReceivedMessage, Outcome, LogFields)>,
     started: Instant,
 ) {
     let cause = results.iter().find_map(|(_, outcome, _)| match outcome {
@@ -140,8 +139,8 @@ async fn settle<Q: Queue, M>(
         _ => None,
     });
     if let Some((cause, error)) = cause {
-        if shared.pause.trip(cause) {
-            shared.instruments.status.set_paused(Some(cause));
+        if core.pause.trip(cause) {
+            core.instruments.status.set_paused(Some(cause));
             match cause {
                 Cause::SesAccount => tracing::error!(
                     "SES says the account cannot send (paused or suspended): stopping receives and keeping messages in the queue until a probe finds it enabled"
@@ -153,16 +152,16 @@ async fn settle<Q: Queue, M>(
             }
         }
     }
-    let pause_remaining = shared.pause.remaining();
+    let pause_remaining = core.pause.remaining();
     let mut deletes = Vec::new();
     let mut changes = Vec::new();
     for (message, outcome, _) in &results {
         let retry = Retry {
             receive_count: message.receive_count,
-            backoff: shared.options.backoff,
+            backoff: core.options.backoff,
             jitter: fastrand::f64(),
             pause_remaining,
-            now_ms: shared.pipeline.now_ms(),
+            now_ms: core.pipeline.now_ms(),
         };
         match outcome.queue_action(&retry) {
             QueueAction::Delete => {
@@ -176,7 +175,7 @@ async fn settle<Q: Queue, M>(
     }
     let undeleted = settle_call(
         "delete",
-        shared.queue.delete(&deletes),
+        core.queue.delete(&deletes),
         &deletes
             .iter()
             .map(|d| d.message_id.clone())
@@ -185,7 +184,7 @@ async fn settle<Q: Queue, M>(
     .await;
     let unreleased = settle_call(
         "change visibility",
-        shared.queue.change_visibility(&changes),
+        core.queue.change_visibility(&changes),
         &changes
             .iter()
             .map(|c| c.receipt.message_id.clone())
@@ -194,7 +193,7 @@ async fn settle<Q: Queue, M>(
     .await;
 
     // Counted before the log lines are written, so whoever sees a line sees its counts.
-    let metrics = &shared.instruments.metrics;
+    let metrics = &core.instruments.metrics;
     for (_, outcome, _) in &results {
         metrics.add(outcome.counter(), 1);
     }
@@ -204,7 +203,7 @@ async fn settle<Q: Queue, M>(
         .count();
     metrics.add(Counter::Deleted, deleted as u64);
     if deleted > 0 {
-        shared.instruments.status.progressed();
+        core.instruments.status.progressed();
     }
     metrics.add(
         Counter::Unacknowledged,
@@ -212,7 +211,7 @@ async fn settle<Q: Queue, M>(
     );
 
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    for (message, outcome, facts) in &results {
+    for (message, outcome, fields) in &results {
         let acknowledged =
             !undeleted.contains(&message.message_id) && !unreleased.contains(&message.message_id);
         let visible_in_s = changes
@@ -225,8 +224,8 @@ async fn settle<Q: Queue, M>(
                 ..
             } => {
                 let now = Instant::now();
-                let seen = shared.reported.is_done(&message.message_id, now);
-                shared.reported.record_done(&message.message_id, now);
+                let seen = core.reported.is_done(&message.message_id, now);
+                core.reported.record_done(&message.message_id, now);
                 !seen
             }
             _ => true,
@@ -237,7 +236,7 @@ async fn settle<Q: Queue, M>(
             visible_in_s,
             first_report,
         };
-        log_outcome(message, outcome, facts, logged);
+        log_outcome(message, outcome, fields, logged);
     }
 }
 
@@ -269,23 +268,23 @@ struct Logged {
 }
 
 /// The one line per message that operators query.
-fn log_outcome(message: &ReceivedMessage, outcome: &Outcome, facts: &Facts, logged: Logged) {
+fn log_outcome(message: &ReceivedMessage, outcome: &Outcome, fields: &LogFields, logged: Logged) {
     let Logged {
         elapsed_ms,
         acknowledged,
         visible_in_s,
         first_report,
     } = logged;
-    let routes = facts.routes.join(",");
+    let routes = fields.routes.join(",");
     macro_rules! line {
         ($level:ident, $($extra:tt)*) => {
             tracing::$level!(
                 message_id = %message.message_id,
                 receive_count = message.receive_count,
-                event_id = facts.event_id.as_deref(),
-                bucket = facts.bucket.as_deref(),
-                handle = facts.handle.as_deref(),
-                top_hash = facts.top_hash.as_deref(),
+                event_id = fields.event_id.as_deref(),
+                bucket = fields.bucket.as_deref(),
+                handle = fields.handle.as_deref(),
+                top_hash = fields.top_hash.as_deref(),
                 routes = %routes,
                 outcome = outcome.as_str(),
                 elapsed_ms,

@@ -1,8 +1,9 @@
 //! One copy of an event at a time. SQS and EventBridge may deliver an event twice, and both
 //! copies can arrive in one batch or in two batches in flight together; checking the dedupe
-//! memory and then sending is not atomic, so both copies would send. The pipeline holds the
-//! event's lock from that check until the outcome is recorded, so the second copy sees what the
-//! first one sent (and is deleted as a duplicate, or sends only what the first could not).
+//! record (`HandledEvents`) and then sending is not atomic, so both copies would send. The
+//! pipeline holds the event's lock from that check until the outcome is recorded, so the second
+//! copy sees what the first one sent (and is deleted as a duplicate, or sends only what the
+//! first could not).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

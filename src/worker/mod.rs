@@ -8,9 +8,9 @@ pub mod backoff;
 mod batch;
 pub mod claims;
 pub mod clock;
+pub mod dedupe;
 pub mod details;
 pub mod event_lock;
-pub mod memory;
 pub mod outcome;
 pub mod pause;
 pub mod pipeline;
@@ -31,8 +31,8 @@ use tokio_util::task::TaskTracker;
 use crate::ports::{Mailer, Queue};
 use crate::telemetry::metrics::Metrics;
 pub use backoff::Backoff;
-use memory::EventMemory;
-pub use pipeline::{Parts, Pipeline};
+use dedupe::HandledEvents;
+pub use pipeline::{Pipeline, PipelineParts};
 use status::Status;
 
 /// How the worker polls and paces itself.
@@ -67,8 +67,9 @@ pub struct Instruments {
     pub status: Arc<Status>,
 }
 
-/// Shared by the pollers and their batch tasks.
-struct Shared<Q, M> {
+/// What the pollers and their batch tasks share: the queue, the pipeline, the slots, the pause
+/// and the stop signals. (Not the shared state table: that is behind the pipeline's claims.)
+struct WorkerCore<Q, M> {
     queue: Q,
     pipeline: Pipeline<M>,
     /// Asks SES whether a paused account can send again (the pipeline's mailer, shared).
@@ -88,7 +89,7 @@ struct Shared<Q, M> {
     deadline_passed: CancellationToken,
     /// Message ids whose permanent failure was already logged as an ERROR, so a poison message
     /// makes one ERROR line on its way to the DLQ, not one per receive.
-    reported: EventMemory,
+    reported: HandledEvents,
     /// Closed while the SES account cannot send.
     pause: pause::Pause,
     /// Metrics and status.
@@ -97,7 +98,7 @@ struct Shared<Q, M> {
 
 /// A configured worker, ready to run.
 pub struct Worker<Q, M> {
-    shared: Arc<Shared<Q, M>>,
+    core: Arc<WorkerCore<Q, M>>,
 }
 
 impl<Q: Queue, M: Mailer> Worker<Q, M> {
@@ -113,7 +114,7 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
     ) -> Self {
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
         Self {
-            shared: Arc::new(Shared {
+            core: Arc::new(WorkerCore {
                 queue,
                 pipeline,
                 account,
@@ -122,7 +123,7 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
                 taking: tokio::sync::Mutex::new(()),
                 abandon_receives: CancellationToken::new(),
                 deadline_passed: CancellationToken::new(),
-                reported: EventMemory::new(Duration::from_secs(3600), 10_000),
+                reported: HandledEvents::new(Duration::from_secs(3600), 10_000),
                 pause: pause::Pause::default(),
                 instruments,
             }),
@@ -139,30 +140,27 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
     pub async fn run(self, shutdown: CancellationToken) {
         let pollers = TaskTracker::new();
         let batches = TaskTracker::new();
-        self.shared.pipeline.warn_orphaned_windows().await;
-        if self.shared.pipeline.has_digests() {
-            pollers.spawn(send_digests(
-                Arc::clone(&self.shared),
-                shutdown.child_token(),
-            ));
+        self.core.pipeline.warn_orphaned_windows().await;
+        if self.core.pipeline.has_digests() {
+            pollers.spawn(send_digests(Arc::clone(&self.core), shutdown.child_token()));
         }
-        for index in 0..self.shared.options.pollers.max(1) {
+        for index in 0..self.core.options.pollers.max(1) {
             pollers.spawn(poller::poll(
-                Arc::clone(&self.shared),
+                Arc::clone(&self.core),
                 index,
                 shutdown.child_token(),
                 batches.clone(),
             ));
         }
         tracing::info!(
-            pollers = self.shared.options.pollers,
-            concurrency = self.shared.options.concurrency,
+            pollers = self.core.options.pollers,
+            concurrency = self.core.options.concurrency,
             "worker started"
         );
         shutdown.cancelled().await;
-        let deadline = tokio::time::Instant::now() + self.shared.options.shutdown_deadline;
+        let deadline = tokio::time::Instant::now() + self.core.options.shutdown_deadline;
         tracing::info!(
-            deadline_s = self.shared.options.shutdown_deadline.as_secs_f64(),
+            deadline_s = self.core.options.shutdown_deadline.as_secs_f64(),
             "stop requested: no new receives; finishing in-flight messages"
         );
         pollers.close();
@@ -170,7 +168,7 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
         // Batches first: while one runs, a receive may still bring messages it would otherwise
         // lose to the visibility timeout; once none runs, waiting for a long poll helps no one.
         let _ = tokio::time::timeout_at(deadline, batches.wait()).await;
-        self.shared.abandon_receives.cancel();
+        self.core.abandon_receives.cancel();
         pollers.wait().await;
         // A batch spawned by a receive that answered just before the stop is waited for too.
         if tokio::time::timeout_at(deadline, batches.wait())
@@ -178,7 +176,7 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
             .is_err()
         {
             tracing::warn!("shutdown deadline passed: releasing unfinished messages");
-            self.shared.deadline_passed.cancel();
+            self.core.deadline_passed.cancel();
             batches.wait().await;
         }
         tracing::info!("worker stopped");
@@ -188,8 +186,8 @@ impl<Q: Queue, M: Mailer> Worker<Q, M> {
 /// Sends the digests of closed windows every `digest_check` until `stop`; not while the worker
 /// is paused (the SES account or the state table cannot be used). A digest being sent when the
 /// stop comes is finished: the process waits for this task as for the pollers.
-async fn send_digests<Q: Queue, M: Mailer>(shared: Arc<Shared<Q, M>>, stop: CancellationToken) {
-    let mut every = tokio::time::interval(shared.options.digest_check.max(Duration::from_secs(1)));
+async fn send_digests<Q: Queue, M: Mailer>(core: Arc<WorkerCore<Q, M>>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(core.options.digest_check.max(Duration::from_secs(1)));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -197,10 +195,10 @@ async fn send_digests<Q: Queue, M: Mailer>(shared: Arc<Shared<Q, M>>, stop: Canc
             () = stop.cancelled() => break,
             _ = every.tick() => {}
         }
-        if shared.pause.remaining().is_some() {
+        if core.pause.remaining().is_some() {
             continue;
         }
-        let pass = shared.pipeline.send_due_digests().await;
+        let pass = core.pipeline.send_due_digests().await;
         if pass != pipeline::DigestPass::default() {
             tracing::debug!(
                 sent = pass.sent,

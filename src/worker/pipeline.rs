@@ -19,8 +19,8 @@ use crate::domain::route::{EmailAddress, Route, RouteTable};
 use crate::ports::{FailureKind, Mailer, StateError, StoreError};
 
 use super::claims::Claims;
+use super::dedupe::HandledEvents;
 use super::event_lock::EventLocks;
-use super::memory::EventMemory;
 use super::outcome::{Outcome, RouteResult};
 use super::rate::RateLimiter;
 use super::Instruments;
@@ -39,7 +39,7 @@ pub struct Pipeline<M> {
     contact_list: Option<String>,
     mailer: Arc<M>,
     details: Option<Arc<dyn DynDetailsSource>>,
-    memory: EventMemory,
+    handled: HandledEvents,
     claims: Option<Claims>,
     /// Held from the dedupe check until the outcome is recorded (see `event_lock`).
     in_flight: EventLocks,
@@ -48,7 +48,7 @@ pub struct Pipeline<M> {
 }
 
 /// What a pipeline is made of; `App::build` (or a test) builds each part.
-pub struct Parts<M> {
+pub struct PipelineParts<M> {
     /// The compiled routes.
     pub routes: RouteTable,
     /// The loaded templates.
@@ -63,8 +63,8 @@ pub struct Parts<M> {
     pub mailer: Arc<M>,
     /// Reads package details; None when `s3.details` is off.
     pub details: Option<Arc<dyn DynDetailsSource>>,
-    /// Dedupe and partial-success memory of this process.
-    pub memory: EventMemory,
+    /// What this process handled: dedupe and partial success (`worker::dedupe`).
+    pub handled: HandledEvents,
     /// Leases in the shared state table, when `state.table` is set: one email per (event,
     /// route) across every task and restart.
     pub claims: Option<Claims>,
@@ -76,7 +76,7 @@ pub struct Parts<M> {
 
 /// What the log line reports besides the outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
+pub struct LogFields {
     /// EventBridge event id, when the body parsed.
     pub event_id: Option<String>,
     /// Package bucket.
@@ -100,8 +100,8 @@ impl<M> Pipeline<M> {
 
 impl<M: Mailer> Pipeline<M> {
     /// Assembles a pipeline from its parts.
-    pub fn new(parts: Parts<M>) -> Self {
-        let Parts {
+    pub fn new(parts: PipelineParts<M>) -> Self {
+        let PipelineParts {
             routes,
             renderer,
             catalog_host,
@@ -109,7 +109,7 @@ impl<M: Mailer> Pipeline<M> {
             contact_list,
             mailer,
             details,
-            memory,
+            handled,
             claims,
             limiter,
             instruments,
@@ -122,7 +122,7 @@ impl<M: Mailer> Pipeline<M> {
             contact_list,
             mailer,
             details,
-            memory,
+            handled,
             claims,
             in_flight: EventLocks::default(),
             limiter,
@@ -131,7 +131,7 @@ impl<M: Mailer> Pipeline<M> {
     }
 
     /// Processes one message body. Never panics on any input; every failure is an outcome.
-    pub async fn process(&self, body: &str) -> (Outcome, Facts) {
+    pub async fn process(&self, body: &str) -> (Outcome, LogFields) {
         let started = Instant::now();
         let result = self.process_body(body).await;
         self.instruments
@@ -140,15 +140,15 @@ impl<M: Mailer> Pipeline<M> {
         result
     }
 
-    async fn process_body(&self, body: &str) -> (Outcome, Facts) {
-        let mut facts = Facts::default();
+    async fn process_body(&self, body: &str) -> (Outcome, LogFields) {
+        let mut fields = LogFields::default();
         let event = match Message::parse(body) {
             Ok(Message::Package(event)) => event,
             Ok(Message::Feedback(feedback)) => {
-                facts.event_id = feedback.event_id.clone();
-                facts.routes.extend(feedback.route.clone());
+                fields.event_id = feedback.event_id.clone();
+                fields.routes.extend(feedback.route.clone());
                 self.count_feedback(&feedback);
-                return (Outcome::Feedback, facts);
+                return (Outcome::Feedback, fields);
             }
             Err(e) => {
                 let outcome = Outcome::Failed {
@@ -156,40 +156,40 @@ impl<M: Mailer> Pipeline<M> {
                     code: "invalid_event".to_owned(),
                     error: e.to_string(),
                 };
-                return (outcome, facts);
+                return (outcome, fields);
             }
         };
-        facts.event_id = Some(event.id().to_owned());
-        facts.bucket = Some(event.bucket().to_owned());
-        facts.handle = Some(event.handle().to_owned());
-        facts.top_hash = Some(event.top_hash().to_owned());
+        fields.event_id = Some(event.id().to_owned());
+        fields.bucket = Some(event.bucket().to_owned());
+        fields.handle = Some(event.handle().to_owned());
+        fields.top_hash = Some(event.top_hash().to_owned());
 
         // Until the outcome is recorded, no other copy of this event gets past this point.
         let _only_copy = self.in_flight.lock(event.id()).await;
-        if self.memory.is_done(event.id(), memory_now()) {
-            return (Outcome::Duplicate, facts);
+        if self.handled.is_done(event.id(), dedupe_now()) {
+            return (Outcome::Duplicate, fields);
         }
         let matched: Vec<&Route> = self.routes.matching(event.envelope()).collect();
-        facts.routes = matched.iter().map(|r| r.name.clone()).collect();
+        fields.routes = matched.iter().map(|r| r.name.clone()).collect();
         if matched.is_empty() {
-            return (Outcome::Filtered, facts);
+            return (Outcome::Filtered, fields);
         }
 
         let pending: Vec<&Route> = matched
             .into_iter()
-            .filter(|route| !self.memory.was_sent(event.id(), &route.name, memory_now()))
+            .filter(|route| !self.handled.was_sent(event.id(), &route.name, dedupe_now()))
             .collect();
         let details = self.read_details(&event, &pending).await;
-        let done = pending.len() < facts.routes.len();
+        let done = pending.len() < fields.routes.len();
         let outcome = self
             .send_routes(&event, pending, details.as_ref(), done)
             .await;
         // Only what is finished for good: a copy hidden while another task holds a lease is
         // not (that task may die before sending, and the next copy must claim again).
         if outcome.is_final() {
-            self.memory.record_done(event.id(), memory_now());
+            self.handled.record_done(event.id(), dedupe_now());
         }
-        (outcome, facts)
+        (outcome, fields)
     }
 
     /// The event's details, read once when a pending route uses them and `s3.details` is on.
@@ -304,9 +304,9 @@ impl<M: Mailer> Pipeline<M> {
     }
 }
 
-/// Now, for the dedupe memory: tokio's clock, which a simulation pauses and advances (the same
+/// Now, for the dedupe record: tokio's clock, which a simulation pauses and advances (the same
 /// as the system's monotonic clock otherwise).
-fn memory_now() -> Instant {
+fn dedupe_now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 

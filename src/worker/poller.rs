@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use super::batch;
 use super::pause::{Cause, Gate};
-use super::Shared;
+use super::WorkerCore;
 use crate::ports::{FailureKind, Mailer, Queue};
 use crate::telemetry::metrics::Counter;
 
@@ -19,53 +19,52 @@ const RECEIVE_RETRY_FIRST: Duration = Duration::from_millis(500);
 const RECEIVE_RETRY_MAX: Duration = Duration::from_secs(20);
 
 /// Receives until `stop` is cancelled. The stop is checked between long polls; a long poll in
-/// progress is abandoned only when the worker says so (`Shared::abandon_receives`), because
+/// progress is abandoned only when the worker says so (`WorkerCore::abandon_receives`), because
 /// messages it had taken stay hidden for a whole visibility timeout.
 pub(super) async fn poll<Q: Queue, M: Mailer>(
-    shared: Arc<Shared<Q, M>>,
+    core: Arc<WorkerCore<Q, M>>,
     index: usize,
     stop: CancellationToken,
     batches: TaskTracker,
 ) {
     let mut retry = RECEIVE_RETRY_FIRST;
     while !stop.is_cancelled() {
-        if !wait_while_paused(&shared, &stop).await {
+        if !wait_while_paused(&core, &stop).await {
             break;
         }
-        let Some(mut permit) = take_slots(&shared, &stop).await else {
+        let Some(mut permit) = take_slots(&core, &stop).await else {
             break;
         };
-        let options = &shared.options;
+        let options = &core.options;
         let want = u8::try_from(permit.num_permits()).unwrap_or(options.max_messages);
         let received = tokio::select! {
             // An answer that came with the abandon still counts: its messages are released.
             biased;
-            received = shared.queue.receive(want, options.wait_seconds, options.visibility_seconds) => received,
-            () = shared.abandon_receives.cancelled() => {
+            received = core.queue.receive(want, options.wait_seconds, options.visibility_seconds) => received,
+            () = core.abandon_receives.cancelled() => {
                 tracing::debug!(poller = index, "long poll abandoned at shutdown");
                 break;
             }
         };
         match received {
             Ok(messages) if messages.is_empty() => {
-                shared.instruments.status.progressed();
+                core.instruments.status.progressed();
                 retry = RECEIVE_RETRY_FIRST;
             }
             Ok(messages) => {
-                shared.instruments.status.progressed();
-                shared
-                    .instruments
+                core.instruments.status.progressed();
+                core.instruments
                     .metrics
                     .add(Counter::Received, messages.len() as u64);
                 retry = RECEIVE_RETRY_FIRST;
                 if stop.is_cancelled() {
-                    batch::release_unstarted(&shared, &messages).await;
+                    batch::release_unstarted(&core, &messages).await;
                     break;
                 }
                 if let Some(extra) = permit.num_permits().checked_sub(messages.len()) {
                     drop(permit.split(extra));
                 }
-                batches.spawn(batch::handle(Arc::clone(&shared), messages, permit));
+                batches.spawn(batch::handle(Arc::clone(&core), messages, permit));
             }
             Err(e) => {
                 tracing::warn!(poller = index, error = %e, retry_in_ms = retry.as_millis() as u64, "receive failed");
@@ -83,15 +82,18 @@ pub(super) async fn poll<Q: Queue, M: Mailer>(
 }
 
 /// Holds the poller while the account is paused; returns false if stop came first.
-async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &CancellationToken) -> bool {
-    let status = &shared.instruments.status;
+async fn wait_while_paused<Q, M: Mailer>(
+    core: &WorkerCore<Q, M>,
+    stop: &CancellationToken,
+) -> bool {
+    let status = &core.instruments.status;
     loop {
-        let wait = match shared.pause.check() {
+        let wait = match core.pause.check() {
             Gate::Open => return true,
             Gate::Wait(wait) => wait,
-            Gate::Probe(Cause::SesAccount) => match shared.account.account().await {
+            Gate::Probe(Cause::SesAccount) => match core.account.account().await {
                 Ok(account) if account.sending_enabled => {
-                    shared.pause.resume();
+                    core.pause.resume();
                     status.set_paused(None);
                     tracing::warn!("SES account can send again: resuming");
                     return true;
@@ -99,13 +101,13 @@ async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &Cancellat
                 Err(e) if e.kind != FailureKind::AccountPaused => {
                     // The account cannot be asked (e.g. no ses:GetAccount permission):
                     // resume and let the next send tell.
-                    shared.pause.resume();
+                    core.pause.resume();
                     status.set_paused(None);
                     tracing::warn!(error = %e, "cannot probe the SES account; resuming to find out by sending");
                     return true;
                 }
                 _ => {
-                    let next = shared.pause.extend();
+                    let next = core.pause.extend();
                     tracing::error!(
                         next_probe_s = next.as_secs(),
                         "SES account still cannot send; not receiving"
@@ -113,15 +115,15 @@ async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &Cancellat
                     continue;
                 }
             },
-            Gate::Probe(Cause::StateTable) => match shared.pipeline.probe_state().await {
+            Gate::Probe(Cause::StateTable) => match core.pipeline.probe_state().await {
                 Ok(()) => {
-                    shared.pause.resume();
+                    core.pause.resume();
                     status.set_paused(None);
                     tracing::warn!("the state table answers again: resuming");
                     return true;
                 }
                 Err(e) => {
-                    let next = shared.pause.extend();
+                    let next = core.pause.extend();
                     tracing::error!(
                         next_probe_s = next.as_secs(),
                         error = %e,
@@ -142,7 +144,7 @@ async fn wait_while_paused<Q, M: Mailer>(shared: &Shared<Q, M>, stop: &Cancellat
 /// Waits for at least one free slot, then takes as many more as are free, up to a batch. One
 /// poller at a time: the others wait for their turn, not for slots.
 async fn take_slots<Q, M>(
-    shared: &Shared<Q, M>,
+    core: &WorkerCore<Q, M>,
     stop: &CancellationToken,
 ) -> Option<OwnedSemaphorePermit> {
     // Biased, stop first: deterministic under a simulation's scheduler, and no slots are
@@ -150,15 +152,15 @@ async fn take_slots<Q, M>(
     let _turn = tokio::select! {
         biased;
         () = stop.cancelled() => return None,
-        turn = shared.taking.lock() => turn,
+        turn = core.taking.lock() => turn,
     };
     let mut permit = tokio::select! {
         biased;
         () = stop.cancelled() => return None,
-        permit = Arc::clone(&shared.slots).acquire_owned() => permit.ok()?,
+        permit = Arc::clone(&core.slots).acquire_owned() => permit.ok()?,
     };
-    while permit.num_permits() < usize::from(shared.options.max_messages) {
-        match Arc::clone(&shared.slots).try_acquire_owned() {
+    while permit.num_permits() < usize::from(core.options.max_messages) {
+        match Arc::clone(&core.slots).try_acquire_owned() {
             Ok(more) => permit.merge(more),
             Err(_) => break,
         }

@@ -1,184 +1,25 @@
 //! The worker loop against in-memory ports: what is deleted, released or kept, decided without
 //! a network. (The same promises are proven against the real emulators in `tests/it/`.)
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::memory::EventMemory;
+use super::dedupe::HandledEvents;
 use super::rate::RateLimiter;
-use super::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
+use super::{Backoff, Instruments, Pipeline, PipelineParts, Worker, WorkerOptions};
+use crate::adapters::memory::{MemoryMailer, MemoryQueue};
 use crate::domain::render::{Renderer, TemplateSource};
 use crate::domain::route::{RouteSpec, RouteTable};
-use crate::ports::{
-    AccountStatus, Email, FailureKind, Mailer, Queue, QueueError, Receipt, ReceivedMessage,
-    SendError, VisibilityChange,
-};
-
-#[derive(Default)]
-struct QueueState {
-    waiting: VecDeque<ReceivedMessage>,
-    deleted: Vec<String>,
-    changes: Vec<(String, u32)>,
-    receives: usize,
-    /// Size of each receive that returned messages.
-    batches: Vec<usize>,
-    /// How long a visibility change takes.
-    visibility_latency: Duration,
-}
-
-/// A queue in memory: released messages (visibility 0) come back at once, others do not.
-#[derive(Clone, Default)]
-struct MemoryQueue(Arc<Mutex<QueueState>>);
-
-impl MemoryQueue {
-    fn push(&self, id: &str, body: &str) {
-        self.0.lock().unwrap().waiting.push_back(ReceivedMessage {
-            message_id: id.to_owned(),
-            receipt_handle: format!("rh-{id}"),
-            body: body.to_owned(),
-            receive_count: 1,
-        });
-    }
-    fn deleted(&self) -> Vec<String> {
-        self.0.lock().unwrap().deleted.clone()
-    }
-    fn changes(&self) -> Vec<(String, u32)> {
-        self.0.lock().unwrap().changes.clone()
-    }
-    fn receives(&self) -> usize {
-        self.0.lock().unwrap().receives
-    }
-    fn batches(&self) -> Vec<usize> {
-        self.0.lock().unwrap().batches.clone()
-    }
-}
-
-impl Queue for MemoryQueue {
-    async fn receive(
-        &self,
-        max: u8,
-        wait: u8,
-        _visibility: u32,
-    ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        let batch: Vec<_> = {
-            let mut state = self.0.lock().unwrap();
-            state.receives += 1;
-            let n = usize::from(max).min(state.waiting.len());
-            if n > 0 {
-                state.batches.push(n);
-            }
-            state.waiting.drain(..n).collect()
-        };
-        if batch.is_empty() {
-            // A long poll on an empty queue waits it out (no message arrives meanwhile here).
-            let wait = Duration::from_secs(u64::from(wait)).max(Duration::from_millis(20));
-            tokio::time::sleep(wait).await;
-        }
-        Ok(batch)
-    }
-
-    async fn delete(&self, receipts: &[Receipt]) -> Result<Vec<String>, QueueError> {
-        let mut state = self.0.lock().unwrap();
-        state
-            .deleted
-            .extend(receipts.iter().map(|r| r.message_id.clone()));
-        Ok(Vec::new())
-    }
-
-    async fn change_visibility(
-        &self,
-        changes: &[VisibilityChange],
-    ) -> Result<Vec<String>, QueueError> {
-        let latency = self.0.lock().unwrap().visibility_latency;
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        let mut state = self.0.lock().unwrap();
-        for change in changes {
-            state
-                .changes
-                .push((change.receipt.message_id.clone(), change.seconds));
-        }
-        Ok(Vec::new())
-    }
-}
-
-/// A mailer that answers from a script (then succeeds), records what it sent, and can be held
-/// mid-send by a gate.
-#[derive(Clone)]
-struct ScriptedMailer {
-    script: Arc<Mutex<VecDeque<Result<(), FailureKind>>>>,
-    sent: Arc<Mutex<Vec<Email>>>,
-    gate: Arc<Semaphore>,
-    sending_enabled: Arc<Mutex<bool>>,
-    /// How long each send takes.
-    latency: Duration,
-}
-
-impl ScriptedMailer {
-    fn new(script: Vec<Result<(), FailureKind>>) -> Self {
-        Self {
-            script: Arc::new(Mutex::new(script.into())),
-            sent: Arc::default(),
-            gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
-            sending_enabled: Arc::new(Mutex::new(true)),
-            latency: Duration::ZERO,
-        }
-    }
-    fn subjects(&self) -> Vec<String> {
-        self.sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.subject.clone())
-            .collect()
-    }
-}
-
-impl Mailer for ScriptedMailer {
-    async fn send(&self, email: &Email) -> Result<String, SendError> {
-        let _permit = self.gate.acquire().await.map_err(|_| SendError {
-            kind: FailureKind::Transient,
-            code: "closed".into(),
-            message: "gate closed".into(),
-        })?;
-        // A real send waits for the network: other messages run meanwhile.
-        tokio::task::yield_now().await;
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
-        match self.script.lock().unwrap().pop_front().unwrap_or(Ok(())) {
-            Ok(()) => {
-                self.sent.lock().unwrap().push(email.clone());
-                Ok("id".to_owned())
-            }
-            Err(kind) => Err(SendError {
-                kind,
-                code: "Scripted".into(),
-                message: format!("scripted {}", kind.as_str()),
-            }),
-        }
-    }
-
-    async fn account(&self) -> Result<AccountStatus, SendError> {
-        Ok(AccountStatus {
-            sending_enabled: *self.sending_enabled.lock().unwrap(),
-            max_send_rate: None,
-        })
-    }
-}
+use crate::ports::FailureKind;
 
 fn route(name: &str, handle_prefix: &str) -> RouteSpec {
-    serde_json::from_value(json!({
-        "name": name, "template": "t", "to": ["a@example.com"],
-        "pattern": {"detail": {"handle": [{"prefix": handle_prefix}]}}
-    }))
-    .unwrap()
+    RouteSpec::builder(name)
+        .to(&["a@example.com"])
+        .pattern(json!({"detail": {"handle": [{"prefix": handle_prefix}]}}))
+        .build()
 }
 
 fn event(id: &str, handle: &str) -> String {
@@ -192,10 +33,10 @@ fn event(id: &str, handle: &str) -> String {
 
 fn worker(
     queue: &MemoryQueue,
-    mailer: &ScriptedMailer,
+    mailer: &MemoryMailer,
     routes: &[RouteSpec],
     deadline: Duration,
-) -> Worker<MemoryQueue, ScriptedMailer> {
+) -> Worker<MemoryQueue, MemoryMailer> {
     worker_with(queue, mailer, routes, options(deadline))
 }
 
@@ -215,21 +56,21 @@ fn options(deadline: Duration) -> WorkerOptions {
 
 fn worker_with(
     queue: &MemoryQueue,
-    mailer: &ScriptedMailer,
+    mailer: &MemoryMailer,
     routes: &[RouteSpec],
     options: WorkerOptions,
-) -> Worker<MemoryQueue, ScriptedMailer> {
+) -> Worker<MemoryQueue, MemoryMailer> {
     worker_limited(queue, mailer, routes, options, RateLimiter::new(0.0)).0
 }
 
 /// A worker with a send-rate limit, and the instruments it reports to.
 fn worker_limited(
     queue: &MemoryQueue,
-    mailer: &ScriptedMailer,
+    mailer: &MemoryMailer,
     routes: &[RouteSpec],
     options: WorkerOptions,
     limiter: RateLimiter,
-) -> (Worker<MemoryQueue, ScriptedMailer>, Instruments) {
+) -> (Worker<MemoryQueue, MemoryMailer>, Instruments) {
     let mut renderer = Renderer::new();
     renderer
         .add(
@@ -243,7 +84,7 @@ fn worker_limited(
         .unwrap();
     let mailer = Arc::new(mailer.clone());
     let instruments = Instruments::default();
-    let pipeline = Pipeline::new(Parts {
+    let pipeline = Pipeline::new(PipelineParts {
         routes: RouteTable::compile(routes).unwrap(),
         renderer,
         catalog_host: None,
@@ -251,7 +92,7 @@ fn worker_limited(
         contact_list: None,
         mailer: Arc::clone(&mailer),
         details: None,
-        memory: EventMemory::new(Duration::from_secs(3600), 1000),
+        handled: HandledEvents::new(Duration::from_secs(3600), 1000),
         claims: None,
         limiter,
         instruments: instruments.clone(),
@@ -268,7 +109,7 @@ fn worker_limited(
 
 /// Runs the worker until `done` holds (checked every 10 ms, at most 5 s), then stops it.
 async fn run_until(
-    worker: Worker<MemoryQueue, ScriptedMailer>,
+    worker: Worker<MemoryQueue, MemoryMailer>,
     done: impl Fn() -> bool,
 ) -> CancellationToken {
     let stop = CancellationToken::new();
@@ -290,7 +131,7 @@ async fn run_until(
 #[tokio::test]
 async fn sent_and_filtered_messages_are_deleted_and_only_matches_are_sent() {
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![]);
+    let mailer = MemoryMailer::default();
     queue.push("m1", &event("e1", "team-a/x"));
     queue.push("m2", &event("e2", "team-b/y"));
     let w = worker(
@@ -311,7 +152,7 @@ async fn sent_and_filtered_messages_are_deleted_and_only_matches_are_sent() {
 #[tokio::test]
 async fn a_transient_failure_keeps_the_message_hidden_for_its_backoff() {
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![Err(FailureKind::Transient)]);
+    let mailer = MemoryMailer::scripted(vec![Err(FailureKind::Transient)]);
     queue.push("m1", &event("e1", "x"));
     let w = worker(&queue, &mailer, &[route("all", "")], Duration::from_secs(5));
     let q = queue.clone();
@@ -328,7 +169,7 @@ async fn a_transient_failure_keeps_the_message_hidden_for_its_backoff() {
 #[tokio::test]
 async fn permanent_failures_are_released_at_once_toward_the_dlq() {
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![Err(FailureKind::Permanent)]);
+    let mailer = MemoryMailer::scripted(vec![Err(FailureKind::Permanent)]);
     queue.push("rejected", &event("e1", "x"));
     queue.push("garbage", "not json");
     let w = worker(&queue, &mailer, &[route("all", "")], Duration::from_secs(5));
@@ -347,7 +188,7 @@ async fn permanent_failures_are_released_at_once_toward_the_dlq() {
 async fn a_redelivery_sends_only_the_routes_that_failed() {
     let queue = MemoryQueue::default();
     // Route a succeeds, route b fails once; the same message comes back.
-    let mailer = ScriptedMailer::new(vec![Ok(()), Err(FailureKind::Transient)]);
+    let mailer = MemoryMailer::scripted(vec![Ok(()), Err(FailureKind::Transient)]);
     queue.push("m1", &event("e1", "x"));
     let w = worker(
         &queue,
@@ -374,7 +215,7 @@ async fn a_redelivery_sends_only_the_routes_that_failed() {
 #[tokio::test]
 async fn a_duplicate_event_is_deleted_without_sending_again() {
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![]);
+    let mailer = MemoryMailer::default();
     queue.push("m1", &event("e1", "x"));
     let w = worker(&queue, &mailer, &[route("all", "")], Duration::from_secs(5));
     let q = queue.clone();
@@ -395,8 +236,8 @@ async fn a_duplicate_event_is_deleted_without_sending_again() {
 #[tokio::test]
 async fn at_the_shutdown_deadline_unfinished_messages_are_released_at_once() {
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![]);
-    mailer.gate.forget_permits(Semaphore::MAX_PERMITS); // every send hangs
+    let mailer = MemoryMailer::default();
+    mailer.hold_sends(); // every send hangs
     queue.push("m1", &event("e1", "x"));
     let w = worker(
         &queue,
@@ -415,8 +256,8 @@ async fn at_the_shutdown_deadline_unfinished_messages_are_released_at_once() {
 async fn a_paused_account_stops_receiving_until_a_probe_finds_it_enabled() {
     tokio::time::pause();
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![Err(FailureKind::AccountPaused)]);
-    *mailer.sending_enabled.lock().unwrap() = false;
+    let mailer = MemoryMailer::scripted(vec![Err(FailureKind::AccountPaused)]);
+    mailer.set_sending_enabled(false);
     queue.push("m1", &event("e1", "x"));
     let w = worker(&queue, &mailer, &[route("all", "")], Duration::from_secs(5));
     let stop = CancellationToken::new();
@@ -438,7 +279,7 @@ async fn a_paused_account_stops_receiving_until_a_probe_finds_it_enabled() {
     );
     assert!(queue.deleted().is_empty());
 
-    *mailer.sending_enabled.lock().unwrap() = true;
+    mailer.set_sending_enabled(true);
     while queue.deleted().is_empty() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -450,7 +291,7 @@ async fn a_paused_account_stops_receiving_until_a_probe_finds_it_enabled() {
 #[tokio::test]
 async fn two_copies_of_one_event_in_one_batch_send_once() {
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![]);
+    let mailer = MemoryMailer::default();
     queue.push("m1", &event("e1", "x"));
     queue.push("m2", &event("e1", "x"));
     let w = worker(&queue, &mailer, &[route("all", "")], Duration::from_secs(5));
@@ -469,9 +310,9 @@ async fn at_the_deadline_messages_that_finished_are_deleted_not_released() {
     // tasks are done and the deadline has passed: the finished messages must be deleted.
     // Releasing them would let another worker send their emails again.
     let queue = MemoryQueue::default();
-    queue.0.lock().unwrap().visibility_latency = Duration::from_secs(2);
-    let mut mailer = ScriptedMailer::new(vec![]);
-    mailer.latency = Duration::from_millis(1500);
+    queue.set_visibility_latency(Duration::from_secs(2));
+    let mailer = MemoryMailer::default();
+    mailer.set_latency(Duration::from_millis(1500));
     for i in 0..10 {
         queue.push(&format!("m{i}"), &event(&format!("e{i}"), "x"));
     }
@@ -497,7 +338,7 @@ async fn at_the_deadline_messages_that_finished_are_deleted_not_released() {
 #[tokio::test(start_paused = true)]
 async fn an_idle_worker_stops_at_once_without_waiting_out_its_long_poll() {
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![]);
+    let mailer = MemoryMailer::default();
     let mut options = options(Duration::from_secs(5));
     options.wait_seconds = 20;
     let w = worker_with(&queue, &mailer, &[route("all", "")], options);
@@ -521,8 +362,8 @@ async fn a_busy_worker_abandons_its_long_polls_once_its_batches_are_done() {
     // At the stop, the batch is finished and deleted; the pending poll is abandoned then, not
     // waited out (20 s), and well before the 10 s deadline.
     let queue = MemoryQueue::default();
-    let mut mailer = ScriptedMailer::new(vec![]);
-    mailer.latency = Duration::from_secs(3);
+    let mailer = MemoryMailer::default();
+    mailer.set_latency(Duration::from_secs(3));
     queue.push("m1", &event("e1", "x"));
     let mut options = options(Duration::from_secs(10));
     options.wait_seconds = 20;
@@ -546,7 +387,7 @@ async fn a_worker_busy_with_slow_sends_stays_ready_without_receiving() {
     // Ten slots, all taken by one batch whose sends the rate limit spaces 10 s apart: no
     // receive for 90 s, yet an email goes out every 10 s. That is a healthy worker.
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![]);
+    let mailer = MemoryMailer::default();
     for i in 0..10 {
         queue.push(&format!("m{i}"), &event(&format!("e{i}"), "x"));
     }
@@ -583,7 +424,7 @@ async fn a_worker_busy_with_slow_sends_stays_ready_without_receiving() {
 async fn metrics_count_each_outcome_delete_send_and_duration() {
     use crate::telemetry::metrics::{Counter, Histogram};
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![]);
+    let mailer = MemoryMailer::default();
     queue.push("m1", &event("e1", "team-a/x"));
     queue.push("m2", &event("e2", "team-b/y"));
     queue.push("m3", "not json");
@@ -628,7 +469,7 @@ async fn under_a_backlog_the_pollers_receive_full_batches() {
     // 10, not be split between the waiting pollers into receives of 9 and 1: small receives
     // multiply the SQS calls per message (receive and delete) and halve the throughput.
     let queue = MemoryQueue::default();
-    let mailer = ScriptedMailer::new(vec![]);
+    let mailer = MemoryMailer::default();
     for i in 0..200 {
         queue.push(&format!("m{i}"), &event(&format!("e{i}"), "x"));
     }

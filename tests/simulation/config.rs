@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
+use quilt_notify::domain::route::RouteSpec;
+
 /// Unix seconds at virtual time 0 (2026-01-01T00:00:00Z): the clocks' and the events' epoch.
 pub const EPOCH_S: i64 = 1_767_225_600;
 
@@ -26,8 +28,8 @@ pub struct ProcConfig {
     pub concurrency: usize,
     pub max_messages: u8,
     pub wait_seconds: u8,
-    /// The dedupe memory's capacity: small ones forget, as a busy task does.
-    pub memory_capacity: usize,
+    /// The dedupe record's capacity (`worker.dedupe_capacity`): small ones forget, as a busy task does.
+    pub dedupe_capacity: usize,
     /// Sends per second; 0 is unlimited.
     pub send_rate: f64,
 }
@@ -162,7 +164,7 @@ impl Config {
                 concurrency: rng.usize(1..=10),
                 max_messages: rng.u8(1..=10),
                 wait_seconds: if rng.bool() { 20 } else { rng.u8(1..=20) },
-                memory_capacity: if rng.u8(0..4) == 0 {
+                dedupe_capacity: if rng.u8(0..4) == 0 {
                     rng.usize(1..=5)
                 } else {
                     1_000
@@ -297,28 +299,26 @@ impl Config {
     }
 
     /// The routes as the configuration file would give them.
-    pub fn route_specs(&self) -> Vec<quilt_notify::domain::route::RouteSpec> {
+    pub fn route_specs(&self) -> Vec<RouteSpec> {
         let prefix_route = |name: &str, prefix: &str| {
-            json!({
-                "name": name, "template": "t", "to": ["team@example.com"], "details": false,
-                "pattern": {"detail": {"handle": [{"prefix": prefix}]}}
-            })
+            RouteSpec::builder(name)
+                .details(false)
+                .pattern(json!({"detail": {"handle": [{"prefix": prefix}]}}))
         };
         let mut specs: Vec<_> = ROUTES
             .iter()
-            .map(|(name, prefix)| prefix_route(name, prefix))
+            .map(|(name, prefix)| prefix_route(name, prefix).build())
             .collect();
         if let Some((every, _)) = self.digest {
-            specs.push(json!({
-                "name": DIGEST_ROUTE.0, "to": ["digest@example.com"], "details": false,
-                "pattern": {"detail": {"handle": [{"prefix": DIGEST_ROUTE.1}]}},
-                "digest": {"every": every},
-            }));
+            specs.push(
+                prefix_route(DIGEST_ROUTE.0, DIGEST_ROUTE.1)
+                    .no_template()
+                    .to(&["digest@example.com"])
+                    .digest(json!({"every": every}))
+                    .build(),
+            );
         }
         specs
-            .into_iter()
-            .map(|spec| serde_json::from_value(spec).unwrap_or_else(|e| panic!("route spec: {e}")))
-            .collect()
     }
 }
 

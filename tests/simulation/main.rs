@@ -2,8 +2,9 @@
 //! FoundationDB's simulator, TigerBeetle's VOPR and tokio-rs/turmoil: several real `Worker`s
 //! share one simulated SQS queue (visibility, receive counts, redrive, duplicates, reordering),
 //! one simulated SES and one state store, on tokio's paused clock with a skew per task; a seeded
-//! scheduler kills tasks at port calls and at random times, restarts them with empty memory,
-//! and injects faults; the invariants in `invariants.rs` are checked at the end of every seed.
+//! scheduler kills tasks at port calls and at random times, restarts them with empty dedupe
+//! records, and injects faults; the invariants in `invariants.rs` are checked at the end of every
+//! seed.
 //!
 //! Everything random comes from the seed, so a seed replays exactly:
 //!
@@ -202,13 +203,13 @@ fn describe(cfg: &Config) -> String {
         .iter()
         .map(|p| {
             format!(
-                "{{skew {} ms, pollers {}, concurrency {}, batch {}, wait {} s, memory {}, rate {}}}",
+                "{{skew {} ms, pollers {}, concurrency {}, batch {}, wait {} s, dedupe {}, rate {}}}",
                 p.skew_ms,
                 p.pollers,
                 p.concurrency,
                 p.max_messages,
                 p.wait_seconds,
-                p.memory_capacity,
+                p.dedupe_capacity,
                 p.send_rate
             )
         })

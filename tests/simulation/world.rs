@@ -17,10 +17,10 @@ use quilt_notify::domain::render::{Renderer, TemplateSource};
 use quilt_notify::domain::route::RouteTable;
 use quilt_notify::ports::DynStateTable;
 use quilt_notify::worker::claims::Claims;
-use quilt_notify::worker::memory::EventMemory;
+use quilt_notify::worker::dedupe::HandledEvents;
 use quilt_notify::worker::rate::RateLimiter;
 use quilt_notify::worker::state::{StateOptions, StateStore, WindowStatus};
-use quilt_notify::worker::{Backoff, Instruments, Parts, Pipeline, Worker, WorkerOptions};
+use quilt_notify::worker::{Backoff, Instruments, Pipeline, PipelineParts, Worker, WorkerOptions};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -423,7 +423,7 @@ fn renderer() -> Renderer {
     renderer
 }
 
-/// Starts a new incarnation of task `proc`, with empty memory and a new owner id.
+/// Starts a new incarnation of task `proc`, with an empty dedupe record and a new owner id.
 pub fn start(sim: &Arc<Sim>, proc: usize) {
     let cfg = &sim.cfg;
     let options = &cfg.procs[proc];
@@ -457,7 +457,7 @@ pub fn start(sim: &Arc<Sim>, proc: usize) {
     let mailer = Arc::new(SimMailer::new(Arc::clone(sim), Arc::clone(&life)));
     let instruments = Instruments::default();
     let routes = RouteTable::compile(&cfg.route_specs()).unwrap_or_else(|e| panic!("routes: {e}"));
-    let pipeline = Pipeline::new(Parts {
+    let pipeline = Pipeline::new(PipelineParts {
         routes,
         renderer: renderer(),
         catalog_host: None,
@@ -465,7 +465,7 @@ pub fn start(sim: &Arc<Sim>, proc: usize) {
         contact_list: None,
         mailer: Arc::clone(&mailer),
         details: None,
-        memory: EventMemory::new(Duration::from_secs(3600), options.memory_capacity),
+        handled: HandledEvents::new(Duration::from_secs(3600), options.dedupe_capacity),
         claims: Some(claims),
         limiter: RateLimiter::new(options.send_rate),
         instruments: instruments.clone(),

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::Target;
 use crate::adapters::aws::admin::{PeekedMessage, SqsAdmin};
-use crate::app::Compiled;
+use crate::app::CompiledConfig;
 use crate::config::Settings;
 use crate::domain::event::PackageEvent;
 use crate::domain::render::route_data;
@@ -46,7 +46,7 @@ pub struct InspectArgs {
 pub(super) async fn run(
     args: &InspectArgs,
     settings: &Settings,
-    compiled: Option<&Compiled>,
+    compiled: Option<&CompiledConfig>,
 ) -> anyhow::Result<bool> {
     let (sqs, queues) = super::connect(settings, &args.target).await?;
     let before = sqs
@@ -152,7 +152,11 @@ struct Row {
 }
 
 impl Row {
-    fn of(message: &PeekedMessage, compiled: Option<&Compiled>, catalog: Option<&str>) -> Self {
+    fn of(
+        message: &PeekedMessage,
+        compiled: Option<&CompiledConfig>,
+        catalog: Option<&str>,
+    ) -> Self {
         let recorded = message
             .rule_error
             .as_ref()
@@ -182,7 +186,7 @@ impl Row {
 /// What the worker would make of a well-formed event today.
 fn why_for_event(
     event: &PackageEvent,
-    compiled: Option<&Compiled>,
+    compiled: Option<&CompiledConfig>,
     catalog: Option<&str>,
 ) -> String {
     let Some(compiled) = compiled else {
@@ -214,7 +218,11 @@ fn rfc3339(at: SystemTime) -> String {
         .unwrap_or_default()
 }
 
-fn print_table(messages: &[PeekedMessage], compiled: Option<&Compiled>, catalog: Option<&str>) {
+fn print_table(
+    messages: &[PeekedMessage],
+    compiled: Option<&CompiledConfig>,
+    catalog: Option<&str>,
+) {
     let header = [
         "MESSAGE ID",
         "EVENT ID",
@@ -281,12 +289,8 @@ mod tests {
         assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 
-    fn compiled(template_text: &str) -> Compiled {
-        let spec: RouteSpec = serde_json::from_value(json!({
-            "name": "all", "template": "t", "to": ["a@example.com"],
-            "pattern": {"source": ["com.quiltdata"]}
-        }))
-        .expect("spec");
+    fn compiled(template_text: &str) -> CompiledConfig {
+        let spec = RouteSpec::builder("all").to(&["a@example.com"]).build();
         let mut renderer = Renderer::new();
         renderer
             .add(
@@ -298,7 +302,7 @@ mod tests {
                 },
             )
             .expect("template");
-        Compiled {
+        CompiledConfig {
             routes: RouteTable::compile(&[spec]).expect("routes"),
             renderer,
             warnings: Vec::new(),

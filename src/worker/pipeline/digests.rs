@@ -4,7 +4,7 @@
 //! go out as it is (SES rejects it, or it cannot render) is kept as failed, with its events,
 //! until `quilt-notify state retry` makes it sendable again.
 
-use super::{memory_now, Pipeline};
+use super::{dedupe_now, Pipeline};
 use crate::domain::details::Details;
 use crate::domain::digest::{digest_data, DigestEntry};
 use crate::domain::event::PackageEvent;
@@ -69,15 +69,15 @@ impl<M: Mailer> Pipeline<M> {
             {
                 Ok(Recorded::New) => {
                     self.instruments.metrics.add(Counter::DigestEvents, 1);
-                    self.memory
-                        .record_sent(event.id(), &route.name, memory_now());
+                    self.handled
+                        .record_sent(event.id(), &route.name, dedupe_now());
                     tracing::debug!(route = %route.name, window_start = window.start, "recorded for the digest");
                     return RouteResult::Recorded;
                 }
                 Ok(Recorded::Already) => {
                     self.instruments.metrics.add(Counter::ClaimsSkipped, 1);
-                    self.memory
-                        .record_sent(event.id(), &route.name, memory_now());
+                    self.handled
+                        .record_sent(event.id(), &route.name, dedupe_now());
                     return RouteResult::Done;
                 }
                 Ok(Recorded::WindowClosed) => window = schedule.window_at(window.end),

@@ -4,7 +4,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::{memory_now, Pipeline, THROTTLE_PAUSE};
+use super::{dedupe_now, Pipeline, THROTTLE_PAUSE};
 use crate::domain::details::Details;
 use crate::domain::event::PackageEvent;
 use crate::domain::render::{route_data, RenderedEmail};
@@ -41,8 +41,8 @@ impl<M: Mailer> Pipeline<M> {
             }
             Ok(Claim::Done) => {
                 metrics.add(Counter::ClaimsSkipped, 1);
-                self.memory
-                    .record_sent(event.id(), &route.name, memory_now());
+                self.handled
+                    .record_sent(event.id(), &route.name, dedupe_now());
                 Ok(Some(RouteResult::Done))
             }
             Ok(Claim::Held { until_ms }) => {
@@ -106,8 +106,8 @@ impl<M: Mailer> Pipeline<M> {
                     let age = SystemTime::now().duration_since(at).unwrap_or_default();
                     metrics.observe(Histogram::EventAge, age);
                 }
-                self.memory
-                    .record_sent(event.id(), &route.name, memory_now());
+                self.handled
+                    .record_sent(event.id(), &route.name, dedupe_now());
                 if let Some(claims) = &self.claims {
                     let finish = Finish::Sent {
                         message_id: &message_id,

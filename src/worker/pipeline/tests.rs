@@ -2,54 +2,27 @@
 //! them, then decided per route. The store is in memory and holds real quilt3 manifests
 //! (`tests/data/quilt`); the same promises against LocalStack S3 are in `tests/it/details.rs`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{Parts, Pipeline};
+use super::{Pipeline, PipelineParts};
 use crate::adapters::memory::fixtures::{push, top_hash, BUCKET, HANDLE};
 use crate::adapters::memory::store::MemoryStore;
+use crate::adapters::memory::MemoryMailer;
 use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::{Renderer, TemplateSource};
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::{RouteSpec, RouteTable};
 use crate::ports::DynDetailsSource;
-use crate::ports::{AccountStatus, Email, FailureKind, Mailer, SendError, StoreFailureKind};
+use crate::ports::{FailureKind, StoreFailureKind};
 use crate::worker::claims::Claims;
+use crate::worker::dedupe::HandledEvents;
 use crate::worker::details::{CacheLimits, DetailsReader};
-use crate::worker::memory::EventMemory;
 use crate::worker::outcome::Outcome;
 use crate::worker::rate::RateLimiter;
 use crate::worker::Instruments;
-
-/// Records what was sent; refuses every send while `refuse` holds an error.
-#[derive(Default)]
-struct Outbox(Mutex<Vec<Email>>, Mutex<Option<SendError>>);
-
-impl Outbox {
-    fn subjects(&self) -> Vec<String> {
-        let sent = self.0.lock().unwrap();
-        sent.iter().map(|e| e.subject.clone()).collect()
-    }
-}
-
-impl Mailer for Outbox {
-    async fn send(&self, email: &Email) -> Result<String, SendError> {
-        if let Some(refused) = self.1.lock().unwrap().clone() {
-            return Err(refused);
-        }
-        let mut sent = self.0.lock().unwrap();
-        sent.push(email.clone());
-        Ok(format!("ses-{}", sent.len()))
-    }
-    async fn account(&self) -> Result<AccountStatus, SendError> {
-        Ok(AccountStatus {
-            sending_enabled: true,
-            max_send_rate: None,
-        })
-    }
-}
 
 /// The store after quilt3 pushed these revisions of `team/demo`, a minute apart.
 fn pushed(revisions: &[&str]) -> Arc<MemoryStore> {
@@ -58,20 +31,12 @@ fn pushed(revisions: &[&str]) -> Arc<MemoryStore> {
     Arc::new(store)
 }
 
-fn route(name: &str, extra: Value) -> RouteSpec {
-    let mut spec = json!({
-        "name": name, "template": "t", "to": ["team@example.com"],
-        "pattern": {"source": ["com.quiltdata"]}
-    });
-    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
-        spec.extend(extra);
-    }
-    serde_json::from_value(spec).unwrap()
-}
-
 /// A pipeline whose template's subject shows what it was given: the route, the package's file
 /// count and the number of added files, or `-` where there were no details.
-fn build(routes: &[RouteSpec], store: &Arc<MemoryStore>) -> (Pipeline<Outbox>, Arc<Outbox>) {
+fn build(
+    routes: &[RouteSpec],
+    store: &Arc<MemoryStore>,
+) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
     build_sharing(routes, store, None)
 }
 
@@ -80,7 +45,7 @@ fn build_sharing(
     routes: &[RouteSpec],
     store: &Arc<MemoryStore>,
     claims: Option<Claims>,
-) -> (Pipeline<Outbox>, Arc<Outbox>) {
+) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
     let mut renderer = Renderer::new();
     renderer
         .add(
@@ -94,14 +59,14 @@ fn build_sharing(
             },
         )
         .unwrap();
-    let outbox = Arc::new(Outbox::default());
+    let outbox = Arc::new(MemoryMailer::default());
     let reader = DetailsReader::new(
         Arc::clone(store),
         ManifestLimits::default(),
         CacheLimits::new(8, 64),
         None,
     );
-    let pipeline = Pipeline::new(Parts {
+    let pipeline = Pipeline::new(PipelineParts {
         routes: RouteTable::compile(routes).unwrap(),
         renderer,
         catalog_host: None,
@@ -109,7 +74,7 @@ fn build_sharing(
         contact_list: None,
         mailer: Arc::clone(&outbox),
         details: Some(Arc::new(reader) as Arc<dyn DynDetailsSource>),
-        memory: EventMemory::new(Duration::from_secs(3600), 100),
+        handled: HandledEvents::new(Duration::from_secs(3600), 100),
         claims,
         limiter: RateLimiter::new(0.0),
         instruments: Instruments::default(),
@@ -131,13 +96,13 @@ fn event(id: &str, revision: &str) -> String {
 async fn templates_get_the_details_and_a_route_may_opt_out() {
     let store = pushed(&["same_hash", "unicode_nested"]);
     let routes = [
-        route("with", json!({})),
-        route("without", json!({"details": false})),
+        RouteSpec::builder("with").build(),
+        RouteSpec::builder("without").details(false).build(),
     ];
     let (pipeline, outbox) = build(&routes, &store);
-    let (outcome, facts) = pipeline.process(&event("e1", "unicode_nested")).await;
+    let (outcome, fields) = pipeline.process(&event("e1", "unicode_nested")).await;
     assert_eq!(outcome, Outcome::Sent);
-    assert_eq!(facts.routes, ["with", "without"]);
+    assert_eq!(fields.routes, ["with", "without"]);
     assert_eq!(
         outbox.subjects(),
         ["with files=8 added=4", "without files=- added=-"]
@@ -149,7 +114,10 @@ async fn templates_get_the_details_and_a_route_may_opt_out() {
 #[tokio::test]
 async fn no_route_that_uses_details_means_no_store_calls() {
     let store = pushed(&["same_hash", "unicode_nested"]);
-    let (pipeline, outbox) = build(&[route("plain", json!({"details": false}))], &store);
+    let (pipeline, outbox) = build(
+        &[RouteSpec::builder("plain").details(false).build()],
+        &store,
+    );
     let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
     assert_eq!(outcome, Outcome::Sent);
     assert_eq!(outbox.subjects(), ["plain files=- added=-"]);
@@ -165,15 +133,15 @@ async fn a_re_push_of_the_same_content_is_deleted_unsent_unless_a_route_wants_it
     // quilt3 re-pushed metadata_only's content: the same_hash revision has its top hash.
     assert_eq!(top_hash("metadata_only"), top_hash("same_hash"));
     let store = pushed(&["metadata_only", "same_hash"]);
-    let (skipping, outbox) = build(&[route("r", json!({}))], &store);
+    let (skipping, outbox) = build(&[RouteSpec::builder("r").build()], &store);
     let (outcome, _) = skipping.process(&event("e1", "same_hash")).await;
     assert_eq!(outcome, Outcome::Unchanged);
     assert!(outbox.subjects().is_empty());
 
     let (wanting, outbox) = build(
         &[
-            route("skips", json!({})),
-            route("wants", json!({"skip_unchanged": false})),
+            RouteSpec::builder("skips").build(),
+            RouteSpec::builder("wants").skip_unchanged(false).build(),
         ],
         &store,
     );
@@ -187,14 +155,12 @@ async fn a_re_push_of_the_same_content_is_deleted_unsent_unless_a_route_wants_it
 async fn a_package_pattern_filters_on_the_details() {
     let store = pushed(&["same_hash", "unicode_nested"]);
     let routes = [
-        route(
-            "added",
-            json!({"package_pattern": {"changes": {"added": {"count": [{"numeric": [">", 0]}]}}}}),
-        ),
-        route(
-            "release",
-            json!({"package_pattern": {"package": {"workflow": {"id": ["release"]}}}}),
-        ),
+        RouteSpec::builder("added")
+            .package_pattern(json!({"changes": {"added": {"count": [{"numeric": [">", 0]}]}}}))
+            .build(),
+        RouteSpec::builder("release")
+            .package_pattern(json!({"package": {"workflow": {"id": ["release"]}}}))
+            .build(),
     ];
     let (pipeline, outbox) = build(&routes, &store);
     let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
@@ -213,8 +179,8 @@ async fn a_transient_store_failure_keeps_the_message_but_routes_without_details_
     let manifest = manifest_key(&top_hash("unicode_nested"));
     store.fail(&manifest, StoreFailureKind::Transient);
     let routes = [
-        route("details", json!({})),
-        route("plain", json!({"details": false})),
+        RouteSpec::builder("details").build(),
+        RouteSpec::builder("plain").details(false).build(),
     ];
     let (pipeline, outbox) = build(&routes, &store);
     let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
@@ -244,11 +210,10 @@ async fn incomplete_details_still_send_but_fail_a_package_pattern_permanently() 
     let manifest = manifest_key(&top_hash("unicode_nested"));
     store.fail(&manifest, StoreFailureKind::Denied);
     let routes = [
-        route("details", json!({})),
-        route(
-            "prod",
-            json!({"package_pattern": {"package": {"user_meta": {"stage": ["prod"]}}}}),
-        ),
+        RouteSpec::builder("details").build(),
+        RouteSpec::builder("prod")
+            .package_pattern(json!({"package": {"user_meta": {"stage": ["prod"]}}}))
+            .build(),
     ];
     let (pipeline, outbox) = build(&routes, &store);
     let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
@@ -292,15 +257,15 @@ async fn owners_named_in_the_metadata_get_the_mail_when_their_domain_is_allowed(
         "eve@evil.test",
         "bo@example.com"
     ]));
-    let owners = route(
-        "owners",
-        json!({"to_from": "user_meta.owners", "allowed_domains": ["example.com"],
-               "to": ["ops@example.org"]}),
-    );
+    let owners = RouteSpec::builder("owners")
+        .to_from("user_meta.owners")
+        .allowed_domains(&["example.com"])
+        .to(&["ops@example.org"])
+        .build();
     let (pipeline, outbox) = build(&[owners], &store);
     let (outcome, _) = pipeline.process(&event_for("e1", &hash)).await;
     assert_eq!(outcome, Outcome::Sent);
-    let sent = outbox.0.lock().unwrap();
+    let sent = outbox.sent();
     assert_eq!(
         sent[0].to,
         ["ops@example.org", "ana@example.com", "bo@example.com"]
@@ -318,16 +283,18 @@ async fn every_address_sent_is_ascii_and_a_bad_owner_never_costs_the_fixed_recip
         "eve@evil.test, Bo <bo@example.com>",
         "x@example.com\r\nBcc: y@evil.test",
     ]));
-    let owners = route(
-        "owners",
-        json!({"to_from": "user_meta.owners", "allowed_domains": ["example.com", "bücher.example"],
-               "to": ["ops@example.org"], "cc": ["Désk <desk@exämple.org>"],
-               "reply_to": ["\"Ops, Team\" <ops@example.org>"], "from": "Qüilt <q@example.org>"}),
-    );
+    let owners = RouteSpec::builder("owners")
+        .to_from("user_meta.owners")
+        .allowed_domains(&["example.com", "bücher.example"])
+        .to(&["ops@example.org"])
+        .cc(&["Désk <desk@exämple.org>"])
+        .reply_to(&["\"Ops, Team\" <ops@example.org>"])
+        .from("Qüilt <q@example.org>")
+        .build();
     let (pipeline, outbox) = build(&[owners], &store);
     let (outcome, _) = pipeline.process(&event_for("e1", &hash)).await;
     assert_eq!(outcome, Outcome::Sent);
-    let sent = outbox.0.lock().unwrap();
+    let sent = outbox.sent();
     let email = &sent[0];
     assert_eq!(
         email.to,
@@ -358,10 +325,11 @@ async fn every_address_sent_is_ascii_and_a_bad_owner_never_costs_the_fixed_recip
 #[tokio::test]
 async fn a_route_whose_package_names_nobody_allowed_sends_nothing() {
     let (store, hash) = owned_by(json!(["eve@evil.test"]));
-    let owners = route(
-        "owners",
-        json!({"to_from": "user_meta.owners", "allowed_domains": ["example.com"], "to": []}),
-    );
+    let owners = RouteSpec::builder("owners")
+        .to_from("user_meta.owners")
+        .allowed_domains(&["example.com"])
+        .to(&[])
+        .build();
     let (pipeline, outbox) = build(&[owners], &store);
     let (outcome, _) = pipeline.process(&event_for("e1", &hash)).await;
     assert_eq!(outcome, Outcome::Filtered);
@@ -372,14 +340,14 @@ async fn a_route_whose_package_names_nobody_allowed_sends_nothing() {
 async fn a_route_with_a_topic_sends_with_its_contact_list_and_others_without() {
     let store = pushed(&["same_hash", "unicode_nested"]);
     let routes = [
-        route("listed", json!({"topic": "releases"})),
-        route("plain", json!({})),
+        RouteSpec::builder("listed").topic("releases").build(),
+        RouteSpec::builder("plain").build(),
     ];
     let (mut pipeline, outbox) = build(&routes, &store);
     pipeline.contact_list = Some("quilt".to_owned());
     let (outcome, _) = pipeline.process(&event("e1", "unicode_nested")).await;
     assert_eq!(outcome, Outcome::Sent);
-    let sent = outbox.0.lock().unwrap();
+    let sent = outbox.sent();
     let list = sent[0]
         .list
         .as_ref()
@@ -395,7 +363,7 @@ async fn a_route_with_a_topic_sends_with_its_contact_list_and_others_without() {
 async fn ses_feedback_is_counted_per_configured_route_and_deleted_unsent() {
     use crate::domain::feedback::FeedbackKind;
     let store = pushed(&["same_hash"]);
-    let (pipeline, outbox) = build(&[route("raw", json!({}))], &store);
+    let (pipeline, outbox) = build(&[RouteSpec::builder("raw").build()], &store);
     let feedback = |route: &str| {
         json!({
             "source": "aws.ses", "detail-type": "Email Bounced", "id": "x",
@@ -406,10 +374,10 @@ async fn ses_feedback_is_counted_per_configured_route_and_deleted_unsent() {
         })
         .to_string()
     };
-    let (outcome, facts) = pipeline.process(&feedback("raw")).await;
+    let (outcome, fields) = pipeline.process(&feedback("raw")).await;
     assert_eq!(outcome, Outcome::Feedback);
-    assert_eq!(facts.event_id.as_deref(), Some("e9"));
-    assert_eq!(facts.routes, ["raw"]);
+    assert_eq!(fields.event_id.as_deref(), Some("e9"));
+    assert_eq!(fields.routes, ["raw"]);
     let (outcome, _) = pipeline.process(&feedback("forged-route")).await;
     assert_eq!(outcome, Outcome::Feedback);
     assert!(outbox.subjects().is_empty());

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{event, Outbox};
+use super::event;
 use crate::adapters::memory::table::MemoryTable;
+use crate::adapters::memory::MemoryMailer;
 use crate::domain::digest::DigestEntry;
 use crate::domain::event::PackageEvent;
 use crate::domain::render::{Renderer, TemplateSource};
@@ -16,11 +17,11 @@ use crate::domain::route::{RouteSpec, RouteTable};
 use crate::ports::{FailureKind, SendError};
 use crate::telemetry::metrics::Counter;
 use crate::worker::claims::{now_ms, Claims};
-use crate::worker::memory::EventMemory;
+use crate::worker::dedupe::HandledEvents;
 use crate::worker::outcome::Outcome;
 use crate::worker::rate::RateLimiter;
 use crate::worker::state::{LeaseKey, StateOptions, StateStore, Window, WindowStatus};
-use crate::worker::{Instruments, Parts, Pipeline};
+use crate::worker::{Instruments, Pipeline, PipelineParts};
 
 /// A window long past: closed for every clock.
 const PAST: Window = Window {
@@ -29,12 +30,11 @@ const PAST: Window = Window {
 };
 
 fn digest_route(template: &str) -> RouteSpec {
-    serde_json::from_value(json!({
-        "name": "daily", "to": ["team@example.com"], "details": false,
-        "pattern": {"source": ["com.quiltdata"]},
-        "digest": {"every": "1h", "template": template},
-    }))
-    .unwrap()
+    RouteSpec::builder("daily")
+        .no_template()
+        .details(false)
+        .digest(json!({"every": "1h", "template": template}))
+        .build()
 }
 
 /// A shared state in memory.
@@ -43,12 +43,16 @@ fn shared() -> StateStore {
 }
 
 /// One task: a pipeline whose digest template's subject counts events and packages.
-fn task(state: &StateStore, owner: &str, template: &str) -> (Pipeline<Outbox>, Arc<Outbox>) {
+fn task(
+    state: &StateStore,
+    owner: &str,
+    template: &str,
+) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
     let claims = Claims::new(state.clone(), owner, Duration::from_secs(60));
     build(Some(claims), template)
 }
 
-fn build(claims: Option<Claims>, template: &str) -> (Pipeline<Outbox>, Arc<Outbox>) {
+fn build(claims: Option<Claims>, template: &str) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
     let mut renderer = Renderer::new();
     renderer
         .add(
@@ -70,8 +74,8 @@ fn build(claims: Option<Claims>, template: &str) -> (Pipeline<Outbox>, Arc<Outbo
             },
         )
         .unwrap();
-    let outbox = Arc::new(Outbox::default());
-    let pipeline = Pipeline::new(Parts {
+    let outbox = Arc::new(MemoryMailer::default());
+    let pipeline = Pipeline::new(PipelineParts {
         routes: RouteTable::compile(&[digest_route(template)]).unwrap(),
         renderer,
         catalog_host: None,
@@ -79,7 +83,7 @@ fn build(claims: Option<Claims>, template: &str) -> (Pipeline<Outbox>, Arc<Outbo
         contact_list: None,
         mailer: Arc::clone(&outbox),
         details: None,
-        memory: EventMemory::new(Duration::from_secs(3600), 100),
+        handled: HandledEvents::new(Duration::from_secs(3600), 100),
         claims,
         limiter: RateLimiter::new(0.0),
         instruments: Instruments::default(),
@@ -150,7 +154,7 @@ async fn a_closed_window_is_sent_once_grouped_by_package_whichever_tasks_look() 
     );
     assert_eq!(outbox_a.subjects(), ["daily: 3 events, 2 packages"]);
     assert!(outbox_b.subjects().is_empty());
-    let sent = outbox_a.0.lock().unwrap()[0].text.clone();
+    let sent = outbox_a.sent()[0].text.clone();
     assert_eq!(sent, "team/a 2\nteam/b 1\n");
     assert!(state
         .pending_windows("daily", i64::MAX)
@@ -233,11 +237,11 @@ async fn ses_trouble_leaves_the_window_for_the_next_check() {
     let state = shared();
     recorded(&state, &["team/a"]).await;
     let (a, outbox) = task(&state, "a", "digest");
-    *outbox.1.lock().unwrap() = Some(SendError {
+    outbox.refuse(Some(SendError {
         kind: FailureKind::Transient,
         code: "ServiceUnavailable".into(),
         message: "try later".into(),
-    });
+    }));
     assert_eq!(a.send_due_digests().await.failed, 1);
     let (b, outbox_b) = task(&state, "b", "digest");
     assert_eq!(
@@ -288,18 +292,18 @@ async fn digests_ses_rejected_go_out_in_one_digest_after_state_retry() {
     };
     recorded_in(&state, later, "b", &["team/c"]).await;
     let (a, outbox) = task(&state, "a", "digest");
-    *outbox.1.lock().unwrap() = Some(SendError {
+    outbox.refuse(Some(SendError {
         kind: FailureKind::Permanent,
         code: "MessageRejected".into(),
         message: "Email address is not verified.".into(),
-    });
+    }));
     assert_eq!(a.send_due_digests().await.failed, 2);
     assert_eq!(
         a.send_due_digests().await,
         Default::default(),
         "nothing pending"
     );
-    *outbox.1.lock().unwrap() = None;
+    outbox.refuse(None);
     assert_eq!(state.retry("daily", None).await, Ok(2));
     let pass = a.send_due_digests().await;
     assert_eq!(pass.sent, 1, "{pass:?}");

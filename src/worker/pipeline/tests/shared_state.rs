@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
-use super::{build_sharing, event, pushed, route, Outbox};
+use super::{build_sharing, event, pushed};
 use crate::adapters::memory::table::MemoryTable;
+use crate::adapters::memory::MemoryMailer;
+use crate::domain::route::RouteSpec;
 use crate::ports::{FailureKind, SendError, StateFailureKind};
 use crate::telemetry::metrics::Counter;
 use crate::worker::claims::{now_ms, Claims};
@@ -17,19 +17,19 @@ use crate::worker::state::{string, LeaseKey, StateOptions, StateStore};
 use crate::worker::Pipeline;
 
 /// The table every task shares, and the state protocol over it.
-struct Shared {
+struct SharedTable {
     table: Arc<MemoryTable>,
     store: StateStore,
 }
 
-impl std::ops::Deref for Shared {
+impl std::ops::Deref for SharedTable {
     type Target = StateStore;
     fn deref(&self) -> &StateStore {
         &self.store
     }
 }
 
-impl Shared {
+impl SharedTable {
     fn new() -> Self {
         let table = Arc::new(MemoryTable::new());
         let store = StateStore::new(Arc::clone(&table) as _, StateOptions::default());
@@ -65,10 +65,14 @@ impl Shared {
     }
 }
 
-fn task(state: &Shared, owner: &str, routes: &[&str]) -> (Pipeline<Outbox>, Arc<Outbox>) {
+fn task(
+    state: &SharedTable,
+    owner: &str,
+    routes: &[&str],
+) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
     let specs: Vec<_> = routes
         .iter()
-        .map(|name| route(name, json!({"details": false})))
+        .map(|name| RouteSpec::builder(name).details(false).build())
         .collect();
     let claims = Claims::new(state.store.clone(), owner, Duration::from_secs(60));
     build_sharing(&specs, &pushed(&["same_hash"]), Some(claims))
@@ -80,7 +84,7 @@ fn key<'a>(event_id: &'a str, route: &'a str) -> LeaseKey<'a> {
 
 #[tokio::test]
 async fn the_same_event_at_two_tasks_sends_one_email() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     let (a, outbox_a) = task(&state, "a", &["r"]);
     let (b, outbox_b) = task(&state, "b", &["r"]);
     let body = event("e1", "same_hash");
@@ -93,7 +97,7 @@ async fn the_same_event_at_two_tasks_sends_one_email() {
 
 #[tokio::test]
 async fn a_pair_another_task_is_sending_hides_the_message_until_its_lease_ends() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     let until = now_ms() + 30_000;
     state
         .claim(key("e1", "r"), "other", until - 30_000, 30_000)
@@ -115,7 +119,7 @@ async fn a_pair_another_task_is_sending_hides_the_message_until_its_lease_ends()
 
 #[tokio::test]
 async fn the_expired_lease_of_a_dead_task_is_taken_over_and_counted() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     state
         .claim(key("e1", "r"), "dead", now_ms() - 120_000, 60_000)
         .await
@@ -128,7 +132,7 @@ async fn the_expired_lease_of_a_dead_task_is_taken_over_and_counted() {
 
 #[tokio::test]
 async fn only_the_routes_not_sent_elsewhere_are_sent() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     let (a, outbox_a) = task(&state, "a", &["first"]);
     a.process(&event("e1", "same_hash")).await;
     let (b, outbox_b) = task(&state, "b", &["first", "second"]);
@@ -139,7 +143,7 @@ async fn only_the_routes_not_sent_elsewhere_are_sent() {
 
 #[tokio::test]
 async fn an_unusable_table_sends_nothing_and_stops_the_worker() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     state.fail(Some(StateFailureKind::Unusable));
     let (a, outbox) = task(&state, "a", &["r"]);
     let (outcome, _) = a.process(&event("e1", "same_hash")).await;
@@ -159,7 +163,7 @@ async fn an_unusable_table_sends_nothing_and_stops_the_worker() {
 
 #[tokio::test]
 async fn a_throttled_table_is_a_transient_failure() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     state.fail(Some(StateFailureKind::Transient));
     let (a, outbox) = task(&state, "a", &["r"]);
     let (outcome, _) = a.process(&event("e1", "same_hash")).await;
@@ -178,13 +182,13 @@ async fn a_throttled_table_is_a_transient_failure() {
 
 #[tokio::test]
 async fn a_failed_send_gives_its_lease_up_so_another_task_retries_at_once() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     let (a, outbox_a) = task(&state, "a", &["r"]);
-    *outbox_a.1.lock().unwrap() = Some(SendError {
+    outbox_a.refuse(Some(SendError {
         kind: FailureKind::Transient,
         code: "ServiceUnavailable".into(),
         message: "try later".into(),
-    });
+    }));
     let (outcome, _) = a.process(&event("e1", "same_hash")).await;
     assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
     assert_eq!(state.holder("e1", "r"), None);
@@ -197,7 +201,7 @@ async fn a_failed_send_gives_its_lease_up_so_another_task_retries_at_once() {
 /// next delivery to the same task must claim again, not be dropped as a duplicate.
 #[tokio::test]
 async fn a_copy_that_found_the_lease_held_elsewhere_is_not_remembered_as_done() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     state
         .claim(key("e1", "r"), "killed", now_ms(), 60_000)
         .await
@@ -220,13 +224,13 @@ async fn a_copy_that_found_the_lease_held_elsewhere_is_not_remembered_as_done() 
 /// and the possible duplicate is counted.
 #[tokio::test]
 async fn an_ambiguous_send_failure_is_retried_as_transient_and_counted_as_a_possible_duplicate() {
-    let state = Shared::new();
+    let state = SharedTable::new();
     let (a, outbox) = task(&state, "a", &["r"]);
-    *outbox.1.lock().unwrap() = Some(SendError {
+    outbox.refuse(Some(SendError {
         kind: FailureKind::Ambiguous,
         code: "Timeout".into(),
         message: "no answer".into(),
-    });
+    }));
     let body = event("e1", "same_hash");
     let (outcome, _) = a.process(&body).await;
     assert!(
@@ -244,13 +248,13 @@ async fn an_ambiguous_send_failure_is_retried_as_transient_and_counted_as_a_poss
     assert_eq!(state.holder("e1", "r"), None, "the lease is given up");
 
     // A refused send is no possible duplicate.
-    *outbox.1.lock().unwrap() = Some(SendError {
+    outbox.refuse(Some(SendError {
         kind: FailureKind::Transient,
         code: "DispatchFailure".into(),
         message: "connection refused".into(),
-    });
+    }));
     a.process(&body).await;
     assert_eq!(metrics.count(Counter::PossibleDuplicates), 1);
-    *outbox.1.lock().unwrap() = None;
+    outbox.refuse(None);
     assert_eq!(a.process(&body).await.0, Outcome::Sent);
 }

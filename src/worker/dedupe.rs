@@ -2,7 +2,7 @@
 //!
 //! Keyed by EventBridge event id. An event is `done` when every route it matched was sent; until
 //! then the routes already sent are remembered, so a redelivery sends only the rest. Bounded in
-//! both time (window) and size (capacity, oldest forgotten first). Memory is per process: a
+//! both time (window) and size (capacity, oldest forgotten first). Kept per process: a
 //! restart forgets, which is the at-least-once trade the design accepts.
 
 use std::collections::{HashMap, VecDeque};
@@ -22,16 +22,16 @@ struct State {
     order: VecDeque<(Instant, String)>,
 }
 
-/// The bounded memory of handled events. Cheap to share: one short lock per call.
+/// The events this process handled, and their routes sent so far: bounded. Cheap to share: one short lock per call.
 #[derive(Debug)]
-pub struct EventMemory {
+pub struct HandledEvents {
     window: Duration,
     capacity: usize,
     // std Mutex: held for a few map operations, never across an await.
     state: Mutex<State>,
 }
 
-impl EventMemory {
+impl HandledEvents {
     /// Remembers at most `capacity` events for at most `window`.
     pub fn new(window: Duration, capacity: usize) -> Self {
         Self {
@@ -117,13 +117,13 @@ impl EventMemory {
 mod tests {
     use super::*;
 
-    fn memory(window_s: u64, capacity: usize) -> EventMemory {
-        EventMemory::new(Duration::from_secs(window_s), capacity)
+    fn handled(window_s: u64, capacity: usize) -> HandledEvents {
+        HandledEvents::new(Duration::from_secs(window_s), capacity)
     }
 
     #[test]
     fn a_done_event_is_a_duplicate_within_the_window() {
-        let m = memory(60, 10);
+        let m = handled(60, 10);
         let t0 = Instant::now();
         assert!(!m.is_done("e1", t0));
         m.record_done("e1", t0);
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn sent_routes_are_remembered_per_event() {
-        let m = memory(60, 10);
+        let m = handled(60, 10);
         let t0 = Instant::now();
         m.record_sent("e1", "a", t0);
         assert!(m.was_sent("e1", "a", t0));
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn capacity_forgets_the_oldest_first() {
-        let m = memory(3600, 3);
+        let m = handled(3600, 3);
         let t0 = Instant::now();
         for (i, id) in ["e1", "e2", "e3", "e4"].iter().enumerate() {
             m.record_done(id, t0 + Duration::from_millis(i as u64));
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded_under_many_ids() {
-        let m = memory(3600, 1000);
+        let m = handled(3600, 1000);
         let t0 = Instant::now();
         for i in 0..50_000 {
             m.record_sent(&format!("e{i}"), "r", t0);
