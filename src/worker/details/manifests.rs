@@ -15,10 +15,11 @@ impl<S: PackageStore> DetailsReader<S> {
     /// The summaries of these manifests (the event's own first), and the memory budget reserved
     /// for them.
     ///
-    /// Cached ones are taken as they are, and small ones ([`SMALL_MANIFEST_BYTES`](super::SMALL_MANIFEST_BYTES)) are read at
-    /// once, outside the budget. The large ones are only sized by their first response; then
-    /// all of them are reserved together (the event's own first: one that does not fit in what
-    /// is left is not read, and says why), waiting at most [`MEMORY_WAIT`], and read again.
+    /// Cached ones are taken as they are, and small ones
+    /// ([`SMALL_MANIFEST_BYTES`](super::SMALL_MANIFEST_BYTES)) are read at once, outside the
+    /// budget. The large ones are only sized by their first response; then all of them are
+    /// reserved together (the event's own first: one that does not fit in what is left is not
+    /// read, and says why), waiting at most [`MEMORY_WAIT`], and read again.
     pub(super) async fn summaries(
         &self,
         bucket: &str,
@@ -209,8 +210,8 @@ impl<S: PackageStore> DetailsReader<S> {
 enum Slot {
     /// Its summary: cached, read at once, or refused for the budget.
     Ready(Arc<ManifestSummary>),
-    /// Larger than [`SMALL_MANIFEST_BYTES`](super::SMALL_MANIFEST_BYTES), or any size without a budget (its size, when the
-    /// store said it): to be read.
+    /// Larger than [`SMALL_MANIFEST_BYTES`](super::SMALL_MANIFEST_BYTES), or any size without
+    /// a budget (its size, when the store said it): to be read.
     Large(Option<u64>),
     /// Large, and this many bytes of the budget are reserved for it.
     Reserved(u64),
