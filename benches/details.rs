@@ -145,10 +145,9 @@ fn event(top_hash: &str, stamp: u64) -> PackageEvent {
 
 /// The event of a push to `handle` stamped `stamp`.
 fn event_in(handle: &str, top_hash: &str, stamp: u64) -> PackageEvent {
-    let time = time::OffsetDateTime::from_unix_timestamp(stamp as i64)
+    let time = jiff::Timestamp::from_second(stamp as i64)
         .expect("stamp")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("time");
+        .to_string();
     let body = serde_json::json!({
         "version": "0", "id": format!("event-{top_hash}"), "detail-type": "package-revision",
         "source": "com.quiltdata", "account": "012345678901", "time": time,

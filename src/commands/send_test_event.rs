@@ -11,9 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Args;
+use jiff::Timestamp;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use crate::adapters::aws::admin::{Depth, EventBus, NewEvent, SqsAdmin};
 use crate::app;
@@ -110,7 +109,7 @@ async fn send(args: &SendTestEventArgs, settings: &Settings) -> anyhow::Result<b
         &args.handle,
         &args.kind,
         &facts.arn,
-        OffsetDateTime::now_utc(),
+        Timestamp::now(),
     );
     let dlq_url = match &facts.dead_letter_arn {
         Some(arn) => sqs.url_of(arn).await.ok(),
@@ -180,24 +179,17 @@ async fn send(args: &SendTestEventArgs, settings: &Settings) -> anyhow::Result<b
 
 /// A `package-revision` envelope as EventBridge delivers it: a fresh id, now as its time, a
 /// random top hash, and the account and region of the queue.
-fn test_event(
-    bucket: &str,
-    handle: &str,
-    kind: &str,
-    queue_arn: &str,
-    now: OffsetDateTime,
-) -> Value {
+fn test_event(bucket: &str, handle: &str, kind: &str, queue_arn: &str, now: Timestamp) -> Value {
     let mut arn = queue_arn.split(':').skip(3);
     let region = arn.next().filter(|r| !r.is_empty()).unwrap_or("us-east-1");
     let account = arn
         .next()
         .filter(|a| !a.is_empty())
         .unwrap_or("000000000000");
-    let time = now
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned());
+    // Whole seconds, as EventBridge stamps its events.
+    let time = Timestamp::from_second(now.as_second())
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_string();
     json!({
         "version": "0",
         "id": uuid::Uuid::new_v4().to_string(),
@@ -346,7 +338,7 @@ mod tests {
 
     #[test]
     fn the_test_event_is_a_package_event_from_the_queues_account_and_region() {
-        let now = OffsetDateTime::from_unix_timestamp(1_714_056_411).expect("time");
+        let now = Timestamp::from_second(1_714_056_411).expect("time");
         let event = test_event(
             "my-bucket",
             "team/data",
@@ -370,7 +362,7 @@ mod tests {
 
     #[test]
     fn each_test_event_has_a_fresh_version_4_uuid_as_its_id() {
-        let now = OffsetDateTime::UNIX_EPOCH;
+        let now = Timestamp::UNIX_EPOCH;
         let id = |event: Value| event["id"].as_str().map(str::to_owned).expect("an id");
         let a = id(test_event("b", "h", "created", "", now));
         let b = id(test_event("b", "h", "created", "", now));

@@ -102,9 +102,11 @@ impl PackageEvent {
         &self.time
     }
 
-    /// [`time`](Self::time) as an instant, when it is valid RFC 3339.
+    /// [`time`](Self::time) as an instant, when it is valid RFC 3339 (as jiff reads it: also
+    /// RFC 9557 and ISO 8601's other forms of an instant, as the digest entries' times are read).
     pub fn timestamp(&self) -> Option<std::time::SystemTime> {
-        time::OffsetDateTime::parse(&self.time, &time::format_description::well_known::Rfc3339)
+        self.time
+            .parse::<jiff::Timestamp>()
             .ok()
             .map(std::time::SystemTime::from)
     }
@@ -206,6 +208,19 @@ mod tests {
             .expect("after 1970")
             .as_secs();
         assert_eq!(unix, 1_714_056_411);
+        // RFC 3339 with an offset and a fraction of a second is the same instant.
+        let offset = PackageEvent::parse(
+            &DOCUMENTED.replace("2024-04-25T14:46:51Z", "2024-04-25T16:46:51.250+02:00"),
+        )
+        .expect("parses");
+        let at = offset.timestamp().expect("valid time");
+        let since = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970");
+        assert_eq!(
+            (since.as_secs(), since.subsec_millis()),
+            (1_714_056_411, 250)
+        );
         let odd = PackageEvent::parse(&DOCUMENTED.replace("2024-04-25T14:46:51Z", "yesterday"))
             .expect("parses");
         assert_eq!(odd.timestamp(), None);

@@ -4,13 +4,12 @@
 
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
+use jiff::{Span, SpanRelativeTo, Timestamp};
 use serde::Deserialize;
 
 /// The template a digest route renders when `digest.template` is not set.
 pub const DEFAULT_TEMPLATE: &str = "digest";
 
-const SECOND: i64 = 1;
 const MINUTE: i64 = 60;
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
@@ -79,8 +78,9 @@ impl Schedule {
     ///
     /// # Errors
     /// A message saying what is wrong, with a valid example: neither or both of `every` and
-    /// `at`; `every` not a whole number with a unit s, m, h or d, or outside 1s..=7d; `at` not
-    /// `HH:MM`; `timezone` without `at`, or not an IANA zone name.
+    /// `at`; `every` not a duration (jiff's friendly format or ISO 8601), negative, in months
+    /// or years, not whole seconds, or outside 1s..=7d; `at` not `HH:MM`; `timezone` without
+    /// `at`, or not an IANA zone name.
     pub fn parse(spec: &DigestSpec) -> Result<Self, String> {
         match (&spec.every, &spec.at) {
             (Some(_), Some(_)) => Err(format!(
@@ -206,7 +206,9 @@ impl Schedule {
     }
 }
 
-/// `"90m"` → 5400: a whole number and one unit, 1 s to 7 d.
+/// `"90m"` → 5400: a duration as jiff reads it (its friendly format, `"1h30m"` or `"2 days"`,
+/// or ISO 8601, `"PT1H"`), a whole number of seconds from 1 s to 7 d. Days are 24 hours and
+/// weeks 7 days: the windows are aligned to UTC, which has no daylight-saving changes.
 fn parse_every(raw: &str) -> Result<i64, String> {
     let bad = || {
         format!(
@@ -214,28 +216,34 @@ fn parse_every(raw: &str) -> Result<i64, String> {
              e.g. every = \"30m\" or \"1h\""
         )
     };
-    let text = raw.trim();
-    let unit = match text.chars().last() {
-        Some('s') => SECOND,
-        Some('m') => MINUTE,
-        Some('h') => HOUR,
-        Some('d') => DAY,
-        _ => return Err(bad()),
-    };
-    let digits = &text[..text.len() - 1];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let span: Span = raw.trim().parse().map_err(|_| bad())?;
+    // "-1h" and "1h ago" parse, but say when, not how long.
+    if span.is_negative() {
         return Err(bad());
     }
-    let too_long = || format!("`every` = {raw:?} is too long: at most 7d, e.g. every = \"1d\"");
-    let count: i64 = digits.parse().map_err(|_| too_long())?;
-    let seconds = count.checked_mul(unit).ok_or_else(too_long)?;
+    let duration = span
+        .to_duration(SpanRelativeTo::days_are_24_hours())
+        .map_err(|_| {
+            format!(
+                "`every` = {raw:?} has no fixed length (months and years vary): at most 7d, \
+                 e.g. every = \"1d\""
+            )
+        })?;
+    if duration.subsec_nanos() != 0 {
+        return Err(format!(
+            "`every` = {raw:?} is not a whole number of seconds, e.g. every = \"30s\""
+        ));
+    }
+    let seconds = duration.as_secs();
     if seconds < 1 {
         return Err(format!(
             "`every` = {raw:?} is too short: at least 1s, e.g. every = \"1h\""
         ));
     }
     if seconds > MAX_EVERY {
-        return Err(too_long());
+        return Err(format!(
+            "`every` = {raw:?} is too long: at most 7d, e.g. every = \"1d\""
+        ));
     }
     Ok(seconds)
 }
@@ -248,21 +256,11 @@ fn parse_at(raw: &str) -> Result<Time, String> {
              at = \"09:00\" or \"17:30\""
         )
     };
-    let bytes = raw.as_bytes();
-    let two_digits = |i: usize| -> Option<i8> {
-        let (tens, ones) = (*bytes.get(i)?, *bytes.get(i + 1)?);
-        (tens.is_ascii_digit() && ones.is_ascii_digit())
-            .then(|| i8::try_from((tens - b'0') * 10 + (ones - b'0')).ok())
-            .flatten()
-    };
-    if bytes.len() != 5 || bytes[2] != b':' {
-        return Err(bad());
+    // jiff's %H also takes "9" and leading spaces: only the text it would write back is HH:MM.
+    match Time::strptime("%H:%M", raw) {
+        Ok(at) if at.strftime("%H:%M").to_string() == raw => Ok(at),
+        _ => Err(bad()),
     }
-    let (Some(hour), Some(minute)) = (two_digits(0), two_digits(3)) else {
-        return Err(bad());
-    };
-    // Time::new refuses 24:00 and 09:60.
-    Time::new(hour, minute, 0, 0).map_err(|_| bad())
 }
 
 /// 5400 → `90m`: the largest unit that divides the interval.
@@ -340,6 +338,8 @@ fn daily_window(unix_seconds: i64, at: Time, zone: &TimeZone) -> Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SECOND: i64 = 1;
 
     fn instant(rfc3339: &str) -> i64 {
         rfc3339.parse::<Timestamp>().expect("RFC 3339").as_second()
@@ -514,6 +514,43 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_number_and_one_unit_means_what_the_docs_say() {
+        // The documented form, leading zeros and surrounding spaces included.
+        for (unit, length) in [("s", SECOND), ("m", MINUTE), ("h", HOUR), ("d", DAY)] {
+            let counts = (1..=2_000).chain([MAX_EVERY / length]);
+            for count in counts.filter(|c| c * length <= MAX_EVERY) {
+                let seconds = count * length;
+                assert_eq!(
+                    every(&format!("{count}{unit}")),
+                    Schedule::Every { seconds }
+                );
+                assert_eq!(
+                    every(&format!(" 00{count}{unit} ")),
+                    Schedule::Every { seconds }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_also_reads_jiffs_friendly_and_iso_8601_durations() {
+        for (text, seconds) in [
+            ("1h30m", 90 * MINUTE),
+            ("1h 30m", 90 * MINUTE),
+            ("90 minutes", 90 * MINUTE),
+            ("1.5h", 90 * MINUTE),
+            ("PT1H30M", 90 * MINUTE),
+            ("2 days", 2 * DAY),
+            ("P1D", DAY),
+            ("1w", 7 * DAY),
+            ("1d 1s", DAY + 1),
+        ] {
+            assert_eq!(every(text), Schedule::Every { seconds }, "{text}");
+        }
+        assert_eq!(every("1h30m").describe(), "every 90m");
+    }
+
+    #[test]
     fn digest_specs_that_cannot_work_are_refused_with_an_example() {
         let spec = |every: Option<&str>, at: Option<&str>, timezone: Option<&str>| DigestSpec {
             every: every.map(str::to_owned),
@@ -527,13 +564,23 @@ mod tests {
             (spec(None, None, Some("UTC")), "needs `every` or `at`"),
             (spec(Some("5x"), None, None), "is not a duration"),
             (spec(Some("h"), None, None), "is not a duration"),
-            (spec(Some("1.5h"), None, None), "is not a duration"),
-            (spec(Some("-1h"), None, None), "is not a duration"),
             (spec(Some("1H"), None, None), "is not a duration"),
+            (spec(Some("1h30"), None, None), "is not a duration"),
+            (spec(Some(""), None, None), "is not a duration"),
+            (
+                spec(Some("99999999999999999999d"), None, None),
+                "is not a duration",
+            ),
             (spec(Some("0s"), None, None), "too short: at least 1s"),
+            (spec(Some("-1h"), None, None), "is not a duration"),
+            (spec(Some("1 day ago"), None, None), "is not a duration"),
+            (spec(Some("0.5s"), None, None), "whole number of seconds"),
+            (spec(Some("1m0.5s"), None, None), "whole number of seconds"),
+            (spec(Some("1mo"), None, None), "no fixed length"),
+            (spec(Some("1y"), None, None), "no fixed length"),
             (spec(Some("8d"), None, None), "too long: at most 7d"),
             (spec(Some("604801s"), None, None), "too long"),
-            (spec(Some("99999999999999999999d"), None, None), "too long"),
+            (spec(Some("1w 1s"), None, None), "too long"),
             (
                 spec(Some("1h"), None, Some("Europe/Berlin")),
                 "`timezone` = \"Europe/Berlin\" goes with `at`",
@@ -543,6 +590,12 @@ mod tests {
             (spec(None, Some("09:60"), None), "not a time of day"),
             (spec(None, Some("09:00:00"), None), "not a time of day"),
             (spec(None, Some("9am"), None), "not a time of day"),
+            (spec(None, Some("0900"), None), "not a time of day"),
+            (spec(None, Some("T09:00"), None), "not a time of day"),
+            (spec(None, Some("09"), None), "not a time of day"),
+            (spec(None, Some(" 9:00"), None), "not a time of day"),
+            (spec(None, Some("09:5"), None), "not a time of day"),
+            (spec(None, Some("09:00:00.5"), None), "not a time of day"),
             (
                 spec(None, Some("09:00"), Some("Mars/Olympus_Mons")),
                 "\"Mars/Olympus_Mons\" is not a known IANA time zone",

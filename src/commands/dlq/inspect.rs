@@ -13,9 +13,8 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use clap::Args;
+use jiff::Timestamp;
 use serde_json::json;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use super::Target;
 use crate::adapters::aws::admin::{PeekedMessage, SqsAdmin};
@@ -211,11 +210,11 @@ fn why_for_event(
     )
 }
 
+/// RFC 3339 in UTC, whole seconds (truncated).
 fn rfc3339(at: SystemTime) -> String {
-    OffsetDateTime::from(at)
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
+    Timestamp::try_from(at)
+        .and_then(|t| Timestamp::from_second(t.as_second()))
+        .map(|t| t.to_string())
         .unwrap_or_default()
 }
 
@@ -282,6 +281,13 @@ mod tests {
     use crate::domain::route::{RouteSpec, RouteTable};
 
     const EVENT: &str = include_str!("../../../events/package-revision.json");
+
+    #[test]
+    fn sent_at_is_rfc_3339_in_utc_to_the_second() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_714_056_411_999);
+        assert_eq!(rfc3339(at), "2024-04-25T14:46:51Z");
+        assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
 
     fn compiled(template_text: &str) -> CompiledConfig {
         let spec = RouteSpec::builder("all").to(&["a@example.com"]).build();

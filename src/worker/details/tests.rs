@@ -3,9 +3,12 @@
 
 use serde_json::{json, Value};
 
+use std::sync::{Arc, Mutex};
+
 use super::*;
 use crate::adapters::memory::fixtures::{manifest, push, quilt3_diff, top_hash, BUCKET, HANDLE};
 use crate::adapters::memory::store::MemoryStore;
+use crate::domain::revision::pointers_prefix;
 use crate::ports::ReadSink;
 
 fn store(chunk: usize) -> MemoryStore {
@@ -199,44 +202,6 @@ async fn a_line_over_the_limit_is_not_buffered_and_is_reported() {
     );
 }
 
-#[test]
-fn the_cache_forgets_the_least_recently_used() {
-    let cache = SummaryCache::new(2, usize::MAX);
-    let summary = || Arc::new(ManifestReader::read_str(ManifestLimits::default(), "{}"));
-    cache.put("a".into(), summary());
-    cache.put("b".into(), summary());
-    assert!(cache.get("a").is_some());
-    cache.put("c".into(), summary());
-    assert!(cache.get("b").is_none(), "b was least recently used");
-    assert!(cache.get("a").is_some() && cache.get("c").is_some());
-}
-
-#[test]
-fn the_cache_holds_no_more_bytes_than_allowed() {
-    let big = || {
-        Arc::new(ManifestReader::read_str(
-            ManifestLimits::default(),
-            manifest("unicode_nested"),
-        ))
-    };
-    let size = big().heap_bytes();
-    let cache = SummaryCache::new(100, size * 2 + size / 2);
-    for key in ["a", "b", "c"] {
-        cache.put(key.into(), big());
-    }
-    assert!(
-        cache.peek("a").is_none(),
-        "two fit, the third pushed the oldest out"
-    );
-    assert!(cache.peek("b").is_some() && cache.peek("c").is_some());
-    let tiny = SummaryCache::new(100, size - 1);
-    tiny.put("a".into(), big());
-    assert!(
-        tiny.peek("a").is_none(),
-        "a summary over the budget is not cached"
-    );
-}
-
 /// The built-in sample details (`events/package-details.json`, which `validate` renders every
 /// template with and docs/templates.md quotes) are what this reader makes of two real quilt3
 /// revisions. Rewrite the file with `UPDATE_SNAPSHOTS=1` after a change to the details.
@@ -285,10 +250,9 @@ async fn in_a_burst_each_revision_is_diffed_against_the_one_before_it() {
     }
     let reader = reader(store);
     for (i, name) in names.iter().enumerate() {
-        let time = time::OffsetDateTime::from_unix_timestamp((start + i as u64) as i64)
+        let time = jiff::Timestamp::from_second((start + i as u64) as i64)
             .expect("time")
-            .format(&time::format_description::well_known::Rfc3339)
-            .expect("rfc3339");
+            .to_string();
         let body = json!({
             "version": "0", "id": format!("burst-{i}"), "detail-type": "package-revision",
             "source": "com.quiltdata", "account": "1", "time": time,
@@ -311,10 +275,9 @@ async fn in_a_burst_each_revision_is_diffed_against_the_one_before_it() {
 
 /// The event of `name`'s push at `stamp` (epoch seconds).
 fn event_at(name: &str, stamp: u64) -> PackageEvent {
-    let time = time::OffsetDateTime::from_unix_timestamp(stamp as i64)
+    let time = jiff::Timestamp::from_second(stamp as i64)
         .expect("time")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("rfc3339");
+        .to_string();
     let body = json!({
         "version": "0", "id": format!("event-{name}-{stamp}"), "detail-type": "package-revision",
         "source": "com.quiltdata", "account": "1", "time": time,
@@ -431,10 +394,9 @@ fn fingerprint(text: &str) -> u64 {
 
 /// The event of `handle`'s push of `hash` at `stamp`.
 fn event_of(handle: &str, hash: &str, stamp: u64) -> PackageEvent {
-    let time = time::OffsetDateTime::from_unix_timestamp(stamp as i64)
+    let time = jiff::Timestamp::from_second(stamp as i64)
         .expect("time")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("rfc3339");
+        .to_string();
     let body = json!({
         "version": "0", "id": format!("event-{handle}-{stamp}"), "detail-type": "package-revision",
         "source": "com.quiltdata", "account": "1", "time": time,
