@@ -20,6 +20,7 @@ pub mod render;
 pub mod revision;
 pub mod route;
 pub mod schedule;
+pub mod table;
 
 /// What kind of JSON value this is, with its article, for error messages ("found an array").
 pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
