@@ -4,6 +4,7 @@
 use anyhow::Context;
 
 use crate::config::Settings;
+use crate::domain::changes::TableChanges;
 use crate::domain::details::Details;
 use crate::domain::digest::{digest_data, DigestEntry};
 use crate::domain::event::PackageEvent;
@@ -36,6 +37,9 @@ pub struct Compiled {
     /// Problems that do not stop start-up (a template that fails on the sample event may still
     /// work on real ones), one line each, naming the route.
     pub warnings: Vec<String>,
+    /// Some route may show or filter on `changes.tables`: its template (with details) or its
+    /// `package_pattern` mentions `tables`. When none does, table files are not read.
+    pub uses_tables: bool,
 }
 
 /// Compiles every route pattern and loads every template the routes name.
@@ -67,7 +71,11 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
     if let Some(changes) = &mut incomplete.changes {
         changes.diff = Err("the current revision's manifest was not read whole".to_owned());
     }
-    let variants = [details, first, incomplete];
+    let mut with_tables = details.clone();
+    if let Some(changes) = &mut with_tables.changes {
+        changes.tables = Some(sample_tables());
+    }
+    let variants = [with_tables, details, first, incomplete];
     let host = settings.catalog.host.as_deref();
     let mut warnings = Vec::new();
     for route in routes.routes() {
@@ -99,11 +107,80 @@ pub fn compile(settings: &Settings) -> anyhow::Result<Compiled> {
             }
         }
     }
+    let uses_tables = routes.routes().iter().any(|route| {
+        let pattern = settings
+            .routes
+            .iter()
+            .find(|spec| spec.name == route.name)
+            .and_then(|spec| spec.package_pattern.as_ref())
+            .is_some_and(|p| p.to_string().contains("tables"));
+        pattern || (route.details && renderer.may_use_tables(&route.template))
+    });
     Ok(Compiled {
         routes,
         renderer,
         warnings,
+        uses_tables,
     })
+}
+
+/// Sample `changes.tables`, for trying templates: a Parquet file with every kind of column
+/// change, an added CSV, and a table that could not be read.
+pub fn sample_tables() -> TableChanges {
+    use crate::domain::table::{Column, Table, TableChange, TableError, TableFormat};
+    let column = |name: &str, data_type: Option<&str>| Column {
+        name: name.to_owned(),
+        data_type: data_type.map(str::to_owned),
+    };
+    let readings = |rows, columns| Table {
+        columns,
+        rows: Some(rows),
+    };
+    let changes = [
+        TableChange {
+            path: "data/readings.parquet".to_owned(),
+            format: TableFormat::Parquet,
+            before: Some(Ok(readings(
+                1200,
+                vec![
+                    column("time", Some("timestamp(ms, utc)")),
+                    column("value", Some("int32")),
+                    column("note", Some("string")),
+                ],
+            ))),
+            after: Ok(readings(
+                1300,
+                vec![
+                    column("time", Some("timestamp(ms, utc)")),
+                    column("value", Some("double")),
+                    column("station_id", Some("int64")),
+                ],
+            )),
+        },
+        TableChange {
+            path: "data/stations.csv".to_owned(),
+            format: TableFormat::Csv { gzip: false },
+            before: None,
+            after: Ok(readings(
+                40,
+                vec![
+                    column("id", None),
+                    column("name", None),
+                    column("lat", None),
+                ],
+            )),
+        },
+        TableChange {
+            path: "data/broken.parquet".to_owned(),
+            format: TableFormat::Parquet,
+            before: None,
+            after: Err(TableError::NotParquet("no PAR1 at its end".to_owned())),
+        },
+    ];
+    TableChanges {
+        entries: changes.iter().map(TableChange::to_json).collect(),
+        more: 0,
+    }
 }
 
 /// Tries a digest route's template on a digest of the sample event: alone without details, and

@@ -83,6 +83,10 @@ impl App {
                 settings.catalog.host.clone(),
             )
             .with_memory_budget(MemoryBudget::megabytes(settings.s3.memory_megabytes as u64));
+            let reader = match settings.s3.table_settings() {
+                Some(tables) if compiled.uses_tables => reader.with_tables(tables),
+                _ => reader,
+            };
             Arc::new(reader) as Arc<dyn DynDetailsSource>
         });
         let ttl = match settings.state.table {

@@ -221,6 +221,42 @@ pub struct Changes {
     pub diff: Result<Diff, String>,
     /// The catalog's page comparing both revisions; None without a catalog host.
     pub compare_url: Option<String>,
+    /// The table files added or modified, described (the template's `changes.tables`); None
+    /// when they were not read (`s3.tables = false`, no route uses them, or no whole diff).
+    pub tables: Option<TableChanges>,
+}
+
+/// The template's `changes.tables` and `changes.tables_more`.
+///
+/// The entries are kept as the JSON templates and patterns see
+/// ([`TableChange::to_json`](super::table::TableChange::to_json)): they are read once per event,
+/// and only ever shown or matched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableChanges {
+    /// One entry per table file, in path order.
+    pub entries: Vec<Value>,
+    /// Table files added or modified but not read (over `s3.max_tables`).
+    pub more: u64,
+}
+
+impl TableChanges {
+    /// The rows added in all: `rows.after - rows.before` summed over the entries whose both
+    /// counts are known, an added table counting all its rows; None when no entry has one.
+    pub fn rows_delta(&self) -> Option<i64> {
+        let mut total: Option<i64> = None;
+        for entry in &self.entries {
+            let rows = &entry["rows"];
+            let after = rows["after"].as_i64();
+            let before = match entry["status"].as_str() {
+                Some("added") => Some(0),
+                _ => rows["before"].as_i64(),
+            };
+            if let (Some(a), Some(b)) = (after, before) {
+                total = Some(total.unwrap_or(0).saturating_add(a.saturating_sub(b)));
+            }
+        }
+        total
+    }
 }
 
 /// Files and metadata that changed.
@@ -261,6 +297,7 @@ impl Changes {
             unchanged: previous.top_hash == current.top_hash,
             diff,
             compare_url: links.map(|l| l.compare(previous.top_hash, current.top_hash)),
+            tables: None,
         }
     }
 
@@ -273,7 +310,9 @@ impl Changes {
     ///  "values": [{"key": "stage", "before": "review", "after": "prod"}], "values_more": 0},
     ///  "compare_url": "https://…/compare/<previous>/<current>/" | null}
     /// ```
-    /// When a manifest was not read whole, `error` says why and the five diff fields are null.
+    /// `tables` (see [`TableChange::to_json`](super::table::TableChange::to_json)) and
+    /// `tables_more` are null when the tables were not read.
+    /// When a manifest was not read whole, `error` says why and the diff fields are null.
     pub fn to_json(&self) -> Value {
         let (diff, error) = match &self.diff {
             Ok(d) => (
@@ -304,6 +343,10 @@ impl Changes {
             ),
         };
         let [added, removed, modified, bytes_delta, user_meta] = diff;
+        let (tables, tables_more) = match (&self.tables, &self.diff) {
+            (Some(t), Ok(_)) => (Value::from(t.entries.clone()), Value::from(t.more)),
+            _ => (Value::Null, Value::Null),
+        };
         json!({
             "previous_top_hash": self.previous_top_hash,
             "unchanged": self.unchanged,
@@ -313,6 +356,8 @@ impl Changes {
             "modified": modified,
             "bytes_delta": bytes_delta,
             "user_meta": user_meta,
+            "tables": tables,
+            "tables_more": tables_more,
             "compare_url": self.compare_url,
         })
     }
@@ -333,11 +378,16 @@ impl Changes {
                 user_meta: required(form.user_meta, "user_meta")?,
             }),
         };
+        let tables = form.tables.map(|entries| TableChanges {
+            entries,
+            more: form.tables_more.unwrap_or(0),
+        });
         Ok(Self {
             previous_top_hash: form.previous_top_hash,
             unchanged: form.unchanged,
             diff,
             compare_url: form.compare_url,
+            tables,
         })
     }
 }
@@ -355,6 +405,10 @@ struct ChangesForm {
     modified: Option<FileChanges>,
     bytes_delta: Option<i64>,
     user_meta: Option<MetaChanges>,
+    #[serde(default)]
+    tables: Option<Vec<Value>>,
+    #[serde(default)]
+    tables_more: Option<u64>,
     compare_url: Option<String>,
 }
 

@@ -388,6 +388,7 @@ mod tests {
                 unchanged,
                 diff: Ok(diff),
                 compare_url: None,
+                tables: None,
             }),
             unchanged,
         }

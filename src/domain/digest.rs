@@ -305,6 +305,7 @@ mod tests {
                 unchanged: false,
                 diff: Ok(diff),
                 compare_url: None,
+                tables: None,
             }),
             unchanged: false,
         }

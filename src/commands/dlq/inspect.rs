@@ -296,6 +296,7 @@ mod tests {
             routes: RouteTable::compile(&[spec]).expect("routes"),
             renderer,
             warnings: Vec::new(),
+            uses_tables: false,
         }
     }
 

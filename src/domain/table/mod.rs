@@ -9,9 +9,11 @@
 
 mod compare;
 mod parquet;
+mod plan;
 mod text;
 
 pub use compare::{TableChange, TableStatus, COLUMNS_LISTED};
+pub use plan::{PlannedTable, TablePlan, TableVersion};
 
 /// The first bytes of a CSV/TSV read for its header line.
 pub const HEADER_BYTES: u64 = 64 * 1024;
@@ -120,6 +122,24 @@ impl Default for TableLimits {
     fn default() -> Self {
         Self {
             max_footer_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// What of an event's tables to read (`s3.max_tables`, `s3.max_footer_megabytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSettings {
+    /// Table files read per event at most; the rest are counted in `changes.tables_more`.
+    pub max_tables: usize,
+    /// Bounds on one file's read.
+    pub limits: TableLimits,
+}
+
+impl Default for TableSettings {
+    fn default() -> Self {
+        Self {
+            max_tables: 20,
+            limits: TableLimits::default(),
         }
     }
 }
