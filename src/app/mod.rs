@@ -5,7 +5,7 @@
 mod checks;
 mod clients;
 
-pub use checks::{compile, sample_details, Compiled};
+pub use checks::{compile, sample_details, sample_tables, Compiled};
 pub use clients::{
     claim_ttl, dynamodb_client, events_client, s3_client, sdk_config, ses_client, skew_watch,
     sqs_client, state_store,
