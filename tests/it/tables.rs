@@ -1,7 +1,9 @@
-//! Table files on S3 (issue 22, phase 1): the package store's ranged reads on LocalStack's S3
-//! (the same checks over the memory store, whose rules must be S3's), and the table readers
-//! over real Parquet and CSV files pushed with quilt3, compared with what pyarrow and Python's
-//! csv module say about the same files, in at most two GETs per Parquet file and one per CSV.
+//! Table files on S3 (issue 22): the package store's ranged reads on LocalStack's S3 (the same
+//! checks over the memory store, whose rules must be S3's); the table readers over real Parquet
+//! and CSV files pushed with quilt3, compared with what pyarrow and Python's csv module say
+//! about the same files, in at most two GETs per Parquet file and one per CSV; and
+//! `quilt-notify render --data`'s `changes.tables` and `changes.user_meta.values` for those
+//! revisions, compared with pyarrow's and quilt3's view.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -369,5 +371,181 @@ async fn tables_pushed_with_quilt3_read_as_pyarrow_says_in_at_most_two_gets() {
         quoted.as_ref().map(|t| t.columns[2].name.clone()),
         Ok("note, with comma".to_owned())
     );
+    drop(bucket);
+}
+
+/// `quilt-notify render --data` for revision `index` of the table scenario: the template data
+/// of the one route, as the worker would read it from LocalStack's S3.
+async fn render_data(endpoint: &str, bucket: &str, package: &str, top_hash: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[queue]
+url = "http://127.0.0.1:9/000000000000/unused"
+[ses]
+from = "quilt@example.com"
+[s3]
+endpoint_url = "{endpoint}"
+[templates]
+dir = "{}"
+[[routes]]
+name = "tables"
+template = "package-created"
+to = ["team@example.com"]
+pattern = {{ source = ["com.quiltdata"] }}
+"#,
+            crate::support::repo_root()
+                .join("config/templates")
+                .display()
+        ),
+    )
+    .expect("write config");
+    let event = dir.path().join("event.json");
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    let body = json!({
+        "version": "0", "id": crate::support::unique("tables-event"),
+        "detail-type": "package-revision", "source": "com.quiltdata", "account": "000000000000",
+        "time": now, "region": "us-east-1", "resources": [],
+        "detail": {"version": "0.1", "type": "created", "bucket": bucket, "handle": package,
+                   "topHash": top_hash}
+    });
+    std::fs::write(&event, body.to_string()).expect("write event");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_quilt-notify"))
+        .args(["render", "--data", "-c"])
+        .arg(&config)
+        .arg("-e")
+        .arg(&event)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("QUILT_NOTIFY_CONFIG")
+        .output()
+        .await
+        .expect("run quilt-notify render");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "render failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("render --data: {e}:\n{stdout}"))
+}
+
+/// The rows and column count pyarrow (or the csv module) gives for a file, None when it
+/// could not read it either.
+fn pyarrow_says(file: &Value) -> Option<(Option<u64>, usize)> {
+    let answer = &file["answer"];
+    if answer.get("error").is_some() {
+        return None;
+    }
+    if answer.get("num_rows").is_some() {
+        Some((answer["num_rows"].as_u64(), answer_list(&answer["names"]).1))
+    } else {
+        Some((answer["rows"].as_u64(), answer_list(&answer["header"]).1))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
+async fn render_data_shows_changes_tables_and_metadata_values_as_pyarrow_and_quilt3_say() {
+    let endpoints = Endpoints::from_env();
+    let aws = endpoints.aws.clone();
+    let package = "team/rendered";
+    let (bucket, scenario) = tokio::task::spawn_blocking(move || {
+        let bucket = QuiltBucket::create(&aws);
+        let scenario = bucket.tables(package);
+        (bucket, scenario)
+    })
+    .await
+    .expect("scenario");
+    let revisions = scenario["revisions"].as_array().expect("revisions");
+
+    for index in 1..revisions.len() {
+        let (previous, current) = (&revisions[index - 1], &revisions[index]);
+        let data = render_data(
+            &endpoints.aws,
+            &bucket.name,
+            package,
+            current["top_hash"].as_str().expect("top hash"),
+        )
+        .await;
+        let changes = &data["changes"];
+        assert_eq!(changes["error"], Value::Null, "{changes}");
+        let tables = changes["tables"].as_array().expect("changes.tables");
+        assert_eq!(changes["tables_more"], 0);
+        // Every table file quilt3 says was added or modified, in path order.
+        let mut expected: Vec<String> = changes["added"]["paths"]
+            .as_array()
+            .into_iter()
+            .chain(changes["modified"]["paths"].as_array())
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|p| TableFormat::of(p).is_some())
+            .map(str::to_owned)
+            .collect();
+        expected.sort();
+        let paths: Vec<&str> = tables.iter().filter_map(|t| t["path"].as_str()).collect();
+        assert_eq!(paths, expected, "revision {index}");
+        for table in tables {
+            let path = table["path"].as_str().expect("path");
+            let now = &current["tables"][path];
+            match pyarrow_says(now) {
+                Some((rows, columns)) => {
+                    assert_eq!(table["rows"]["after"].as_u64(), rows, "{path}");
+                    assert_eq!(table["columns"]["count"], columns, "{path}");
+                }
+                None => {
+                    assert!(table["error"].is_string(), "{path}: {table}");
+                    assert_eq!(table["columns"]["count"], Value::Null, "{path}");
+                }
+            }
+            if let Some(before) = previous["tables"].get(path) {
+                assert_eq!(table["status"], "modified", "{path}");
+                if let Some((rows, _)) = pyarrow_says(before) {
+                    assert_eq!(table["rows"]["before"].as_u64(), rows, "{path}");
+                }
+            } else {
+                assert_eq!(table["status"], "added", "{path}");
+                assert_eq!(table["columns"]["added"], json!([]), "{path}");
+            }
+        }
+        if index == 1 {
+            let readings = &tables[paths
+                .iter()
+                .position(|p| *p == "data/readings.parquet")
+                .expect("readings")];
+            assert_eq!(
+                readings["columns"]["retyped"],
+                json!([{"name": "value", "before": "int32", "after": "double"}])
+            );
+            assert_eq!(
+                readings["columns"]["removed"],
+                json!([{"name": "note", "type": "string"}])
+            );
+            // quilt3 pushed user_meta stage: review, then prod.
+            assert_eq!(
+                changes["user_meta"]["values"],
+                json!([{"key": "stage", "before": "review", "after": "prod"}])
+            );
+        } else {
+            let wide = tables
+                .iter()
+                .find(|t| t["path"] == "data/wide.parquet")
+                .expect("wide");
+            assert_eq!(wide["columns"]["count"], 2000);
+            let same = tables
+                .iter()
+                .find(|t| t["path"] == "data/readings.parquet")
+                .expect("readings");
+            assert_eq!(same["columns"]["retyped"], json!([]));
+            assert_eq!(same["rows"], json!({"before": 1300, "after": 1300}));
+        }
+    }
     drop(bucket);
 }
