@@ -292,7 +292,10 @@ fn revision(id: &str, time: &str, handle: &str, top_hash: &str) -> PackageEvent 
 /// Two revisions of team/demo (a first one, then one with changes) and one of some/package
 /// without details, in the window 2026-11-29 10:00–11:00 UTC.
 fn digest_entries() -> Vec<DigestEntry> {
-    let details = sample_details();
+    let mut details = sample_details();
+    if let Some(changes) = details.changes.as_mut() {
+        changes.tables = Some(quilt_notify::app::sample_tables());
+    }
     let first = Details {
         changes: None,
         ..sample_details()
@@ -356,6 +359,7 @@ fn the_digest_template_lists_each_package_as_the_snapshots() {
         "\"Unicode and deep keys\"",
         "8 files, 166 bytes",
         "+4 -1 ~0 files",
+        "Rows:     +140 across 3 changed table files in this window",
         "(first revision)",
         "some/package in s3://example: 1 revision\n",
         &format!("https://catalog.example.com/b/example/packages/team/demo/tree/{HASH_SECOND}/"),
