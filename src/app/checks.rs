@@ -217,3 +217,80 @@ fn try_digest(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::domain::pattern::Pattern;
+
+    /// The two `package_pattern`s docs/templates.md shows for tables.
+    fn documented() -> [(&'static str, Value); 2] {
+        [
+            (
+                "removed",
+                json!({"changes": {"tables": {"columns": {"removed": {"name": [{"exists": true}]}}}}}),
+            ),
+            (
+                "removed or retyped",
+                json!({"changes": {"tables": {"columns": {"$or": [
+                    {"removed": {"name": [{"exists": true}]}},
+                    {"retyped": {"name": [{"exists": true}]}}
+                ]}}}}),
+            ),
+        ]
+    }
+
+    fn details_with(entries: Vec<Value>) -> Value {
+        let mut details = sample_details().expect("sample");
+        if let Some(changes) = details.changes.as_mut() {
+            changes.tables = Some(TableChanges { entries, more: 0 });
+        }
+        details.pattern_input()
+    }
+
+    #[test]
+    fn the_documented_table_patterns_match_only_schema_breaking_revisions() {
+        let sample = sample_tables().entries;
+        let retyped_only = {
+            let mut entry = sample[0].clone();
+            entry["columns"]["removed"] = json!([]);
+            entry
+        };
+        let appended_only = {
+            let mut entry = sample[0].clone();
+            entry["columns"]["removed"] = json!([]);
+            entry["columns"]["retyped"] = json!([]);
+            entry
+        };
+        let cases = [
+            (sample.clone(), [true, true]),
+            (vec![retyped_only, sample[1].clone()], [false, true]),
+            (
+                vec![appended_only, sample[1].clone(), sample[2].clone()],
+                [false, false],
+            ),
+            (vec![], [false, false]),
+        ];
+        for (entries, expected) in cases {
+            let input = details_with(entries);
+            for ((name, pattern), want) in documented().into_iter().zip(expected) {
+                let pattern = Pattern::compile(&pattern).expect("compiles");
+                assert_eq!(
+                    pattern.matches(&input),
+                    want,
+                    "{name}: {}",
+                    input["changes"]["tables"]
+                );
+            }
+        }
+        // Tables not read (null): no match.
+        let mut unread = sample_details().expect("sample").pattern_input();
+        unread["changes"]["tables"] = Value::Null;
+        for (name, pattern) in documented() {
+            let pattern = Pattern::compile(&pattern).expect("compiles");
+            assert!(!pattern.matches(&unread), "{name}");
+        }
+    }
+}
