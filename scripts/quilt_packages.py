@@ -12,9 +12,12 @@ hand-writing manifests. Sub-commands:
             It first waits until the clock is past the package's newest revision pointer (named
             by the push's epoch second), so back-to-back pushes each keep their own pointer
   sample    push the next revision of the sample package that scripts/send-sample-event announces:
-            with no revision yet, two (v1: README.md, three data files and metadata; v2: one file
-            added, one removed, one modified, metadata changed), so the first email already shows
-            changes; afterwards one more each call (a data file modified). Prints what push prints
+            with no revision yet, two (v1: README.md, CSV files, a real Parquet file written by
+            pyarrow, and metadata; v2: one file added, one removed, the CSV and the Parquet
+            modified (a column added, one removed, one retyped, rows appended), metadata
+            changed), so the first email already shows changes and tables; afterwards one more
+            each call (a CSV added, rows appended to the Parquet). The bucket is made versioned,
+            as Quilt buckets are, so both versions of a table stay readable. Prints what push prints
             With --diff the result also holds "diff": quilt3's own Package.diff of the previous
             revision and this one ({"added", "modified", "deleted"}, sorted; null for a first
             revision), the reference the integration tests compare the worker's changes with
@@ -301,17 +304,39 @@ SAMPLE_SECOND = dict(
 )
 
 
+def sample_parquet(workdir, version, rows):
+    """A real Parquet file (pyarrow) of the readings table for the sample: (logical key, path).
+    Version 2 retypes `value` (int32 to double), drops `note` and adds `station_id`, so the
+    email's "What changed" shows each kind of column change and the rows appended."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import table_fixtures as tf
+
+    path = Path(workdir) / f"readings-v{version}-{rows}.parquet"
+    path.write_bytes(tf.parquet_bytes(tf.readings(version, rows)))
+    return ("data/readings.parquet", str(path))
+
+
 def sample(bucket, name, workdir):
-    """Push the sample package's next revision(s); returns the last push's result."""
+    """Push the sample package's next revision(s); returns the last push's result. Its tables
+    are real: data/readings.parquet (written by pyarrow) and CSV files."""
+    # Versioned, as Quilt buckets are: the previous revision's files stay readable, so the
+    # email can compare both versions of a table.
+    s3_client().put_bucket_versioning(Bucket=bucket,
+                                      VersioningConfiguration={"Status": "Enabled"})
     if latest_top_hash(bucket, name) is None:
-        first = push(bucket, name, workdir=workdir, **SAMPLE_FIRST)
+        first = push(bucket, name, workdir=workdir,
+                     set_files=[sample_parquet(workdir, 1, 1200)], **SAMPLE_FIRST)
         wait_for_new_pointer_second(bucket, name)
-        result = push(bucket, name, workdir=workdir, **SAMPLE_SECOND)
+        result = push(bucket, name, workdir=workdir,
+                      set_files=[sample_parquet(workdir, 2, 1300)], **SAMPLE_SECOND)
         result["previous_top_hash"] = first["top_hash"]
         return result
     wait_for_new_pointer_second(bucket, name)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # Rows appended to the readings: the same schema, a row delta.
+    rows = 1300 + 24 * (int(time.time()) % 1000)
     return push(bucket, name, workdir=workdir, message=f"Readings of {stamp}",
+                set_files=[sample_parquet(workdir, 2, rows)],
                 set_texts=[("data/readings/latest.csv",
                             f"station,time,temp_c\nNORTH,{stamp},-5.1\nSOUTH,{stamp},7.0\n")])
 

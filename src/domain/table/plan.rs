@@ -24,6 +24,10 @@ pub struct PlannedTable {
     pub format: TableFormat,
     /// The previous revision's version; None for an added file.
     pub before: Option<TableVersion>,
+    /// The previous version has the current one's physical key but other content: it was
+    /// overwritten in place (a bucket without versioning), so reading it would read the
+    /// current one. It is not read.
+    pub before_overwritten: bool,
     /// The current revision's version.
     pub after: TableVersion,
 }
@@ -62,16 +66,21 @@ impl TablePlan {
             else {
                 continue;
             };
-            let before = match before {
+            let (before, before_overwritten) = match before {
                 Some(prev) if !prev.differs_from(entry) => continue,
-                Some(prev) => version(prev),
-                None => None,
+                Some(prev) => (
+                    version(prev),
+                    prev.physical_key == entry.physical_key
+                        && (prev.hash != entry.hash || prev.size != entry.size),
+                ),
+                None => (None, false),
             };
             if plan.tables.len() < max {
                 plan.tables.push(PlannedTable {
                     path: entry.logical_key.to_string(),
                     format,
                     before,
+                    before_overwritten,
                     after,
                 });
             } else {

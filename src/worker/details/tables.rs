@@ -52,6 +52,9 @@ async fn read_change<S: PackageStore>(
     planned: PlannedTable,
 ) -> Result<TableChange, StoreError> {
     let before = match &planned.before {
+        Some(_) if planned.before_overwritten => Some(Err(TableError::Unreadable(
+            "it was overwritten in place (the bucket keeps no versions)".to_owned(),
+        ))),
         Some(version) => Some(describe(store, planned.format, version, limits).await?),
         None => None,
     };

@@ -325,3 +325,26 @@ async fn at_most_eight_table_files_are_read_at_once() {
     let peak = store.peak.load(Ordering::SeqCst);
     assert!((2..=8).contains(&peak), "peak {peak}");
 }
+
+#[tokio::test]
+async fn a_previous_version_overwritten_in_place_is_not_read_as_if_it_were_the_old_one() {
+    let store = Arc::new(MemoryStore::new(4096));
+    // A bucket without versioning: both revisions name the same key; it holds v2 now.
+    push(
+        &store,
+        &[
+            vec![("data/readings.parquet", "r/readings.parquet", V1)],
+            vec![("data/readings.parquet", "r/readings.parquet", V2)],
+        ],
+    );
+    let reader = reader(Arc::clone(&store), Some(TableSettings::default()));
+    let c = changes(&reader, 2).await;
+    let readings = &c["tables"][0];
+    assert_eq!(readings["rows"], json!({"before": null, "after": 130}));
+    assert_eq!(
+        readings["error"],
+        "the previous version: it was overwritten in place (the bucket keeps no versions)"
+    );
+    assert_eq!(readings["columns"]["retyped"], json!([]));
+    assert_eq!(store.reads("r/readings.parquet"), 1);
+}
