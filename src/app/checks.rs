@@ -225,6 +225,46 @@ mod tests {
     use super::*;
     use crate::domain::pattern::Pattern;
 
+    /// `compile` of routes using `template` (written to a temporary templates directory, its
+    /// three parts as given) and `package_pattern`.
+    fn uses_tables(parts: [&str; 3], package_pattern: Option<&str>, details: bool) -> bool {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let templates = dir.path().join("templates/t");
+        std::fs::create_dir_all(&templates).expect("mkdir");
+        for (name, text) in ["subject.hbs", "html.hbs", "text.hbs"].iter().zip(parts) {
+            std::fs::write(templates.join(name), text).expect("write template");
+        }
+        let pattern = package_pattern.map_or(String::new(), |p| format!("package_pattern = '{p}'"));
+        let config = format!(
+            "[queue]\nurl = \"http://127.0.0.1:9/0/q\"\n[ses]\nfrom = \"a@example.com\"\n\
+             [[routes]]\nname = \"r\"\ntemplate = \"t\"\nto = [\"b@example.com\"]\n\
+             pattern = {{ source = [\"com.quiltdata\"] }}\ndetails = {details}\n{pattern}\n"
+        );
+        let path = dir.path().join("config.toml");
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(config.as_bytes()))
+            .expect("write config");
+        let settings =
+            Settings::load_with_env(Some(&path), Some(Default::default())).expect("settings");
+        compile(&settings).expect("compiles").uses_tables
+    }
+
+    #[test]
+    fn tables_are_read_only_when_a_route_template_or_package_pattern_mentions_them() {
+        let plain = ["{{handle}}", "<p>{{changes.added.count}}</p>", "{{bucket}}"];
+        assert!(!uses_tables(plain, None, true));
+        let shown = ["s", "h", "{{#each changes.tables}}{{path}}{{/each}}"];
+        assert!(uses_tables(shown, None, true));
+        // A template that is never given details cannot show them.
+        assert!(!uses_tables(shown, None, false));
+        let pattern =
+            r#"{"changes": {"tables": {"columns": {"removed": {"name": [{"exists": true}]}}}}}"#;
+        assert!(uses_tables(plain, Some(pattern), true));
+        let other = r#"{"package": {"user_meta": {"stage": ["prod"]}}}"#;
+        assert!(!uses_tables(plain, Some(other), true));
+    }
+
     /// The two `package_pattern`s docs/templates.md shows for tables.
     fn documented() -> [(&'static str, Value); 2] {
         [
