@@ -84,8 +84,20 @@ impl App {
             )
             .with_memory_budget(MemoryBudget::megabytes(settings.s3.memory_megabytes as u64));
             let reader = match settings.s3.table_settings() {
-                Some(tables) if compiled.uses_tables => reader.with_tables(tables),
-                _ => reader,
+                Some(tables) if compiled.uses_tables => {
+                    tracing::info!(
+                        max_tables = tables.max_tables,
+                        "table files of each revision are read for changes.tables"
+                    );
+                    reader.with_tables(tables)
+                }
+                Some(_) => {
+                    tracing::info!(
+                        "table files are not read: no route's template or package_pattern mentions tables"
+                    );
+                    reader
+                }
+                None => reader,
             };
             Arc::new(reader) as Arc<dyn DynDetailsSource>
         });
