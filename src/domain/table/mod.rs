@@ -81,15 +81,23 @@ pub enum TableFormat {
 
 impl TableFormat {
     /// The format of a logical key, by its extension (any case); `None` when it is no table.
+    ///
+    /// Called for every entry of a manifest (100,000s): it allocates nothing.
     pub fn of(logical_key: &str) -> Option<Self> {
         let name = logical_key.rsplit('/').next().unwrap_or(logical_key);
-        let lower = name.to_ascii_lowercase();
-        let (stem, gzip) = match lower.strip_suffix(".gz") {
-            Some(stem) => (stem, true),
-            None => (lower.as_str(), false),
+        let ends_with = |text: &str, suffix: &str| {
+            text.len() >= suffix.len()
+                && text.as_bytes()[text.len() - suffix.len()..]
+                    .eq_ignore_ascii_case(suffix.as_bytes())
+        };
+        let (stem, gzip) = if ends_with(name, ".gz") {
+            // ".gz" is ASCII: cutting it leaves a char boundary.
+            (&name[..name.len() - 3], true)
+        } else {
+            (name, false)
         };
         // A bare ".csv" (no stem) is a hidden file, not a table.
-        let ext = |e: &str| stem.len() > e.len() && stem.ends_with(e);
+        let ext = |e: &str| stem.len() > e.len() && ends_with(stem, e);
         if ext(".csv") {
             Some(Self::Csv { gzip })
         } else if ext(".tsv") {
