@@ -12,9 +12,12 @@ hand-writing manifests. Sub-commands:
             It first waits until the clock is past the package's newest revision pointer (named
             by the push's epoch second), so back-to-back pushes each keep their own pointer
   sample    push the next revision of the sample package that scripts/send-sample-event announces:
-            with no revision yet, two (v1: README.md, three data files and metadata; v2: one file
-            added, one removed, one modified, metadata changed), so the first email already shows
-            changes; afterwards one more each call (a data file modified). Prints what push prints
+            with no revision yet, two (v1: README.md, CSV files, a real Parquet file written by
+            pyarrow, and metadata; v2: one file added, one removed, the CSV and the Parquet
+            modified (a column added, one removed, one retyped, rows appended), metadata
+            changed), so the first email already shows changes and tables; afterwards one more
+            each call (a CSV added, rows appended to the Parquet). The bucket is made versioned,
+            as Quilt buckets are, so both versions of a table stay readable. Prints what push prints
             With --diff the result also holds "diff": quilt3's own Package.diff of the previous
             revision and this one ({"added", "modified", "deleted"}, sorted; null for a first
             revision), the reference the integration tests compare the worker's changes with
@@ -28,6 +31,14 @@ hand-writing manifests. Sub-commands:
             remove, modify, metadata only, same-hash re-push, nested Unicode keys, entry metadata,
             workflow), download each manifest and write DIR/<revision>.jsonl plus DIR/index.json
             with the top hashes and quilt3's own Package.diff of each consecutive pair
+  tables    push revisions of real tables (Parquet by pyarrow, CSV/TSV by Python's csv module;
+            see TABLE_STEPS and scripts/table_fixtures.py): an added table, columns added,
+            removed and retyped, rows appended, the same schema rewritten, a corrupt and a
+            truncated Parquet file, a binary file named .csv, quoted CSV headers, a 2,000-column
+            table. Prints {"bucket", "name", "revisions": [{"name", "top_hash", "tables":
+            {LOGICAL_KEY: {"bucket", "key", "version", "size", "answer"}}}]}: where each table
+            file of each revision is, and what pyarrow (or the csv module) says about it
+            ({"error": ...} when it cannot read it either)
 
 Any sub-command but install re-executes itself with the venv's Python when quilt3 is not
 importable, so `python3 scripts/quilt_packages.py push ...` works from any Python 3.
@@ -293,17 +304,39 @@ SAMPLE_SECOND = dict(
 )
 
 
+def sample_parquet(workdir, version, rows):
+    """A real Parquet file (pyarrow) of the readings table for the sample: (logical key, path).
+    Version 2 retypes `value` (int32 to double), drops `note` and adds `station_id`, so the
+    email's "What changed" shows each kind of column change and the rows appended."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import table_fixtures as tf
+
+    path = Path(workdir) / f"readings-v{version}-{rows}.parquet"
+    path.write_bytes(tf.parquet_bytes(tf.readings(version, rows)))
+    return ("data/readings.parquet", str(path))
+
+
 def sample(bucket, name, workdir):
-    """Push the sample package's next revision(s); returns the last push's result."""
+    """Push the sample package's next revision(s); returns the last push's result. Its tables
+    are real: data/readings.parquet (written by pyarrow) and CSV files."""
+    # Versioned, as Quilt buckets are: the previous revision's files stay readable, so the
+    # email can compare both versions of a table.
+    s3_client().put_bucket_versioning(Bucket=bucket,
+                                      VersioningConfiguration={"Status": "Enabled"})
     if latest_top_hash(bucket, name) is None:
-        first = push(bucket, name, workdir=workdir, **SAMPLE_FIRST)
+        first = push(bucket, name, workdir=workdir,
+                     set_files=[sample_parquet(workdir, 1, 1200)], **SAMPLE_FIRST)
         wait_for_new_pointer_second(bucket, name)
-        result = push(bucket, name, workdir=workdir, **SAMPLE_SECOND)
+        result = push(bucket, name, workdir=workdir,
+                      set_files=[sample_parquet(workdir, 2, 1300)], **SAMPLE_SECOND)
         result["previous_top_hash"] = first["top_hash"]
         return result
     wait_for_new_pointer_second(bucket, name)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # Rows appended to the readings: the same schema, a row delta.
+    rows = 1300 + 24 * (int(time.time()) % 1000)
     return push(bucket, name, workdir=workdir, message=f"Readings of {stamp}",
+                set_files=[sample_parquet(workdir, 2, rows)],
                 set_texts=[("data/readings/latest.csv",
                             f"station,time,temp_c\nNORTH,{stamp},-5.1\nSOUTH,{stamp},7.0\n")])
 
@@ -419,6 +452,90 @@ def scenario(bucket, name, out_dir, workdir):
     return index
 
 
+def table_steps():
+    """The table scenario's revisions, (name, push arguments, {logical key: bytes}), in push
+    order; each edits the previous one."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import table_fixtures as tf
+
+    v1 = tf.parquet_bytes(tf.readings(1, 1200))
+    scrambled = bytearray(v1)
+    footer = int.from_bytes(v1[-8:-4], "little")
+    for at in range(len(v1) - 8 - footer, len(v1) - 8):
+        scrambled[at] = 0xFF
+    return [
+        ("tables_first", dict(base="none", message="Readings and stations",
+                              meta={"stage": "review", "owner": "data-team"}), {
+            "README.md": b"# Tables\n",
+            "data/readings.parquet": v1,
+            "data/stations.csv": tf.csv_bytes(tf.stations_rows()),
+            "data/quoted.csv": tf.quoted_csv(),
+        }),
+        ("tables_schema", dict(message="Retype value, add station_id, drop note; more stations",
+                               meta={"stage": "prod", "owner": "data-team"}), {
+            "data/readings.parquet": tf.parquet_bytes(tf.readings(2, 1300)),
+            "data/stations.csv": tf.csv_bytes(tf.stations_rows(extra=2)),
+            "data/types.parquet": tf.parquet_bytes(tf.types_table()),
+            "data/stations.tsv.gz": tf.gzipped(tf.csv_bytes(tf.stations_rows(), "\t")),
+        }),
+        ("tables_same_schema", dict(message="Recompute readings; a wide table; broken files"), {
+            "data/readings.parquet": tf.parquet_bytes(tf.readings(3, 1300)),
+            "data/wide.parquet": tf.parquet_bytes(tf.wide_table()),
+            "data/wide.csv": tf.wide_csv(),
+            "data/corrupt.parquet": bytes(scrambled),
+            "data/truncated.parquet": v1[:len(v1) // 2],
+            "data/binary.csv": v1,
+        }),
+    ]
+
+
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
+
+
+def tables(bucket, name, workdir):
+    """Push the table scenario; returns where each table file is and pyarrow's answers."""
+    import quilt3
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import table_fixtures as tf
+
+    ensure_bucket(bucket)
+    # Versioned, as Quilt buckets are: a revision's physical keys name their object versions,
+    # so an older revision's files stay readable after a newer push replaces them.
+    s3_client().put_bucket_versioning(Bucket=bucket,
+                                      VersioningConfiguration={"Status": "Enabled"})
+    revisions = []
+    contents = {}
+    for revision, step, files in table_steps():
+        paths = []
+        for logical_key, data in files.items():
+            path = Path(workdir) / f"{revision}-{len(paths)}"
+            path.write_bytes(data)
+            paths.append((logical_key, str(path)))
+            contents[logical_key] = data
+        wait_for_new_pointer_second(bucket, name)
+        result = push(bucket, name, set_files=paths, workdir=workdir, **step)
+        pkg = quilt3.Package.browse(name, registry=f"s3://{bucket}", top_hash=result["top_hash"])
+        described = {}
+        for logical_key, data in sorted(contents.items()):
+            if not logical_key.lower().endswith(TABLE_SUFFIXES):
+                continue
+            entry = pkg[logical_key]
+            try:
+                answer = tf.describe(logical_key, data)
+            except Exception as e:  # noqa: BLE001  (what pyarrow says of a broken file)
+                answer = {"error": f"{type(e).__name__}: {e}"}
+            described[logical_key] = {
+                "bucket": entry.physical_key.bucket,
+                "key": entry.physical_key.path,
+                "version": entry.physical_key.version_id,
+                "size": entry.size,
+                "answer": tf.shortened(answer),
+            }
+        revisions.append({"name": revision, "top_hash": result["top_hash"], "tables": described})
+    return {"bucket": bucket, "name": name, "revisions": revisions}
+
+
 def key_value(text):
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -465,6 +582,9 @@ def main():
     s.add_argument("--bucket", default="quilt-notify-fixtures")
     s.add_argument("--name", default="team/demo")
     s.add_argument("--out", default=str(ROOT / "tests" / "data" / "quilt"))
+    t = sub.add_parser("tables", help="push revisions of real tables, print pyarrow's answers")
+    t.add_argument("--bucket", required=True)
+    t.add_argument("--name", default="team/tables")
     args = parser.parse_args()
 
     if args.command == "install":
@@ -493,6 +613,8 @@ def main():
             else:
                 delete_bucket(args.bucket)
             result = {"bucket": args.bucket, "action": args.action}
+        elif args.command == "tables":
+            result = tables(args.bucket, args.name, workdir)
         elif args.command == "sample":
             ensure_bucket(args.bucket)
             result = sample(args.bucket, args.name, workdir)

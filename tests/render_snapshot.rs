@@ -111,8 +111,8 @@ fn with_details_the_default_template_shows_the_package_and_its_changes_as_the_sn
         "8 files, 166 bytes",
         "+ 日本語/ファイル.txt",
         "- notes.txt",
-        "removed: owner",
-        "changed: tags",
+        "owner: data-team (removed)",
+        "tags: [\"raw\"] → [\"raw\",\"intl\"]",
         "tags: raw, intl",
         "A package pushed by scripts/quilt_packages.py.",
         "/compare/487e8c85f8c3a31176d0ccddfb97e7c611b7ba19c3bcb0df9738a4d5077b416e/",
@@ -124,6 +124,41 @@ fn with_details_the_default_template_shows_the_package_and_its_changes_as_the_sn
             email.text
         );
     }
+}
+
+#[test]
+fn with_tables_the_default_template_shows_rows_and_columns_per_table_as_the_snapshots() {
+    let mut details = sample_details();
+    let changes = details.changes.as_mut().expect("sample changes");
+    let mut tables = quilt_notify::app::sample_tables();
+    // A hostile column name: escaped in the HTML part, kept as text in the text part.
+    tables.entries[1]["columns"]["count"] = json!(4);
+    tables.entries[0]["columns"]["added"]
+        .as_array_mut()
+        .expect("added")
+        .push(json!({"name": "<img src=x onerror=alert(1)>", "type": "string"}));
+    tables.more = 2;
+    changes.tables = Some(tables);
+    let email = render(Some(&details));
+    assert_email_snapshot("package-created-tables", &email);
+    for shown in [
+        "data/readings.parquet (parquet, modified)",
+        "Rows:    1200 → 1300",
+        "+ station_id (int64)",
+        "- note (string)",
+        "~ value: int32 → double",
+        "data/stations.csv (csv, added)",
+        "Not read: not a Parquet file: no PAR1 at its end",
+        "2 more not read",
+    ] {
+        assert!(
+            email.text.contains(shown),
+            "text lacks {shown:?}:\n{}",
+            email.text
+        );
+    }
+    assert!(!email.html.contains("<img src=x"), "{}", email.html);
+    assert!(email.html.contains("&lt;img src&#x3D;x"), "{}", email.html);
 }
 
 #[test]
@@ -257,7 +292,10 @@ fn revision(id: &str, time: &str, handle: &str, top_hash: &str) -> PackageEvent 
 /// Two revisions of team/demo (a first one, then one with changes) and one of some/package
 /// without details, in the window 2026-11-29 10:00–11:00 UTC.
 fn digest_entries() -> Vec<DigestEntry> {
-    let details = sample_details();
+    let mut details = sample_details();
+    if let Some(changes) = details.changes.as_mut() {
+        changes.tables = Some(quilt_notify::app::sample_tables());
+    }
     let first = Details {
         changes: None,
         ..sample_details()
@@ -321,6 +359,7 @@ fn the_digest_template_lists_each_package_as_the_snapshots() {
         "\"Unicode and deep keys\"",
         "8 files, 166 bytes",
         "+4 -1 ~0 files",
+        "Rows:     +140 across 3 changed table files in this window",
         "(first revision)",
         "some/package in s3://example: 1 revision\n",
         &format!("https://catalog.example.com/b/example/packages/team/demo/tree/{HASH_SECOND}/"),

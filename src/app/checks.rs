@@ -4,6 +4,7 @@
 use anyhow::Context;
 
 use crate::config::Settings;
+use crate::domain::changes::TableChanges;
 use crate::domain::details::Details;
 use crate::domain::digest::{digest_data, DigestEntry};
 use crate::domain::event::PackageEvent;
@@ -36,6 +37,9 @@ pub struct CompiledConfig {
     /// Problems that do not stop start-up (a template that fails on the sample event may still
     /// work on real ones), one line each, naming the route.
     pub warnings: Vec<String>,
+    /// Some route may show or filter on `changes.tables`: its template (with details) or its
+    /// `package_pattern` mentions `tables`. When none does, table files are not read.
+    pub uses_tables: bool,
 }
 
 /// Compiles every route pattern and loads every template the routes name.
@@ -67,7 +71,11 @@ pub fn compile(settings: &Settings) -> anyhow::Result<CompiledConfig> {
     if let Some(changes) = &mut incomplete.changes {
         changes.diff = Err("the current revision's manifest was not read whole".to_owned());
     }
-    let variants = [details, first, incomplete];
+    let mut with_tables = details.clone();
+    if let Some(changes) = &mut with_tables.changes {
+        changes.tables = Some(sample_tables());
+    }
+    let variants = [with_tables, details, first, incomplete];
     let host = settings.catalog.host.as_deref();
     let mut warnings = Vec::new();
     for route in routes.routes() {
@@ -99,11 +107,80 @@ pub fn compile(settings: &Settings) -> anyhow::Result<CompiledConfig> {
             }
         }
     }
+    let uses_tables = routes.routes().iter().any(|route| {
+        let pattern = settings
+            .routes
+            .iter()
+            .find(|spec| spec.name == route.name)
+            .and_then(|spec| spec.package_pattern.as_ref())
+            .is_some_and(|p| p.to_string().contains("tables"));
+        pattern || (route.details && renderer.may_use_tables(&route.template))
+    });
     Ok(CompiledConfig {
         routes,
         renderer,
         warnings,
+        uses_tables,
     })
+}
+
+/// Sample `changes.tables`, for trying templates: a Parquet file with every kind of column
+/// change, an added CSV, and a table that could not be read.
+pub fn sample_tables() -> TableChanges {
+    use crate::domain::table::{Column, Table, TableChange, TableError, TableFormat};
+    let column = |name: &str, data_type: Option<&str>| Column {
+        name: name.to_owned(),
+        data_type: data_type.map(str::to_owned),
+    };
+    let readings = |rows, columns| Table {
+        columns,
+        rows: Some(rows),
+    };
+    let changes = [
+        TableChange {
+            path: "data/readings.parquet".to_owned(),
+            format: TableFormat::Parquet,
+            before: Some(Ok(readings(
+                1200,
+                vec![
+                    column("time", Some("timestamp(ms, utc)")),
+                    column("value", Some("int32")),
+                    column("note", Some("string")),
+                ],
+            ))),
+            after: Ok(readings(
+                1300,
+                vec![
+                    column("time", Some("timestamp(ms, utc)")),
+                    column("value", Some("double")),
+                    column("station_id", Some("int64")),
+                ],
+            )),
+        },
+        TableChange {
+            path: "data/stations.csv".to_owned(),
+            format: TableFormat::Csv { gzip: false },
+            before: None,
+            after: Ok(readings(
+                40,
+                vec![
+                    column("id", None),
+                    column("name", None),
+                    column("lat", None),
+                ],
+            )),
+        },
+        TableChange {
+            path: "data/broken.parquet".to_owned(),
+            format: TableFormat::Parquet,
+            before: None,
+            after: Err(TableError::NotParquet("no PAR1 at its end".to_owned())),
+        },
+    ];
+    TableChanges {
+        entries: changes.iter().map(TableChange::to_json).collect(),
+        more: 0,
+    }
 }
 
 /// Tries a digest route's template on a digest of the sample event: alone without details, and
@@ -139,4 +216,121 @@ fn try_digest(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::domain::pattern::Pattern;
+
+    /// `compile` of routes using `template` (written to a temporary templates directory, its
+    /// three parts as given) and `package_pattern`.
+    fn uses_tables(parts: [&str; 3], package_pattern: Option<&str>, details: bool) -> bool {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let templates = dir.path().join("templates/t");
+        std::fs::create_dir_all(&templates).expect("mkdir");
+        for (name, text) in ["subject.hbs", "html.hbs", "text.hbs"].iter().zip(parts) {
+            std::fs::write(templates.join(name), text).expect("write template");
+        }
+        let pattern = package_pattern.map_or(String::new(), |p| format!("package_pattern = '{p}'"));
+        let config = format!(
+            "[queue]\nurl = \"http://127.0.0.1:9/0/q\"\n[ses]\nfrom = \"a@example.com\"\n\
+             [[routes]]\nname = \"r\"\ntemplate = \"t\"\nto = [\"b@example.com\"]\n\
+             pattern = {{ source = [\"com.quiltdata\"] }}\ndetails = {details}\n{pattern}\n"
+        );
+        let path = dir.path().join("config.toml");
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(config.as_bytes()))
+            .expect("write config");
+        let settings =
+            Settings::load_with_env(Some(&path), Some(Default::default())).expect("settings");
+        compile(&settings).expect("compiles").uses_tables
+    }
+
+    #[test]
+    fn tables_are_read_only_when_a_route_template_or_package_pattern_mentions_them() {
+        let plain = ["{{handle}}", "<p>{{changes.added.count}}</p>", "{{bucket}}"];
+        assert!(!uses_tables(plain, None, true));
+        let shown = ["s", "h", "{{#each changes.tables}}{{path}}{{/each}}"];
+        assert!(uses_tables(shown, None, true));
+        // A template that is never given details cannot show them.
+        assert!(!uses_tables(shown, None, false));
+        let pattern =
+            r#"{"changes": {"tables": {"columns": {"removed": {"name": [{"exists": true}]}}}}}"#;
+        assert!(uses_tables(plain, Some(pattern), true));
+        let other = r#"{"package": {"user_meta": {"stage": ["prod"]}}}"#;
+        assert!(!uses_tables(plain, Some(other), true));
+    }
+
+    /// The two `package_pattern`s docs/templates.md shows for tables.
+    fn documented() -> [(&'static str, Value); 2] {
+        [
+            (
+                "removed",
+                json!({"changes": {"tables": {"columns": {"removed": {"name": [{"exists": true}]}}}}}),
+            ),
+            (
+                "removed or retyped",
+                json!({"changes": {"tables": {"columns": {"$or": [
+                    {"removed": {"name": [{"exists": true}]}},
+                    {"retyped": {"name": [{"exists": true}]}}
+                ]}}}}),
+            ),
+        ]
+    }
+
+    fn details_with(entries: Vec<Value>) -> Value {
+        let mut details = sample_details().expect("sample");
+        if let Some(changes) = details.changes.as_mut() {
+            changes.tables = Some(TableChanges { entries, more: 0 });
+        }
+        details.pattern_input()
+    }
+
+    #[test]
+    fn the_documented_table_patterns_match_only_schema_breaking_revisions() {
+        let sample = sample_tables().entries;
+        let retyped_only = {
+            let mut entry = sample[0].clone();
+            entry["columns"]["removed"] = json!([]);
+            entry
+        };
+        let appended_only = {
+            let mut entry = sample[0].clone();
+            entry["columns"]["removed"] = json!([]);
+            entry["columns"]["retyped"] = json!([]);
+            entry
+        };
+        let cases = [
+            (sample.clone(), [true, true]),
+            (vec![retyped_only, sample[1].clone()], [false, true]),
+            (
+                vec![appended_only, sample[1].clone(), sample[2].clone()],
+                [false, false],
+            ),
+            (vec![], [false, false]),
+        ];
+        for (entries, expected) in cases {
+            let input = details_with(entries);
+            for ((name, pattern), want) in documented().into_iter().zip(expected) {
+                let pattern = Pattern::compile(&pattern).expect("compiles");
+                assert_eq!(
+                    pattern.matches(&input),
+                    want,
+                    "{name}: {}",
+                    input["changes"]["tables"]
+                );
+            }
+        }
+        // Tables not read (null): no match.
+        let mut unread = sample_details().expect("sample").pattern_input();
+        unread["changes"]["tables"] = Value::Null;
+        for (name, pattern) in documented() {
+            let pattern = Pattern::compile(&pattern).expect("compiles");
+            assert!(!pattern.matches(&unread), "{name}");
+        }
+    }
 }

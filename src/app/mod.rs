@@ -5,7 +5,7 @@
 mod checks;
 mod clients;
 
-pub use checks::{compile, sample_details, CompiledConfig};
+pub use checks::{compile, sample_details, sample_tables, CompiledConfig};
 pub use clients::{
     claim_ttl, dynamodb_client, events_client, s3_client, sdk_config, ses_client, skew_watch,
     sqs_client, state_store,
@@ -83,6 +83,22 @@ impl App {
                 settings.catalog.host.clone(),
             )
             .with_memory_budget(MemoryBudget::megabytes(settings.s3.memory_megabytes as u64));
+            let reader = match settings.s3.table_settings() {
+                Some(tables) if compiled.uses_tables => {
+                    tracing::info!(
+                        max_tables = tables.max_tables,
+                        "table files of each revision are read for changes.tables"
+                    );
+                    reader.with_tables(tables)
+                }
+                Some(_) => {
+                    tracing::info!(
+                        "table files are not read: no route's template or package_pattern mentions tables"
+                    );
+                    reader
+                }
+                None => reader,
+            };
             Arc::new(reader) as Arc<dyn DynDetailsSource>
         });
         let ttl = match settings.state.table {

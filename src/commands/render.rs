@@ -18,7 +18,7 @@ use crate::domain::recipients::Selection;
 use crate::domain::render::route_data;
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::Route;
-use crate::ports::DynDetailsSource;
+use crate::ports::{DynDetailsSource, PackageStore};
 use crate::worker::details::{CacheLimits, DetailsReader};
 
 /// Arguments of `quilt-notify render`.
@@ -338,6 +338,15 @@ fn print_drops(route: &str, max_recipients: usize, selection: &Selection) {
     }
 }
 
+/// The reader, reading table files from S3 unless `s3.tables = false`. A preview reads them
+/// whatever the routes use, so that `--data` shows `changes.tables`.
+fn with_tables<S: PackageStore>(reader: DetailsReader<S>, settings: &Settings) -> DetailsReader<S> {
+    match settings.s3.table_settings() {
+        Some(tables) => reader.with_tables(tables),
+        None => reader,
+    }
+}
+
 /// The details the worker would read: from local files with `--manifest`, none with
 /// `--no-details` or `s3.details = false`, otherwise from S3 as configured.
 fn read_details(
@@ -360,6 +369,7 @@ fn read_details(
     let source: Arc<dyn DynDetailsSource> = match &args.manifest {
         Some(manifest) => {
             let store = local_store(event, manifest, args.previous.as_deref())?;
+            // Local manifests only: the table files they name are on S3, not read.
             Arc::new(DetailsReader::new(store, limits, CacheLimits::NONE, host))
         }
         None => {
@@ -369,7 +379,10 @@ fn read_details(
                 settings,
                 &app::skew_watch(settings),
             ));
-            Arc::new(DetailsReader::new(store, limits, CacheLimits::NONE, host))
+            Arc::new(with_tables(
+                DetailsReader::new(store, limits, CacheLimits::NONE, host),
+                settings,
+            ))
         }
     };
     match runtime.block_on(source.details(event)) {

@@ -85,6 +85,12 @@ impl Settings {
                 "must be between 1 and 4194303 (4 TiB)",
             );
         }
+        if !(1..=1000).contains(&self.s3.max_tables) {
+            return invalid("s3.max_tables", "must be between 1 and 1000");
+        }
+        if !(1..=64).contains(&self.s3.max_footer_megabytes) {
+            return invalid("s3.max_footer_megabytes", "must be between 1 and 64");
+        }
         if self.state.ttl_days == 0 || self.state.ttl_days > 365 {
             return invalid("state.ttl_days", "must be between 1 and 365");
         }

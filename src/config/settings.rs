@@ -105,6 +105,25 @@ pub struct S3Settings {
     pub cache_megabytes: usize,
     /// Bytes of large manifests being read at once, across all messages, in MiB.
     pub memory_megabytes: usize,
+    /// Read the footers and header lines of added and modified table files
+    /// (`changes.tables`).
+    pub tables: bool,
+    /// Table files read per event at most, 1..=1000.
+    pub max_tables: usize,
+    /// A longer Parquet footer is not read, in MiB, 1..=64.
+    pub max_footer_megabytes: u64,
+}
+
+impl S3Settings {
+    /// What of the tables to read; None when `s3.tables` is off.
+    pub fn table_settings(&self) -> Option<crate::domain::table::TableSettings> {
+        self.tables.then(|| crate::domain::table::TableSettings {
+            max_tables: self.max_tables,
+            limits: crate::domain::table::TableLimits {
+                max_footer_bytes: self.max_footer_megabytes * 1024 * 1024,
+            },
+        })
+    }
 }
 
 /// The DynamoDB table of shared state.

@@ -56,6 +56,9 @@ fn defaults_fill_everything_but_queue_sender_and_routes() {
     assert_eq!(s.metrics.emf_interval_seconds, 60);
     assert_eq!(s.metrics.namespace, "QuiltNotify");
     assert_eq!(s.events.endpoint_url, None);
+    assert!(s.s3.tables);
+    assert_eq!(s.s3.max_tables, 20);
+    assert_eq!(s.s3.max_footer_megabytes, 8);
     assert_eq!(s.routes.len(), 1);
     assert_eq!(s.routes[0].pattern["source"][0], "com.quiltdata");
 }
@@ -171,6 +174,18 @@ fn out_of_range_values_name_their_key() {
             "QUILT_NOTIFY__S3__MEMORY_MEGABYTES",
             "5000000",
             "s3.memory_megabytes",
+        ),
+        ("QUILT_NOTIFY__S3__MAX_TABLES", "0", "s3.max_tables"),
+        ("QUILT_NOTIFY__S3__MAX_TABLES", "1001", "s3.max_tables"),
+        (
+            "QUILT_NOTIFY__S3__MAX_FOOTER_MEGABYTES",
+            "0",
+            "s3.max_footer_megabytes",
+        ),
+        (
+            "QUILT_NOTIFY__S3__MAX_FOOTER_MEGABYTES",
+            "65",
+            "s3.max_footer_megabytes",
         ),
         ("QUILT_NOTIFY__STATE__TTL_DAYS", "0", "state.ttl_days"),
         (

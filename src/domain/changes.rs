@@ -7,7 +7,7 @@
 
 use std::cmp::Ordering;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 pub use super::catalog::CatalogLinks;
@@ -15,6 +15,9 @@ use super::manifest::{Entry, ManifestSummary};
 
 /// At most this many logical keys in each `paths` list.
 pub const PATHS_LIMIT: usize = 20;
+
+/// At most this many entries in `user_meta.values`; `values_more` counts the rest.
+pub const META_VALUES_LIMIT: usize = 100;
 
 /// One revision: its top hash and its manifest's summary.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +53,8 @@ impl FileChanges {
     }
 }
 
-/// Top-level `user_meta` keys that changed, each list sorted.
+/// Top-level `user_meta` keys that changed, each list sorted, and the values of the leaves
+/// that changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct MetaChanges {
     /// Keys only the current revision has.
@@ -59,11 +63,135 @@ pub struct MetaChanges {
     pub removed: Vec<String>,
     /// Keys both have, with different values.
     pub changed: Vec<String>,
+    /// The first [`META_VALUES_LIMIT`] changed leaves, in key order.
+    #[serde(default)]
+    pub values: Vec<MetaValue>,
+    /// How many more changed leaves there are.
+    #[serde(default)]
+    pub values_more: u64,
+}
+
+/// Objects are compared down to this many levels; deeper, a changed object is one value.
+pub const META_DEPTH: usize = 3;
+
+/// A value is shown in at most this many characters.
+pub const META_VALUE_CHARS: usize = 120;
+
+/// One changed `user_meta` leaf: `{"key": "qc.passed", "before": "false", "after": "true"}`.
+///
+/// Values are shown, never matched as JSON: a string as itself, anything else as compact JSON
+/// text, cut at [`META_VALUE_CHARS`] characters with control characters replaced (so that
+/// `stage: review → prod` reads well in a subject or a text mail).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct MetaValue {
+    /// The dotted path of the key (`qc.by.name`); keys are not escaped, so a key with a dot
+    /// in it reads like a nested one.
+    pub key: String,
+    /// The previous value; None when the key was added.
+    pub before: Option<String>,
+    /// The current value; None when the key was removed.
+    pub after: Option<String>,
+}
+
+/// How a metadata value is shown (see [`MetaValue`]).
+fn shown_value(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => super::table::clean_name(s),
+        other => other.to_string(),
+    };
+    super::table::cut(&text, META_VALUE_CHARS)
+}
+
+/// Collects changed leaves under `prefix`, objects compared down to [`META_DEPTH`] levels.
+struct MetaValues {
+    values: Vec<MetaValue>,
+    more: u64,
+}
+
+impl MetaValues {
+    fn push(
+        &mut self,
+        key: impl FnOnce() -> String,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) {
+        if self.values.len() < META_VALUES_LIMIT {
+            self.values.push(MetaValue {
+                key: key(),
+                before: before.map(shown_value),
+                after: after.map(shown_value),
+            });
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Both maps' keys in order (serde_json's maps are sorted), one level down.
+    fn compare(
+        &mut self,
+        prefix: &str,
+        previous: &Map<String, Value>,
+        current: &Map<String, Value>,
+        depth: usize,
+    ) {
+        let path = |key: &str| {
+            if prefix.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{prefix}.{key}")
+            }
+        };
+        let mut old = previous.iter().peekable();
+        let mut new = current.iter().peekable();
+        loop {
+            let order = match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((a, _)), Some((b, _))) => a.cmp(b),
+            };
+            match order {
+                Ordering::Less => {
+                    if let Some((key, gone)) = old.next() {
+                        self.push(|| path(key), Some(gone), None);
+                    }
+                }
+                Ordering::Greater => {
+                    if let Some((key, came)) = new.next() {
+                        self.push(|| path(key), None, Some(came));
+                    }
+                }
+                Ordering::Equal => {
+                    let (Some((key, a)), Some((_, b))) = (old.next(), new.next()) else {
+                        break;
+                    };
+                    if a == b {
+                        continue;
+                    }
+                    match (a, b) {
+                        (Value::Object(a), Value::Object(b)) if depth < META_DEPTH => {
+                            self.compare(&path(key), a, b, depth + 1);
+                        }
+                        _ => self.push(|| path(key), Some(a), Some(b)),
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl MetaChanges {
     fn between(previous: &Map<String, Value>, current: &Map<String, Value>) -> Self {
-        let mut changes = Self::default();
+        let mut values = MetaValues {
+            values: Vec::new(),
+            more: 0,
+        };
+        values.compare("", previous, current, 1);
+        let mut changes = Self {
+            values: values.values,
+            values_more: values.more,
+            ..Self::default()
+        };
         // serde_json's maps iterate in key order, so every list comes out sorted.
         for (key, value) in current {
             match previous.get(key) {
@@ -93,6 +221,42 @@ pub struct Changes {
     pub diff: Result<Diff, String>,
     /// The catalog's page comparing both revisions; None without a catalog host.
     pub compare_url: Option<String>,
+    /// The table files added or modified, described (the template's `changes.tables`); None
+    /// when they were not read (`s3.tables = false`, no route uses them, or no whole diff).
+    pub tables: Option<TableChanges>,
+}
+
+/// The template's `changes.tables` and `changes.tables_more`.
+///
+/// The entries are kept as the JSON templates and patterns see
+/// ([`TableChange::to_json`](super::table::TableChange::to_json)): they are read once per event,
+/// and only ever shown or matched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableChanges {
+    /// One entry per table file, in path order.
+    pub entries: Vec<Value>,
+    /// Table files added or modified but not read (over `s3.max_tables`).
+    pub more: u64,
+}
+
+impl TableChanges {
+    /// The rows added in all: `rows.after - rows.before` summed over the entries whose both
+    /// counts are known, an added table counting all its rows; None when no entry has one.
+    pub fn rows_delta(&self) -> Option<i64> {
+        let mut total: Option<i64> = None;
+        for entry in &self.entries {
+            let rows = &entry["rows"];
+            let after = rows["after"].as_i64();
+            let before = match entry["status"].as_str() {
+                Some("added") => Some(0),
+                _ => rows["before"].as_i64(),
+            };
+            if let (Some(a), Some(b)) = (after, before) {
+                total = Some(total.unwrap_or(0).saturating_add(a.saturating_sub(b)));
+            }
+        }
+        total
+    }
 }
 
 /// Files and metadata that changed.
@@ -133,6 +297,7 @@ impl Changes {
             unchanged: previous.top_hash == current.top_hash,
             diff,
             compare_url: links.map(|l| l.compare(previous.top_hash, current.top_hash)),
+            tables: None,
         }
     }
 
@@ -141,10 +306,13 @@ impl Changes {
     /// ```json
     /// {"previous_top_hash": "…", "unchanged": false, "error": null,
     ///  "added": {"count": 1, "bytes": 9, "paths": ["a.csv"]}, "removed": {…}, "modified": {…},
-    ///  "bytes_delta": 9, "user_meta": {"added": [], "removed": [], "changed": ["stage"]},
+    ///  "bytes_delta": 9, "user_meta": {"added": [], "removed": [], "changed": ["stage"],
+    ///  "values": [{"key": "stage", "before": "review", "after": "prod"}], "values_more": 0},
     ///  "compare_url": "https://…/compare/<previous>/<current>/" | null}
     /// ```
-    /// When a manifest was not read whole, `error` says why and the five diff fields are null.
+    /// `tables` (see [`TableChange::to_json`](super::table::TableChange::to_json)) and
+    /// `tables_more` are null when the tables were not read.
+    /// When a manifest was not read whole, `error` says why and the diff fields are null.
     pub fn to_json(&self) -> Value {
         let (diff, error) = match &self.diff {
             Ok(d) => (
@@ -157,6 +325,8 @@ impl Changes {
                         "added": d.user_meta.added,
                         "removed": d.user_meta.removed,
                         "changed": d.user_meta.changed,
+                        "values": d.user_meta.values,
+                        "values_more": d.user_meta.values_more,
                     }),
                 ],
                 Value::Null,
@@ -173,6 +343,10 @@ impl Changes {
             ),
         };
         let [added, removed, modified, bytes_delta, user_meta] = diff;
+        let (tables, tables_more) = match (&self.tables, &self.diff) {
+            (Some(t), Ok(_)) => (Value::from(t.entries.clone()), Value::from(t.more)),
+            _ => (Value::Null, Value::Null),
+        };
         json!({
             "previous_top_hash": self.previous_top_hash,
             "unchanged": self.unchanged,
@@ -182,6 +356,8 @@ impl Changes {
             "modified": modified,
             "bytes_delta": bytes_delta,
             "user_meta": user_meta,
+            "tables": tables,
+            "tables_more": tables_more,
             "compare_url": self.compare_url,
         })
     }
@@ -202,11 +378,16 @@ impl Changes {
                 user_meta: required(form.user_meta, "user_meta")?,
             }),
         };
+        let tables = form.tables.map(|entries| TableChanges {
+            entries,
+            more: form.tables_more.unwrap_or(0),
+        });
         Ok(Self {
             previous_top_hash: form.previous_top_hash,
             unchanged: form.unchanged,
             diff,
             compare_url: form.compare_url,
+            tables,
         })
     }
 }
@@ -224,6 +405,10 @@ struct ChangesForm {
     modified: Option<FileChanges>,
     bytes_delta: Option<i64>,
     user_meta: Option<MetaChanges>,
+    #[serde(default)]
+    tables: Option<Vec<Value>>,
+    #[serde(default)]
+    tables_more: Option<u64>,
     compare_url: Option<String>,
 }
 
@@ -407,12 +592,18 @@ mod tests {
         assert_eq!(c["unchanged"], false);
         assert_eq!(
             c["user_meta"],
-            json!({"added": ["reviewed"], "removed": [], "changed": ["stage"]})
+            json!({"added": ["reviewed"], "removed": [], "changed": ["stage"], "values": [
+                {"key": "reviewed", "before": null, "after": "true"},
+                {"key": "stage", "before": "dev", "after": "prod"},
+            ], "values_more": 0})
         );
         let c = changes("same_hash", "unicode_nested");
         assert_eq!(
             c["user_meta"],
-            json!({"added": [], "removed": ["owner"], "changed": ["tags"]})
+            json!({"added": [], "removed": ["owner"], "changed": ["tags"], "values": [
+                {"key": "owner", "before": "data-team", "after": null},
+                {"key": "tags", "before": "[\"raw\"]", "after": "[\"raw\",\"intl\"]"},
+            ], "values_more": 0})
         );
     }
 
@@ -451,6 +642,8 @@ mod tests {
     }
 
     fn synthetic(files: &[(String, u64)], meta: &str) -> ManifestSummary {
+        // One line, as a manifest's header is, whatever the test wrote.
+        let meta: Value = serde_json::from_str(meta).expect("test metadata is JSON");
         let mut lines = vec![format!(r#"{{"user_meta": {meta}}}"#)];
         for (key, size) in files {
             lines.push(
@@ -565,7 +758,75 @@ mod tests {
         );
         assert_eq!(
             diff(&old, &new)["user_meta"],
-            json!({"added": ["a", "c"], "removed": ["gone"], "changed": ["b"]})
+            json!({"added": ["a", "c"], "removed": ["gone"], "changed": ["b"], "values": [
+                {"key": "a", "before": null, "after": "1"},
+                {"key": "b.x", "before": "1", "after": "2"},
+                {"key": "c", "before": null, "after": "null"},
+                {"key": "gone", "before": "0", "after": null},
+            ], "values_more": 0})
+        );
+    }
+
+    #[test]
+    fn user_meta_values_are_the_changed_leaves_by_dotted_path() {
+        let old = synthetic(
+            &[],
+            r#"{"stage": "review", "owner": "ada", "tags": ["raw"], "gone": 1, "n": null,
+                "qc": {"passed": false, "by": {"name": "x", "deep": {"a": 1}}}}"#,
+        );
+        let new = synthetic(
+            &[],
+            r#"{"stage": "prod", "owner": "ada", "tags": ["raw", "intl"], "new": {"k": "v"},
+                "n": 0, "qc": {"passed": true, "by": {"name": "x", "deep": {"a": 2}}}}"#,
+        );
+        let meta = &diff(&old, &new)["user_meta"];
+        assert_eq!(
+            meta["values"],
+            json!([
+                {"key": "gone", "before": "1", "after": null},
+                {"key": "n", "before": "null", "after": "0"},
+                {"key": "new", "before": null, "after": "{\"k\":\"v\"}"},
+                {"key": "qc.by.deep", "before": "{\"a\":1}", "after": "{\"a\":2}"},
+                {"key": "qc.passed", "before": "false", "after": "true"},
+                {"key": "stage", "before": "review", "after": "prod"},
+                {"key": "tags", "before": "[\"raw\"]", "after": "[\"raw\",\"intl\"]"},
+            ])
+        );
+        assert_eq!(meta["values_more"], 0);
+        // The key lists are unchanged: top-level keys.
+        assert_eq!(meta["added"], json!(["new"]));
+        assert_eq!(meta["changed"], json!(["n", "qc", "stage", "tags"]));
+    }
+
+    #[test]
+    fn user_meta_values_are_cut_cleaned_and_bounded() {
+        let long = "x".repeat(300);
+        let old = synthetic(&[], r#"{"note": "a\nb", "big": 1}"#);
+        let new = synthetic(
+            &[],
+            &json!({"note": "a\u{001b}[31mb", "big": long}).to_string(),
+        );
+        let values = &diff(&old, &new)["user_meta"]["values"];
+        assert_eq!(values[0]["key"], "big");
+        let after = values[0]["after"].as_str().unwrap_or_default();
+        assert_eq!(after.chars().count(), 120);
+        assert!(after.ends_with('…'));
+        // Control characters would break a line of the text mail.
+        assert_eq!(values[1]["before"], "a\u{FFFD}b");
+        assert_eq!(values[1]["after"], "a\u{FFFD}[31mb");
+
+        let many: Map<String, Value> = (0..150).map(|i| (format!("k{i:03}"), json!(i))).collect();
+        let old = synthetic(&[], "{}");
+        let new = synthetic(&[], &Value::Object(many).to_string());
+        let meta = &diff(&old, &new)["user_meta"];
+        assert_eq!(
+            meta["values"].as_array().map(Vec::len),
+            Some(META_VALUES_LIMIT)
+        );
+        assert_eq!(meta["values_more"], 150 - META_VALUES_LIMIT);
+        assert_eq!(
+            meta["values"][0],
+            json!({"key": "k000", "before": null, "after": "0"})
         );
     }
 

@@ -382,6 +382,7 @@ mod tests {
                 unchanged,
                 diff: Ok(diff),
                 compare_url: None,
+                tables: None,
             }),
             unchanged,
         }

@@ -63,6 +63,14 @@ pub struct DigestEntry {
     /// Files modified (`changes.modified.count`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<u64>,
+    /// Rows added across the table files that changed (`changes.tables`, see
+    /// [`TableChanges::rows_delta`](super::changes::TableChanges::rows_delta)); None when the
+    /// tables were not read or no row count is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_delta: Option<i64>,
+    /// Table files added or modified (`changes.tables` and `changes.tables_more`), when read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<u64>,
     /// The details were read whole and there is no previous revision.
     #[serde(default, skip_serializing_if = "is_false")]
     pub first_revision: bool,
@@ -85,6 +93,10 @@ impl DigestEntry {
             .and_then(|d| d.changes.as_ref())
             .and_then(|c| c.diff.as_ref().ok());
         let incomplete = details.is_some_and(|d| d.incomplete().is_some());
+        let tables = details
+            .and_then(|d| d.changes.as_ref())
+            .filter(|c| c.diff.is_ok())
+            .and_then(|c| c.tables.as_ref());
         Self {
             event_id: event.id().to_owned(),
             time: event.time().to_owned(),
@@ -101,6 +113,8 @@ impl DigestEntry {
             added: diff.map(|d| d.added.count),
             removed: diff.map(|d| d.removed.count),
             modified: diff.map(|d| d.modified.count),
+            rows_delta: tables.and_then(|t| t.rows_delta()),
+            tables: tables.map(|t| t.entries.len() as u64 + t.more),
             // Incomplete details cannot tell a first revision from an unread history.
             first_revision: details.is_some_and(|d| d.changes.is_none()) && !incomplete,
             incomplete,
@@ -208,9 +222,18 @@ fn package_value(
         .take(MAX_REVISIONS_LISTED)
         .map(entry)
         .collect();
+    // Summed over the window's revisions that know them.
+    let sum = |field: fn(&DigestEntry) -> Option<i64>| {
+        revisions
+            .iter()
+            .filter_map(|t| field(&t.entry))
+            .reduce(i64::saturating_add)
+    };
     json!({
         "bucket": bucket,
         "handle": handle,
+        "rows_delta": sum(|e| e.rows_delta),
+        "tables": sum(|e| e.tables.map(|n| i64::try_from(n).unwrap_or(i64::MAX))),
         "revisions": revisions.len(),
         "more_revisions": revisions.len().saturating_sub(listed.len()),
         "revisions_url": links.as_ref().map(CatalogLinks::revisions),
@@ -236,6 +259,8 @@ fn entry_value(entry: &DigestEntry, links: Option<&CatalogLinks>) -> Value {
         "added": entry.added,
         "removed": entry.removed,
         "modified": entry.modified,
+        "rows_delta": entry.rows_delta,
+        "tables": entry.tables,
         "first_revision": entry.first_revision,
         "incomplete": entry.incomplete,
         "catalog_url": links.map(|l| l.tree(&entry.top_hash)),
@@ -305,6 +330,7 @@ mod tests {
                 unchanged: false,
                 diff: Ok(diff),
                 compare_url: None,
+                tables: None,
             }),
             unchanged: false,
         }
@@ -343,6 +369,48 @@ mod tests {
         let e = DigestEntry::new(&event("e4", "t", "b", "h", "x"), None);
         assert!(!e.first_revision && !e.incomplete);
         assert_eq!((e.message, e.files), (None, None));
+    }
+
+    #[test]
+    fn a_package_shows_the_row_delta_of_its_table_changes_in_the_window() {
+        let with_tables = |rows: &[(Option<i64>, Option<i64>, &str)]| {
+            let mut d = details();
+            if let Some(changes) = d.changes.as_mut() {
+                changes.tables = Some(crate::domain::changes::TableChanges {
+                    entries: rows
+                        .iter()
+                        .map(|(before, after, status)| {
+                            json!({"status": status, "rows": {"before": before, "after": after}})
+                        })
+                        .collect(),
+                    more: 1,
+                });
+            }
+            d
+        };
+        let at = |id: &str, time: &str, d: Option<&Details>| {
+            DigestEntry::new(&event(id, time, "b", "team/demo", id), d)
+        };
+        let first = with_tables(&[(Some(100), Some(130), "modified"), (None, Some(5), "added")]);
+        let second = with_tables(&[(Some(130), Some(120), "modified"), (None, None, "added")]);
+        let e1 = at("e1", "2026-11-29T10:01:00Z", Some(&first));
+        assert_eq!((e1.rows_delta, e1.tables), (Some(35), Some(3)));
+        let e2 = at("e2", "2026-11-29T10:02:00Z", Some(&second));
+        assert_eq!((e2.rows_delta, e2.tables), (Some(-10), Some(3)));
+        // Tables not read: nothing known, nothing stored.
+        let e3 = at("e3", "2026-11-29T10:03:00Z", Some(&details()));
+        assert_eq!((e3.rows_delta, e3.tables), (None, None));
+
+        let d = data(vec![e1, e2, e3], None);
+        let package = &d["packages"][0];
+        assert_eq!(package["rows_delta"], 25);
+        assert_eq!(package["tables"], 6);
+        assert_eq!(package["latest"]["rows_delta"], Value::Null);
+        assert_eq!(package["revision_list"][1]["rows_delta"], -10);
+
+        let d = data(vec![at("e4", "2026-11-29T10:04:00Z", None)], None);
+        assert_eq!(d["packages"][0]["rows_delta"], Value::Null);
+        assert_eq!(d["packages"][0]["tables"], Value::Null);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod route;
 #[cfg(any(test, feature = "test-support"))]
 pub mod route_builder;
 pub mod schedule;
+pub mod table;
 
 /// What kind of JSON value this is, with its article, for error messages ("found an array").
 pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {

@@ -61,6 +61,8 @@ pub struct Renderer {
     /// Template name → registry keys of its subject, html and text parts. Keys are the file
     /// paths when loaded from files, so render errors point at the file to fix.
     keys: HashMap<String, [String; 3]>,
+    /// Template names whose source mentions `tables` (see [`Renderer::may_use_tables`]).
+    tables: std::collections::HashSet<String>,
 }
 
 impl Default for Renderer {
@@ -81,6 +83,7 @@ impl Renderer {
             html,
             plain,
             keys: HashMap::new(),
+            tables: std::collections::HashSet::new(),
         }
     }
 
@@ -116,7 +119,22 @@ impl Renderer {
             .register_template_string(text, &source.text)
             .map_err(syntax)?;
         self.keys.insert(name.to_owned(), keys);
+        if [&source.subject, &source.html, &source.text]
+            .iter()
+            .any(|part| part.contains("tables"))
+        {
+            self.tables.insert(name.to_owned());
+        } else {
+            self.tables.remove(name);
+        }
         Ok(())
+    }
+
+    /// Whether the template may show `changes.tables`: its source mentions `tables` anywhere
+    /// (a cheap, conservative test: a comment counts too). An unknown template (an SES stored
+    /// one) may.
+    pub fn may_use_tables(&self, name: &str) -> bool {
+        !self.keys.contains_key(name) || self.tables.contains(name)
     }
 
     /// Whether a template of that name is loaded.
@@ -388,6 +406,16 @@ mod tests {
             )
             .expect_err("syntax");
         assert!(err.to_string().contains("broken/subject.hbs"), "{err}");
+    }
+
+    #[test]
+    fn a_template_may_use_tables_only_when_a_part_mentions_them() {
+        let without = renderer("{{handle}}", "<p>{{changes.added.count}}</p>", "x");
+        assert!(!without.may_use_tables("t"));
+        let with = renderer("s", "h", "{{#each changes.tables}}{{path}}{{/each}}");
+        assert!(with.may_use_tables("t"));
+        // Not loaded from files (a stored template): cannot tell, so it may.
+        assert!(without.may_use_tables("stored-in-ses"));
     }
 
     #[test]

@@ -21,7 +21,9 @@ mod state_table;
 
 pub use details::{DetailsSource, DynDetailsSource};
 pub use mailer::{AccountStatus, Email, FailureKind, ListManagement, Mailer, SendError};
-pub use package_store::{ObjectRef, PackageStore, ReadSink, StoreError, StoreFailureKind};
+pub use package_store::{
+    ByteRange, ObjectRef, PackageStore, ReadSink, StoreError, StoreFailureKind,
+};
 pub use queue::{Queue, QueueError, Receipt, ReceivedMessage, VisibilityChange};
 pub use state_table::{
     Attr, Changes, Cond, DynStateTable, Item, ItemKey, SortKeys, StateError, StateFailureKind,

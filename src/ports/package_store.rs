@@ -13,6 +13,15 @@ impl<S: PackageStore> PackageStore for std::sync::Arc<S> {
         S::read(self, object, max_bytes, sink)
     }
 
+    fn read_range(
+        &self,
+        object: &ObjectRef,
+        range: ByteRange,
+        sink: &mut dyn ReadSink,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::read_range(self, object, range, sink)
+    }
+
     fn list(
         &self,
         bucket: &str,
@@ -24,6 +33,7 @@ impl<S: PackageStore> PackageStore for std::sync::Arc<S> {
 }
 
 pub use crate::domain::revision::ObjectRef;
+pub use crate::domain::table::ByteRange;
 
 /// What a failed store call means for the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +108,54 @@ pub trait PackageStore: Send + Sync + 'static {
         max_bytes: Option<u64>,
         sink: &mut dyn ReadSink,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads `range` of an object, handing its bytes to `sink` as [`read`](Self::read) does
+    /// (first how many will come, then the chunks). A range reaching past the end gives what
+    /// exists of it; one wholly past the end, or any range of an empty object, gives no bytes,
+    /// which is no error (S3 answers both with 416 `InvalidRange`). A suffix longer than the
+    /// object gives all of it.
+    ///
+    /// This default reads from the start and keeps what the range covers (a suffix: the whole
+    /// object, of which only the last bytes are kept); stores that can ask for a range, S3 and
+    /// the memory store, do so instead.
+    fn read_range(
+        &self,
+        object: &ObjectRef,
+        range: ByteRange,
+        sink: &mut dyn ReadSink,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            let (skip, limit) = match range {
+                ByteRange::Span { start, end } => (start, Some(end)),
+                ByteRange::Suffix(_) => (0, None),
+            };
+            if limit.is_some_and(|end| end <= skip) {
+                sink.size(0);
+                return Ok(());
+            }
+            let mut kept = Vec::new();
+            let mut offset: u64 = 0;
+            self.read(object, limit, &mut |chunk: &[u8]| {
+                let at = usize::try_from(skip.saturating_sub(offset)).unwrap_or(usize::MAX);
+                offset += chunk.len() as u64;
+                if let Some(rest) = chunk.get(at..) {
+                    kept.extend_from_slice(rest);
+                }
+                if let ByteRange::Suffix(n) = range {
+                    let n = usize::try_from(n).unwrap_or(usize::MAX);
+                    if kept.len() > n {
+                        kept.drain(..kept.len() - n);
+                    }
+                }
+                true
+            })
+            .await?;
+            if sink.size(kept.len() as u64) && !kept.is_empty() {
+                sink.chunk(&kept);
+            }
+            Ok(())
+        }
+    }
 
     /// The keys under `prefix`, in byte order, at most `max_keys` of them.
     fn list(

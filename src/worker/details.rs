@@ -36,6 +36,9 @@ mod stream;
 
 pub use budget::MemoryBudget;
 use cache::SummaryCache;
+mod tables;
+pub use crate::domain::table::TableSettings;
+pub use tables::CONCURRENCY as TABLE_CONCURRENCY;
 
 /// Bytes read from a README: enough for 1,000 characters of any UTF-8.
 const README_BYTES: u64 = 4_000;
@@ -89,6 +92,8 @@ pub struct DetailsReader<S> {
     loading: EventLocks,
     /// Large manifests being read, across all messages (None: unbounded).
     budget: Option<MemoryBudget>,
+    /// Table files to describe in `changes.tables` (None: not read).
+    tables: Option<TableSettings>,
 }
 
 impl<S: PackageStore> DetailsReader<S> {
@@ -106,7 +111,14 @@ impl<S: PackageStore> DetailsReader<S> {
             cache: SummaryCache::new(cache.entries, cache.bytes),
             loading: EventLocks::default(),
             budget: None,
+            tables: None,
         }
+    }
+
+    /// Reads the added and modified table files into `changes.tables` (see [`TableSettings`]).
+    pub fn with_tables(mut self, settings: TableSettings) -> Self {
+        self.tables = Some(settings);
+        self
     }
 
     /// Reads large manifests within `budget`, shared by every message (see [`MemoryBudget`]).
@@ -189,7 +201,19 @@ impl<S: PackageStore> DetailsReader<S> {
                     top_hash: hash,
                     summary: summaries.get(1).unwrap_or(current),
                 };
-                let changes = Changes::between(previous_revision, current_revision, links.as_ref());
+                let mut changes =
+                    Changes::between(previous_revision, current_revision, links.as_ref());
+                if let (Some(settings), Ok(_)) = (self.tables, &changes.diff) {
+                    changes.tables = Some(
+                        tables::read_tables(
+                            &self.store,
+                            settings,
+                            previous_revision.summary,
+                            current,
+                        )
+                        .await?,
+                    );
+                }
                 (Some(changes), hash.eq_ignore_ascii_case(top_hash))
             }
         };

@@ -313,8 +313,16 @@ fn the_stack_grants_only_what_the_worker_needs() {
                 "s3:GetObject" | "s3:GetObjectVersion" => {
                     assert_eq!(
                     resource,
-                    &json!(["arn:*:s3:::example/.quilt/*", "arn:*:s3:::example/*README.md"]),
-                    "{action}: manifests, revision pointers and READMEs of the package bucket only"
+                    &json!([
+                        "arn:*:s3:::example/.quilt/*",
+                        "arn:*:s3:::example/*README.md",
+                        "arn:*:s3:::example/*.parquet",
+                        "arn:*:s3:::example/*.csv",
+                        "arn:*:s3:::example/*.tsv",
+                        "arn:*:s3:::example/*.csv.gz",
+                        "arn:*:s3:::example/*.tsv.gz"
+                    ]),
+                    "{action}: manifests, revision pointers, READMEs and table files of the package bucket only"
                 )
                 }
                 "s3:ListBucket" => {
@@ -614,7 +622,12 @@ fn the_stack_reads_package_details_from_the_package_buckets_and_nothing_else() {
                 json!(["s3:GetObject", "s3:GetObjectVersion"]),
                 json!([
                     "arn:*:s3:::quilt-data/.quilt/*",
-                    "arn:*:s3:::quilt-data/*README.md"
+                    "arn:*:s3:::quilt-data/*README.md",
+                    "arn:*:s3:::quilt-data/*.parquet",
+                    "arn:*:s3:::quilt-data/*.csv",
+                    "arn:*:s3:::quilt-data/*.tsv",
+                    "arn:*:s3:::quilt-data/*.csv.gz",
+                    "arn:*:s3:::quilt-data/*.tsv.gz"
                 ]),
                 Value::Null
             ),
@@ -636,7 +649,17 @@ fn the_stack_reads_package_details_from_the_package_buckets_and_nothing_else() {
             "arn:*:s3:::raw-data/.quilt/*",
             "arn:*:s3:::curated.data/.quilt/*",
             "arn:*:s3:::raw-data/*README.md",
-            "arn:*:s3:::curated.data/*README.md"
+            "arn:*:s3:::curated.data/*README.md",
+            "arn:*:s3:::raw-data/*.parquet",
+            "arn:*:s3:::curated.data/*.parquet",
+            "arn:*:s3:::raw-data/*.csv",
+            "arn:*:s3:::curated.data/*.csv",
+            "arn:*:s3:::raw-data/*.tsv",
+            "arn:*:s3:::curated.data/*.tsv",
+            "arn:*:s3:::raw-data/*.csv.gz",
+            "arn:*:s3:::curated.data/*.csv.gz",
+            "arn:*:s3:::raw-data/*.tsv.gz",
+            "arn:*:s3:::curated.data/*.tsv.gz"
         ])
     );
     assert_eq!(

@@ -15,3 +15,4 @@ mod operations;
 mod reliability;
 mod ses;
 mod state;
+mod tables;

@@ -7,7 +7,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 
 use super::{describe, error_code};
-use crate::ports::{ObjectRef, PackageStore, ReadSink, StoreError, StoreFailureKind};
+use crate::ports::{ByteRange, ObjectRef, PackageStore, ReadSink, StoreError, StoreFailureKind};
 
 /// Longest wait for the next piece of a body. The client's timeouts end at the response's
 /// headers and stalled-stream protection is off (see `app::sdk_config`), so without this a
@@ -25,13 +25,12 @@ impl S3Store {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
-}
 
-impl PackageStore for S3Store {
-    async fn read(
+    /// `GetObject`, with a `Range` header when given, its body handed to `sink`.
+    async fn get(
         &self,
         object: &ObjectRef,
-        max_bytes: Option<u64>,
+        range: Option<String>,
         sink: &mut dyn ReadSink,
     ) -> Result<(), StoreError> {
         let failed = |code: String, message: String, kind| StoreError {
@@ -48,7 +47,7 @@ impl PackageStore for S3Store {
             .bucket(&object.bucket)
             .key(&object.key)
             .set_version_id(object.version.clone())
-            .set_range(max_bytes.map(|n| format!("bytes=0-{}", n.saturating_sub(1))))
+            .set_range(range)
             .send()
             .await
             .map_err(|e| {
@@ -85,6 +84,46 @@ impl PackageStore for S3Store {
                     ))
                 }
             }
+        }
+    }
+}
+
+impl PackageStore for S3Store {
+    async fn read(
+        &self,
+        object: &ObjectRef,
+        max_bytes: Option<u64>,
+        sink: &mut dyn ReadSink,
+    ) -> Result<(), StoreError> {
+        let range = max_bytes.map(|n| format!("bytes=0-{}", n.saturating_sub(1)));
+        self.get(object, range, sink).await
+    }
+
+    /// One `GetObject` with a `Range` header (`bytes=START-LAST`, or `bytes=-N` for a suffix).
+    /// S3 answers a range that starts past the end, and any range of an empty object, with
+    /// 416 `InvalidRange`: here that is no bytes. An empty range sends nothing.
+    async fn read_range(
+        &self,
+        object: &ObjectRef,
+        range: ByteRange,
+        sink: &mut dyn ReadSink,
+    ) -> Result<(), StoreError> {
+        let header = match range {
+            ByteRange::Span { start, end } if end > start => {
+                format!("bytes={start}-{}", end - 1)
+            }
+            ByteRange::Suffix(n) if n > 0 => format!("bytes=-{n}"),
+            ByteRange::Span { .. } | ByteRange::Suffix(_) => {
+                sink.size(0);
+                return Ok(());
+            }
+        };
+        match self.get(object, Some(header), sink).await {
+            Err(e) if e.code == "InvalidRange" => {
+                sink.size(0);
+                Ok(())
+            }
+            other => other,
         }
     }
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::ports::{ObjectRef, PackageStore, ReadSink, StoreError, StoreFailureKind};
+use crate::ports::{ByteRange, ObjectRef, PackageStore, ReadSink, StoreError, StoreFailureKind};
 
 /// Bodies by (bucket, key).
 type Objects = BTreeMap<(String, String), Arc<[u8]>>;
@@ -67,6 +67,46 @@ impl MemoryStore {
         locked(&self.reads).get(key).copied().unwrap_or(0)
     }
 
+    /// The body of `object`, counting the read: an injected failure or `NoSuchKey` if none.
+    fn body(&self, object: &ObjectRef) -> Result<Arc<[u8]>, StoreError> {
+        *locked(&self.reads).entry(object.key.clone()).or_default() += 1;
+        if let Some(e) = self.failure("GetObject", &object.bucket, &object.key) {
+            return Err(e);
+        }
+        let found = locked(&self.objects)
+            .get(&(object.bucket.clone(), object.key.clone()))
+            .cloned();
+        found.ok_or_else(|| StoreError {
+            kind: StoreFailureKind::Missing,
+            operation: "GetObject",
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            code: "NoSuchKey".to_owned(),
+            message: "The specified key does not exist.".to_owned(),
+        })
+    }
+
+    /// Hands `bytes` to `sink`: their size, then chunks of `self.chunk` (each on a later poll
+    /// when yielding), until the sink says stop.
+    async fn hand(&self, bytes: &[u8], sink: &mut dyn ReadSink) {
+        let chunk = if self.chunk == 0 {
+            bytes.len().max(1)
+        } else {
+            self.chunk
+        };
+        if !sink.size(bytes.len() as u64) {
+            return;
+        }
+        for piece in bytes.chunks(chunk) {
+            if self.yielding {
+                tokio::task::yield_now().await;
+            }
+            if !sink.chunk(piece) {
+                break;
+            }
+        }
+    }
+
     fn failure(&self, operation: &'static str, bucket: &str, key: &str) -> Option<StoreError> {
         let kind = *locked(&self.failures).get(key)?;
         Some(StoreError {
@@ -87,42 +127,31 @@ impl PackageStore for MemoryStore {
         max_bytes: Option<u64>,
         sink: &mut dyn ReadSink,
     ) -> Result<(), StoreError> {
-        *locked(&self.reads).entry(object.key.clone()).or_default() += 1;
-        if let Some(e) = self.failure("GetObject", &object.bucket, &object.key) {
-            return Err(e);
-        }
-        let found = locked(&self.objects)
-            .get(&(object.bucket.clone(), object.key.clone()))
-            .cloned();
-        let Some(body) = found else {
-            return Err(StoreError {
-                kind: StoreFailureKind::Missing,
-                operation: "GetObject",
-                bucket: object.bucket.clone(),
-                key: object.key.clone(),
-                code: "NoSuchKey".to_owned(),
-                message: "The specified key does not exist.".to_owned(),
-            });
-        };
+        let body = self.body(object)?;
         let limit = max_bytes.map_or(body.len(), |n| {
             body.len().min(usize::try_from(n).unwrap_or(usize::MAX))
         });
-        let chunk = if self.chunk == 0 {
-            limit.max(1)
-        } else {
-            self.chunk
+        self.hand(&body[..limit], sink).await;
+        Ok(())
+    }
+
+    /// S3's rules: what exists of a span (nothing past the end), all of an object shorter
+    /// than a suffix.
+    async fn read_range(
+        &self,
+        object: &ObjectRef,
+        range: ByteRange,
+        sink: &mut dyn ReadSink,
+    ) -> Result<(), StoreError> {
+        let body = self.body(object)?;
+        let len = body.len() as u64;
+        let (start, end) = match range {
+            ByteRange::Span { start, end } => (start.min(len), end.min(len).max(start.min(len))),
+            ByteRange::Suffix(n) => (len.saturating_sub(n), len),
         };
-        if !sink.size(limit as u64) {
-            return Ok(());
-        }
-        for piece in body[..limit].chunks(chunk) {
-            if self.yielding {
-                tokio::task::yield_now().await;
-            }
-            if !sink.chunk(piece) {
-                break;
-            }
-        }
+        // Both are at most the body's length, which is a usize.
+        let (start, end) = (start as usize, end as usize);
+        self.hand(&body[start..end], sink).await;
         Ok(())
     }
 

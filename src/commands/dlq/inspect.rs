@@ -306,6 +306,7 @@ mod tests {
             routes: RouteTable::compile(&[spec]).expect("routes"),
             renderer,
             warnings: Vec::new(),
+            uses_tables: false,
         }
     }
 

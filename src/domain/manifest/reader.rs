@@ -10,6 +10,7 @@ use super::error::ManifestError;
 use super::hash::{fingerprint, ContentHash};
 use super::summary::{Entry, Header, ManifestSummary, Workflow, README_KEY};
 use crate::domain::json_kind;
+use crate::domain::table::TableFormat;
 
 /// Longest error reason kept from the JSON parser, in characters: a hostile line must not turn
 /// into a megabyte log line.
@@ -234,7 +235,11 @@ impl ManifestReader {
             None | Some(Value::Null) => fingerprint(&Value::Object(Map::new())),
             Some(meta) => fingerprint(meta),
         };
+        let physical_key = TableFormat::of(&entry.logical_key)
+            .and_then(|_| entry.physical_keys.first())
+            .map(|k| Box::from(k.as_ref()));
         self.entries.push(Entry {
+            physical_key,
             logical_key: entry.logical_key.into(),
             size,
             hash: ContentHash::new(&hash.kind, &hash.value),

@@ -32,6 +32,10 @@ pub struct Entry {
     pub hash: ContentHash,
     /// Fingerprint of the file's `meta` (quilt3's diff counts a metadata change as modified).
     pub meta_fingerprint: u64,
+    /// The first physical key, kept only for table files (`.parquet`, `.csv`, …): their
+    /// footers or headers are read to say what changed in the data (issue 22). Other files'
+    /// keys would only cost memory.
+    pub physical_key: Option<Box<str>>,
 }
 
 impl Entry {
@@ -200,6 +204,7 @@ impl ManifestSummary {
             .iter()
             .map(|e| {
                 e.logical_key.len()
+                    + e.physical_key.as_ref().map_or(0, |k| k.len())
                     + match &e.hash {
                         ContentHash::Other { kind, value } => kind.len() + value.len(),
                         _ => 0,

@@ -3,7 +3,8 @@
 //! and [`QuiltBucket::push`], which runs `scripts/quilt_packages.py push` (quilt3 8.0.0) with
 //! `.emulators/quilt-venv/bin/python` (made by `scripts/install-emulators`) and returns the top
 //! hashes quilt3 reports, with quilt3's own diff against the previous revision.
-//! [`QuiltBucket::bulk`] builds a revision of many entries with quilt3 without uploading files.
+//! [`QuiltBucket::bulk`] builds a revision of many entries with quilt3 without uploading files;
+//! [`QuiltBucket::tables`] pushes revisions of real Parquet and CSV files.
 //!
 //! Everything here blocks on a child process (a push takes about a second): from an async test,
 //! call it inside `tokio::task::spawn_blocking`, or accept the pause of that test's runtime.
@@ -236,6 +237,21 @@ impl QuiltBucket {
             message.into(),
         ];
         Pushed::from_json(&quilt_packages(&self.endpoint, &args))
+    }
+
+    /// Pushes the table scenario of `scripts/quilt_packages.py tables` as `package` (the bucket
+    /// made versioned): real Parquet and CSV files over three revisions. Returns the script's
+    /// JSON: each revision's top hash and, per table file, its physical key, size and what
+    /// pyarrow (or Python's csv module) says about it.
+    pub fn tables(&self, package: &str) -> Value {
+        let args: Vec<String> = vec![
+            "tables".into(),
+            "--bucket".into(),
+            self.name.clone(),
+            "--name".into(),
+            package.into(),
+        ];
+        quilt_packages(&self.endpoint, &args)
     }
 
     /// The `package-revision` event detail a Quilt stack publishes for `pushed`.
