@@ -28,6 +28,7 @@ use crate::ports::{Attr, DynStateTable, Item, ItemKey, StateError, StateFailureK
 
 pub use crate::domain::schedule::Window;
 
+pub mod batch;
 pub mod leases;
 pub mod windows;
 
@@ -66,6 +67,7 @@ pub struct StateStore {
     table: Arc<dyn DynStateTable>,
     ttl_s: i64,
     skew_margin_ms: i64,
+    pub(super) batch: Arc<batch::Batcher>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -85,6 +87,7 @@ impl StateStore {
             table,
             ttl_s: i64::try_from(options.ttl.as_secs()).unwrap_or(i64::MAX / 4),
             skew_margin_ms: i64::try_from(options.skew_margin.as_millis()).unwrap_or(0),
+            batch: Arc::default(),
         }
     }
 
