@@ -78,7 +78,8 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a_send_aborted_at_the_shutdown_deadline_after_ses_accepted_is_counted",
-        seed: 17908,
+        // 17908 before claims and marks were batched (issue 23), which moved its interleavings.
+        seed: 22258,
         shows: Some("aborted_at_shutdown_deadline"),
     },
 ];
