@@ -216,7 +216,7 @@ fn describe(cfg: &Config) -> String {
         })
         .collect();
     format!(
-        "{} events in {} messages; tasks {}; {:?}; lease {} s, allowed skew {} ms{}; backoff {:?} s; digest {:?}, \
+        "{} events in {} messages; tasks {}; {:?}; lease {} s, allowed skew {} ms{}, batched writes {}; backoff {:?} s; digest {:?}, \
          check {} s; rejected pairs {}; {:?}; chaos until {} ms, actions {:?}; call kills \
          at most {}, restart within {} ms; latency {:?} ms",
         cfg.events.len(),
@@ -230,6 +230,7 @@ fn describe(cfg: &Config) -> String {
         } else {
             ""
         },
+        cfg.batch_writes,
         cfg.backoff,
         cfg.digest.map(|d| d.0),
         cfg.digest_check_seconds,

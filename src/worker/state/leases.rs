@@ -102,8 +102,8 @@ impl StateStore {
     ) -> Result<Claim, StateError> {
         let changes = self.claim_changes(lease, owner, now_ms, lease_ms);
         // Held through a lone claim, so the claims arriving meanwhile gather into one batch.
-        let _turn = match lease {
-            LeaseKey::Send { .. } => {
+        let _turn = match (lease, &self.batch) {
+            (LeaseKey::Send { .. }, Some(batch)) => {
                 // Batched, a claim may only win what needs no takeover: a fresh send, or ours.
                 let fresh = Cond::Any(vec![
                     Cond::Missing("status"),
@@ -115,12 +115,12 @@ impl StateStore {
                     changes: changes.clone(),
                     cond: Some(fresh),
                 };
-                match self.batch.submit(self.table.as_ref(), update).await {
+                match batch.submit(self.table.as_ref(), update).await {
                     Submitted::Applied => return Ok(Claim::Won { takeover: false }),
                     Submitted::Alone(turn) => turn,
                 }
             }
-            LeaseKey::Window { .. } => None,
+            _ => None,
         };
         match self.try_claim(lease, owner, now_ms, &changes).await {
             Ok(claim) => Ok(claim),
@@ -260,14 +260,14 @@ impl StateStore {
     ) -> Result<(), StateError> {
         let changes = Self::finish_changes(owner, finish, now_ms);
         // A sent email's mark goes in a batch when others are being written (see `batch`).
-        let _turn = match (lease, finish) {
-            (LeaseKey::Send { .. }, Finish::Sent { .. }) => {
+        let _turn = match (lease, finish, &self.batch) {
+            (LeaseKey::Send { .. }, Finish::Sent { .. }, Some(batch)) => {
                 let update = Update {
                     key: lease.item_key(),
                     changes: changes.clone(),
                     cond: None,
                 };
-                match self.batch.submit(self.table.as_ref(), update).await {
+                match batch.submit(self.table.as_ref(), update).await {
                     Submitted::Applied => return Ok(()),
                     Submitted::Alone(turn) => turn,
                 }
