@@ -10,6 +10,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use quilt_notify::adapters::memory::table::MemoryTable;
 use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::render::template_data;
+use quilt_notify::domain::route::{RouteSpec, RouteTable};
 use quilt_notify::worker::claims::Claims;
 use quilt_notify::worker::dedupe::HandledEvents;
 use quilt_notify::worker::outcome::Outcome;
@@ -22,7 +23,7 @@ use common::{renderer, NoopMailer};
 
 const EVENT: &str = include_str!("../events/package-revision.json");
 
-fn routes() -> quilt_notify::domain::route::RouteTable {
+fn routes() -> RouteTable {
     common::routes("example")
 }
 
@@ -53,8 +54,13 @@ fn domain(c: &mut Criterion) {
 
 /// A pipeline with no-op ports, claiming in `claims` when given.
 fn build(claims: Option<Claims>) -> Pipeline<NoopMailer> {
+    build_with(routes(), claims)
+}
+
+/// A pipeline with no-op ports for `routes`.
+fn build_with(routes: RouteTable, claims: Option<Claims>) -> Pipeline<NoopMailer> {
     Pipeline::new(PipelineParts {
-        routes: routes(),
+        routes,
         renderer: renderer(),
         catalog_host: Some("catalog.example.com".to_owned()),
         default_from: "quilt@example.com".to_owned(),
@@ -127,6 +133,53 @@ fn pipeline(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // A digest route: each message records its event into the route's window (the digest is
+    // sent later, by the digest check, not here). The protocol's own CPU per recorded event, and
+    // what DynamoDB would bill for it, counted by the in-memory table.
+    let table = Arc::new(MemoryTable::new());
+    let state = StateStore::new(Arc::clone(&table) as _, StateOptions::default());
+    let digest = RouteSpec::builder("daily")
+        .no_template()
+        .details(false)
+        .digest(serde_json::json!({"every": "1h", "template": "package-created"}))
+        .build();
+    let routes = RouteTable::compile(&[digest]).expect("routes");
+    let recording = build_with(
+        routes,
+        Some(Claims::new(state, "bench", Duration::from_secs(60))),
+    );
+    let (outcome, _) = runtime.block_on(recording.process(&fresh_event(0)));
+    assert_eq!(
+        outcome,
+        Outcome::Recorded,
+        "a digest route records the event"
+    );
+    let before = table.units();
+    let mut n = 2_000_000;
+    group.bench_function("process_fresh_message_digest_route", |b| {
+        b.to_async(&runtime).iter_batched(
+            || {
+                n += 1;
+                fresh_event(n)
+            },
+            |body| {
+                let recording = &recording;
+                async move { recording.process(&body).await }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let events = n - 2_000_000;
+    let after = table.units();
+    if events > 0 {
+        let per = |a: u64, b: u64| (a - b) as f64 / events as f64;
+        println!(
+            "digest recording, per recorded event ({events} events into one window): {:.2} state calls, {:.2} write units, {:.2} read units",
+            per(after.calls, before.calls),
+            per(after.write, before.write),
+            per(after.read, before.read),
+        );
+    }
     group.finish();
 }
 

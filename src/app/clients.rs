@@ -122,6 +122,7 @@ pub fn state_store(
     let options = StateOptions {
         ttl,
         skew_margin: settings.state.max_clock_skew(),
+        batch_writes: settings.state.batch_writes,
     };
     let table = DynamoTable::new(dynamodb_client(sdk, settings, skew), table.clone());
     Some(StateStore::new(Arc::new(table), options))

@@ -148,6 +148,8 @@ pub struct StateSettings {
     pub max_clock_skew_seconds: u64,
     /// How often each task looks for digest windows that have closed.
     pub digest_check_seconds: u64,
+    /// Whether claims and marks that meet in flight go to the table as one transaction.
+    pub batch_writes: bool,
 }
 
 /// A lease must be this many times `state.max_clock_skew_seconds`. Two tasks' clocks may

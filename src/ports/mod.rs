@@ -27,7 +27,7 @@ pub use package_store::{
 pub use queue::{Queue, QueueError, Receipt, ReceivedMessage, VisibilityChange};
 pub use state_table::{
     Attr, Changes, Cond, DynStateTable, Item, ItemKey, SortKeys, StateError, StateFailureKind,
-    StateTable, Written,
+    StateTable, Update, Written, MAX_TRANSACTION_WRITES,
 };
 
 /// A future boxed so that a port can be shared as a trait object (`dyn DynStateTable`).

@@ -112,6 +112,20 @@ pub enum Written {
     Refused(Option<Item>),
 }
 
+/// One write of a transaction: `changes` to the item under `key` if `cond` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// The item.
+    pub key: ItemKey,
+    /// What to change.
+    pub changes: Changes,
+    /// What must hold of the item as it is.
+    pub cond: Option<Cond>,
+}
+
+/// DynamoDB's limit on the writes of one transaction (`TransactWriteItems`).
+pub const MAX_TRANSACTION_WRITES: usize = 100;
+
 /// Which items of a partition a query returns, by sort key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKeys<'a> {
@@ -155,6 +169,15 @@ pub trait StateTable: Send + Sync + 'static {
         changes: &Changes,
         cond: Option<&Cond>,
     ) -> impl Future<Output = Result<Written, StateError>> + Send;
+
+    /// Applies every update, or none of them: `Ok(false)` when a condition failed or the
+    /// transaction collided with another one on an item (nothing was written then). One call
+    /// for many items, billed at two write units per started KiB of each item. At most
+    /// [`MAX_TRANSACTION_WRITES`] updates, each on a different item; more is invalid.
+    fn update_all(
+        &self,
+        updates: &[Update],
+    ) -> impl Future<Output = Result<bool, StateError>> + Send;
 
     /// Deletes the item under `key` if `cond` holds.
     fn delete(
@@ -202,6 +225,8 @@ pub trait DynStateTable: Send + Sync + 'static {
         changes: &'a Changes,
         cond: Option<&'a Cond>,
     ) -> BoxFuture<'a, Result<Written, StateError>>;
+    /// [`StateTable::update_all`].
+    fn update_all<'a>(&'a self, updates: &'a [Update]) -> BoxFuture<'a, Result<bool, StateError>>;
     /// [`StateTable::delete`].
     fn delete<'a>(
         &'a self,
@@ -246,6 +271,9 @@ impl<T: StateTable> DynStateTable for T {
         cond: Option<&'a Cond>,
     ) -> BoxFuture<'a, Result<Written, StateError>> {
         Box::pin(StateTable::update(self, key, changes, cond))
+    }
+    fn update_all<'a>(&'a self, updates: &'a [Update]) -> BoxFuture<'a, Result<bool, StateError>> {
+        Box::pin(StateTable::update_all(self, updates))
     }
     fn delete<'a>(
         &'a self,

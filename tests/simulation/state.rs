@@ -17,7 +17,7 @@ use std::future::Future;
 
 use quilt_notify::ports::{
     Attr, Changes, Cond, DynStateTable, Item, ItemKey, SortKeys, StateError, StateFailureKind,
-    StateTable, Written,
+    StateTable, Update, Written,
 };
 
 use crate::config::EPOCH_S;
@@ -126,24 +126,25 @@ impl SimTable {
         inner: impl Future<Output = Result<T, StateError>>,
         note: impl FnOnce(&mut Records, &Result<T, StateError>, &str, u64),
     ) -> Result<T, StateError> {
-        self.call_marking(operation, write, what, None, inner, note)
+        self.call_marking(operation, write, what, Vec::new(), inner, note)
             .await
     }
 
-    /// [`Self::call`], recording `mark` (a lease key) as abandoned if the call is dropped
+    /// [`Self::call`], recording `marks` (lease keys) as abandoned if the call is dropped
     /// before it returns: its task was aborted at the shutdown deadline while marking.
     async fn call_marking<T: std::fmt::Debug>(
         &self,
         operation: &'static str,
         write: bool,
         what: String,
-        mark: Option<String>,
+        marks: Vec<String>,
         inner: impl Future<Output = Result<T, StateError>>,
         note: impl FnOnce(&mut Records, &Result<T, StateError>, &str, u64),
     ) -> Result<T, StateError> {
+        let owner = self.life.owner();
         let mut unfinished = Unfinished {
             sim: &self.sim,
-            mark: mark.map(|key| (key, self.life.owner())),
+            marks: marks.into_iter().map(|key| (key, owner.clone())).collect(),
         };
         let fate = self.sim.enter(&self.life, operation).await;
         let (answer, ambiguous) = match self.inject(operation, write) {
@@ -192,7 +193,7 @@ impl SimTable {
             }
         };
         self.sim.leave(&self.life, operation, fate).await;
-        unfinished.mark = None;
+        unfinished.marks.clear();
         answer
     }
 }
@@ -201,12 +202,12 @@ impl SimTable {
 /// never learned.
 struct Unfinished<'a> {
     sim: &'a Sim,
-    mark: Option<(String, String)>,
+    marks: Vec<(String, String)>,
 }
 
 impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
-        if let Some((key, owner)) = self.mark.take() {
+        for (key, owner) in self.marks.drain(..) {
             let mut world = self.sim.lock();
             world
                 .records
@@ -216,6 +217,14 @@ impl Drop for Unfinished<'_> {
                 .trace(&mut world, &owner, format_args!("mark {key}: aborted"));
         }
     }
+}
+
+/// Whether `changes` mark a lease sent.
+fn is_mark(changes: &Changes) -> bool {
+    changes
+        .set
+        .iter()
+        .any(|(name, value)| *name == "status" && value.as_str() == Some("sent"))
 }
 
 /// What an applied update did to a lease or marker, for the invariants.
@@ -333,18 +342,41 @@ impl StateTable for SimTable {
             .filter(|(name, _)| matches!(*name, "status" | "owner" | "lease_until"))
             .map(|(name, value)| format!("{name}={value:?}"))
             .collect();
-        let marking = changes
-            .set
-            .iter()
-            .any(|(name, value)| *name == "status" && value.as_str() == Some("sent"));
+        let marking = is_mark(changes);
         self.call_marking(
             "UpdateItem",
             true,
             format!("{} [{}]", key_text(key), set.join(" ")),
-            marking.then(|| key_text(key)),
+            marking.then(|| key_text(key)).into_iter().collect(),
             self.inner.update(key, changes, cond),
             move |records, answer, owner, now| {
                 note_update(records, key, changes, answer, owner, now);
+            },
+        )
+        .await
+    }
+
+    async fn update_all(&self, updates: &[Update]) -> Result<bool, StateError> {
+        let marks: Vec<String> = updates
+            .iter()
+            .filter(|u| is_mark(&u.changes))
+            .map(|u| key_text(&u.key))
+            .collect();
+        self.call_marking(
+            "TransactWriteItems",
+            true,
+            format!("{} writes ({} marks)", updates.len(), marks.len()),
+            marks,
+            self.inner.update_all(updates),
+            move |records, answer, owner, now| {
+                // Applied whole: each write as if alone. A batched claim never takes over, so
+                // the item it found is of no interest (no old item stands in for it).
+                if let Ok(true) = answer {
+                    for u in updates {
+                        let applied = Ok(Written::Applied(None));
+                        note_update(records, &u.key, &u.changes, &applied, owner, now);
+                    }
+                }
             },
         )
         .await

@@ -232,6 +232,7 @@ impl Sim {
             table,
             StateOptions {
                 skew_margin,
+                batch_writes: self.cfg.batch_writes,
                 ..StateOptions::default()
             },
         )

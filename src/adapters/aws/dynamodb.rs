@@ -9,15 +9,18 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure, Select,
+    TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 
 use super::{describe, error_code};
 use crate::ports::{
-    Attr, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind, StateTable, Written,
+    Attr, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind, StateTable, Update,
+    Written,
 };
 
 pub use crate::worker::state::TTL_ATTRIBUTE;
@@ -68,6 +71,17 @@ impl DynamoTable {
 
     /// The item that refused a write: as the error returned it, or read, for an emulator that
     /// returns none.
+    /// A request the SDK would not build: a bug in the adapter, answered as an invalid request.
+    fn invalid(&self, operation: &'static str, e: &dyn std::error::Error) -> StateError {
+        StateError {
+            kind: StateFailureKind::Invalid,
+            operation,
+            table: self.table.clone(),
+            code: "ValidationException".to_owned(),
+            message: e.to_string(),
+        }
+    }
+
     async fn refusing(
         &self,
         returned: Option<&SdkItem>,
@@ -249,6 +263,72 @@ impl StateTable for DynamoTable {
                 _ => Err(self.error("UpdateItem", &SdkError::ServiceError(ctx))),
             },
             Err(e) => Err(self.error("UpdateItem", &e)),
+        }
+    }
+
+    async fn update_all(&self, updates: &[Update]) -> Result<bool, StateError> {
+        let mut items = Vec::with_capacity(updates.len());
+        for update in updates {
+            let mut expr = Expr::default();
+            let changes = expr.changes(&update.changes);
+            let condition = update.cond.as_ref().map(|c| expr.cond(c));
+            let built = aws_sdk_dynamodb::types::Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(sdk_key(&update.key)))
+                .update_expression(changes)
+                .set_condition_expression(condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .build()
+                .map_err(|e| self.invalid("TransactWriteItems", &e))?;
+            items.push(TransactWriteItem::builder().update(built).build());
+        }
+        let written = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
+                // A failed condition or a collision with another transaction: nothing written.
+                TransactWriteItemsError::TransactionCanceledException(e)
+                    if e.cancellation_reasons().iter().all(|r| {
+                        matches!(
+                            r.code(),
+                            None | Some("None" | "ConditionalCheckFailed" | "TransactionConflict")
+                        )
+                    }) =>
+                {
+                    Ok(false)
+                }
+                TransactWriteItemsError::TransactionCanceledException(e) => {
+                    let codes: Vec<&str> = e
+                        .cancellation_reasons()
+                        .iter()
+                        .filter_map(|r| r.code())
+                        .filter(|c| *c != "None")
+                        .collect();
+                    let code = codes.first().copied().unwrap_or("TransactionCanceled");
+                    Err(StateError {
+                        kind: kind_of(
+                            if code == "ValidationError" {
+                                "ValidationException"
+                            } else {
+                                code
+                            },
+                            Some(400),
+                        ),
+                        operation: "TransactWriteItems",
+                        table: self.table.clone(),
+                        code: code.to_owned(),
+                        message: e.message().unwrap_or("transaction cancelled").to_owned(),
+                    })
+                }
+                _ => Err(self.error("TransactWriteItems", &SdkError::ServiceError(ctx))),
+            },
+            Err(e) => Err(self.error("TransactWriteItems", &e)),
         }
     }
 

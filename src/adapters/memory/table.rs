@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::ports::{
-    Attr, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind, StateTable, Written,
+    Attr, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind, StateTable, Update,
+    Written, MAX_TRANSACTION_WRITES,
 };
 
 /// DynamoDB's limit on a partition key's length, in bytes.
@@ -156,6 +157,34 @@ impl MemoryTable {
     }
 }
 
+/// `changes` made to the item under `key` as it is (`old`), creating it if need be.
+fn changed(key: &ItemKey, old: Option<&Item>, changes: &Changes) -> Item {
+    let mut item = old.cloned().unwrap_or_else(|| {
+        Item::from([
+            ("pk".to_owned(), Attr::S(key.pk.clone())),
+            ("sk".to_owned(), Attr::S(key.sk.clone())),
+        ])
+    });
+    for (name, value) in &changes.set {
+        item.insert((*name).to_owned(), value.clone());
+    }
+    for name in &changes.remove {
+        item.remove(*name);
+    }
+    item
+}
+
+/// A transaction DynamoDB refuses as invalid whatever the items hold.
+fn invalid_transaction(message: String) -> StateError {
+    StateError {
+        kind: StateFailureKind::Invalid,
+        operation: "TransactWriteItems",
+        table: "memory".to_owned(),
+        code: "ValidationException".to_owned(),
+        message,
+    }
+}
+
 /// Whether `cond` holds for the item (None: there is no item).
 fn holds(cond: &Cond, item: Option<&Item>) -> bool {
     let attr = |name: &str| item.and_then(|i| i.get(name));
@@ -229,20 +258,41 @@ impl StateTable for MemoryTable {
         cond: Option<&Cond>,
     ) -> Result<Written, StateError> {
         self.write("UpdateItem", key, cond, |old| {
-            let mut item = old.cloned().unwrap_or_else(|| {
-                Item::from([
-                    ("pk".to_owned(), Attr::S(key.pk.clone())),
-                    ("sk".to_owned(), Attr::S(key.sk.clone())),
-                ])
-            });
-            for (name, value) in &changes.set {
-                item.insert((*name).to_owned(), value.clone());
-            }
-            for name in &changes.remove {
-                item.remove(*name);
-            }
-            Some(item)
+            Some(changed(key, old, changes))
         })
+    }
+
+    async fn update_all(&self, updates: &[Update]) -> Result<bool, StateError> {
+        if updates.len() > MAX_TRANSACTION_WRITES {
+            return Err(invalid_transaction(format!(
+                "{} writes (at most {MAX_TRANSACTION_WRITES})",
+                updates.len()
+            )));
+        }
+        let keys: Vec<&ItemKey> = updates.iter().map(|u| &u.key).collect();
+        let distinct: std::collections::BTreeSet<&ItemKey> = keys.iter().copied().collect();
+        if distinct.len() < keys.len() {
+            return Err(invalid_transaction(
+                "Transaction request cannot include multiple operations on one item".to_owned(),
+            ));
+        }
+        let mut inner = self.check_keys("TransactWriteItems", &keys)?;
+        let old: Vec<Option<Item>> = keys.iter().map(|k| inner.items.get(*k).cloned()).collect();
+        let units = |old: &Option<Item>, new: Option<&Item>| 2 * write_units(old.as_ref(), new);
+        let refused = updates
+            .iter()
+            .zip(&old)
+            .any(|(u, old)| !u.cond.as_ref().is_none_or(|c| holds(c, old.as_ref())));
+        if refused {
+            inner.units.write += old.iter().map(|o| units(o, None)).sum::<u64>();
+            return Ok(false);
+        }
+        for (update, old) in updates.iter().zip(old) {
+            let new = changed(&update.key, old.as_ref(), &update.changes);
+            inner.units.write += units(&old, Some(&new));
+            inner.items.insert(update.key.clone(), new);
+        }
+        Ok(true)
     }
 
     async fn delete(&self, key: &ItemKey, cond: Option<&Cond>) -> Result<Written, StateError> {

@@ -8,7 +8,7 @@
 use super::leases::send_key;
 use super::{keyed, n, s, window_pk, Claim, Finish, LeaseKey, Recorded, StateStore, Window};
 use super::{WindowStatus, TTL_ATTRIBUTE};
-use crate::ports::{BoxFuture, StateFailureKind};
+use crate::ports::{BoxFuture, Changes, Cond, StateFailureKind, Update};
 
 /// A case: its name, and the test, given a store and a tag unique to the run.
 pub type Case = (
@@ -40,6 +40,8 @@ pub fn cases() -> Vec<Case> {
         a_failed_window_stays_listed_until_retried_then_goes_out_once,
         retry_as_hands_a_routes_windows_to_another_route,
         an_empty_window_closes_to_nothing,
+        a_transaction_applies_whole_or_not_at_all,
+        claims_and_marks_written_in_one_batch_answer_as_each_alone,
     ]
 }
 
@@ -526,6 +528,115 @@ async fn retry_as_hands_a_routes_windows_to_another_route(store: StateStore, tag
 async fn an_empty_window_closes_to_nothing(store: StateStore, tag: String) {
     let route = format!("{tag}-r");
     assert_eq!(store.close_window(&route, window(7)).await, Ok(Vec::new()));
+}
+
+async fn a_transaction_applies_whole_or_not_at_all(store: StateStore, tag: String) {
+    let table = store.table();
+    let pk = format!("{tag}-t");
+    let update = |sk: &str, cond: Option<Cond>| Update {
+        key: super::key(pk.as_str(), sk),
+        changes: Changes {
+            set: vec![("status", s("claimed"))],
+            remove: Vec::new(),
+        },
+        cond,
+    };
+    let written = |sk: &'static str| {
+        let key = super::key(pk.as_str(), sk);
+        async move { table.get(&key).await.expect("get").is_some() }
+    };
+    let refused = [
+        update("a", None),
+        update("b", Some(Cond::Eq("status", s("sent")))),
+    ];
+    assert_eq!(table.update_all(&refused).await, Ok(false));
+    assert!(!written("a").await, "a failed condition writes nothing");
+    let applied = [update("a", None), update("b", Some(Cond::Absent))];
+    assert_eq!(table.update_all(&applied).await, Ok(true));
+    assert!(written("a").await && written("b").await);
+    let twice = [update("c", None), update("c", None)];
+    let invalid = table.update_all(&twice).await.expect_err("one item twice");
+    assert_eq!(invalid.kind, StateFailureKind::Invalid);
+    assert!(!written("c").await);
+}
+
+/// Claims and marks of one task that wait while another call is written go in one batch; each
+/// answers as it would alone, and a contended claim in the batch changes no answer.
+async fn claims_and_marks_written_in_one_batch_answer_as_each_alone(
+    store: StateStore,
+    tag: String,
+) {
+    let events: Vec<String> = (0..6).map(|i| format!("{tag}-e{i}")).collect();
+    let key = |i: usize| LeaseKey::Send {
+        event_id: &events[i],
+        route: "r",
+    };
+    // Three writes wait for the turn, then go as one batch.
+    async fn batched<A, B, C>(
+        store: &StateStore,
+        a: A,
+        b: B,
+        c: C,
+    ) -> (A::Output, B::Output, C::Output)
+    where
+        A: std::future::Future,
+        B: std::future::Future,
+        C: std::future::Future,
+    {
+        let turn = store.batch.as_ref().expect("batching on").turn().await;
+        let release = async {
+            while store.batch.as_ref().map_or(0, |b| b.waiting_count()) < 3 {
+                tokio::task::yield_now().await;
+            }
+            drop(turn);
+        };
+        let (a, b, c, ()) = tokio::join!(a, b, c, release);
+        (a, b, c)
+    }
+    let won = || Ok(Claim::Won { takeover: false });
+    let claims = batched(
+        &store,
+        store.claim(key(0), "a", T, 10_000),
+        store.claim(key(1), "a", T, 10_000),
+        store.claim(key(2), "a", T, 10_000),
+    )
+    .await;
+    assert_eq!(claims, (won(), won(), won()));
+    let held = || {
+        Ok(Claim::Held {
+            until_ms: T + 10_000 + store.skew_margin_ms,
+        })
+    };
+    assert_eq!(store.claim(key(0), "b", T + 1, 10_000).await, held());
+
+    // e3 is b's: the batch with it is refused whole, and each claim is then made alone.
+    assert_eq!(store.claim(key(3), "b", T, 10_000).await, won());
+    let claims = batched(
+        &store,
+        store.claim(key(3), "a", T + 1, 10_000),
+        store.claim(key(4), "a", T + 1, 10_000),
+        store.claim(key(5), "a", T + 1, 10_000),
+    )
+    .await;
+    assert_eq!(claims, (held(), won(), won()));
+
+    let sent = |id| Finish::Sent { message_id: id };
+    let marks = batched(
+        &store,
+        store.finish(key(0), "a", sent("m0"), T + 2),
+        store.finish(key(1), "a", sent("m1"), T + 2),
+        store.finish(key(2), "a", sent("m2"), T + 2),
+    )
+    .await;
+    assert_eq!(marks, (Ok(()), Ok(()), Ok(())));
+    for i in 0..3 {
+        assert_eq!(
+            store.claim(key(i), "b", T + 99_000_000, 10_000).await,
+            Ok(Claim::Done),
+            "e{i} was marked sent"
+        );
+    }
+    assert_eq!(store.batch.as_ref().map_or(0, |b| b.waiting_count()), 0);
 }
 
 #[cfg(test)]

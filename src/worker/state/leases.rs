@@ -2,9 +2,10 @@
 //! one digest window) is the only task doing it. A lease that is not renewed (its task died)
 //! ends, and, once the allowed clock skew has passed too, another task takes the work over.
 
+use super::batch::Submitted;
 use super::{key, n, number, pending_key, s, string, window_pk, StateStore, TTL_ATTRIBUTE};
 use crate::domain::schedule::Window;
-use crate::ports::{Attr, Changes, Cond, Item, ItemKey, StateError, Written};
+use crate::ports::{Attr, Changes, Cond, Item, ItemKey, StateError, Update, Written};
 
 /// What a lease is held on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,19 +100,42 @@ impl StateStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Claim, StateError> {
-        match self.try_claim(lease, owner, now_ms, lease_ms).await {
+        let changes = self.claim_changes(lease, owner, now_ms, lease_ms);
+        // Held through a lone claim, so the claims arriving meanwhile gather into one batch.
+        let _turn = match (lease, &self.batch) {
+            (LeaseKey::Send { .. }, Some(batch)) => {
+                // Batched, a claim may only win what needs no takeover: a fresh send, or ours.
+                let fresh = Cond::Any(vec![
+                    Cond::Missing("status"),
+                    mine(owner),
+                    Cond::Eq("status", s("retry")),
+                ]);
+                let update = Update {
+                    key: lease.item_key(),
+                    changes: changes.clone(),
+                    cond: Some(fresh),
+                };
+                match batch.submit(self.table.as_ref(), update).await {
+                    Submitted::Applied => return Ok(Claim::Won { takeover: false }),
+                    Submitted::Alone(turn) => turn,
+                }
+            }
+            _ => None,
+        };
+        match self.try_claim(lease, owner, now_ms, &changes).await {
             Ok(claim) => Ok(claim),
             Err(e) => Err(self.judged(e).await),
         }
     }
 
-    async fn try_claim(
+    /// What a claim writes: the lease, and what the item is about.
+    fn claim_changes(
         &self,
         lease: LeaseKey<'_>,
         owner: &str,
         now_ms: i64,
         lease_ms: i64,
-    ) -> Result<Claim, StateError> {
+    ) -> Changes {
         let mut set = vec![
             ("status", s(CLAIMED)),
             ("owner", s(owner)),
@@ -131,10 +155,19 @@ impl StateStore {
                 set.push((TTL_ATTRIBUTE, self.expires(window.end)));
             }
         }
-        let changes = Changes {
+        Changes {
             set,
             remove: Vec::new(),
-        };
+        }
+    }
+
+    async fn try_claim(
+        &self,
+        lease: LeaseKey<'_>,
+        owner: &str,
+        now_ms: i64,
+        changes: &Changes,
+    ) -> Result<Claim, StateError> {
         let ended_before = now_ms.saturating_sub(self.skew_margin_ms);
         let claimable = Cond::Any(vec![
             Cond::Missing("status"),
@@ -150,7 +183,7 @@ impl StateStore {
         let item_key = lease.item_key();
         match self
             .table
-            .update(&item_key, &changes, Some(&claimable))
+            .update(&item_key, changes, Some(&claimable))
             .await?
         {
             Written::Applied(old) => Ok(Claim::Won {
@@ -225,24 +258,35 @@ impl StateStore {
         finish: Finish<'_>,
         now_ms: i64,
     ) -> Result<(), StateError> {
-        match self.try_finish(lease, owner, finish, now_ms).await {
+        let changes = Self::finish_changes(owner, finish, now_ms);
+        // A sent email's mark goes in a batch when others are being written (see `batch`).
+        let _turn = match (lease, finish, &self.batch) {
+            (LeaseKey::Send { .. }, Finish::Sent { .. }, Some(batch)) => {
+                let update = Update {
+                    key: lease.item_key(),
+                    changes: changes.clone(),
+                    cond: None,
+                };
+                match batch.submit(self.table.as_ref(), update).await {
+                    Submitted::Applied => return Ok(()),
+                    Submitted::Alone(turn) => turn,
+                }
+            }
+            _ => None,
+        };
+        match self.try_finish(lease, finish, &changes).await {
             Ok(()) => Ok(()),
             Err(e) => Err(self.judged(e).await),
         }
     }
 
-    async fn try_finish(
-        &self,
-        lease: LeaseKey<'_>,
-        owner: &str,
-        finish: Finish<'_>,
-        now_ms: i64,
-    ) -> Result<(), StateError> {
+    /// What finishing writes: the outcome, and the lease ended.
+    fn finish_changes(owner: &str, finish: Finish<'_>, now_ms: i64) -> Changes {
         let (status, field, value) = match finish {
             Finish::Sent { message_id } => ("sent", "ses_message_id", message_id),
             Finish::Failed { error } => ("failed", "error", error),
         };
-        let changes = Changes {
+        Changes {
             set: vec![
                 ("status", s(status)),
                 (field, s(value)),
@@ -251,8 +295,16 @@ impl StateStore {
                 ("lease_until", n(0)),
             ],
             remove: Vec::new(),
-        };
-        self.table.update(&lease.item_key(), &changes, None).await?;
+        }
+    }
+
+    async fn try_finish(
+        &self,
+        lease: LeaseKey<'_>,
+        finish: Finish<'_>,
+        changes: &Changes,
+    ) -> Result<(), StateError> {
+        self.table.update(&lease.item_key(), changes, None).await?;
         if let LeaseKey::Window { route, window, .. } = lease {
             match finish {
                 Finish::Sent { .. } => {

@@ -28,6 +28,7 @@ use crate::ports::{Attr, DynStateTable, Item, ItemKey, StateError, StateFailureK
 
 pub use crate::domain::schedule::Window;
 
+pub mod batch;
 pub mod leases;
 pub mod windows;
 
@@ -49,6 +50,8 @@ pub struct StateOptions {
     /// A lease counts as ended only this long after its end, so a task whose clock runs behind
     /// by less than this never takes over a lease that is still live.
     pub skew_margin: Duration,
+    /// Claims and marks that meet in flight go as one transaction ([`batch`]).
+    pub batch_writes: bool,
 }
 
 impl Default for StateOptions {
@@ -56,6 +59,7 @@ impl Default for StateOptions {
         Self {
             ttl: Duration::from_secs(7 * 86_400),
             skew_margin: Duration::from_secs(2),
+            batch_writes: true,
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct StateStore {
     table: Arc<dyn DynStateTable>,
     ttl_s: i64,
     skew_margin_ms: i64,
+    /// None: every write alone.
+    pub(super) batch: Option<Arc<batch::Batcher>>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -85,6 +91,7 @@ impl StateStore {
             table,
             ttl_s: i64::try_from(options.ttl.as_secs()).unwrap_or(i64::MAX / 4),
             skew_margin_ms: i64::try_from(options.skew_margin.as_millis()).unwrap_or(0),
+            batch: options.batch_writes.then(Arc::default),
         }
     }
 
