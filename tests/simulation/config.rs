@@ -286,7 +286,7 @@ impl Config {
             lease_seconds,
             allowed_skew_ms,
             clocks_beyond_allowed,
-            batch_writes: seed % 4 != 0,
+            batch_writes: !seed.is_multiple_of(4),
             backoff,
             digest_check_seconds,
             digest,

@@ -68,7 +68,8 @@ const CASES: &[Case] = &[
     // an email sent twice with no fault at all (out of spec: counted, not a failure).
     Case {
         name: "a_lease_taken_over_by_a_clock_beyond_the_allowed_skew_is_counted",
-        seed: 24026,
+        // 24026 before claims and marks were batched (issue 23), which moved its interleavings.
+        seed: 124808,
         shows: Some("clock_skew"),
     },
     Case {
