@@ -19,11 +19,15 @@ use aws_sdk_dynamodb::Client;
 
 use super::{describe, error_code};
 use crate::ports::{
-    Attr, Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind, StateTable, Update,
+    Changes, Cond, Item, ItemKey, SortKeys, StateError, StateFailureKind, StateTable, Update,
     Written,
 };
 
 pub use crate::worker::state::TTL_ATTRIBUTE;
+
+mod translate;
+pub(crate) use translate::from_sdk;
+use translate::{item_key, sdk_key, to_sdk, Expr};
 
 /// One item, as the SDK holds it.
 pub(crate) type SdkItem = HashMap<String, AttributeValue>;
@@ -370,129 +374,6 @@ impl StateTable for DynamoTable {
     }
 }
 
-/// A condition or update expression being built, with its placeholders: `#nK` for names and
-/// `:vK` for values, so no attribute name can clash with a reserved word.
-#[derive(Default)]
-struct Expr {
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
-}
-
-impl Expr {
-    fn name(&mut self, name: &str) -> String {
-        if let Some((placeholder, _)) = self.names.iter().find(|(_, n)| *n == name) {
-            return placeholder.clone();
-        }
-        let placeholder = format!("#n{}", self.names.len());
-        self.names.insert(placeholder.clone(), name.to_owned());
-        placeholder
-    }
-
-    fn value(&mut self, value: &Attr) -> String {
-        let placeholder = format!(":v{}", self.values.len());
-        self.values
-            .insert(placeholder.clone(), to_attribute(value.clone()));
-        placeholder
-    }
-
-    fn cond(&mut self, cond: &Cond) -> String {
-        match cond {
-            Cond::Absent => format!("attribute_not_exists({})", self.name("pk")),
-            Cond::Eq(name, value) => format!("{} = {}", self.name(name), self.value(value)),
-            Cond::Lt(name, bound) => {
-                format!("{} < {}", self.name(name), self.value(&Attr::N(*bound)))
-            }
-            Cond::Missing(name) => format!("attribute_not_exists({})", self.name(name)),
-            Cond::All(all) => self.join(all, " AND "),
-            Cond::Any(any) => self.join(any, " OR "),
-        }
-    }
-
-    fn join(&mut self, parts: &[Cond], with: &str) -> String {
-        let parts: Vec<String> = parts.iter().map(|c| self.cond(c)).collect();
-        format!("({})", parts.join(with))
-    }
-
-    fn changes(&mut self, changes: &Changes) -> String {
-        let mut text = String::new();
-        if !changes.set.is_empty() {
-            let set: Vec<String> = changes
-                .set
-                .iter()
-                .map(|(name, value)| format!("{} = {}", self.name(name), self.value(value)))
-                .collect();
-            text = format!("SET {}", set.join(", "));
-        }
-        if !changes.remove.is_empty() {
-            let remove: Vec<String> = changes.remove.iter().map(|name| self.name(name)).collect();
-            if !text.is_empty() {
-                text.push(' ');
-            }
-            text.push_str(&format!("REMOVE {}", remove.join(", ")));
-        }
-        text
-    }
-
-    fn names(&self) -> Option<HashMap<String, String>> {
-        (!self.names.is_empty()).then(|| self.names.clone())
-    }
-
-    fn values(&self) -> Option<HashMap<String, AttributeValue>> {
-        (!self.values.is_empty()).then(|| self.values.clone())
-    }
-}
-
-fn to_attribute(value: Attr) -> AttributeValue {
-    match value {
-        Attr::S(s) => AttributeValue::S(s),
-        Attr::N(n) => AttributeValue::N(n.to_string()),
-        Attr::Bool(b) => AttributeValue::Bool(b),
-    }
-}
-
-/// An SDK value as ours; kinds the protocol never writes are left out.
-fn from_attribute(value: AttributeValue) -> Option<Attr> {
-    match value {
-        AttributeValue::S(s) => Some(Attr::S(s)),
-        AttributeValue::N(n) => n.parse().ok().map(Attr::N),
-        AttributeValue::Bool(b) => Some(Attr::Bool(b)),
-        _ => None,
-    }
-}
-
-fn to_sdk(item: Item) -> SdkItem {
-    item.into_iter()
-        .map(|(name, value)| (name, to_attribute(value)))
-        .collect()
-}
-
-/// An SDK item as ours.
-pub(crate) fn from_sdk(item: SdkItem) -> Item {
-    item.into_iter()
-        .filter_map(|(name, value)| Some((name, from_attribute(value)?)))
-        .collect()
-}
-
-fn sdk_key(key: &ItemKey) -> SdkItem {
-    HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(key.pk.clone())),
-        ("sk".to_owned(), AttributeValue::S(key.sk.clone())),
-    ])
-}
-
-fn item_key(item: &Item) -> ItemKey {
-    let part = |name: &str| {
-        item.get(name)
-            .and_then(Attr::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    ItemKey {
-        pk: part("pk"),
-        sk: part("sk"),
-    }
-}
-
 /// The classification table: throttling, server errors and the network are transient; a
 /// request DynamoDB refuses as invalid (a key over its size limit) is that request's fault
 /// (the state protocol probes the table to tell it from a schema that is not ours); a missing
@@ -528,6 +409,7 @@ pub fn kind_of(code: &str, http_status: Option<u16>) -> StateFailureKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::Attr;
 
     #[test]
     fn errors_are_classified_by_code_then_status() {
