@@ -72,10 +72,11 @@ enum Command {
     /// Manage the SES contact list (`ses.contact_list`) whose topics give routes one-click
     /// unsubscribe: `sync` creates the list and the routes' topics.
     Topics(quilt_notify::commands::topics::TopicsArgs),
-    /// The shared state table (`state.table`): `create` makes it (idempotent); without a
-    /// sub-command, print the digest windows waiting to be sent and the latest claims (which
-    /// event's email was sent, by which task, with which SES message id), or one event's
-    /// claims with `--event ID`.
+    /// The shared state table (`state.table`): `create` makes it (idempotent); `show` (also
+    /// without a sub-command) prints the digest windows waiting to be sent and the latest
+    /// claims (which event's email was sent, by which task, with which SES message id), or one
+    /// event's claims with `--event ID`; `retry --route NAME [--as NEW]` makes failed digest
+    /// windows sendable again.
     State(quilt_notify::commands::state::StateArgs),
 }
 

@@ -1,6 +1,6 @@
 //! The ports in memory: a package store (`render --manifest` previews with it; tests and
-//! benches use it), and, for tests, benches and the simulation only, the state table, a queue,
-//! a mailer and the quilt3 fixtures.
+//! benches use it), and, for tests, benches and the simulation only, the state table, a queue
+//! and a mailer; the quilt3 fixtures for the unit tests alone.
 
 #[cfg(test)]
 pub(crate) mod fixtures;

@@ -8,6 +8,7 @@
 //! shows as that table's `error`.
 
 mod compare;
+mod depth;
 mod parquet;
 mod plan;
 mod text;

@@ -72,6 +72,8 @@ pub(super) fn from_tail(tail: &[u8], whole: bool, limits: TableLimits) -> Result
 
 /// The table the footer's metadata describes.
 fn decode(metadata: &[u8]) -> Result<Table, TableError> {
+    // Before the crate, which recurses once per schema level without a limit.
+    super::depth::schema_depth(metadata).map_err(TableError::CorruptFooter)?;
     // Statistics are never shown: skipping them saves most of the work on wide files.
     let options = ParquetMetaDataOptions::new()
         .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)

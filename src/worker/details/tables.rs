@@ -86,14 +86,7 @@ async fn describe<S: PackageStore>(
             Ok(()) => {}
             Err(e) if e.kind == StoreFailureKind::Transient => return Err(e),
             Err(e) => {
-                tracing::warn!(
-                    bucket = %e.bucket,
-                    key = %e.key,
-                    error.code = %e.code,
-                    error.kind = e.kind.as_str(),
-                    cause = %e.message,
-                    "cannot read a table file; the email says why"
-                );
+                super::warn_unreadable(&e, "cannot read a table file; the email says why");
                 return Ok(Err(TableError::Unreadable(format!(
                     "cannot read it: {} ({})",
                     e.code, e.message

@@ -62,11 +62,13 @@ impl Batcher {
     }
 
     /// How many writes wait for a batch.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn waiting_count(&self) -> usize {
         self.waiting().len()
     }
 
     /// The turn to write, taken as a lone write would (tests hold it to gather a batch).
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.turn.lock().await
     }
@@ -114,7 +116,8 @@ impl Batcher {
             }
             return;
         }
-        let updates: Vec<Update> = batch.iter().map(|w| w.update.clone()).collect();
+        let (updates, answers): (Vec<Update>, Vec<_>) =
+            batch.into_iter().map(|w| (w.update, w.applied)).unzip();
         let applied = match table.update_all(&updates).await {
             Ok(applied) => applied,
             Err(e) => {
@@ -122,8 +125,8 @@ impl Batcher {
                 false
             }
         };
-        for waiting in batch {
-            let _ = waiting.applied.send(applied);
+        for answer in answers {
+            let _ = answer.send(applied);
         }
     }
 
