@@ -35,7 +35,7 @@ use quilt_notify::domain::event::PackageEvent;
 use quilt_notify::domain::manifest::{ManifestLimits, ManifestReader};
 use quilt_notify::domain::render::template_data;
 use quilt_notify::domain::revision::{manifest_key, ObjectRef};
-use quilt_notify::ports::{DetailsSource, DynDetailsSource};
+use quilt_notify::ports::{DetailsSource, DetailsWanted, DynDetailsSource};
 use quilt_notify::ports::{PackageStore, ReadSink, StoreError};
 use quilt_notify::worker::dedupe::HandledEvents;
 use quilt_notify::worker::details::{CacheLimits, DetailsReader, MemoryBudget};
@@ -681,6 +681,7 @@ impl DetailsSource for ReaderQueue {
     async fn details(
         &self,
         event: &PackageEvent,
+        _wanted: DetailsWanted,
     ) -> Result<quilt_notify::worker::details::Details, StoreError> {
         let reader = self
             .0

@@ -37,8 +37,9 @@ pub struct CompiledConfig {
     /// Problems that do not stop start-up (a template that fails on the sample event may still
     /// work on real ones), one line each, naming the route.
     pub warnings: Vec<String>,
-    /// Some route may show or filter on `changes.tables`: its template (with details) or its
-    /// `package_pattern` mentions `tables`. When none does, table files are not read.
+    /// Some route may show or filter on `changes.tables` (see [`Route::reads_tables`]). When
+    /// none does, table files are never read; else they are read for the events that one of
+    /// those routes matches.
     pub uses_tables: bool,
 }
 
@@ -47,7 +48,7 @@ pub struct CompiledConfig {
 /// # Errors
 /// The first route or template that is invalid, named.
 pub fn compile(settings: &Settings) -> anyhow::Result<CompiledConfig> {
-    let routes = RouteTable::compile(&settings.routes)?;
+    let mut routes = RouteTable::compile(&settings.routes)?;
     let renderer = crate::config::templates::load_dir(
         &settings.templates.dir,
         routes.routes().iter().map(|r| r.template.as_str()),
@@ -107,15 +108,10 @@ pub fn compile(settings: &Settings) -> anyhow::Result<CompiledConfig> {
             }
         }
     }
-    let uses_tables = routes.routes().iter().any(|route| {
-        let pattern = settings
-            .routes
-            .iter()
-            .find(|spec| spec.name == route.name)
-            .and_then(|spec| spec.package_pattern.as_ref())
-            .is_some_and(|p| p.to_string().contains("tables"));
-        pattern || (route.details && renderer.may_use_tables(&route.template))
+    routes.narrow_tables(&settings.routes, |template| {
+        renderer.may_use_tables(template)
     });
+    let uses_tables = routes.any_reads_tables();
     Ok(CompiledConfig {
         routes,
         renderer,

@@ -87,7 +87,7 @@ impl App {
                 Some(tables) if compiled.uses_tables => {
                     tracing::info!(
                         max_tables = tables.max_tables,
-                        "table files of each revision are read for changes.tables"
+                        "table files of a revision are read for changes.tables when a route that shows or filters on them matches"
                     );
                     reader.with_tables(tables)
                 }

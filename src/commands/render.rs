@@ -18,7 +18,7 @@ use crate::domain::recipients::Selection;
 use crate::domain::render::route_data;
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::Route;
-use crate::ports::{DynDetailsSource, PackageStore};
+use crate::ports::{DetailsWanted, DynDetailsSource, PackageStore};
 use crate::worker::details::{CacheLimits, DetailsReader};
 
 /// Arguments of `quilt-notify render`.
@@ -385,7 +385,7 @@ fn read_details(
             ))
         }
     };
-    match runtime.block_on(source.details(event)) {
+    match runtime.block_on(source.details(event, DetailsWanted::ALL)) {
         Ok(details) => Ok(Some(details)),
         // The worker would retry; a preview goes on without them, and says so.
         Err(e) => {

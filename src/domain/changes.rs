@@ -99,7 +99,7 @@ fn shown_value(value: &Value) -> String {
         Value::String(s) => super::table::clean_name(s),
         other => other.to_string(),
     };
-    super::table::cut(&text, META_VALUE_CHARS)
+    super::cut(&text, META_VALUE_CHARS)
 }
 
 /// Collects changed leaves under `prefix`, objects compared down to [`META_DEPTH`] levels.

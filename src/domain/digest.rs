@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::catalog::CatalogLinks;
+use super::cut;
 use super::details::Details;
 use super::event::PackageEvent;
 use super::render::SES_UNSUBSCRIBE_PLACEHOLDER;
@@ -120,16 +121,6 @@ impl DigestEntry {
             incomplete,
         }
     }
-}
-
-/// At most `max_chars` characters, the last one "…" when the text was longer; cut on a char
-/// boundary.
-fn cut(text: &str, max_chars: usize) -> String {
-    if text.chars().nth(max_chars).is_none() {
-        return text.to_owned();
-    }
-    let kept: String = text.chars().take(max_chars.saturating_sub(1)).collect();
-    format!("{kept}…")
 }
 
 /// An entry and its time as an instant, parsed once for sorting.
@@ -456,10 +447,6 @@ mod tests {
         assert!(message.ends_with('…') && message.starts_with("é🦀é"));
         let size = serde_json::to_string(&e).expect("serializes").len();
         assert!(size < 2048, "{size} bytes");
-
-        assert_eq!(cut("abc", 3), "abc");
-        assert_eq!(cut("abcd", 3), "ab…");
-        assert_eq!(cut("", 3), "");
     }
 
     // --- Digest data -----------------------------------------------------------------------

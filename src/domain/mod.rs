@@ -36,3 +36,28 @@ pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+/// `text` in at most `chars` characters, cut on a char boundary: a longer one keeps its first
+/// `chars - 1` and ends with an ellipsis, so no reason, name or value grows a line past its
+/// budget.
+pub fn cut(text: &str, chars: usize) -> String {
+    if text.chars().nth(chars).is_none() {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(chars.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn cut_keeps_short_text_and_ends_long_text_with_an_ellipsis() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "ab…");
+        assert_eq!(cut("", 3), "");
+        assert_eq!(cut("é🦀éé", 3), "é🦀…");
+    }
+}

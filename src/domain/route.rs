@@ -102,6 +102,11 @@ pub struct Route {
     pub max_recipients: usize,
     /// Contact-list topic, for one-click unsubscribe.
     pub topic: Option<String>,
+    /// Its details include `changes.tables` (the table files read): its `package_pattern`
+    /// mentions `tables`, or its template gets details and may show them. Compiled
+    /// conservatively (any template may); [`RouteTable::narrow_tables`] clears it for routes
+    /// whose template is known not to.
+    pub reads_tables: bool,
 }
 
 impl Route {
@@ -343,6 +348,7 @@ impl Route {
             details: spec.details,
             package_pattern,
             skip_unchanged: spec.skip_unchanged,
+            reads_tables: spec.details || pattern_mentions_tables(spec),
             metadata_recipients,
             max_recipients: spec.max_recipients,
             topic: spec
@@ -353,6 +359,14 @@ impl Route {
                 .map(str::to_owned),
         })
     }
+}
+
+/// Whether the route's `package_pattern` may match on `changes.tables`: it names `tables`
+/// anywhere (cheap and conservative).
+fn pattern_mentions_tables(spec: &RouteSpec) -> bool {
+    spec.package_pattern
+        .as_ref()
+        .is_some_and(|p| p.to_string().contains("tables"))
 }
 
 /// The template a route renders and, for a digest route, its schedule.
@@ -441,6 +455,21 @@ impl RouteTable {
     /// Every route, in order.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// Stops reading tables for the routes whose template does not use them
+    /// (`template_may_use(template)` is false) and whose `package_pattern` does not mention
+    /// them. `specs` are the ones these routes were compiled from, in the same order.
+    pub fn narrow_tables(&mut self, specs: &[RouteSpec], template_may_use: impl Fn(&str) -> bool) {
+        for (route, spec) in self.routes.iter_mut().zip(specs) {
+            route.reads_tables &= pattern_mentions_tables(spec)
+                || (route.details && template_may_use(&route.template));
+        }
+    }
+
+    /// Whether any route reads tables.
+    pub fn any_reads_tables(&self) -> bool {
+        self.routes.iter().any(|route| route.reads_tables)
     }
 
     /// The route whose mail carries this `route` tag (SES feedback names it).

@@ -19,7 +19,7 @@ mod package_store;
 mod queue;
 mod state_table;
 
-pub use details::{DetailsSource, DynDetailsSource};
+pub use details::{DetailsSource, DetailsWanted, DynDetailsSource};
 pub use mailer::{AccountStatus, Email, FailureKind, ListManagement, Mailer, SendError};
 pub use package_store::{
     ByteRange, ObjectRef, PackageStore, ReadSink, StoreError, StoreFailureKind,

@@ -25,7 +25,7 @@ use crate::domain::details::{Package, PackageRead};
 use crate::domain::event::PackageEvent;
 use crate::domain::manifest::{ManifestError, ManifestLimits};
 use crate::domain::revision::{manifest_key, parse_physical_key, ObjectRef};
-use crate::ports::DetailsSource;
+use crate::ports::{DetailsSource, DetailsWanted};
 use crate::ports::{PackageStore, StoreError, StoreFailureKind};
 
 mod budget;
@@ -38,7 +38,7 @@ pub use budget::MemoryBudget;
 use cache::SummaryCache;
 mod tables;
 pub use crate::domain::table::TableSettings;
-pub use tables::CONCURRENCY as TABLE_CONCURRENCY;
+pub use tables::{FooterBudget, CONCURRENCY as TABLE_CONCURRENCY};
 
 /// Bytes read from a README: enough for 1,000 characters of any UTF-8.
 const README_BYTES: u64 = 4_000;
@@ -76,8 +76,12 @@ impl CacheLimits {
 }
 
 impl<S: PackageStore> DetailsSource for DetailsReader<S> {
-    async fn details(&self, event: &PackageEvent) -> Result<Details, StoreError> {
-        self.read(event).await
+    async fn details(
+        &self,
+        event: &PackageEvent,
+        wanted: DetailsWanted,
+    ) -> Result<Details, StoreError> {
+        self.read_wanted(event, wanted).await
     }
 }
 
@@ -92,8 +96,9 @@ pub struct DetailsReader<S> {
     loading: EventLocks,
     /// Large manifests being read, across all messages (None: unbounded).
     budget: Option<MemoryBudget>,
-    /// Table files to describe in `changes.tables` (None: not read).
-    tables: Option<TableSettings>,
+    /// Table files to describe in `changes.tables`, and the memory for their large footers
+    /// (None: not read).
+    tables: Option<(TableSettings, FooterBudget)>,
 }
 
 impl<S: PackageStore> DetailsReader<S> {
@@ -117,7 +122,7 @@ impl<S: PackageStore> DetailsReader<S> {
 
     /// Reads the added and modified table files into `changes.tables` (see [`TableSettings`]).
     pub fn with_tables(mut self, settings: TableSettings) -> Self {
-        self.tables = Some(settings);
+        self.tables = Some((settings, FooterBudget::new(settings.limits)));
         self
     }
 
@@ -143,6 +148,19 @@ impl<S: PackageStore> DetailsReader<S> {
     /// Only a transient store failure (or no memory budget within [`MEMORY_WAIT`]): try the
     /// message again later.
     pub async fn read(&self, event: &PackageEvent) -> Result<Details, StoreError> {
+        self.read_wanted(event, DetailsWanted::ALL).await
+    }
+
+    /// The details of the event's revision, the table files read only when `wanted` and
+    /// this reader reads tables.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub async fn read_wanted(
+        &self,
+        event: &PackageEvent,
+        wanted: DetailsWanted,
+    ) -> Result<Details, StoreError> {
         let bucket = event.bucket();
         let top_hash = event.top_hash();
         // The previous revision first: its manifest is sized and reserved with this one's.
@@ -203,15 +221,15 @@ impl<S: PackageStore> DetailsReader<S> {
                 };
                 let mut changes =
                     Changes::between(previous_revision, current_revision, links.as_ref());
-                if let (Some(settings), Ok(_)) = (self.tables, &changes.diff) {
+                let tables = self.tables.as_ref().filter(|_| wanted.tables);
+                if let (Some((settings, footers)), Ok(_)) = (tables, &changes.diff) {
+                    let reader = tables::Tables {
+                        store: &self.store,
+                        settings: *settings,
+                        footers,
+                    };
                     changes.tables = Some(
-                        tables::read_tables(
-                            &self.store,
-                            settings,
-                            previous_revision.summary,
-                            current,
-                        )
-                        .await?,
+                        tables::read_tables(reader, previous_revision.summary, current).await?,
                     );
                 }
                 (Some(changes), hash.eq_ignore_ascii_case(top_hash))

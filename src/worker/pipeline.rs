@@ -24,7 +24,7 @@ use super::event_lock::EventLocks;
 use super::outcome::{Outcome, RouteResult};
 use super::rate::RateLimiter;
 use super::Instruments;
-use crate::ports::DynDetailsSource;
+use crate::ports::{DetailsWanted, DynDetailsSource};
 use crate::telemetry::metrics::{Histogram, UNKNOWN_ROUTE};
 
 /// How long every send waits after SES said "too many requests", on top of the rate limit.
@@ -202,8 +202,11 @@ impl<M: Mailer> Pipeline<M> {
         if !pending.iter().any(|route| route.needs_details()) {
             return None;
         }
+        let wanted = DetailsWanted {
+            tables: pending.iter().any(|route| route.reads_tables),
+        };
         let started = Instant::now();
-        let read = source.details(event).await;
+        let read = source.details(event, wanted).await;
         self.instruments
             .metrics
             .observe(Histogram::DetailsRead, started.elapsed());

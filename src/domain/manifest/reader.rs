@@ -278,11 +278,7 @@ struct HashLine<'a> {
 /// Sorts serde_json's errors: syntax (and depth, and lone surrogates) make a line invalid JSON,
 /// a data error makes it the wrong shape.
 fn json_error(line: u64, what: &'static str, error: &serde_json::Error) -> ManifestError {
-    let mut reason = error.to_string();
-    if let Some((end, _)) = reason.char_indices().nth(REASON_CHARS) {
-        reason.truncate(end);
-        reason.push('…');
-    }
+    let reason = crate::domain::cut(&error.to_string(), REASON_CHARS);
     match error.classify() {
         serde_json::error::Category::Data => ManifestError::Shape { line, what, reason },
         _ => ManifestError::InvalidJson { line, reason },

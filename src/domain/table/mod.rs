@@ -16,6 +16,8 @@ mod text;
 pub use compare::{TableChange, TableStatus, COLUMNS_LISTED};
 pub use plan::{PlannedTable, TablePlan, TableVersion};
 
+use crate::domain::cut;
+
 /// The first bytes of a CSV/TSV read for its header line.
 pub const HEADER_BYTES: u64 = 64 * 1024;
 
@@ -26,6 +28,16 @@ pub const ROW_COUNT_BYTES: u64 = 1024 * 1024;
 /// The last bytes of a Parquet file read first: the footer of a file with up to a few hundred
 /// columns fits, so most files take one GET; a larger footer takes a second.
 pub const PARQUET_FIRST_TAIL: u64 = 64 * 1024;
+
+/// Memory a footer takes while it is decoded, as a multiple of its bytes (the bytes read, and
+/// the metadata the `parquet` crate builds from them): what the worker reserves of
+/// `s3.memory_megabytes` before reading a footer longer than [`PARQUET_FIRST_TAIL`]. Its
+/// decoding peaked at 5.6× for pyarrow's 2,000-column footer (`tests/table_memory.rs`).
+pub const FOOTER_MEMORY_FACTOR: u64 = 8;
+
+/// Inputs at least this long may take milliseconds to decode (a footer of several hundred
+/// columns: about 0.5 µs a column), see [`TableRead::may_take_long`].
+pub const SLOW_INPUT_BYTES: u64 = 256 * 1024;
 
 /// A gzip-compressed CSV/TSV inflates to at most this much while its rows are counted; past it
 /// the count is given up (null), which bounds a decompression bomb's CPU.
@@ -262,6 +274,17 @@ impl TableRead {
         range
     }
 
+    /// Whether feeding `bytes` bytes may take milliseconds, so that an async caller should
+    /// feed them off its runtime thread: a long input (a wide footer), or a `.gz` read whole,
+    /// which is inflated (up to [`INFLATED_ROW_COUNT_BYTES`]) to count its rows.
+    pub fn may_take_long(&self, bytes: usize) -> bool {
+        let gzip = matches!(
+            self.format,
+            TableFormat::Csv { gzip: true } | TableFormat::Tsv { gzip: true }
+        );
+        bytes as u64 >= SLOW_INPUT_BYTES || (gzip && self.size <= ROW_COUNT_BYTES)
+    }
+
     /// Takes the bytes of the range last asked for.
     ///
     /// # Errors
@@ -305,17 +328,6 @@ pub fn clean_name(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
         .collect()
-}
-
-/// `text` in at most `chars` characters: a longer one keeps its first `chars - 1` and ends
-/// with an ellipsis.
-pub fn cut(text: &str, chars: usize) -> String {
-    if text.chars().nth(chars).is_none() {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(chars.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]

@@ -707,3 +707,42 @@ fn repeated_csv_names_are_compared_by_occurrence() {
     assert_eq!(c["columns"]["added"], json!([{"name": "a", "type": null}]));
     assert_eq!(c["columns"]["removed"], json!([]));
 }
+
+#[test]
+fn row_counts_agree_with_the_csv_crate_across_chunk_boundaries() {
+    // Quoted fields with delimiters, quotes and line breaks, CRLF, empty lines and no final
+    // line break: files of 100–900 KiB, so records straddle the counter's 64 KiB chunks.
+    let pieces: [&[u8]; 8] = [
+        b"plain",
+        b"\"quoted, with comma\"",
+        b"\"line\nbreak\"",
+        b"\"escaped \"\" quote\"",
+        b"",
+        b"\xC3\xA9t\xC3\xA9",
+        b"\"crlf\r\ninside\"",
+        b"1234567890",
+    ];
+    let mut rng = fastrand::Rng::with_seed(22);
+    for _ in 0..12 {
+        let target = rng.usize(100 * 1024..900 * 1024);
+        let mut file = b"a,b,c\n".to_vec();
+        while file.len() < target {
+            for field in 0..rng.usize(1..5) {
+                if field > 0 {
+                    file.push(b',');
+                }
+                file.extend_from_slice(pieces[rng.usize(..pieces.len())]);
+            }
+            file.extend_from_slice([&b"\n"[..], b"\r\n", b"\n\n"][rng.usize(..3)]);
+        }
+        if rng.bool() {
+            file.extend_from_slice(b"last,without,newline");
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&file[..]);
+        let expected = reader.byte_records().count() as u64 - 1;
+        assert_eq!(read(CSV, &file).map(|t| t.rows), Ok(Some(expected)));
+    }
+}

@@ -15,6 +15,7 @@ use crate::domain::manifest::ManifestLimits;
 use crate::domain::render::{Renderer, TemplateSource};
 use crate::domain::revision::{manifest_key, pointers_prefix};
 use crate::domain::route::{RouteSpec, RouteTable};
+use crate::domain::table::TableSettings;
 use crate::ports::DynDetailsSource;
 use crate::ports::{FailureKind, StoreFailureKind};
 use crate::worker::claims::Claims;
@@ -40,11 +41,30 @@ fn build(
     build_sharing(routes, store, None)
 }
 
+/// The same, its details reading table files for the routes that use them: those whose
+/// template is in `table_templates`, or whose `package_pattern` mentions tables.
+fn build_reading_tables(
+    routes: &[RouteSpec],
+    store: &Arc<MemoryStore>,
+    table_templates: &[&str],
+) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
+    build_with(routes, store, None, Some(table_templates))
+}
+
 /// The same, claiming in shared state when `claims` is given (one pipeline is one task).
 fn build_sharing(
     routes: &[RouteSpec],
     store: &Arc<MemoryStore>,
     claims: Option<Claims>,
+) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
+    build_with(routes, store, claims, None)
+}
+
+fn build_with(
+    routes: &[RouteSpec],
+    store: &Arc<MemoryStore>,
+    claims: Option<Claims>,
+    table_templates: Option<&[&str]>,
 ) -> (Pipeline<MemoryMailer>, Arc<MemoryMailer>) {
     let mut renderer = Renderer::new();
     renderer
@@ -66,8 +86,16 @@ fn build_sharing(
         CacheLimits::new(8, 64),
         None,
     );
+    let mut table = RouteTable::compile(routes).unwrap();
+    let reader = match table_templates {
+        Some(templates) => {
+            table.narrow_tables(routes, |t| templates.contains(&t));
+            reader.with_tables(TableSettings::default())
+        }
+        None => reader,
+    };
     let pipeline = Pipeline::new(PipelineParts {
-        routes: RouteTable::compile(routes).unwrap(),
+        routes: table,
         renderer,
         catalog_host: None,
         default_from: "from@example.com".into(),
@@ -125,6 +153,36 @@ async fn no_route_that_uses_details_means_no_store_calls() {
         store.reads(&manifest_key(&top_hash("unicode_nested"))),
         0,
         "today's cost"
+    );
+}
+
+#[tokio::test]
+async fn table_files_are_read_only_for_an_event_that_a_route_using_them_matches() {
+    // add_files adds data/raw/2024/02.csv to first's files.
+    let added = "team/demo/data/raw/2024/02.csv";
+    let plain = [RouteSpec::builder("plain").build()];
+    let store = pushed(&["first", "add_files"]);
+    let (pipeline, outbox) = build_reading_tables(&plain, &store, &[]);
+    let (outcome, _) = pipeline.process(&event("e1", "add_files")).await;
+    assert_eq!(outcome, Outcome::Sent);
+    assert_eq!(outbox.subjects(), ["plain files=7 added=2"]);
+    assert_eq!(store.reads(added), 0, "its template does not show tables");
+
+    let store = pushed(&["first", "add_files"]);
+    let (pipeline, _) = build_reading_tables(&plain, &store, &["t"]);
+    pipeline.process(&event("e1", "add_files")).await;
+    assert_eq!(store.reads(added), 1, "its template shows tables");
+
+    let filtering = [RouteSpec::builder("filtering")
+        .package_pattern(json!({"changes": {"tables": {"status": ["added"]}}}))
+        .build()];
+    let store = pushed(&["first", "add_files"]);
+    let (pipeline, _) = build_reading_tables(&filtering, &store, &[]);
+    pipeline.process(&event("e1", "add_files")).await;
+    assert_eq!(
+        store.reads(added),
+        1,
+        "its package_pattern filters on tables"
     );
 }
 
