@@ -38,7 +38,8 @@ pub use budget::MemoryBudget;
 use cache::SummaryCache;
 mod tables;
 pub use crate::domain::table::TableSettings;
-pub use tables::{FooterBudget, CONCURRENCY as TABLE_CONCURRENCY};
+use tables::TableReading;
+pub use tables::CONCURRENCY as TABLE_CONCURRENCY;
 
 /// Bytes read from a README: enough for 1,000 characters of any UTF-8.
 const README_BYTES: u64 = 4_000;
@@ -96,9 +97,8 @@ pub struct DetailsReader<S> {
     loading: EventLocks,
     /// Large manifests being read, across all messages (None: unbounded).
     budget: Option<MemoryBudget>,
-    /// Table files to describe in `changes.tables`, and the memory for their large footers
-    /// (None: not read).
-    tables: Option<(TableSettings, FooterBudget)>,
+    /// Table files to describe in `changes.tables` (None: not read).
+    tables: Option<TableReading>,
 }
 
 impl<S: PackageStore> DetailsReader<S> {
@@ -122,7 +122,7 @@ impl<S: PackageStore> DetailsReader<S> {
 
     /// Reads the added and modified table files into `changes.tables` (see [`TableSettings`]).
     pub fn with_tables(mut self, settings: TableSettings) -> Self {
-        self.tables = Some((settings, FooterBudget::new(settings.limits)));
+        self.tables = Some(TableReading::new(settings));
         self
     }
 
@@ -222,15 +222,14 @@ impl<S: PackageStore> DetailsReader<S> {
                 let mut changes =
                     Changes::between(previous_revision, current_revision, links.as_ref());
                 let tables = self.tables.as_ref().filter(|_| wanted.tables);
-                if let (Some((settings, footers)), Ok(_)) = (tables, &changes.diff) {
-                    let reader = tables::Tables {
-                        store: &self.store,
-                        settings: *settings,
-                        footers,
-                    };
-                    changes.tables = Some(
-                        tables::read_tables(reader, previous_revision.summary, current).await?,
+                if let (Some(reading), Ok(_)) = (tables, &changes.diff) {
+                    let read = tables::read_tables(
+                        &self.store,
+                        reading,
+                        previous_revision.summary,
+                        current,
                     );
+                    changes.tables = Some(read.await?);
                 }
                 (Some(changes), hash.eq_ignore_ascii_case(top_hash))
             }

@@ -76,7 +76,7 @@ impl ByteRange {
 }
 
 /// Which kind of table a file is, by its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TableFormat {
     /// `.parquet`
     Parquet,

@@ -15,7 +15,11 @@
 //! decoded on Tokio's blocking pool, so its milliseconds do not stall the other messages on the
 //! worker's one runtime thread.
 
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use lru::LruCache;
 
 use futures_util::stream::{self, StreamExt};
 
@@ -43,19 +47,14 @@ const FOOTER_WAIT: Duration = Duration::from_secs(60);
 /// reads its tables while holding its manifests' reservation, and waiting for more of the same
 /// budget while holding part of it could leave two events each waiting for the other.
 #[derive(Debug)]
-pub struct FooterBudget(MemoryBudget);
+struct FooterBudget(MemoryBudget);
 
 impl FooterBudget {
     /// The budget for footers of at most `limits.max_footer_bytes`.
-    pub fn new(limits: TableLimits) -> Self {
+    fn new(limits: TableLimits) -> Self {
         Self(MemoryBudget::new(
             limits.max_footer_bytes.saturating_mul(FOOTER_MEMORY_FACTOR),
         ))
-    }
-
-    /// Bytes reserved now (for the tests' checks).
-    pub fn in_use(&self) -> u64 {
-        self.0.in_use()
     }
 
     /// Room to read and decode the last `range` bytes of `object`'s file; none needed for a
@@ -89,19 +88,40 @@ impl FooterBudget {
     }
 }
 
+/// What the details reader keeps to read tables: the settings, the large footers' memory, and
+/// the versions already described.
+#[derive(Debug)]
+pub struct TableReading {
+    settings: TableSettings,
+    footers: FooterBudget,
+    known: KnownTables,
+}
+
+impl TableReading {
+    /// Reading tables with these settings.
+    pub fn new(settings: TableSettings) -> Self {
+        Self {
+            settings,
+            footers: FooterBudget::new(settings.limits),
+            known: KnownTables::new(KNOWN_TABLES),
+        }
+    }
+}
+
 /// The tables `current` added or modified since `previous`, read and compared.
 ///
 /// # Errors
 /// A transient store failure on any read: the details fail, and the message is retried.
 pub(super) async fn read_tables<S: PackageStore>(
-    reader: Tables<'_, S>,
+    store: &S,
+    reading: &TableReading,
     previous: &ManifestSummary,
     current: &ManifestSummary,
 ) -> Result<TableChanges, StoreError> {
-    let plan = TablePlan::between(previous, current, reader.settings.max_tables);
+    let plan = TablePlan::between(previous, current, reading.settings.max_tables);
     let more = plan.more;
     let mut reads = stream::iter(plan.tables)
-        .map(|planned| read_change(reader, planned))
+        .map(|planned| read_change(store, reading, planned))
         .buffered(CONCURRENCY);
     let mut entries = Vec::new();
     while let Some(change) = reads.next().await {
@@ -110,34 +130,20 @@ pub(super) async fn read_tables<S: PackageStore>(
     Ok(TableChanges { entries, more })
 }
 
-/// What reading tables takes: the store, the settings, and the footers' memory.
-pub(super) struct Tables<'a, S> {
-    pub store: &'a S,
-    pub settings: TableSettings,
-    pub footers: &'a FooterBudget,
-}
-
-impl<S> Clone for Tables<'_, S> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<S> Copy for Tables<'_, S> {}
-
 /// Both versions of one file, one after the other (so a file holds at most one GET at once).
 async fn read_change<S: PackageStore>(
-    reader: Tables<'_, S>,
+    store: &S,
+    reading: &TableReading,
     planned: PlannedTable,
 ) -> Result<TableChange, StoreError> {
     let before = match &planned.before {
         Some(_) if planned.before_overwritten => Some(Err(TableError::Unreadable(
             "it was overwritten in place (the bucket keeps no versions)".to_owned(),
         ))),
-        Some(version) => Some(describe(reader, planned.format, version).await?),
+        Some(version) => Some(describe(store, reading, planned.format, version).await?),
         None => None,
     };
-    let after = describe(reader, planned.format, &planned.after).await?;
+    let after = describe(store, reading, planned.format, &planned.after).await?;
     Ok(TableChange {
         path: planned.path,
         format: planned.format,
@@ -146,9 +152,11 @@ async fn read_change<S: PackageStore>(
     })
 }
 
-/// One version of a file, described; a read that failed for good is its error.
+/// One version of a file, described (from those already known when it names its version); a
+/// read that failed for good is its error.
 async fn describe<S: PackageStore>(
-    reader: Tables<'_, S>,
+    store: &S,
+    reading: &TableReading,
     format: TableFormat,
     version: &TableVersion,
 ) -> Result<Result<Table, TableError>, StoreError> {
@@ -156,13 +164,36 @@ async fn describe<S: PackageStore>(
         Ok(object) => object,
         Err(e) => return Ok(Err(TableError::Unreadable(e.to_string()))),
     };
-    let mut read = TableRead::new(format, version.size, reader.settings.limits);
+    // Only a named version is known for good: an unversioned key may be overwritten.
+    let known = object
+        .version
+        .is_some()
+        .then(|| (format, version.physical_key.clone()));
+    if let Some(table) = known.as_ref().and_then(|key| reading.known.get(key)) {
+        return Ok(Ok(table));
+    }
+    let described = read_and_decode(store, reading, format, version, &object).await?;
+    if let (Some(key), Ok(table)) = (known, &described) {
+        reading.known.put(key, table);
+    }
+    Ok(described)
+}
+
+/// One version of a file, read from the store and decoded.
+async fn read_and_decode<S: PackageStore>(
+    store: &S,
+    reading: &TableReading,
+    format: TableFormat,
+    version: &TableVersion,
+    object: &ObjectRef,
+) -> Result<Result<Table, TableError>, StoreError> {
+    let mut read = TableRead::new(format, version.size, reading.settings.limits);
     let mut range = read.first();
     loop {
         // Held through the GET and the decoding: until the bytes are gone.
-        let _room = reader.footers.reserve(&object, range).await?;
+        let _room = reading.footers.reserve(object, range).await?;
         let mut sink = Bounded::new(range);
-        match reader.store.read_range(&object, range, &mut sink).await {
+        match store.read_range(object, range, &mut sink).await {
             Ok(()) => {}
             Err(e) if e.kind == StoreFailureKind::Transient => return Err(e),
             Err(e) => {
@@ -201,6 +232,52 @@ async fn decode(
     })
     .await
     .map_err(|e| TableError::Unreadable(format!("decoding it failed: {e}")))
+}
+
+/// Versions described at most, kept between events.
+const KNOWN_TABLES: usize = 256;
+
+/// A table whose names and types take more than this many bytes is not kept (so the known
+/// tables hold at most 256 × 32 KiB = 8 MiB; a table of a few hundred columns fits).
+const KNOWN_TABLE_BYTES: usize = 32 * 1024;
+
+/// The versions of table files described lately, by format and versioned physical key. A
+/// version of an S3 object never changes, and a revision's previous version of a file is
+/// usually the one the previous revision's event described: with it known, a modified table
+/// costs one GET, not two.
+#[derive(Debug)]
+struct KnownTables {
+    // std Mutex: a lookup or an insert, never held across an await.
+    entries: Mutex<LruCache<(TableFormat, String), Arc<Table>>>,
+}
+
+impl KnownTables {
+    fn new(capacity: usize) -> Self {
+        let bound = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            entries: Mutex::new(LruCache::new(bound)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LruCache<(TableFormat, String), Arc<Table>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, key: &(TableFormat, String)) -> Option<Table> {
+        let table = self.lock().get(key).cloned()?;
+        Some(Table::clone(&table))
+    }
+
+    fn put(&self, key: (TableFormat, String), table: &Table) {
+        let bytes: usize = table
+            .columns
+            .iter()
+            .map(|c| c.name.len() + c.data_type.as_ref().map_or(0, String::len))
+            .sum();
+        if bytes <= KNOWN_TABLE_BYTES {
+            self.lock().put(key, Arc::new(table.clone()));
+        }
+    }
 }
 
 /// Keeps at most the range's length of what a read hands over, whatever the store does.

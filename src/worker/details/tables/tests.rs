@@ -42,10 +42,12 @@ fn manifest(files: &[(&str, &str, &[u8])], meta: &Value) -> String {
     lines.join("\n")
 }
 
-/// Pushes revisions (each a list of files) a minute apart, the data files stored too.
+/// Pushes revisions (each a list of files) a minute apart, the data files stored too (a key
+/// may name a version, `key?versionId=…`; the store keeps one body per key).
 fn push(store: &MemoryStore, revisions: &[Vec<(&str, &str, &[u8])>]) {
     for (i, files) in revisions.iter().enumerate() {
         for (_, key, body) in files {
+            let key = key.split('?').next().unwrap_or(key);
             store.put(BUCKET, key, body.to_vec());
         }
         let top = hash(i as u8 + 1);
@@ -147,6 +149,52 @@ async fn a_parquet_version_takes_at_most_two_reads_and_a_csv_one() {
     assert_eq!(store.reads("r/readings-1.parquet"), 1);
     assert_eq!(store.reads("r/readings-2.parquet"), 1);
     assert_eq!(store.reads("r/stations.tsv"), 1);
+}
+
+#[tokio::test]
+async fn a_version_described_for_one_revision_is_not_read_again_for_the_next() {
+    let store = Arc::new(MemoryStore::new(4096));
+    push(
+        &store,
+        &[
+            vec![("data/r.parquet", "r/a.parquet?versionId=1", V1)],
+            vec![("data/r.parquet", "r/b.parquet?versionId=2", V2)],
+            vec![("data/r.parquet", "r/c.parquet?versionId=3", V1)],
+        ],
+    );
+    let versioned = reader(Arc::clone(&store), Some(TableSettings::default()));
+    let second = changes(&versioned, 2).await;
+    let third = changes(&versioned, 3).await;
+    assert_eq!(store.reads("r/a.parquet"), 1);
+    assert_eq!(
+        store.reads("r/b.parquet"),
+        1,
+        "known from the second revision's event"
+    );
+    assert_eq!(store.reads("r/c.parquet"), 1);
+    assert_eq!(
+        second["tables"][0]["rows"],
+        json!({"before": 120, "after": 130})
+    );
+    assert_eq!(
+        third["tables"][0]["rows"],
+        json!({"before": 130, "after": 120})
+    );
+
+    // Without a version id the key may have been overwritten: it is read each time.
+    let store = Arc::new(MemoryStore::new(4096));
+    push(
+        &store,
+        &[
+            vec![("data/r.parquet", "r/r.parquet", V1)],
+            vec![("data/r.parquet", "r/s.parquet", V2)],
+            vec![("data/r.parquet", "r/t.parquet", V1)],
+        ],
+    );
+    let unversioned = reader(Arc::clone(&store), Some(TableSettings::default()));
+    changes(&unversioned, 2).await;
+    changes(&unversioned, 3).await;
+    assert_eq!(store.reads("r/s.parquet"), 2, "unversioned: read again");
 }
 
 #[tokio::test]
