@@ -19,9 +19,8 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use lru::LruCache;
-
 use futures_util::stream::{self, StreamExt};
+use lru::LruCache;
 
 use crate::domain::changes::TableChanges;
 use crate::domain::manifest::ManifestSummary;
