@@ -142,6 +142,14 @@ class Phases(unittest.TestCase):
         self.assertFalse(phases.PHASES["peer"].moto)
         self.assertIsNone(phases.check(["send", "peer"]))
 
+    def test_digest_is_a_sending_phase_on_moto_left_out_of_the_defaults(self):
+        digest = phases.PHASES["digest"]
+        self.assertTrue(digest.sending)
+        self.assertTrue(digest.moto)
+        self.assertFalse(digest.default)
+        self.assertIsNone(phases.check(["send", "send_state", "digest"]))
+        self.assertIsNone(phases.check(["digest"]))
+
     def test_unknown_phases_and_a_paced_run_without_its_pace_are_refused(self):
         self.assertIsNone(phases.check(["send", "send_state", "send_paced"]))
         self.assertIn("unknown nope", phases.check(["send", "nope"]))
@@ -285,6 +293,50 @@ class Capacity(unittest.TestCase):
         self.assertIsNone(capacity.per_message(None, after, 10))
 
 
+def scanned(route, recorded, window="window#package-digest#1765000000", status="recorded"):
+    """A Scan's items: each event's item in `window` and its once-marker."""
+    items = []
+    for event_id in recorded:
+        items.append(key(window, f"e#{event_id}"))
+        items.append({**key(f"send#{event_id}", route), "status": {"S": status}})
+    return items
+
+
+class DigestCheck(unittest.TestCase):
+    route = "package-digest"
+
+    def test_every_event_recorded_in_one_window_passes(self):
+        items = [*scanned(self.route, ["a", "b"]), key("pending#package-digest", "x"), key("digest-routes", "p")]
+        check = stats.recorded_check(items, {"a", "b"}, self.route)
+        self.assertTrue(check["ok"])
+        self.assertEqual((check["items"], check["markers_recorded"], check["windows"]),
+                         (2, 2, ["window#package-digest#1765000000"]))
+        self.assertNotIn("problem", check)
+
+    def test_an_event_without_its_item_fails(self):
+        items = [*scanned(self.route, ["a"]), {**key("send#b", self.route), "status": {"S": "recorded"}}]
+        check = stats.recorded_check(items, {"a", "b"}, self.route)
+        self.assertFalse(check["ok"])
+        self.assertEqual(check["problem"], "1 of 2 events have no item in a window, e.g. b")
+
+    def test_a_marker_still_recording_or_withdrawn_fails(self):
+        items = [*scanned(self.route, ["a"]), *scanned(self.route, ["b"], status="recording")]
+        check = stats.recorded_check(items, {"a", "b"}, self.route)
+        self.assertFalse(check["ok"])
+        self.assertIn("1 of 2 once-markers do not say recorded, e.g. b: recording", check["problem"])
+
+    def test_events_in_two_windows_fail_the_run_whose_window_must_not_close(self):
+        items = [*scanned(self.route, ["a"]), *scanned(self.route, ["b"], window="window#package-digest#1765086400")]
+        check = stats.recorded_check(items, {"a", "b"}, self.route)
+        self.assertFalse(check["ok"])
+        self.assertIn("in 2 windows, not one", check["problem"])
+
+    def test_another_routes_items_do_not_count_and_no_events_is_no_pass(self):
+        check = stats.recorded_check(scanned("other", ["a"], window="window#other#1"), {"a"}, self.route)
+        self.assertFalse(check["ok"])
+        self.assertFalse(stats.recorded_check([], set(), self.route)["ok"])
+
+
 class PeerProgress(unittest.TestCase):
     def test_a_deleted_line_gives_the_total_and_the_time_in_seconds(self):
         self.assertEqual(peer.parse_deleted("deleted 40 1765000000123\n"), (40, 1765000000.123))
@@ -310,6 +362,33 @@ def with_peer(r, cpus):
                              "packages": {"sqs-consumer": "14.2.8", "@aws-sdk/client-sqs": "3.1178.0",
                                           "@aws-sdk/client-sesv2": "3.1178.0", "handlebars": "4.7.10"}}
     r["peer_ratio"] = stats.peer_ratio(r)
+    r["targets"] = stats.targets(r)
+    return r
+
+
+def with_digest(r, digest_cpus, state_cpus=(335, 340)):
+    """The published run with send_state and digest runs (2 of each, paired with send's first two),
+    with the DynamoDB calls and units the relay reports."""
+    r["send_repeats"] = r["send_repeats"][:2]
+    base = stats.repeat_summary(r["send"])
+    units = {"moto_cpu_s_per_1000": 12.0}
+    r["send_state_repeats"] = [dict(base, **units, phase="send_state", worker_cpu_us_per_message=cpu,
+                                    messages_per_s=80, dynamodb_calls_per_message=0.1,
+                                    dynamodb_write_units_per_message=4.0, dynamodb_read_units_per_message=0.0,
+                                    dynamodb_by_operation_per_message={"TransactWriteItems": 0.1},
+                                    dynamodb_uncosted_calls=0) for cpu in state_cpus]
+    r["digest_repeats"] = [dict(base, moto_cpu_s_per_1000=40.0, phase="digest", worker_cpu_us_per_message=cpu,
+                                messages_per_s=25, dynamodb_calls_per_message=5.004,
+                                dynamodb_write_units_per_message=4.0, dynamodb_read_units_per_message=1.004,
+                                dynamodb_by_operation_per_message={"PutItem": 2.0, "UpdateItem": 2.0,
+                                                                   "GetItem": 1.0, "Query": 0.004},
+                                dynamodb_uncosted_calls=0) for cpu in digest_cpus]
+    r["digest"] = dict(copy.deepcopy(r["send"]), phase="digest", outcomes={"recorded": 10000},
+                       digest={"route": "package-digest", "at_utc": "23:10"},
+                       recorded={"expected": 10000, "items": 10000, "markers_recorded": 10000,
+                                 "windows": ["window#package-digest#1765000000"], "ok": True})
+    r["digest"]["machine"]["emulators"]["moto"] = {"cpu_s": 400.0, "cpu_s_per_1000": 40.0}
+    r["digest_cost"] = stats.digest_cost(r)
     r["targets"] = stats.targets(r)
     return r
 
@@ -374,6 +453,42 @@ class Report(unittest.TestCase):
     def test_a_single_pair_is_not_called_interleaved(self):
         r = with_peer(published(), [1800])
         self.assertIn("The Node.js peer against the worker: one run of each (send, then peer)", report.markdown(r))
+
+    def test_the_digest_section_shows_cpu_calls_and_units_per_recorded_event_beside_per_email(self):
+        r = with_digest(published(), [1400, 1300])
+        cost = r["digest_cost"]
+        self.assertEqual(cost["worker_cpu_us_per_message"]["digest"]["median"], 1350)
+        self.assertEqual(cost["worker_cpu_us_per_message"]["digest_minus_send_state"],
+                         {"delta_of_medians": 1012.5, "paired_deltas": [1065, 960]})
+        self.assertEqual(cost["digest_calls_by_operation_per_event"]["PutItem"]["median"], 2.0)
+        md = report.markdown(r)
+        self.assertIn("worker, recording for a digest, state table on (moto DynamoDB)", md.splitlines()[2])
+        self.assertIn("Digest recording against an email per event: 2 runs of each, interleaved (send, send_state, "
+                      "digest, send, …)", md)
+        self.assertIn("| | email, no table (send) | email, state table on (send_state) | recorded for a digest "
+                      "(digest) | digest − send_state |", md)
+        section = md[md.index("Digest recording against"):]
+        line = next(x for x in section.splitlines() if x.startswith("| worker CPU per message (µs) | "))
+        self.assertTrue(line.endswith("| **338** (335–340) | **1,350** (1,300–1,400) | **+1,012**; runs +1,065 / "
+                                      "+960 |"), line)
+        self.assertIn("| DynamoDB write units per message | – | **4.00** (4.00–4.00) | **4.00** (4.00–4.00) | "
+                      "**+0.00**; runs +0.00 / +0.00 |", md)
+        self.assertIn("| DynamoDB read units per message | – | **0.00** (0.00–0.00) | **1.00** (1.00–1.00) |", md)
+        self.assertIn("- digest's DynamoDB calls per recorded event, by operation (median): GetItem 1.000, "
+                      "PutItem 2.000, Query 0.004, UpdateItem 2.000.", md)
+        self.assertIn("Recorded in the table (a Scan after the run): 10,000 of 10,000 events' items and 10,000 "
+                      "once-markers `recorded`, in 1 window.", md)
+        self.assertNotIn("could not cost", md)
+
+    def test_a_digest_run_alone_has_no_difference_column(self):
+        r = published()
+        r = with_digest(r, [1400])
+        del r["send_state_repeats"]
+        r["digest_repeats"] = r["digest_repeats"][:1]
+        r["digest_cost"] = stats.digest_cost(r)
+        md = report.markdown(r)
+        self.assertIn("Digest recording against an email per event: 1 run of each, each on its own queue", md)
+        self.assertIn("| | email, no table (send) | recorded for a digest (digest) |\n", md)
 
     def test_the_chart_has_a_line_for_the_peer(self):
         r = with_peer(published(), [1800, 1650, 2000])
