@@ -337,12 +337,14 @@ def digest_section(r):
         if paired:
             line += f" {delta(x['digest_minus_send_state'], digits, bold)} |"
         lines.append(line)
-    cpu, rate = c["worker_cpu_us_per_message"], c["messages_per_s"]
+    cpu, rate, others = c["worker_cpu_us_per_message"], c["messages_per_s"], c.get("other_processes_cores")
+
+    def each(x, digits):
+        return "; ".join(f"{name} {' / '.join(fmt(v, digits) for v in x[name]['runs'])}" for name in names)
+
     ops = c["digest_calls_by_operation_per_event"]
-    lines += ["", "- Each run, in order: worker CPU per message (µs), "
-              + "; ".join(f"{name} {' / '.join(fmt(v, 0) for v in cpu[name]['runs'])}" for name in names)
-              + ". Messages/s: "
-              + "; ".join(f"{name} {' / '.join(fmt(v, 0) for v in rate[name]['runs'])}" for name in names) + "."]
+    lines += ["", f"- Each run, in order: worker CPU per message (µs), {each(cpu, 0)}. Messages/s: {each(rate, 0)}."
+              + (f" Other processes on the machine (cores busy): {each(others, 2)}." if others else "")]
     if ops:
         lines.append("- digest's DynamoDB calls per recorded event, by operation (median): "
                      + ", ".join(f"{op} {fmt(side['median'], 3)}" for op, side in ops.items()) + ".")
