@@ -78,7 +78,7 @@ def parse_args(argv):
                         help="a worker setting for every phase, e.g. worker.concurrency=40 (repeatable; "
                              "default: config/default.toml's values)")
     parser.add_argument("--phases", default=phases.DEFAULT,
-                        help="comma-separated, of " + ",".join(PHASES) + " (default %(default)s; send_state "
+                        help="comma-separated, of " + ",".join(PHASES) + " (default %(default)s; send_state, "
                              "send_paced and digest are left out: they need moto, whose ~50 msg/s make each of "
                              "their runs several times longer than a send run; --phases send,send_state,send_paced "
                              "measures the state table's cost, --phases send,send_state,digest digest recording's "
