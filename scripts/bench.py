@@ -48,10 +48,10 @@ def parse_args(argv):
     parser.add_argument("--endpoint", default="http://127.0.0.1:4566", help="LocalStack (SQS)")
     parser.add_argument("--ses-endpoint", default="http://127.0.0.1:8005", help="SES v2 emulator")
     parser.add_argument("--moto-relay", action=argparse.BooleanOptionalAction, default=True,
-                        help="send_state: the worker reaches moto through a keep-alive relay in this process "
+                        help="send_state, digest: the worker reaches moto through a keep-alive relay in this process "
                              "(moto closes every connection, DynamoDB does not; default on)")
     parser.add_argument("--moto-endpoint", default=f"http://127.0.0.1:{os.environ.get('QN_MOTO_PORT') or 5000}",
-                        help="moto server: DynamoDB for send_state's state tables (default %(default)s, "
+                        help="moto server: DynamoDB for send_state's and digest's state tables (default %(default)s, "
                              "QN_MOTO_PORT)")
     parser.add_argument("--peer-dir", default=str(ROOT / ".emulators/bench-peer"),
                         help="peer: where scripts/install-emulators bench-peer put the Node.js peer's packages "
@@ -72,17 +72,18 @@ def parse_args(argv):
     parser.add_argument("--concurrency", type=int, default=DEFAULTS["worker"]["concurrency"],
                         help="plain send loop: SendEmail calls at once (default: the worker's, %(default)s)")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of send (and of peer, send_state and send_paced, alternating with send's); "
+                        help="runs of send (and of peer, send_state, send_paced and digest, alternating with send's); "
                              "the report shows the median and the spread (default %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a worker setting for every phase, e.g. worker.concurrency=40 (repeatable; "
                              "default: config/default.toml's values)")
     parser.add_argument("--phases", default=phases.DEFAULT,
-                        help="comma-separated, of " + ",".join(PHASES) + " (default %(default)s; send_state "
-                             "and send_paced are left out: they need moto, whose ~50 msg/s make each of their "
-                             "runs several times longer than a send run; --phases send,send_state,send_paced "
-                             "measures the state table's cost; peer needs scripts/install-emulators "
-                             "bench-peer, which scripts/bench runs)")
+                        help="comma-separated, of " + ",".join(PHASES) + " (default %(default)s; send_state, "
+                             "send_paced and digest are left out: they need moto, whose ~50 msg/s make each of "
+                             "their runs several times longer than a send run; --phases send,send_state,send_paced "
+                             "measures the state table's cost, --phases send,send_state,digest digest recording's "
+                             "beside it; peer needs scripts/install-emulators bench-peer, which scripts/bench "
+                             "runs)")
     parser.add_argument("--report-only", metavar="RESULTS.JSON",
                         help="measure nothing: rewrite results.md and throughput.svg from a results.json")
     parser.add_argument("--run-id", help="names the queues, bucket and recipient (default: time + random)")

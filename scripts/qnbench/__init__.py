@@ -4,8 +4,10 @@
   worker.py  the release binary as a child process, its log lines parsed as they come
   clients.py the AWS calls: boto3 for resources, the load and queue depth; a raw keep-alive JSON
              client for the plain loops (boto3 is measurably too slow there); moto's relay
+  capacity.py pure: the relay's DynamoDB calls by operation and the units DynamoDB would bill
   procfs.py  CPU and memory from /proc: the worker, the emulators, the machine
-  stats.py   pure: percentiles, medians of repeats, the state table's cost, the targets
+  stats.py   pure: percentiles, medians of repeats, the state table's cost, digest recording's
+             cost and its check (every event recorded), the targets
   report.py  pure: results.md and throughput.svg from the results
 
 To add a phase or a mode (e.g. a peer implementation to compare with): write a Bench method that

@@ -18,6 +18,7 @@ import boto3
 from botocore.config import Config
 
 from . import BenchError
+from .capacity import Capacity
 
 # LocalStack routes by the signing scope and does not check signatures.
 AUTH = "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
@@ -87,7 +88,8 @@ class KeepAliveRelay:
     every response: without it the worker would open a TCP connection per DynamoDB call, which it
     does not do against DynamoDB (keep-alive). Each relayed request goes to moto on a connection of
     its own; the relay runs in this process (its CPU counts as the bench script's) and counts the
-    requests, so the report can show DynamoDB calls per message."""
+    requests by operation, with the units DynamoDB would bill for them (qnbench/capacity.py), so
+    the report can show DynamoDB calls and units per message."""
 
     HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"})
 
@@ -96,6 +98,7 @@ class KeepAliveRelay:
         host, port = url.hostname or "127.0.0.1", url.port or 80
         relay = self
         self.requests = 0
+        self.capacity = Capacity()
         self.lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
@@ -121,6 +124,7 @@ class KeepAliveRelay:
                     conn.close()
                 with relay.lock:
                     relay.requests += 1
+                    relay.capacity.account(self.headers.get("X-Amz-Target"), body, response.status, data)
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in relay.HOP:
@@ -144,6 +148,11 @@ class KeepAliveRelay:
     def count(self):
         with self.lock:
             return self.requests
+
+    def totals(self):
+        """Calls by operation and their units so far (Capacity.totals)."""
+        with self.lock:
+            return self.capacity.totals()
 
     def close(self):
         self.server.shutdown()

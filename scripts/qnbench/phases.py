@@ -38,6 +38,14 @@ PHASES = {p.name: p for p in (
           "own cost", "send", column="worker, sending at send_state's pace (no table)",
           chart="worker, sending at send_state's pace", color="#e377c2", sending=True, default=False,
           needs=("send_state",)),
+    Phase("digest", "send_state's events, table and relay, but the worker's route is a digest route "
+          "(`digest = { at = … }`, daily, closing about 12 hours after the run starts): each event is recorded "
+          "in the table (5 calls: the once-marker, the window's pending entry, the event's item, the window's "
+          "state, the marker again) and no email is sent. Drained: the queue empty and every event's item and "
+          "marker (`recorded`) in the table, in one window, checked with a Scan afterwards; its worker CPU, "
+          "DynamoDB calls and units per recorded event beside send_state's per email", "send",
+          column="worker, recording for a digest, state table on (moto DynamoDB)",
+          chart="worker, recording for a digest", color="#bcbd22", sending=True, default=False, moto=True),
     Phase("peer", "the same N events drained by the Node.js peer (scripts/bench-peer/consumer.mjs: "
           "sqs-consumer + AWS SDK v3 SQS and SES v2 + Handlebars, pinned; the worker's pollers and batch size, its "
           "templates and template data with details off), one email each to the SES emulator, every email "

@@ -95,6 +95,14 @@ def markdown(r):
             t = st["trickle"]
             extra.append(f"- Steady state with the state table on: {t['events']} events at {t['rate_per_s']}/s, "
                          f"enqueue → outcome line p50 / p95 / p99 {fmt_ms(t['latency_enqueue_to_outcome_line'])} ms.")
+    if r.get("digest"):
+        d = r["digest"]
+        rec = d["recorded"]
+        extra.append(f"- Digest (the run in the table): route `{d['digest']['route']}`, a daily digest closing at "
+                     f"{d['digest']['at_utc']} UTC, hours after the run, so no email; outcomes {d['outcomes']}. "
+                     f"Recorded in the table (a Scan after the run): {rec['items']:,} of {rec['expected']:,} events' "
+                     f"items and {rec['markers_recorded']:,} once-markers `recorded`, in "
+                     f"{len(rec['windows'])} window.")
     if r.get("peer"):
         pr = r["peer"]
         setup = (r.get("settings") or {}).get("peer") or {}
@@ -132,6 +140,8 @@ def markdown(r):
         lines += ["", *state_section(r)]
     if r.get("peer_ratio"):
         lines += ["", *peer_section(r)]
+    if r.get("digest_cost"):
+        lines += ["", *digest_section(r)]
     lines += ["", "| target | measured | limit | met |", "| --- | ---: | ---: | :---: |"]
     for t in r["targets"]:
         lines.append(f"| {t['target']} | {t['value']} {t['unit']} | {t['limit']} {t['unit']} | "
@@ -273,6 +283,75 @@ def peer_section(r):
               + f". Median of the paired ratios: {fmt(pair['median_of_pairs'], 2)}×.",
               f"- Target: the Node.js peer needs ≥ {c['target_ratio']}× the worker's CPU per message. Ratio of the "
               f"medians: {fmt(pair['of_medians'], 2)}×, {'met' if c['met'] else '**not met**'}."]
+    return lines
+
+
+def digest_section(r):
+    """Recording for a digest per event beside an email per event, from the interleaved repeats."""
+    c = r["digest_cost"]
+    names = [n for n in ("send", "send_state", "digest") if n in c["worker_cpu_us_per_message"]]
+    heads = {"send": "email, no table (send)", "send_state": "email, state table on (send_state)",
+             "digest": "recorded for a digest (digest)"}
+    paired = "send_state" in names
+    n = len(c["worker_cpu_us_per_message"]["digest"]["runs"])
+
+    def fmt(v, digits):
+        return "–" if v is None else f"{v:,.{digits}f}"
+
+    def cell(side, digits, bold=False):
+        if side["median"] is None:
+            return "–"
+        med = fmt(side["median"], digits)
+        return f"{f'**{med}**' if bold else med} ({fmt(side['min'], digits)}–{fmt(side['max'], digits)})"
+
+    def delta(d, digits, bold=False):
+        if d["delta_of_medians"] is None:
+            return "–"
+        text = f"{d['delta_of_medians']:+,.{digits}f}".replace("-", "−")
+        runs = " / ".join("–" if v is None else f"{v:+,.{digits}f}".replace("-", "−") for v in d["paired_deltas"])
+        return (f"**{text}**" if bold else text) + (f"; runs {runs}" if len(d["paired_deltas"]) > 1 else "")
+
+    kinds = ", ".join(names)
+    lines = [f"Digest recording against an email per event: {n} run{'s' if n > 1 else ''} of each"
+             + (f", interleaved ({kinds}, {names[0]}, …)" if len(names) > 1 and n > 1 else "")
+             + ", each on its own queue of the same events. digest's route records each event in a fresh state "
+             "table for a daily digest that does not close during the run: no email. Per message means per "
+             "email in send and send_state, per recorded event in digest. DynamoDB calls: counted by the "
+             "relay from the worker's start to the drain (the digest checks' queries included); units: what "
+             "DynamoDB would bill on demand, computed by the relay from the items it saw written and read "
+             "(qnbench/capacity.py, the in-memory table's rules). Cells: median (min–max).", ""]
+    head = "| | " + " | ".join(heads[x] for x in names) + " |" + (" digest − send_state |" if paired else "")
+    lines += [head, "| --- |" + " ---: |" * (len(names) + paired)]
+    rows = [("messages/s", "messages_per_s", 0, True),
+            ("worker CPU per message (µs)", "worker_cpu_us_per_message", 0, True),
+            ("… of which user (µs)", "worker_cpu_user_us_per_message", 0, False),
+            ("… of which system (kernel) (µs)", "worker_cpu_sys_us_per_message", 0, False),
+            ("DynamoDB calls per message", "dynamodb_calls_per_message", 2, True),
+            ("DynamoDB write units per message", "dynamodb_write_units_per_message", 2, True),
+            ("DynamoDB read units per message", "dynamodb_read_units_per_message", 2, True),
+            ("moto (DynamoDB) CPU per message (µs)", "moto_cpu_us_per_message", 0, False),
+            ("worker peak RSS (MiB)", "peak_rss_mib", 1, False)]
+    for label, key, digits, bold in rows:
+        x = c[key]
+        line = f"| {label} | " + " | ".join(cell(x[name], digits, bold) for name in names) + " |"
+        if paired:
+            line += f" {delta(x['digest_minus_send_state'], digits, bold)} |"
+        lines.append(line)
+    cpu, rate, others = c["worker_cpu_us_per_message"], c["messages_per_s"], c.get("other_processes_cores")
+
+    def each(x, digits):
+        return "; ".join(f"{name} {' / '.join(fmt(v, digits) for v in x[name]['runs'])}" for name in names)
+
+    ops = c["digest_calls_by_operation_per_event"]
+    lines += ["", f"- Each run, in order: worker CPU per message (µs), {each(cpu, 0)}. Messages/s: {each(rate, 0)}."
+              + (f" Other processes on the machine (cores busy): {each(others, 2)}." if others else "")]
+    if ops:
+        lines.append("- digest's DynamoDB calls per recorded event, by operation (median): "
+                     + ", ".join(f"{op} {fmt(side['median'], 3)}" for op, side in ops.items()) + ".")
+    uncosted = {name: k for name, k in c["uncosted_calls"].items() if k}
+    if uncosted:
+        lines.append("- Calls the relay could not cost (left out of the units): "
+                     + ", ".join(f"{name} {k:,}" for name, k in uncosted.items()) + ".")
     return lines
 
 

@@ -12,16 +12,18 @@ import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
 from . import DEFAULTS, ROOT, BenchError, log
+from .capacity import per_message
 from .clients import KeepAliveRelay, RawJson, client, depth
 from .peer import Peer, node_version, settle_times, versions
 from .phases import PHASES
 from .procfs import Machine, binary_info, listener_pgid, machine_info, proc_cpu
 from .stats import (
+    digest_cost,
     email_chars,
     latency_summary,
     median,
@@ -29,6 +31,7 @@ from .stats import (
     peer_ratio,
     per_tenth,
     percentile,
+    recorded_check,
     repeat_summary,
     state_cost,
     targets,
@@ -40,6 +43,8 @@ import setup_resources
 
 # SendMessageBatch calls at once while pre-loading.
 PRELOAD_THREADS = 4
+# The digest phase's route.
+DIGEST_ROUTE = "package-digest"
 
 
 def make_event(run_id, index, bucket):
@@ -151,7 +156,9 @@ class Bench:
             env["QUILT_NOTIFY__" + "__".join(part.upper() for part in key.split("."))] = value
         return env
 
-    def write_config(self, phase, queue_url, bucket, table=None):
+    def write_config(self, phase, queue_url, bucket, table=None, digest_at=None):
+        """The worker's config for a phase; with `digest_at` (HH:MM, UTC) its route is a daily
+        digest route closing then, instead of an email per event."""
         pattern = {
             "source": ["com.quiltdata"],
             "detail-type": ["package-revision"],
@@ -183,14 +190,22 @@ host = "catalog.example.com"
 dir = {json.dumps(str(ROOT / "config/templates"))}
 
 [[routes]]
-name = "package-created"
-template = "package-created"
+{self._route(digest_at)}
 to = [{json.dumps(self.recipient)}]
 pattern = {json.dumps(json.dumps(pattern))}
 """
         path = self.logs / f"{phase}.toml"
         path.write_text(text)
         return path
+
+    @staticmethod
+    def _route(digest_at):
+        if not digest_at:
+            return 'name = "package-created"\ntemplate = "package-created"'
+        return (f'name = "{DIGEST_ROUTE}"\n'
+                f"# digest: each event recorded in the table for a daily digest (template \"digest\") that\n"
+                f"# closes at {digest_at} UTC, hours after the run; no email during the run.\n"
+                f'digest = {{ at = "{digest_at}", timezone = "UTC" }}')
 
     def _state_section(self, table):
         if not table:
@@ -264,12 +279,17 @@ endpoint_url = {json.dumps(self.state_endpoint)}
 
     # -- a worker run (send, send_state or filtered)
 
-    def worker_phase(self, phase, send, trickle=False, state=False, env=None):
+    def worker_phase(self, phase, send, trickle=False, state=False, env=None, digest=False):
+        """One run of the worker on N pre-loaded events: `send` (the route matches them), `state`
+        (a fresh state table), `digest` (the route records them for a digest instead of sending)."""
         n = self.args.events
         url = self.make_queue(phase)
-        table = f"qn-bench-{self.run_id}-{phase}" if state else None
-        config = self.write_config(phase, url, self.bucket if send else f"{self.bucket}-matches-nothing", table)
-        if state:
+        table = f"qn-bench-{self.run_id}-{phase}" if state or digest else None
+        # Half a day ahead: the window cannot close during the run (at most --timeout long).
+        digest_at = (datetime.now(UTC) + timedelta(hours=12)).strftime("%H:%M") if digest else None
+        config = self.write_config(phase, url, self.bucket if send else f"{self.bucket}-matches-nothing", table,
+                                   digest_at)
+        if table:
             self.make_table(phase, config)
         events = [make_event(self.run_id, i, self.bucket) for i in range(n)]
         ids_by_index = [e["id"] for e in events]
@@ -277,12 +297,14 @@ endpoint_url = {json.dumps(self.state_endpoint)}
         enqueued = self.preload(url, events)
         before = self.machine.snapshot()
         worker = Worker(self.args.binary, config, env or self.env, self.logs / f"{phase}.log")
-        relayed = self.relay.count() if state and self.relay else None
+        relayed = self.relay.totals() if table and self.relay else None
         sampler = Sampler(worker.pid)
         sampler.start()
         result = {"phase": phase, "events": n}
-        if state:
+        if table:
             result["state_table"] = {"table": table, "endpoint_url": self.args.moto_endpoint}
+        if digest:
+            result["digest"] = {"route": DIGEST_ROUTE, "at_utc": digest_at}
         try:
             worker.wait_for(lambda: worker.started_ts is not None, 30, "the worker to start")
             cpu_started = worker.cpu()
@@ -318,8 +340,10 @@ endpoint_url = {json.dumps(self.state_endpoint)}
             split_drained = proc_cpu(worker.pid)
             mem_drained = worker.mem()
             if relayed is not None:
-                # From the worker's start to the drain: claims, marks sent, renewals (if any).
-                result["dynamodb_calls_per_message"] = round((self.relay.count() - relayed) / n, 3)
+                # From the worker's start to the drain: claims, marks sent, renewals (if any); in
+                # digest, the records and the digest checks (a Query each digest_check_seconds).
+                result["dynamodb"] = per_message(relayed, self.relay.totals(), n)
+                result["dynamodb_calls_per_message"] = result["dynamodb"]["calls_per_message"]
             after = self.machine.snapshot()
             with worker.lock:
                 settled = {i: worker.settled[i] for i in ids}
@@ -365,9 +389,25 @@ endpoint_url = {json.dumps(self.state_endpoint)}
         result["samples"] = [
             {"t": round(t - t0, 2), "cpu_s": round(c, 3), "rss_kb": r} for t, c, r, _ in sampler.samples
         ]
-        if send:
+        if digest:
+            self.check_recorded(result, table, set(enqueued))
+        elif send:
             self.check_mail(result, enqueued, ids_by_index, preload_started)
         return result
+
+    def check_recorded(self, result, table, ids):
+        """Every event recorded in the table: its item in the window's partition and its
+        once-marker `recorded`, all in one window (one digest); read with a Scan straight from moto
+        (not through the relay, so it is not counted as the worker's)."""
+        dynamodb = client("dynamodb", self.args.moto_endpoint)
+        items = []
+        for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+            items += page["Items"]
+        check = recorded_check(items, ids, DIGEST_ROUTE)
+        result["recorded"] = check
+        if not check["ok"]:
+            raise BenchError(f"{result['phase']}: {check['problem']} (table {table})")
+        log(f"{result['phase']}: all {check['items']} events recorded in the table, one window, markers recorded")
 
     # -- the Node.js peer (peer)
 
@@ -660,8 +700,8 @@ endpoint_url = {json.dumps(self.state_endpoint)}
     # -- the phases (qnbench/phases.py names the method of each)
 
     def send(self, kind, label, k, runs):
-        """One run of a sending phase (send, send_state, send_paced); `runs` holds the runs so far
-        of every sending phase, this repeat's included."""
+        """One run of a sending phase (send, send_state, send_paced, digest); `runs` holds the runs
+        so far of every sending phase, this repeat's included."""
         # Each run's emails go to their own recipient, so each run's check counts its own.
         self.recipient = (f"bench-{self.run_id}@example.com" if label == "send"
                           else f"bench-{self.run_id}-{label.removeprefix('send-')}@example.com")
@@ -678,13 +718,19 @@ endpoint_url = {json.dumps(self.state_endpoint)}
             pace = runs["send_state"][k]["messages_per_s"]
             env = dict(self.env, QUILT_NOTIFY__SES__MAX_SEND_RATE=str(pace))
             how = f", at most {pace} emails/s (send_state's pace)"
-        log(f"{label}: {self.args.events} events, worker sending to {self.args.ses_endpoint}{how}")
-        run = self.worker_phase(label, send=True, trickle=k == 0 and kind != "send_paced", state=state, env=env)
+        digest = kind == "digest"
+        if digest:
+            log(f"{label}: {self.args.events} events, worker recording them for a digest{how}")
+        else:
+            log(f"{label}: {self.args.events} events, worker sending to {self.args.ses_endpoint}{how}")
+        run = self.worker_phase(label, send=True, trickle=k == 0 and kind in ("send", "send_state"), state=state,
+                                env=env, digest=digest)
         if kind == "send_paced":
             run["paced_at_messages_per_s"] = pace
+        units = run.get("dynamodb")
         log(f"{label}: {run['messages_per_s']} msg/s, {run['worker_cpu_us_per_message']} µs CPU/msg"
-            + (f", {run['dynamodb_calls_per_message']} DynamoDB calls/msg"
-               if "dynamodb_calls_per_message" in run else ""))
+            + (f", DynamoDB per msg: {units['calls_per_message']} calls, {units['write_units_per_message']} WCU, "
+               f"{units['read_units_per_message']} RCU" if units else ""))
         return run
 
     def peer(self, kind, label, k, runs):
@@ -727,6 +773,8 @@ endpoint_url = {json.dumps(self.state_endpoint)}
             results[f"{kind}_repeats"] = [repeat_summary(run) for run in runs[kind]]
         if "send" in sending and "send_state" in sending:
             results["state_cost"] = state_cost(results)
+        if "digest" in sending:
+            results["digest_cost"] = digest_cost(results)
         if "send" in sending and "peer" in sending:
             results["peer_ratio"] = peer_ratio(results)
 

@@ -1,6 +1,6 @@
 """Pure statistics of a run: percentiles, the run shown for repeated phases, the state table's
-cost, the Node.js peer's ratio to the worker, the emulators' bound and the issue's targets. No I/O
-(tests: scripts/tests)."""
+cost, digest recording's cost and whether every event was recorded, the Node.js peer's ratio to
+the worker, the emulators' bound and the issue's targets. No I/O (tests: scripts/tests)."""
 
 import math
 
@@ -64,11 +64,17 @@ def repeat_summary(run):
         "worker_cpu_sys_us_per_message": run.get("worker_cpu_sys_us_per_message"),
         "peak_rss_kb": run["peak_rss_kb"],
         "machine_busy_cores": run["machine"]["machine_busy_cores"],
+        "other_processes_cores": run["machine"].get("other_processes_cores"),
         "localstack_cpu_s_per_1000": emulators["localstack"]["cpu_s_per_1000"],
         "ses_emulator_cpu_s_per_1000": emulators["ses_emulator"]["cpu_s_per_1000"],
         **({"moto_cpu_s_per_1000": emulators["moto"]["cpu_s_per_1000"]} if "moto" in emulators else {}),
         **({"dynamodb_calls_per_message": run["dynamodb_calls_per_message"]}
            if "dynamodb_calls_per_message" in run else {}),
+        **({"dynamodb_write_units_per_message": run["dynamodb"]["write_units_per_message"],
+            "dynamodb_read_units_per_message": run["dynamodb"]["read_units_per_message"],
+            "dynamodb_by_operation_per_message": run["dynamodb"]["by_operation_per_message"],
+            "dynamodb_uncosted_calls": run["dynamodb"]["uncosted_calls"]}
+           if run.get("dynamodb") else {}),
         **({"paced_at_messages_per_s": run["paced_at_messages_per_s"]} if "paced_at_messages_per_s" in run else {}),
     }
 
@@ -129,6 +135,89 @@ def state_cost(r):
         "target_us": STATE_TARGET_US,
         "met_vs_off": vs_off is not None and vs_off <= STATE_TARGET_US,
         "met_vs_paced": None if vs_paced is None else vs_paced <= STATE_TARGET_US,
+    }
+
+
+def recorded_check(items, event_ids, route):
+    """Whether every event is recorded for `route`'s digest, from a Scan of the table (items in
+    DynamoDB's wire format): its item `e#<event id>` in a window's partition
+    (`window#<route>#<start>`) and its once-marker (`send#<event id>`, sort key the route) saying
+    `recorded`, all in one window (the run's window never closes). `ok` and, if not, `problem`."""
+    entries = {}  # event id -> the window partition its item is in
+    markers = {}  # event id -> its marker's status
+    for item in items:
+        pk, sk = item["pk"]["S"], item["sk"]["S"]
+        if pk.startswith(f"window#{route}#") and sk.startswith("e#"):
+            entries[sk.removeprefix("e#")] = pk
+        elif pk.startswith("send#") and sk == route:
+            markers[pk.removeprefix("send#")] = (item.get("status") or {}).get("S")
+    wanted = set(event_ids)
+    no_item = sorted(wanted - entries.keys())
+    not_recorded = sorted(i for i in wanted if markers.get(i) != "recorded")
+    windows = sorted({entries[i] for i in wanted if i in entries})
+    check = {"expected": len(wanted), "items": len(wanted & entries.keys()),
+             "markers_recorded": len(wanted) - len(not_recorded), "windows": windows,
+             "items_of_other_events": len(entries.keys() - wanted)}
+    problems = []
+    if no_item:
+        problems.append(f"{len(no_item)} of {len(wanted)} events have no item in a window, e.g. {no_item[0]}")
+    if not_recorded:
+        problems.append(f"{len(not_recorded)} of {len(wanted)} once-markers do not say recorded, e.g. "
+                        f"{not_recorded[0]}: {markers.get(not_recorded[0])}")
+    if len(windows) > 1:
+        problems.append(f"the events are in {len(windows)} windows, not one: {', '.join(windows[:3])}")
+    check["ok"] = not problems and bool(wanted)
+    if not wanted:
+        problems.append("no events to check")
+    if problems:
+        check["problem"] = "; ".join(problems)
+    return check
+
+
+def digest_cost(r):
+    """Recording for a digest (digest) per event, beside an email per event with the state table
+    (send_state) and without (send), from the interleaved repeats: each side's median, min, max
+    and runs, and digest − send_state of the medians and of each repeat's pair."""
+    rows = {name: r[f"{name}_repeats"] for name in ("send", "send_state", "digest") if r.get(f"{name}_repeats")}
+
+    def side(side_rows, key, scale, digits):
+        values = [None if x.get(key) is None else round(x[key] * scale, digits) for x in side_rows]
+        known = [v for v in values if v is not None]
+        return {"median": round(median(known), digits) if known else None,
+                "min": min(known) if known else None, "max": max(known) if known else None, "runs": values}
+
+    def compare(key, scale=1.0, digits=1):
+        out = {name: side(side_rows, key, scale, digits) for name, side_rows in rows.items()}
+        if "send_state" in out:
+            a, b = out["send_state"], out["digest"]
+            out["digest_minus_send_state"] = {
+                "delta_of_medians": None if a["median"] is None or b["median"] is None
+                else round(b["median"] - a["median"], digits),
+                "paired_deltas": [None if x is None or y is None else round(y - x, digits)
+                                  for x, y in zip(a["runs"], b["runs"], strict=False)]}
+        return out
+
+    operations = sorted({op for x in rows["digest"] for op in x.get("dynamodb_by_operation_per_message") or {}})
+    return {
+        "note": "per message: an email in send and send_state, a recorded event in digest; repeats interleaved "
+                "send, send_state, digest, send, ...; DynamoDB calls counted and units computed by the relay "
+                "(qnbench/capacity.py: the in-memory table's rules) from the worker's start to the drain",
+        "worker_cpu_us_per_message": compare("worker_cpu_us_per_message"),
+        "worker_cpu_user_us_per_message": compare("worker_cpu_user_us_per_message"),
+        "worker_cpu_sys_us_per_message": compare("worker_cpu_sys_us_per_message"),
+        "messages_per_s": compare("messages_per_s"),
+        "peak_rss_mib": compare("peak_rss_kb", 1 / 1024),
+        "moto_cpu_us_per_message": compare("moto_cpu_s_per_1000", 1000.0, 0),
+        "other_processes_cores": compare("other_processes_cores", 1.0, 2),
+        "dynamodb_calls_per_message": compare("dynamodb_calls_per_message", 1.0, 3),
+        "dynamodb_write_units_per_message": compare("dynamodb_write_units_per_message", 1.0, 3),
+        "dynamodb_read_units_per_message": compare("dynamodb_read_units_per_message", 1.0, 3),
+        "digest_calls_by_operation_per_event": {
+            op: side([{op: (x.get("dynamodb_by_operation_per_message") or {}).get(op, 0.0)} for x in rows["digest"]],
+                     op, 1.0, 3) for op in operations},
+        # Calls whose units could not be worked out (an unreadable answer, a throttled call).
+        "uncosted_calls": {name: sum(x.get("dynamodb_uncosted_calls") or 0 for x in side_rows)
+                           for name, side_rows in rows.items() if name != "send"},
     }
 
 

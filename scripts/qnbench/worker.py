@@ -13,7 +13,8 @@ from datetime import datetime
 from . import BenchError, log
 from .procfs import proc_cpu, proc_mem_kb
 
-SETTLED = ("sent", "filtered", "duplicate")
+# recorded: the digest phase's outcome (kept in the table for a later digest, then deleted).
+SETTLED = ("sent", "filtered", "duplicate", "recorded")
 # The first SDK request of the worker: with ses.max_send_rate set there is no GetAccount call at
 # start-up, so the first request that enters the transmit phase is a ReceiveMessage.
 TRANSMIT_TARGET = "aws_smithy_runtime_api::client::interceptors::context"

@@ -13,7 +13,7 @@ from pathlib import Path
 SCRIPTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SCRIPTS))
 
-from qnbench import peer, phases, report, stats  # noqa: E402 - the scripts folder, put on the path above
+from qnbench import capacity, peer, phases, report, stats  # noqa: E402 - the scripts folder, put on the path above
 
 PUBLISHED = SCRIPTS.parent / "docs/perf"
 
@@ -142,11 +142,199 @@ class Phases(unittest.TestCase):
         self.assertFalse(phases.PHASES["peer"].moto)
         self.assertIsNone(phases.check(["send", "peer"]))
 
+    def test_digest_is_a_sending_phase_on_moto_left_out_of_the_defaults(self):
+        digest = phases.PHASES["digest"]
+        self.assertTrue(digest.sending)
+        self.assertTrue(digest.moto)
+        self.assertFalse(digest.default)
+        self.assertIsNone(phases.check(["send", "send_state", "digest"]))
+        self.assertIsNone(phases.check(["digest"]))
+
     def test_unknown_phases_and_a_paced_run_without_its_pace_are_refused(self):
         self.assertIsNone(phases.check(["send", "send_state", "send_paced"]))
         self.assertIn("unknown nope", phases.check(["send", "nope"]))
         self.assertEqual(phases.check(["send", "send_paced"]),
                          "send_paced runs at send_state's pace, so it needs send_state too")
+
+
+def put(item, **extra):
+    return json.dumps({"TableName": "t", "Item": item, "ReturnValues": "ALL_OLD",
+                       "ReturnValuesOnConditionCheckFailure": "ALL_OLD", **extra}).encode()
+
+
+def update(key, expression, names, values):
+    return json.dumps({"TableName": "t", "Key": key, "UpdateExpression": expression,
+                       "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
+                       "ReturnValues": "ALL_OLD", "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}).encode()
+
+
+def key(pk, sk):
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+REFUSED = "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"
+TARGET = "DynamoDB_20120810."
+
+
+class Capacity(unittest.TestCase):
+    """The units the relay works out, by the in-memory table's rules (src/adapters/memory/table.rs)."""
+
+    def test_an_items_size_is_its_names_and_values_a_number_one_byte_per_two_digits_and_one(self):
+        self.assertEqual(capacity.item_size({"ab": {"S": "héllo"}}), 2 + 6)
+        self.assertEqual(capacity.item_size({"n": {"N": "1765000000"}}), 1 + 5 + 1)
+        self.assertEqual(capacity.item_size({"n": {"N": "-123"}}), 1 + 2 + 1)
+        self.assertEqual(capacity.item_size({"b": {"BOOL": True}}), 2)
+        self.assertEqual(capacity.item_size(None), 0)
+
+    def test_a_write_costs_a_unit_per_started_kib_of_the_larger_item_and_a_read_per_started_4_kib(self):
+        small, big = {"x": {"S": "a"}}, {"x": {"S": "a" * 1500}}
+        self.assertEqual(capacity.write_units(None, small), 1)
+        self.assertEqual(capacity.write_units(big, small), 2)
+        self.assertEqual(capacity.write_units(None, None), 1)
+        self.assertEqual(capacity.read_units(0), 1)
+        self.assertEqual(capacity.read_units(4097), 2)
+
+    def test_a_refused_conditional_put_is_billed_on_the_item_that_refused_it(self):
+        c = capacity.Capacity()
+        old = {**key("send#e1", "r"), "entry": {"S": "a" * 2000}}
+        c.account(TARGET + "PutItem", put(key("send#e1", "r")), 400,
+                  json.dumps({"__type": REFUSED, "Item": old}).encode())
+        self.assertEqual(c.totals(), {"calls": 1, "by_operation": {"PutItem": 1}, "write_units": 2,
+                                      "read_units": 0, "uncosted_calls": 0})
+
+    def test_an_update_is_billed_on_the_larger_of_the_item_before_and_the_item_it_makes(self):
+        c = capacity.Capacity()
+        old = {**key("send#e1", "r"), "status": {"S": "recording"}}
+        c.account(TARGET + "UpdateItem",
+                  update(key("send#e1", "r"), "SET #n0 = :v0 REMOVE #n1", {"#n0": "status", "#n1": "owner"},
+                         {":v0": {"S": "x" * 1100}}), 200, json.dumps({"Attributes": old}).encode())
+        self.assertEqual(c.write, 2)
+        self.assertEqual(capacity.updated(key("a", "b"), None, {"UpdateExpression": "SET #n0 = :v0",
+                                                                 "ExpressionAttributeNames": {"#n0": "s"},
+                                                                 "ExpressionAttributeValues": {":v0": {"N": "1"}}}),
+                         {**key("a", "b"), "s": {"N": "1"}})
+        with self.assertRaises(ValueError):
+            capacity.updated(key("a", "b"), None, {"UpdateExpression": "ADD #n0 :v0"})
+
+    def test_reads_cost_per_item_read_and_a_missing_item_costs_one_unit(self):
+        c = capacity.Capacity()
+        c.account(TARGET + "GetItem", b'{"TableName": "t"}', 200, b"{}")
+        big = {"x": {"S": "a" * 3000}}
+        c.account(TARGET + "Query", b'{"TableName": "t"}', 200, json.dumps({"Items": [big, big]}).encode())
+        c.account(TARGET + "BatchGetItem", b"{}", 200, json.dumps({"Responses": {"t": [big, big]}}).encode())
+        self.assertEqual((c.read, c.write), (1 + 2 + 2, 0))
+        self.assertEqual(c.calls, {"GetItem": 1, "Query": 1, "BatchGetItem": 1})
+
+    def test_a_transaction_costs_twice_per_item_on_the_items_the_relay_saw_written(self):
+        c = capacity.Capacity()
+        c.account(TARGET + "PutItem", put({**key("send#e1", "r"), "entry": {"S": "a" * 1500}}), 200, b"{}")
+        items = [{"Update": {"TableName": "t", "Key": key("send#e1", "r"), "UpdateExpression": "SET #n0 = :v0",
+                             "ExpressionAttributeNames": {"#n0": "status"},
+                             "ExpressionAttributeValues": {":v0": {"S": "sent"}}}},
+                 {"Update": {"TableName": "t", "Key": key("send#e2", "r"), "UpdateExpression": "SET #n0 = :v0",
+                             "ExpressionAttributeNames": {"#n0": "status"},
+                             "ExpressionAttributeValues": {":v0": {"S": "claimed"}}}}]
+        body = json.dumps({"TransactItems": items}).encode()
+        c.account(TARGET + "TransactWriteItems", body, 200, b"{}")
+        self.assertEqual(c.write, 2 + 2 * 2 + 2 * 1)
+        c.account(TARGET + "TransactWriteItems", body, 400,
+                  b'{"__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException"}')
+        self.assertEqual(c.write, 8 + 2 * 2 + 2 * 1, "cancelled: each item billed on the item as it was")
+
+    def test_failed_and_unreadable_calls_are_counted_but_not_costed_and_the_control_plane_is_free(self):
+        c = capacity.Capacity()
+        c.account(TARGET + "PutItem", put(key("a", "b")), 400,
+                  b'{"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"}')
+        c.account(TARGET + "GetItem", b"not json", 200, b"{}")
+        c.account(TARGET + "DescribeTable", b'{"TableName": "t"}', 200, b"{}")
+        self.assertEqual(c.totals()["uncosted_calls"], 2)
+        self.assertEqual(c.totals()["calls"], 3)
+        self.assertEqual((c.write, c.read), (0, 0))
+
+    def test_recording_an_event_for_a_digest_costs_four_write_units_and_one_read_as_in_the_pipeline_bench(self):
+        """The worker's five calls for one recorded event (src/worker/state/windows/record.rs), as
+        moto answers them for the second event of a window."""
+        c = capacity.Capacity()
+        route, window = "package-digest", "window#package-digest#1765000000"
+        marker = {**key("send#e2", route), "status": {"S": "recording"}, "event_id": {"S": "e2"},
+                  "route": {"S": route}, "window_start": {"N": "1765000000"}, "window_end": {"N": "1765086400"},
+                  "recorded_at": {"N": "1765040000"}, "expires_at": {"N": "1766382400"}}
+        pending = {**key("pending#" + route, "00000000001765000000-00000000001765086400"), "route": {"S": route},
+                   "window_start": {"N": "1765000000"}, "window_end": {"N": "1765086400"},
+                   "expires_at": {"N": "1766382400"}}
+        entry = {**key(window, "e#e2"), "entry": {"S": json.dumps({"handle": "bench/x/000001", "top_hash": "ab" * 32})},
+                 "event_id": {"S": "e2"}, "expires_at": {"N": "1766382400"}}
+        c.account(TARGET + "PutItem", put(marker, ConditionExpression="attribute_not_exists(#n0)"), 200, b"{}")
+        c.account(TARGET + "UpdateItem",
+                  update({"pk": pending["pk"], "sk": pending["sk"]}, "SET #n0 = :v0, #n1 = :v1, #n2 = :v2, #n3 = :v3",
+                         {"#n0": "route", "#n1": "window_start", "#n2": "window_end", "#n3": "expires_at"},
+                         {":v0": pending["route"], ":v1": pending["window_start"], ":v2": pending["window_end"],
+                          ":v3": pending["expires_at"]}),
+                  200, json.dumps({"Attributes": pending}).encode())
+        c.account(TARGET + "PutItem", put(entry), 200, b"{}")
+        c.account(TARGET + "GetItem", json.dumps({"TableName": "t", "Key": key(window, "window")}).encode(), 200,
+                  b"{}")
+        c.account(TARGET + "UpdateItem", update(key("send#e2", route), "SET #n0 = :v0", {"#n0": "status"},
+                                                {":v0": {"S": "recorded"}}),
+                  200, json.dumps({"Attributes": marker}).encode())
+        self.assertEqual(c.totals(), {"calls": 5, "by_operation": {"GetItem": 1, "PutItem": 2, "UpdateItem": 2},
+                                      "write_units": 4, "read_units": 1, "uncosted_calls": 0})
+
+    def test_per_message_is_the_difference_of_two_totals_over_the_messages(self):
+        before = {"calls": 10, "by_operation": {"PutItem": 10}, "write_units": 10, "read_units": 0,
+                  "uncosted_calls": 0}
+        after = {"calls": 60, "by_operation": {"PutItem": 30, "GetItem": 10, "UpdateItem": 20}, "write_units": 50,
+                 "read_units": 10, "uncosted_calls": 1}
+        d = capacity.per_message(before, after, 10)
+        self.assertEqual((d["calls_per_message"], d["write_units_per_message"], d["read_units_per_message"]),
+                         (5.0, 4.0, 1.0))
+        self.assertEqual(d["by_operation_per_message"], {"PutItem": 2.0, "GetItem": 1.0, "UpdateItem": 2.0})
+        self.assertEqual(d["uncosted_calls"], 1)
+        self.assertIsNone(capacity.per_message(None, after, 10))
+
+
+def scanned(route, recorded, window="window#package-digest#1765000000", status="recorded"):
+    """A Scan's items: each event's item in `window` and its once-marker."""
+    items = []
+    for event_id in recorded:
+        items.append(key(window, f"e#{event_id}"))
+        items.append({**key(f"send#{event_id}", route), "status": {"S": status}})
+    return items
+
+
+class DigestCheck(unittest.TestCase):
+    route = "package-digest"
+
+    def test_every_event_recorded_in_one_window_passes(self):
+        items = [*scanned(self.route, ["a", "b"]), key("pending#package-digest", "x"), key("digest-routes", "p")]
+        check = stats.recorded_check(items, {"a", "b"}, self.route)
+        self.assertTrue(check["ok"])
+        self.assertEqual((check["items"], check["markers_recorded"], check["windows"]),
+                         (2, 2, ["window#package-digest#1765000000"]))
+        self.assertNotIn("problem", check)
+
+    def test_an_event_without_its_item_fails(self):
+        items = [*scanned(self.route, ["a"]), {**key("send#b", self.route), "status": {"S": "recorded"}}]
+        check = stats.recorded_check(items, {"a", "b"}, self.route)
+        self.assertFalse(check["ok"])
+        self.assertEqual(check["problem"], "1 of 2 events have no item in a window, e.g. b")
+
+    def test_a_marker_still_recording_or_withdrawn_fails(self):
+        items = [*scanned(self.route, ["a"]), *scanned(self.route, ["b"], status="recording")]
+        check = stats.recorded_check(items, {"a", "b"}, self.route)
+        self.assertFalse(check["ok"])
+        self.assertIn("1 of 2 once-markers do not say recorded, e.g. b: recording", check["problem"])
+
+    def test_events_in_two_windows_fail_the_run_whose_window_must_not_close(self):
+        items = [*scanned(self.route, ["a"]), *scanned(self.route, ["b"], window="window#package-digest#1765086400")]
+        check = stats.recorded_check(items, {"a", "b"}, self.route)
+        self.assertFalse(check["ok"])
+        self.assertIn("in 2 windows, not one", check["problem"])
+
+    def test_another_routes_items_do_not_count_and_no_events_is_no_pass(self):
+        check = stats.recorded_check(scanned("other", ["a"], window="window#other#1"), {"a"}, self.route)
+        self.assertFalse(check["ok"])
+        self.assertFalse(stats.recorded_check([], set(), self.route)["ok"])
 
 
 class PeerProgress(unittest.TestCase):
@@ -174,6 +362,33 @@ def with_peer(r, cpus):
                              "packages": {"sqs-consumer": "14.2.8", "@aws-sdk/client-sqs": "3.1178.0",
                                           "@aws-sdk/client-sesv2": "3.1178.0", "handlebars": "4.7.10"}}
     r["peer_ratio"] = stats.peer_ratio(r)
+    r["targets"] = stats.targets(r)
+    return r
+
+
+def with_digest(r, digest_cpus, state_cpus=(335, 340)):
+    """The published run with send_state and digest runs (2 of each, paired with send's first two),
+    with the DynamoDB calls and units the relay reports."""
+    r["send_repeats"] = r["send_repeats"][:2]
+    base = stats.repeat_summary(r["send"])
+    units = {"moto_cpu_s_per_1000": 12.0}
+    r["send_state_repeats"] = [dict(base, **units, phase="send_state", worker_cpu_us_per_message=cpu,
+                                    messages_per_s=80, dynamodb_calls_per_message=0.1,
+                                    dynamodb_write_units_per_message=4.0, dynamodb_read_units_per_message=0.0,
+                                    dynamodb_by_operation_per_message={"TransactWriteItems": 0.1},
+                                    dynamodb_uncosted_calls=0) for cpu in state_cpus]
+    r["digest_repeats"] = [dict(base, moto_cpu_s_per_1000=40.0, phase="digest", worker_cpu_us_per_message=cpu,
+                                messages_per_s=25, dynamodb_calls_per_message=5.004,
+                                dynamodb_write_units_per_message=4.0, dynamodb_read_units_per_message=1.004,
+                                dynamodb_by_operation_per_message={"PutItem": 2.0, "UpdateItem": 2.0,
+                                                                   "GetItem": 1.0, "Query": 0.004},
+                                dynamodb_uncosted_calls=0) for cpu in digest_cpus]
+    r["digest"] = dict(copy.deepcopy(r["send"]), phase="digest", outcomes={"recorded": 10000},
+                       digest={"route": "package-digest", "at_utc": "23:10"},
+                       recorded={"expected": 10000, "items": 10000, "markers_recorded": 10000,
+                                 "windows": ["window#package-digest#1765000000"], "ok": True})
+    r["digest"]["machine"]["emulators"]["moto"] = {"cpu_s": 400.0, "cpu_s_per_1000": 40.0}
+    r["digest_cost"] = stats.digest_cost(r)
     r["targets"] = stats.targets(r)
     return r
 
@@ -238,6 +453,45 @@ class Report(unittest.TestCase):
     def test_a_single_pair_is_not_called_interleaved(self):
         r = with_peer(published(), [1800])
         self.assertIn("The Node.js peer against the worker: one run of each (send, then peer)", report.markdown(r))
+
+    def test_the_digest_section_shows_cpu_calls_and_units_per_recorded_event_beside_per_email(self):
+        r = with_digest(published(), [1400, 1300])
+        cost = r["digest_cost"]
+        self.assertEqual(cost["worker_cpu_us_per_message"]["digest"]["median"], 1350)
+        self.assertEqual(cost["worker_cpu_us_per_message"]["digest_minus_send_state"],
+                         {"delta_of_medians": 1012.5, "paired_deltas": [1065, 960]})
+        self.assertEqual(cost["digest_calls_by_operation_per_event"]["PutItem"]["median"], 2.0)
+        md = report.markdown(r)
+        self.assertIn("worker, recording for a digest, state table on (moto DynamoDB)", md.splitlines()[2])
+        self.assertIn("Digest recording against an email per event: 2 runs of each, interleaved (send, send_state, "
+                      "digest, send, …)", md)
+        self.assertIn("| | email, no table (send) | email, state table on (send_state) | recorded for a digest "
+                      "(digest) | digest − send_state |", md)
+        section = md[md.index("Digest recording against"):]
+        line = next(x for x in section.splitlines() if x.startswith("| worker CPU per message (µs) | "))
+        self.assertTrue(line.endswith("| **338** (335–340) | **1,350** (1,300–1,400) | **+1,012**; runs +1,065 / "
+                                      "+960 |"), line)
+        self.assertIn("| DynamoDB write units per message | – | **4.00** (4.00–4.00) | **4.00** (4.00–4.00) | "
+                      "**+0.00**; runs +0.00 / +0.00 |", md)
+        self.assertIn("| DynamoDB read units per message | – | **0.00** (0.00–0.00) | **1.00** (1.00–1.00) |", md)
+        # The published send runs predate the per-run reading of other processes: "–".
+        self.assertIn("Messages/s: send 1,598 / 1,273; send_state 80 / 80; digest 25 / 25. Other processes on the "
+                      "machine (cores busy): send – / –; send_state 0.00 / 0.00; digest 0.00 / 0.00.", md)
+        self.assertIn("- digest's DynamoDB calls per recorded event, by operation (median): GetItem 1.000, "
+                      "PutItem 2.000, Query 0.004, UpdateItem 2.000.", md)
+        self.assertIn("Recorded in the table (a Scan after the run): 10,000 of 10,000 events' items and 10,000 "
+                      "once-markers `recorded`, in 1 window.", md)
+        self.assertNotIn("could not cost", md)
+
+    def test_a_digest_run_alone_has_no_difference_column(self):
+        r = published()
+        r = with_digest(r, [1400])
+        del r["send_state_repeats"]
+        r["digest_repeats"] = r["digest_repeats"][:1]
+        r["digest_cost"] = stats.digest_cost(r)
+        md = report.markdown(r)
+        self.assertIn("Digest recording against an email per event: 1 run of each, each on its own queue", md)
+        self.assertIn("| | email, no table (send) | recorded for a digest (digest) |\n", md)
 
     def test_the_chart_has_a_line_for_the_peer(self):
         r = with_peer(published(), [1800, 1650, 2000])
