@@ -4,7 +4,8 @@
 Run through scripts/bench-tables, which starts the emulators first. Steps:
 
   1. push (quilt3, under .emulators/quilt-venv: this file's `push` sub-command calls
-     scripts/quilt_packages.py's push once per revision, in one process): for each N of --files,
+     scripts/quilt_packages.py's push once per revision, one process per package, the
+     packages at once): for each N of --files,
      the package bench/tables-nN in a versioned bucket of the run's own, a first revision of N
      Parquet files data/pNN.parquet, then --revisions K revisions each of which modifies all N
      (pyarrow's tests/data/tables/readings_v1.parquet and readings_v2.parquet in turn: a column
@@ -218,18 +219,21 @@ def median_of(runs, key):
 
 
 def compare(on_runs, off_runs):
-    """Medians over the repeats, tables on and off, and their difference (what tables add)."""
+    """Tables on and off over the repeats: the medians of each, and what tables add: the median
+    of the differences of the pairs (the runs of a pair are back to back, on the same load)."""
     row = {"repeats": len(on_runs)}
     keys = ["cpu_us_per_event", "cpu_ticks_us_per_event", "steady_cpu_us_per_event", "gets_per_event",
             "steady_gets_per_event", "first_event_gets", "s3_requests_per_event", "wall_ms_per_event",
             "steady_wall_ms_per_event", "wall_ms_median"]
     for key in keys:
-        on, off = median_of(on_runs, key), median_of(off_runs, key)
-        if on is None or off is None:
+        pairs = [(on[key], off[key]) for on, off in zip(on_runs, off_runs, strict=True)
+                 if on.get(key) is not None and off.get(key) is not None]
+        if not pairs:
             continue
-        row[key] = {"on": on, "off": off, "added": round(on - off, 2)}
-        row[key]["on_runs"] = [r.get(key) for r in on_runs]
-        row[key]["off_runs"] = [r.get(key) for r in off_runs]
+        added = [round(on - off, 2) for on, off in pairs]
+        row[key] = {"on": statistics.median(on for on, _ in pairs), "off": statistics.median(off for _, off in pairs),
+                    "added": round(statistics.median(added), 2), "on_runs": [on for on, _ in pairs],
+                    "off_runs": [off for _, off in pairs], "added_runs": added}
     return row
 
 
@@ -242,9 +246,9 @@ def fmt(value, digits=0):
 def markdown(results):
     """The results table: one row per binary, mode and N."""
     lines = [
-        "| binary | mode | N | CPU/event on | off | **added** | GETs/event on | off | added | "
-        "wall/event on | off | added |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| binary | mode | N | CPU/event on | off | **added** (each pair) | GETs/event on | off | added | "
+        "CPU per added GET | wall/event on | off | added |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in results["table"]:
         steady = row["mode"] == "stream"
@@ -252,22 +256,26 @@ def markdown(results):
         gets = row.get("steady_gets_per_event" if steady else "gets_per_event")
         wall = row.get("steady_wall_ms_per_event" if steady else "wall_ms_per_event")
         cells = [row["binary"], row["mode"], str(row["files"])]
-        for figure, digits, unit in ((cpu, 0, " µs"), (gets, 1, ""), (wall, 1, " ms")):
-            if figure is None:
-                cells += ["–", "–", "–"]
-                continue
-            added = figure["added"]
-            cells += [fmt(figure["on"], digits) + unit, fmt(figure["off"], digits) + unit,
-                      ("**" if figure is cpu else "") + f"{added:+,.{digits}f}{unit}" + ("**" if figure is cpu else "")]
+        if cpu:
+            pairs = " / ".join(f"{a:+,.0f}" for a in cpu["added_runs"])
+            cells += [fmt(cpu["on"]) + " µs", fmt(cpu["off"]) + " µs", f"**{cpu['added']:+,.0f} µs** ({pairs})"]
+        else:
+            cells += ["–"] * 3
+        cells += [fmt(gets["on"], 1), fmt(gets["off"], 1), f"{gets['added']:+,.1f}"] if gets else ["–"] * 3
+        per_get = cpu["added"] / gets["added"] if cpu and gets and gets["added"] >= 1 else None
+        cells.append(f"{fmt(per_get)} µs" if per_get is not None else "–")
+        cells += ([fmt(wall["on"], 1) + " ms", fmt(wall["off"], 1) + " ms", f"{wall['added']:+,.1f} ms"] if wall
+                  else ["–"] * 3)
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
         "",
-        "Medians over the repeats. stream: events 2..K (the first event of each run, cold caches "
-        "and connections, apart); burst: all K events, first included. CPU: the worker's, summed "
+        "stream: events 2..K (the first event of each run, cold caches and connections, apart); "
+        "burst: all K events, the first included. on, off: medians over the repeats; added: the "
+        "median of the pairs' differences (each pair's in parentheses). CPU: the worker's, summed "
         "over its threads from /proc/PID/task/TID/schedstat (user + sys, exact; results.json also "
-        "has /proc/PID/stat's 10 ms ticks). GETs: S3 GetObject requests in "
-        "LocalStack's log. wall: the outcome line's elapsed_ms (receive to delete; in burst "
-        "mode, of the message's batch).",
+        "has /proc/PID/stat's 10 ms ticks). GETs: S3 GetObject requests in LocalStack's log. CPU "
+        "per added GET: CPU added ÷ GETs added. wall: the outcome line's elapsed_ms (receive to "
+        "delete; in burst mode, of the message's batch).",
     ]
     return "\n".join(lines + notes) + "\n"
 
@@ -276,10 +284,11 @@ def markdown(results):
 
 
 def push_main(argv):
+    """Pushes one package's revisions; prints [{"top_hash", "versions", "time"}] in push order."""
     parser = argparse.ArgumentParser(prog="bench_tables.py push")
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--bucket", required=True)
-    parser.add_argument("--files", required=True)
+    parser.add_argument("--files", type=int, required=True)
     parser.add_argument("--revisions", type=int, required=True)
     args = parser.parse_args(argv)
     import tempfile
@@ -289,30 +298,27 @@ def push_main(argv):
     os.environ.update(qp.environment(args.endpoint))
     import quilt3
 
-    counts = [int(x) for x in args.files.split(",")]
-    qp.ensure_bucket(args.bucket)
-    qp.s3_client().put_bucket_versioning(Bucket=args.bucket, VersioningConfiguration={"Status": "Enabled"})
-    out = {str(n): [] for n in counts}
+    n = args.files
+    name = package_name(n)
+    s3 = qp.s3_client()
+    s3.put_bucket_versioning(Bucket=args.bucket, VersioningConfiguration={"Status": "Enabled"})
+    out = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-tables-") as workdir:
-        # The packages in turn, so one's push is the others' wait for a new pointer second.
         for revision in range(args.revisions + 1):
             source = str(FIXTURES / version_of(revision)[0])
-            for n in counts:
-                name = package_name(n)
-                qp.wait_for_new_pointer_second(args.bucket, name)
-                result = qp.push(args.bucket, name, base="none" if revision == 0 else "latest",
-                                 set_files=[(logical_key(i), source) for i in range(n)],
-                                 message=f"revision {revision}", workdir=workdir)
-                pkg = quilt3.Package.browse(name, registry=f"s3://{args.bucket}", top_hash=result["top_hash"])
-                versions = [pkg[logical_key(i)].physical_key.version_id for i in range(n)]
-                # The revision's pointer, named by its push's epoch second: the event's time,
-                # as EventBridge's is (the worker looks for the pointer closest to it).
-                listed = qp.s3_client().list_objects_v2(Bucket=args.bucket, Prefix=f".quilt/named_packages/{name}/")
-                pushed_at = max(int(k) for k in (o["Key"].rsplit("/", 1)[-1] for o in listed["Contents"])
-                                if k.isdigit())
-                out[str(n)].append({"top_hash": result["top_hash"], "versions": versions, "time": pushed_at})
-            qp.log(f"revision {revision} of {len(counts)} packages pushed ({time.time() - started:.0f} s)")
+            qp.wait_for_new_pointer_second(args.bucket, name)
+            result = qp.push(args.bucket, name, base="none" if revision == 0 else "latest",
+                             set_files=[(logical_key(i), source) for i in range(n)],
+                             message=f"revision {revision}", workdir=workdir)
+            pkg = quilt3.Package.browse(name, registry=f"s3://{args.bucket}", top_hash=result["top_hash"])
+            versions = [pkg[logical_key(i)].physical_key.version_id for i in range(n)]
+            # The revision's pointer, named by its push's epoch second: the event's time, as
+            # EventBridge's is (the worker looks for the pointer closest to it).
+            listed = s3.list_objects_v2(Bucket=args.bucket, Prefix=f".quilt/named_packages/{name}/")
+            pushed_at = max(int(k) for k in (o["Key"].rsplit("/", 1)[-1] for o in listed["Contents"]) if k.isdigit())
+            out.append({"top_hash": result["top_hash"], "versions": versions, "time": pushed_at})
+            qp.log(f"{name}: revision {revision} of {args.revisions} pushed ({time.time() - started:.0f} s)")
     json.dump(out, sys.stdout)
     print()
 
@@ -362,18 +368,33 @@ class TablesBench:
 
     def push(self):
         log(f"pushing {self.args.revisions + 1} revisions of packages with {self.args.files} Parquet files "
-            f"to s3://{self.bucket} (quilt3; progress in {self.logs / 'push.log'})")
+            f"to s3://{self.bucket} (quilt3; progress in {self.logs}/push-nN.log)")
         started = time.time()
-        push_log = self.logs / "push.log"
-        with open(push_log, "w") as err:
-            proc = subprocess.run([str(QUILT_PYTHON), __file__, "push", "--endpoint", self.args.endpoint,
-                                   "--bucket", self.bucket, "--files", self.args.files,
-                                   "--revisions", str(self.args.revisions)],
-                                  stdout=subprocess.PIPE, stderr=err, text=True, check=False)
-        if proc.returncode != 0:
-            tail = "\n".join(push_log.read_text().splitlines()[-20:])
-            raise BenchError(f"pushing the revisions failed (exit {proc.returncode}; {push_log}):\n{tail}")
-        pushed = json.loads(proc.stdout)
+        bucket = subprocess.run([str(QUILT_PYTHON), str(SCRIPTS / "quilt_packages.py"), "--endpoint-url",
+                                 self.args.endpoint, "bucket", "create", "--bucket", self.bucket],
+                                capture_output=True, text=True, check=False)
+        if bucket.returncode != 0:
+            raise BenchError(f"could not create the bucket {self.bucket}: {bucket.stderr.strip()[-600:]}")
+        # One process per package, at once: a push is mostly waiting for LocalStack.
+        procs = {}
+        for n in self.args.files.split(","):
+            push_log = self.logs / f"push-n{n}.log"
+            with open(push_log, "w") as err:
+                procs[int(n)] = (push_log, subprocess.Popen(
+                    [str(QUILT_PYTHON), __file__, "push", "--endpoint", self.args.endpoint, "--bucket", self.bucket,
+                     "--files", n, "--revisions", str(self.args.revisions)],
+                    stdout=subprocess.PIPE, stderr=err, text=True))
+        pushed = {}
+        failed = []
+        for n, (push_log, proc) in procs.items():
+            stdout, _ = proc.communicate()
+            if proc.returncode != 0:
+                tail = "\n".join(push_log.read_text().splitlines()[-20:])
+                failed.append(f"{package_name(n)} (exit {proc.returncode}; {push_log}):\n{tail}")
+            else:
+                pushed[n] = json.loads(stdout)
+        if failed:
+            raise BenchError("pushing the revisions failed: " + "\n".join(failed))
         for n, revisions in pushed.items():
             for i in range(int(n)):
                 versions = [r["versions"][i] for r in revisions]
@@ -381,7 +402,7 @@ class TablesBench:
                     raise BenchError(f"{logical_key(i)} of {package_name(n)}: its revisions do not each hold a "
                                      f"new S3 version ({versions[:4]}...): the bucket is not versioned?")
         log(f"pushed in {time.time() - started:.0f} s")
-        return {int(n): revisions for n, revisions in pushed.items()}, round(time.time() - started, 1)
+        return pushed, round(time.time() - started, 1)
 
     def make_queue(self, label):
         url = self.sqs.create_queue(QueueName=f"qn-bench-tables-{self.run_id}-{label}")["QueueUrl"]
@@ -633,7 +654,7 @@ def parse_args(argv):
     parser.add_argument("--revisions", type=int, default=40,
                         help="revisions after the first, each modifying every file: events per run "
                              "(default %(default)s)")
-    parser.add_argument("--repeat", type=int, default=2,
+    parser.add_argument("--repeat", type=int, default=3,
                         help="tables-on/off pairs per binary, mode and N; the order alternates "
                              "(default %(default)s)")
     parser.add_argument("--mode", default="stream", help="stream, burst or stream,burst (default %(default)s)")

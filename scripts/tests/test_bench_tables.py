@@ -132,25 +132,30 @@ class Figures(unittest.TestCase):
         self.assertNotIn("steady_cpu_us_per_event", summary)
         self.assertEqual(summary["cpu_us_per_event"], 2500)
 
-    def test_the_comparison_is_the_median_on_minus_the_median_off(self):
+    def test_tables_add_the_median_of_the_pairs_differences(self):
         on = [{"cpu_us_per_event": v} for v in (5000, 7000, 6000)]
         off = [{"cpu_us_per_event": v} for v in (3000, 2000, 2500)]
         row = bt.compare(on, off)
         self.assertEqual(row["cpu_us_per_event"]["on"], 6000)
         self.assertEqual(row["cpu_us_per_event"]["off"], 2500)
+        self.assertEqual(row["cpu_us_per_event"]["added_runs"], [2000, 5000, 3500])
         self.assertEqual(row["cpu_us_per_event"]["added"], 3500)
         self.assertNotIn("gets_per_event", row)
 
     def test_the_table_shows_the_steady_state_of_a_stream_and_the_whole_burst(self):
-        figure = {"on": 6000, "off": 2500, "added": 3500}
+        cpu = {"on": 6000, "off": 2500, "added": 3500, "added_runs": [3400, 3600]}
+        gets = {"on": 23, "off": 3, "added": 20}
         results = {"table": [
-            {"binary": "after", "mode": "stream", "files": 20, "steady_cpu_us_per_event": figure,
-             "cpu_us_per_event": {"on": 1, "off": 1, "added": 0}},
-            {"binary": "after", "mode": "burst", "files": 20, "cpu_us_per_event": figure},
+            {"binary": "after", "mode": "stream", "files": 20, "steady_cpu_us_per_event": cpu,
+             "cpu_us_per_event": {"on": 1, "off": 1, "added": 0, "added_runs": [0]},
+             "steady_gets_per_event": gets},
+            {"binary": "after", "mode": "burst", "files": 20, "cpu_us_per_event": cpu},
         ]}
         lines = bt.markdown(results).splitlines()
-        self.assertTrue(lines[2].startswith("| after | stream | 20 | 6,000 µs | 2,500 µs | **+3,500 µs** |"), lines[2])
-        self.assertTrue(lines[3].startswith("| after | burst | 20 | 6,000 µs | 2,500 µs | **+3,500 µs** |"), lines[3])
+        self.assertEqual(lines[2], "| after | stream | 20 | 6,000 µs | 2,500 µs | **+3,500 µs** (+3,400 / +3,600) "
+                                   "| 23.0 | 3.0 | +20.0 | 175 µs | – | – | – |")
+        self.assertTrue(lines[3].startswith("| after | burst | 20 | 6,000 µs | 2,500 µs | **+3,500 µs** "), lines[3])
+        self.assertTrue(lines[3].endswith("| – | – | – | – | – | – | – |"), lines[3])
 
 
 if __name__ == "__main__":
