@@ -36,7 +36,9 @@ Run through scripts/bench-tables, which starts the emulators first. Steps:
      has no Tables section; every file version of
      every revision is a new S3 version. Any miss fails the run.
 
-Results: results.json and results.md in --out; worker logs and configs in --out/logs.
+Results: results.json and results.md in --out; worker logs and configs in --out/logs. At the end
+the run's queues and bucket are deleted and the SES emulator's store emptied (it is the bench's
+own: scripts/bench-tables gives it QN_BENCH_SES_PORT).
 """
 
 import argparse
@@ -404,6 +406,14 @@ class TablesBench:
         log(f"pushed in {time.time() - started:.0f} s")
         return pushed, round(time.time() - started, 1)
 
+    def delete_bucket(self):
+        """The run's bucket, every version of every object in it (LocalStack keeps them in memory)."""
+        out = subprocess.run([str(QUILT_PYTHON), str(SCRIPTS / "quilt_packages.py"), "--endpoint-url",
+                              self.args.endpoint, "bucket", "delete", "--bucket", self.bucket],
+                             capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            log(f"warning: could not delete the bucket {self.bucket}: {out.stderr.strip()[-300:]}")
+
     def make_queue(self, label):
         url = self.sqs.create_queue(QueueName=f"qn-bench-tables-{self.run_id}-{label}")["QueueUrl"]
         self.queues.append(url)
@@ -583,16 +593,27 @@ pattern = {json.dumps(json.dumps(pattern))}
         if problems:
             raise BenchError(f"{name}: the SES store does not hold the expected emails: {problems[:5]}")
 
+    def clear_store(self):
+        """Empties the bench's SES emulator once its emails are checked: with a few thousand
+        emails listing tables (MBs), start-emulators' readiness check (GET /store, whole) times
+        out. The emulator is the bench's own (QN_BENCH_SES_PORT), under the bench lock."""
+        request = urllib.request.Request(f"{self.args.ses_endpoint.rstrip('/')}/clear-store", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=120):
+                pass
+        except OSError as exc:
+            log(f"warning: could not clear the SES emulator's store: {exc}")
+
     # -- all runs
 
     def main(self):
         started = time.time()
         machine = machine_info()
-        hashes, push_s = self.push()
         counts = [int(x) for x in self.args.files.split(",")]
         modes = self.args.mode.split(",")
         runs = []
         try:
+            hashes, push_s = self.push()
             for rep in range(self.args.repeat):
                 for n in counts:
                     for mode in modes:
@@ -602,6 +623,8 @@ pattern = {json.dumps(json.dumps(pattern))}
                                 runs.append(self.run(binary, label, n, hashes[n], tables, mode))
         finally:
             self.delete_queues()
+            self.clear_store()
+            self.delete_bucket()
         table = []
         for n in counts:
             for mode in modes:
