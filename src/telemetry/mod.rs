@@ -20,6 +20,11 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. The level filter comes from `RUST_LOG` (default `info`, and
 /// the AWS SDK's chatter at `warn`). Logs go to stdout, as container platforms expect.
 ///
+/// A line that cannot be written (no one reads stdout any more) is dropped silently: the
+/// subscriber's own report of it goes to stderr by `eprintln!`, which panics when stderr is
+/// closed too, and a panic there unwound through whatever was logging, the stop signal's
+/// handling included, so the worker never exited.
+///
 /// # Errors
 /// A subscriber was already installed.
 pub fn init(format: LogFormat) -> anyhow::Result<()> {
@@ -27,7 +32,8 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
         .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(std::io::stdout)
+        .log_internal_errors(false);
     let result = match format {
         LogFormat::Json => builder
             .json()

@@ -348,6 +348,58 @@ async fn an_idle_worker_exits_0_at_once_on_sigterm_without_waiting_out_its_long_
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulators: run scripts/test"]
+async fn a_worker_whose_stdout_and_stderr_were_closed_still_exits_0_on_sigterm() {
+    // The log reader went away (a crashed log shipper, a closed terminal, a bench that stopped
+    // reading). Before the fix, the logger reported its failed write on stderr with eprintln!,
+    // which panics when stderr is closed too: the panic unwound through the signal's handling
+    // and the worker waited forever with no timer left.
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let (_stack, config) = Opening::new().queue(5, 30).configure().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quilt-notify"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("QUILT_NOTIFY__LOG__FORMAT", "json")
+        .env("QUILT_NOTIFY__WORKER__SHUTDOWN_DEADLINE_SECONDS", "2")
+        .env("RUST_LOG", "info")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start quilt-notify");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stdout).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains("worker started"));
+    assert!(started, "the worker did not start");
+    // Both read ends closed: every later write of the worker fails with EPIPE.
+    drop(lines);
+    drop(stderr);
+
+    // SAFETY: kill only sends a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let signalled = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if signalled.elapsed() > SECONDS_30 {
+            let _ = child.kill();
+            panic!("still running 30 s after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulators: run scripts/test"]
 async fn sigterm_under_load_exits_0_within_the_deadline_leaves_nothing_invisible_and_loses_nothing()
 {
     // The queue's own visibility timeout is long: a message the worker failed to release would
