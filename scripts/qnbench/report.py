@@ -149,6 +149,19 @@ def markdown(r):
     return "\n".join(lines) + "\n"
 
 
+def fmt(v, digits):
+    """A number with thousands separators, or – for none."""
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def cell(side, digits, bold=False):
+    """A table cell "median (min–max)" of a {median, min, max} summary; – without a median."""
+    if side["median"] is None:
+        return "–"
+    med = fmt(side["median"], digits)
+    return f"{f'**{med}**' if bold else med} ({fmt(side['min'], digits)}–{fmt(side['max'], digits)})"
+
+
 def state_section(r):
     """The state table on against off (and against off at on's pace), from the interleaved repeats."""
     c = r["state_cost"]
@@ -156,15 +169,8 @@ def state_section(r):
     paced = "paced" in cpu
     n = len(cpu["off"]["runs"])
 
-    def fmt(v, digits):
-        return "–" if v is None else f"{v:,.{digits}f}"
-
     def signed(v, digits, unit=""):
         return "–" if v is None else f"{v:+,.{digits}f}{unit}".replace("-", "−")
-
-    def cell(side, digits, bold=False):
-        med = fmt(side["median"], digits)
-        return f"{f'**{med}**' if bold else med} ({fmt(side['min'], digits)}–{fmt(side['max'], digits)})"
 
     def delta(d, digits, unit, bold=False):
         text = signed(d["delta_of_medians"], digits, unit)
@@ -242,15 +248,6 @@ def peer_section(r):
     cpu = c["cpu_us_per_message"]
     n = len(cpu["worker"]["runs"])
 
-    def fmt(v, digits):
-        return "–" if v is None else f"{v:,.{digits}f}"
-
-    def cell(side, digits, bold=False):
-        if side["median"] is None:
-            return "–"
-        med = fmt(side["median"], digits)
-        return f"{f'**{med}**' if bold else med} ({fmt(side['min'], digits)}–{fmt(side['max'], digits)})"
-
     def ratio(x, bold=False):
         if x["of_medians"] is None:
             return "–"
@@ -294,15 +291,6 @@ def digest_section(r):
              "digest": "recorded for a digest (digest)"}
     paired = "send_state" in names
     n = len(c["worker_cpu_us_per_message"]["digest"]["runs"])
-
-    def fmt(v, digits):
-        return "–" if v is None else f"{v:,.{digits}f}"
-
-    def cell(side, digits, bold=False):
-        if side["median"] is None:
-            return "–"
-        med = fmt(side["median"], digits)
-        return f"{f'**{med}**' if bold else med} ({fmt(side['min'], digits)}–{fmt(side['max'], digits)})"
 
     def delta(d, digits, bold=False):
         if d["delta_of_medians"] is None:
