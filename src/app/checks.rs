@@ -37,10 +37,6 @@ pub struct CompiledConfig {
     /// Problems that do not stop start-up (a template that fails on the sample event may still
     /// work on real ones), one line each, naming the route.
     pub warnings: Vec<String>,
-    /// Some route may show or filter on `changes.tables` (see [`Route::reads_tables`]). When
-    /// none does, table files are never read; else they are read for the events that one of
-    /// those routes matches.
-    pub uses_tables: bool,
 }
 
 /// Compiles every route pattern and loads every template the routes name.
@@ -111,12 +107,10 @@ pub fn compile(settings: &Settings) -> anyhow::Result<CompiledConfig> {
     routes.narrow_tables(&settings.routes, |template| {
         renderer.may_use_tables(template)
     });
-    let uses_tables = routes.any_reads_tables();
     Ok(CompiledConfig {
         routes,
         renderer,
         warnings,
-        uses_tables,
     })
 }
 
@@ -243,7 +237,10 @@ mod tests {
             .expect("write config");
         let settings =
             Settings::load_with_env(Some(&path), Some(Default::default())).expect("settings");
-        compile(&settings).expect("compiles").uses_tables
+        compile(&settings)
+            .expect("compiles")
+            .routes
+            .any_reads_tables()
     }
 
     #[test]

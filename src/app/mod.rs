@@ -84,7 +84,7 @@ impl App {
             )
             .with_memory_budget(MemoryBudget::megabytes(settings.s3.memory_megabytes as u64));
             let reader = match settings.s3.table_settings() {
-                Some(tables) if compiled.uses_tables => {
+                Some(tables) if compiled.routes.any_reads_tables() => {
                     tracing::info!(
                         max_tables = tables.max_tables,
                         "table files of a revision are read for changes.tables when a route that shows or filters on them matches"

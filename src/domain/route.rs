@@ -467,7 +467,8 @@ impl RouteTable {
         }
     }
 
-    /// Whether any route reads tables.
+    /// Whether any route reads tables: when none does, the worker never reads table files;
+    /// else it reads them for the events that one of those routes matches.
     pub fn any_reads_tables(&self) -> bool {
         self.routes.iter().any(|route| route.reads_tables)
     }

@@ -306,7 +306,6 @@ mod tests {
             routes: RouteTable::compile(&[spec]).expect("routes"),
             renderer,
             warnings: Vec::new(),
-            uses_tables: false,
         }
     }
 
