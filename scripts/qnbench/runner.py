@@ -69,6 +69,23 @@ def make_event(run_id, index, bucket):
 
 
 
+
+def drain_figures(n, window, cpu, splits, mem_drained, machine):
+    """A drain's CPU figures, the same keys for the worker's runs and the peer's: `cpu` seconds for
+    `n` messages in `window` seconds; `splits` the (user, sys) seconds at its start and end, for the
+    kernel's share (sockets, epoll) and the process's own."""
+    (user0, sys0), (user1, sys1) = splits
+    return {
+        "worker_cpu_s": round(cpu, 3),
+        "worker_cpu_s_per_1000": round(cpu / n * 1000, 4),
+        "worker_cpu_us_per_message": round(cpu / n * 1e6, 1),
+        "worker_cpu_user_us_per_message": round((user1 - user0) / n * 1e6, 1),
+        "worker_cpu_sys_us_per_message": round((sys1 - sys0) / n * 1e6, 1),
+        "worker_cpu_cores": round(cpu / window, 3),
+        "rss_kb_at_drain": mem_drained.get("VmRSS"),
+        "machine": machine,
+    }
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -358,16 +375,9 @@ endpoint_url = {json.dumps(self.state_endpoint)}
                 "messages_per_s": round(n / window, 1),
                 "outcomes": counts,
                 "worker_warnings_errors": errors,
-                "worker_cpu_s": round(drain_cpu, 3),
-                "worker_cpu_s_per_1000": round(drain_cpu / n * 1000, 4),
-                "worker_cpu_us_per_message": round(drain_cpu / n * 1e6, 1),
-                # The kernel's share (system time: sockets, epoll) and the process's own (user).
-                "worker_cpu_user_us_per_message": round((split_drained[0] - split_started[0]) / n * 1e6, 1),
-                "worker_cpu_sys_us_per_message": round((split_drained[1] - split_started[1]) / n * 1e6, 1),
-                "worker_cpu_cores": round(drain_cpu / window, 3),
-                "rss_kb_at_drain": mem_drained.get("VmRSS"),
-                "machine": Machine.delta(before, after, drain_cpu, n),
             })
+            result.update(drain_figures(n, window, drain_cpu, (split_started, split_drained), mem_drained,
+                                        Machine.delta(before, after, drain_cpu, n)))
             lat_log = [settled[i] - enqueued[i] for i in ids]
             result["latency_enqueue_to_outcome_line"] = latency_summary(lat_log)
             result["settled_per_100ms"] = per_tenth(list(settled.values()), worker.started_ts)
@@ -489,18 +499,12 @@ endpoint_url = {json.dumps(self.state_endpoint)}
                 "messages_per_s": round(n / window, 1),
                 "deleted": progress[-1][0],
                 "peer_errors": errors,
-                # The keys the worker's runs use, for the same rows, medians and chart: here they
-                # are the Node.js process's.
-                "worker_cpu_s": round(cpu, 3),
-                "worker_cpu_s_per_1000": round(cpu / n * 1000, 4),
-                "worker_cpu_us_per_message": round(cpu / n * 1e6, 1),
-                "worker_cpu_user_us_per_message": round((split_drained[0] - split_started[0]) / n * 1e6, 1),
-                "worker_cpu_sys_us_per_message": round((split_drained[1] - split_started[1]) / n * 1e6, 1),
-                "worker_cpu_cores": round(cpu / window, 3),
-                "rss_kb_at_drain": mem_drained.get("VmRSS"),
-                "machine": Machine.delta(before, after, cpu, n),
                 "settled_per_100ms": per_tenth(settled, ready),
             })
+            # The keys the worker's runs use, for the same rows, medians and chart: here they are
+            # the Node.js process's.
+            result.update(drain_figures(n, window, cpu, (split_started, split_drained), mem_drained,
+                                        Machine.delta(before, after, cpu, n)))
         finally:
             sampler.halt.set()
             sampler.join(timeout=2)
