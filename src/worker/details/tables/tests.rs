@@ -65,6 +65,18 @@ fn push(store: &MemoryStore, revisions: &[Vec<(&str, &str, &[u8])>]) {
     }
 }
 
+/// Pushes a revision of a README, then one adding `n` copies of `body` as `t/NN.parquet`.
+fn push_tables(store: &MemoryStore, n: usize, body: &[u8]) {
+    let keys: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("t/{i:02}.parquet"), format!("r/{i:02}.parquet")))
+        .collect();
+    let files: Vec<(&str, &str, &[u8])> = keys
+        .iter()
+        .map(|(l, k)| (l.as_str(), k.as_str(), body))
+        .collect();
+    push(store, &[vec![("README.md", "r/README.md", b"# hi")], files]);
+}
+
 fn event(revision: u8) -> PackageEvent {
     let body = json!({
         "version": "0", "id": format!("event-{revision}"), "detail-type": "package-revision",
@@ -274,17 +286,7 @@ async fn a_corrupt_parquet_and_a_binary_csv_are_their_tables_errors() {
 #[tokio::test]
 async fn past_max_tables_files_are_counted_not_read() {
     let store = Arc::new(MemoryStore::new(4096));
-    let keys: Vec<(String, String)> = (0..5)
-        .map(|i| (format!("t/{i}.parquet"), format!("r/{i}.parquet")))
-        .collect();
-    let files: Vec<(&str, &str, &[u8])> = keys
-        .iter()
-        .map(|(l, k)| (l.as_str(), k.as_str(), V1))
-        .collect();
-    push(
-        &store,
-        &[vec![("README.md", "r/README.md", b"# hi")], files],
-    );
+    push_tables(&store, 5, V1);
     let settings = TableSettings {
         max_tables: 3,
         ..TableSettings::default()
@@ -297,9 +299,9 @@ async fn past_max_tables_files_are_counted_not_read() {
         .iter()
         .filter_map(|t| t["path"].as_str())
         .collect();
-    assert_eq!(paths, ["t/0.parquet", "t/1.parquet", "t/2.parquet"]);
+    assert_eq!(paths, ["t/00.parquet", "t/01.parquet", "t/02.parquet"]);
     assert_eq!(c["tables_more"], 2);
-    assert_eq!(store.reads("r/3.parquet"), 0);
+    assert_eq!(store.reads("r/03.parquet"), 0);
 }
 
 /// A store that counts the reads in flight, of ranges longer than `longer_than` bytes.
@@ -363,17 +365,7 @@ impl PackageStore for InFlight {
 #[tokio::test]
 async fn at_most_eight_table_files_are_read_at_once() {
     let inner = MemoryStore::yielding(256);
-    let keys: Vec<(String, String)> = (0..30)
-        .map(|i| (format!("t/{i:02}.parquet"), format!("r/{i:02}.parquet")))
-        .collect();
-    let files: Vec<(&str, &str, &[u8])> = keys
-        .iter()
-        .map(|(l, k)| (l.as_str(), k.as_str(), V1))
-        .collect();
-    push(
-        &inner,
-        &[vec![("README.md", "r/README.md", b"# hi")], files],
-    );
+    push_tables(&inner, 30, V1);
     let store = InFlight::new(inner, 0);
     let settings = TableSettings {
         max_tables: 30,
@@ -400,17 +392,7 @@ async fn wide_footers_are_read_only_as_many_at_once_as_their_memory_allows() {
         file
     };
     let inner = MemoryStore::yielding(64 * 1024);
-    let keys: Vec<(String, String)> = (0..12)
-        .map(|i| (format!("t/{i:02}.parquet"), format!("r/{i:02}.parquet")))
-        .collect();
-    let files: Vec<(&str, &str, &[u8])> = keys
-        .iter()
-        .map(|(l, k)| (l.as_str(), k.as_str(), wide.as_slice()))
-        .collect();
-    push(
-        &inner,
-        &[vec![("README.md", "r/README.md", b"# hi")], files],
-    );
+    push_tables(&inner, 12, &wide);
     let store = InFlight::new(inner, PARQUET_FIRST_TAIL);
     let settings = TableSettings {
         max_tables: 12,
